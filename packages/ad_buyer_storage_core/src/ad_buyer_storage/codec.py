@@ -1,0 +1,189 @@
+"""The one JSON codec shared by every backend.
+
+Rules (the contract's "Values" section):
+
+* plain JSON (dict, list, str, int, float, bool, None) round-trips equal;
+* ``datetime``/``date``/``time`` -> ISO 8601 text, timezone kept (naive stays naive);
+* ``Decimal`` -> the exact decimal text (``Decimal("1500.10")`` -> ``"1500.10"``), never a
+  binary float: money is money;
+* ``UUID`` -> canonical text; ``Enum`` -> its value; pydantic models -> ``model_dump(mode="json")``;
+  dataclasses -> their fields; sets/tuples -> lists;
+* NaN, +-Infinity, NUL characters inside strings (or dict keys), lone surrogates and documents
+  larger than the size cap raise :class:`InvalidValueError` before any I/O.
+
+Typed reads (``model=`` on reads) restore rich types through a pydantic ``TypeAdapter``.
+
+orjson is used when installed (the ``fast`` extra); the stdlib ``json`` otherwise. Both produce
+documents that decode to equal values; the text is the same except for float exponent
+spelling (``1e+16`` vs ``1e16``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import functools
+import json
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+
+from .errors import InvalidValueError
+
+try:  # optional accelerator
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised in the no-orjson test session
+    _orjson = None  # type: ignore[assignment]
+
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "JsonCodec", "decode", "encode", "to_jsonable", "validate_as"]
+
+DEFAULT_MAX_VALUE_BYTES = 8 * 1024 * 1024
+T = TypeVar("T")
+
+
+def _default(obj: Any) -> Any:
+    """Map a rich Python object to plain JSON; shared by both encoders."""
+    if isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise InvalidValueError(f"non-finite Decimal {obj!r} cannot be stored")
+        return str(obj)
+    if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    model_dump = getattr(obj, "model_dump", None)
+    if callable(model_dump) and hasattr(type(obj), "model_fields"):
+        # pydantic's JSON mode turns NaN into null silently: look at the Python form first.
+        _check_floats(model_dump())
+        return model_dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        _check_floats(fields)
+        return fields
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise InvalidValueError(f"values of type {type(obj).__name__} cannot be stored as JSON")
+
+
+def _check_floats(obj: Any) -> None:
+    """Raise on NaN/Infinity anywhere in *obj* (orjson would silently write ``null``)."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidValueError(f"{item!r} is not valid JSON and cannot be stored")
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
+def _has_nul(text: str) -> bool:
+    """True if the encoded JSON *text* escapes a real NUL character (``\\u0000``)."""
+    start = text.find("\\u0000")
+    while start != -1:
+        # An escape is real when preceded by an even number of backslashes.
+        backslashes = 0
+        i = start - 1
+        while i >= 0 and text[i] == "\\":
+            backslashes += 1
+            i -= 1
+        if backslashes % 2 == 0:
+            return True
+        start = text.find("\\u0000", start + 1)
+    return False
+
+
+class JsonCodec:
+    """Encode/decode values under the contract's rules, with a size cap in UTF-8 bytes."""
+
+    def __init__(self, *, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, use_orjson: bool | None = None) -> None:
+        if max_value_bytes <= 0:
+            raise ValueError("max_value_bytes must be positive")
+        self.max_value_bytes = max_value_bytes
+        self.uses_orjson = _orjson is not None if use_orjson is None else (use_orjson and _orjson is not None)
+
+    def encode(self, value: Any) -> str:
+        """Encode *value* to JSON text, or raise :class:`InvalidValueError` before any I/O."""
+        text, by_orjson = self._dumps(value)
+        # Cheap screens first: orjson writes NaN as "null" (so look closer only then); NUL shows as an escape.
+        if by_orjson and "null" in text:
+            _check_floats(value)
+        if "\\u0000" in text and _has_nul(text):
+            raise InvalidValueError("NUL characters cannot be stored in values")
+        # UTF-8 is never more than 4 bytes a character: skip the byte count for small texts.
+        if not by_orjson or len(text) * 4 > self.max_value_bytes:
+            try:
+                size = len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise InvalidValueError("lone surrogates cannot be stored in values") from None
+            if size > self.max_value_bytes:
+                raise InvalidValueError(f"encoded value is {size} bytes, over the {self.max_value_bytes}-byte cap")
+        return text
+
+    def _dumps(self, value: Any) -> tuple[str, bool]:
+        """JSON text, and whether it was produced (and so UTF-8-checked) by orjson."""
+        if self.uses_orjson:
+            try:
+                return _orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS).decode("utf-8"), True
+            except (TypeError, _orjson.JSONEncodeError) as exc:
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, InvalidValueError):
+                    raise cause from None
+                # orjson refuses ints beyond 64 bits, non-str dict keys and surrogates; fall through
+                # to the stdlib so both codecs accept exactly the same values.
+        try:
+            text = json.dumps(value, default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except InvalidValueError:
+            raise
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidValueError(f"value cannot be stored as JSON: {exc}") from None
+        return text, False
+
+    def decode(self, text: str | bytes) -> Any:
+        """Decode JSON text written by :meth:`encode`."""
+        if self.uses_orjson:
+            return _orjson.loads(text)
+        return json.loads(text)
+
+
+if _orjson is not None:
+    # Datetimes and dataclasses go through our default() too, so both encoders agree.
+    _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+else:  # pragma: no cover
+    _ORJSON_OPTIONS = 0
+
+_DEFAULT_CODEC = JsonCodec()
+
+
+def encode(value: Any) -> str:
+    """Encode with the default codec (8 MiB cap)."""
+    return _DEFAULT_CODEC.encode(value)
+
+
+def decode(text: str | bytes) -> Any:
+    """Decode with the default codec."""
+    return _DEFAULT_CODEC.decode(text)
+
+
+def to_jsonable(value: Any) -> Any:
+    """The plain-JSON form of *value*, exactly as a read would return it."""
+    return decode(encode(value))
+
+
+@functools.lru_cache(maxsize=256)
+def _adapter(model: Any) -> Callable[[Any], Any]:
+    from pydantic import TypeAdapter
+
+    return cast(Callable[[Any], Any], TypeAdapter(model).validate_python)
+
+
+def validate_as(model: type[T], value: Any) -> T:
+    """Restore rich types: validate plain JSON *value* as *model* (pydantic model, dataclass, type)."""
+    return cast(T, _adapter(model)(value))

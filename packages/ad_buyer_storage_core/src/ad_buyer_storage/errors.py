@@ -1,0 +1,165 @@
+"""The one exception tree of ad-buyer-storage.
+
+Every error this library raises on purpose derives from :class:`StorageError`.
+Input errors also derive from the builtin a caller would expect (``ValueError``,
+``TypeError``, ``KeyError``, ``TimeoutError``), so ``except ValueError`` keeps working.
+
+::
+
+    StorageError
+    ├── ConfigurationError                  bad settings, URL, route table (ValueError)
+    │   └── BackendNotFoundError            unknown backend name (LookupError)
+    ├── PluginLoadError                     a plugin or its driver failed to import (ImportError)
+    ├── InvalidInputError                   rejected before any I/O (ValueError)
+    │   ├── InvalidKeyError
+    │   │   └── KeyTypeError                key is not a str (TypeError)
+    │   ├── InvalidValueError               NaN, NUL, over the size cap, not an integer, ...
+    │   ├── InvalidTTLError
+    │   └── InvalidPatternError
+    ├── KeyNotFoundError                    TTL of a missing key (KeyError)
+    ├── VersionConflictError                conditional write lost the race
+    ├── UnsupportedOperationError           capability not offered by this backend
+    ├── LifecycleError
+    │   ├── NotConnectedError               used before connect()
+    │   └── StorageClosedError              used after aclose()
+    └── BackendError                        a driver/server error, translated in one place per backend
+        ├── UnavailableError                refused, reset, unreachable
+        │   ├── StorageTimeoutError         no answer within the timeout (TimeoutError)
+        │   └── BusyError                   pool exhausted / database locked
+        ├── AuthenticationError             wrong or missing credentials; never retried
+        ├── OutcomeUnknownError             a write the server may or may not have applied
+        ├── StorageFullError                disk full
+        └── ReadOnlyError                   store mounted or opened read-only
+
+Messages never contain a password or token: URLs pass through
+:func:`ad_buyer_storage.redaction.redact_url` before they reach an error.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BackendError",
+    "BackendNotFoundError",
+    "BusyError",
+    "ConfigurationError",
+    "InvalidInputError",
+    "InvalidKeyError",
+    "InvalidPatternError",
+    "InvalidTTLError",
+    "InvalidValueError",
+    "KeyNotFoundError",
+    "KeyTypeError",
+    "LifecycleError",
+    "NotConnectedError",
+    "OutcomeUnknownError",
+    "PluginLoadError",
+    "ReadOnlyError",
+    "StorageClosedError",
+    "StorageError",
+    "StorageFullError",
+    "StorageTimeoutError",
+    "UnavailableError",
+    "UnsupportedOperationError",
+    "VersionConflictError",
+]
+
+
+class StorageError(Exception):
+    """Root of every error raised by ad-buyer-storage."""
+
+
+class ConfigurationError(StorageError, ValueError):
+    """Settings, URLs or route tables that cannot work."""
+
+
+class BackendNotFoundError(ConfigurationError, LookupError):
+    """No installed plugin provides the requested backend name."""
+
+
+class PluginLoadError(StorageError, ImportError):
+    """A backend plugin (or the driver it needs) could not be imported."""
+
+
+class InvalidInputError(StorageError, ValueError):
+    """Input rejected before any I/O; nothing was written."""
+
+
+class InvalidKeyError(InvalidInputError):
+    """A key that breaks the key rules (empty, too long, NUL, lone surrogate)."""
+
+
+class KeyTypeError(InvalidKeyError, TypeError):
+    """A key that is not a ``str``."""
+
+
+class InvalidValueError(InvalidInputError):
+    """A value that cannot be stored as JSON by the contract's rules."""
+
+
+class InvalidTTLError(InvalidInputError):
+    """A TTL that is not a positive number of seconds."""
+
+
+class InvalidPatternError(InvalidInputError):
+    """A glob pattern that is malformed, or empty where that is refused."""
+
+
+class KeyNotFoundError(StorageError, KeyError):
+    """The key does not exist (or has expired)."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ quotes its argument; a message reads better plain.
+        return str(self.args[0]) if self.args else ""
+
+
+class VersionConflictError(StorageError):
+    """A conditional write found another version than the one expected."""
+
+
+class UnsupportedOperationError(StorageError, NotImplementedError):
+    """The backend does not declare the capability this operation needs."""
+
+
+class LifecycleError(StorageError, RuntimeError):
+    """The storage object is not in a state that allows the operation."""
+
+
+class NotConnectedError(LifecycleError):
+    """Used before ``connect()`` / ``async with``."""
+
+
+class StorageClosedError(LifecycleError):
+    """Used after ``aclose()``."""
+
+
+class BackendError(StorageError):
+    """An error reported by the driver or server, translated by the backend."""
+
+
+class UnavailableError(BackendError, ConnectionError):
+    """The server could not be reached or dropped the connection."""
+
+
+class StorageTimeoutError(UnavailableError, TimeoutError):
+    """The server did not answer within the configured timeout."""
+
+
+class BusyError(UnavailableError):
+    """Every connection is in use, or the store is locked by another writer."""
+
+
+class AuthenticationError(BackendError, PermissionError):
+    """Wrong or missing credentials. Never retried."""
+
+
+class OutcomeUnknownError(BackendError):
+    """A non-idempotent write whose result the server never confirmed."""
+
+
+class StorageFullError(BackendError, OSError):
+    """The store has no space left."""
+
+
+class ReadOnlyError(BackendError, PermissionError):
+    """The store refuses writes."""

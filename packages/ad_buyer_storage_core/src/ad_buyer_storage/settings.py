@@ -1,0 +1,109 @@
+"""Settings shared by every backend, read from the environment and ``.env``.
+
+Backend-specific settings (``SQLITE_*``, ``REDIS_*``, ``POSTGRES_*`` beyond the pool size) live
+in each backend's own package. Secrets never reach a repr, log line or error message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .codec import DEFAULT_MAX_VALUE_BYTES
+from .errors import ConfigurationError
+from .redaction import redact_url
+
+__all__ = ["BackendChoice", "StorageSettings", "choose_backend", "load_settings", "url_scheme"]
+
+POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+asyncpg"})
+
+
+class StorageSettings(BaseSettings):
+    """``STORAGE_TYPE``, ``DATABASE_URL``, ``REDIS_URL``, pool sizes, timeouts, TTL defaults."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    #: ``sqlite``, ``redis``, ``postgres``, ``hybrid``, ``memory`` or any installed plugin name.
+    #: Unset: chosen from the URLs (see :func:`choose_backend`).
+    storage_type: str | None = None
+    database_url: str = "sqlite:///./ad_buyer.db"
+    redis_url: str | None = None
+    postgres_pool_min: int = Field(2, ge=0)
+    postgres_pool_max: int = Field(10, ge=1)
+    #: Seconds allowed to open a connection.
+    storage_connect_timeout: float = Field(5.0, gt=0)
+    #: Seconds allowed for one command or query before a typed timeout error.
+    storage_command_timeout: float = Field(10.0, gt=0)
+    #: Default TTL of ``set_session`` (seconds).
+    session_default_ttl: float = Field(86_400, gt=0)
+    #: Largest encoded value accepted (bytes of UTF-8 JSON).
+    storage_max_value_bytes: int = Field(DEFAULT_MAX_VALUE_BYTES, gt=0)
+
+    @field_validator("storage_type", mode="before")
+    @classmethod
+    def _normalise_type(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return value or None
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> StorageSettings:
+        if self.postgres_pool_min > self.postgres_pool_max:
+            raise ValueError(
+                f"POSTGRES_POOL_MIN ({self.postgres_pool_min}) must be <= POSTGRES_POOL_MAX ({self.postgres_pool_max})"
+            )
+        return self
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name is not None and name.endswith("_url") and value else value
+
+
+def load_settings(**overrides: Any) -> StorageSettings:
+    """Read settings (environment, ``.env``) with *overrides* on top; raise ConfigurationError.
+
+    The error lists each bad setting and why, never the offending input (it may be a URL
+    with a password in it).
+    """
+    try:
+        return StorageSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid storage settings: {problems}") from None
+
+
+def url_scheme(url: str | None) -> str:
+    if not url or "://" not in url:
+        return ""
+    return url.split("://", 1)[0].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class BackendChoice:
+    name: str
+    reason: str
+
+
+def choose_backend(settings: StorageSettings) -> BackendChoice:
+    """Which backend the settings select, and why (the CLI and the logs show the reason)."""
+    if settings.storage_type:
+        return BackendChoice(settings.storage_type, f"STORAGE_TYPE={settings.storage_type}")
+    postgres = url_scheme(settings.database_url) in POSTGRES_SCHEMES
+    if postgres and settings.redis_url:
+        return BackendChoice("hybrid", "STORAGE_TYPE unset; DATABASE_URL is PostgreSQL and REDIS_URL is set")
+    if postgres:
+        return BackendChoice("postgres", "STORAGE_TYPE unset; DATABASE_URL is PostgreSQL")
+    if settings.redis_url:
+        return BackendChoice("redis", "STORAGE_TYPE unset; REDIS_URL is set and DATABASE_URL is not PostgreSQL")
+    return BackendChoice("sqlite", "STORAGE_TYPE unset; no PostgreSQL DATABASE_URL and no REDIS_URL: the embedded default")

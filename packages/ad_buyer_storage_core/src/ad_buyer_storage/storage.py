@@ -1,0 +1,489 @@
+"""``Storage``: the object users hold. The whole API, built on a backend's few primitives.
+
+Validation (keys, TTLs, patterns, amounts) and encoding happen here, before any I/O, so every
+backend refuses bad input identically and a backend author implements only
+:class:`~ad_buyer_storage.protocol.StorageBackend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from decimal import Context, Decimal
+from types import TracebackType
+from typing import Any, NamedTuple, TypeVar, overload
+
+from .codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, validate_as
+from .domain import DomainHelpers
+from .errors import (
+    InvalidInputError,
+    InvalidPatternError,
+    InvalidValueError,
+    KeyNotFoundError,
+    NotConnectedError,
+    StorageClosedError,
+    UnsupportedOperationError,
+    VersionConflictError,
+)
+from .glob import compile_glob
+from .protocol import NO_EXPIRY, NO_KEY, Capability, Condition, StorageBackend, SupportsPubSub, Write
+from .validation import check_amount, check_key, ttl_to_ms
+
+__all__ = ["Storage", "Versioned"]
+
+T = TypeVar("T")
+_MISSING: Any = object()
+_SCAN_BATCH = 500
+_DELETE_BATCH = 500
+_DECIMAL_CONTEXT = Context(prec=200)  # wide enough that money sums are exact, never rounded
+
+
+class Versioned(NamedTuple):
+    """A value read together with the version token a conditional write can check."""
+
+    value: Any
+    version: str
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def new_version() -> str:
+    """A fresh version token: 64 random bits, so versions never repeat after delete/recreate."""
+    return os.urandom(8).hex()
+
+
+class Storage(DomainHelpers):
+    """Async key/value storage with TTL, atomics, versions, listing and domain helpers.
+
+    ``async with Storage(backend) as storage:`` connects and closes; ``aclose()`` is
+    idempotent; any use before ``connect()`` or after ``aclose()`` raises a
+    :class:`~ad_buyer_storage.errors.LifecycleError`.
+    """
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        *,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        default_ttls: Mapping[str, float | None] | None = None,
+        describe: str | None = None,
+    ) -> None:
+        self._backend = backend
+        self._codec = JsonCodec(max_value_bytes=max_value_bytes)
+        self._caps = frozenset(backend.capabilities)
+        self._state = _State.NEW
+        self._connect_lock: asyncio.Lock | None = None
+        self._describe = describe
+        DomainHelpers.__init__(self, default_ttls or {})
+
+    # -- identity ----------------------------------------------------------------------------
+    @property
+    def backend(self) -> StorageBackend:
+        """The backend doing the I/O."""
+        return self._backend
+
+    @property
+    def name(self) -> str:
+        return self._backend.name
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self._caps
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is _State.OPEN
+
+    def __repr__(self) -> str:
+        where = f" {self._describe}" if self._describe else ""
+        return f"<Storage {self._backend.name}{where} {self._state.value}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def connect(self) -> Storage:
+        """Connect the backend (once; later calls return at once). Returns ``self``."""
+        if self._state is _State.OPEN:
+            return self
+        if self._state is _State.CLOSED:
+            raise StorageClosedError(f"{self!r} was closed; create a new one")
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._state is _State.NEW:
+                try:
+                    await self._backend.connect()
+                except BaseException:
+                    # A half-open backend (pool up, schema failed...) must not leak.
+                    try:
+                        await self._backend.aclose()
+                    except Exception:  # noqa: BLE001 - the connect error is the one to report
+                        pass
+                    raise
+                self._state = _State.OPEN
+            elif self._state is _State.CLOSED:
+                raise StorageClosedError(f"{self!r} was closed while connecting")
+        return self
+
+    async def aclose(self) -> None:
+        """Close the backend. Idempotent; the object cannot be reopened."""
+        if self._state is _State.CLOSED:
+            return
+        was_open = self._state is _State.OPEN
+        self._state = _State.CLOSED
+        if was_open:
+            await self._backend.aclose()
+
+    # The seed's names.
+    async def disconnect(self) -> None:
+        await self.aclose()
+
+    async def __aenter__(self) -> Storage:
+        return await self.connect()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def _ready(self) -> StorageBackend:
+        if self._state is not _State.OPEN:
+            if self._state is _State.NEW:
+                raise NotConnectedError(f"{self!r} is not connected: use 'async with' or 'await connect()' first")
+            raise StorageClosedError(f"{self!r} is closed")
+        return self._backend
+
+    def _require(self, capability: Capability, what: str) -> None:
+        if capability not in self._caps:
+            raise UnsupportedOperationError(
+                f"the {self._backend.name!r} backend does not support {what} (capability {capability.value!r})"
+            )
+
+    def _ttl_ms(self, ttl: Any) -> int | None:
+        ttl_ms = ttl_to_ms(ttl)
+        if ttl_ms is not None:
+            self._require(Capability.EXPIRY, "expiry")
+        return ttl_ms
+
+    # -- single keys -------------------------------------------------------------------------
+    @overload
+    async def get(self, key: str, default: Any = None) -> Any: ...
+    @overload
+    async def get(self, key: str, default: Any = None, *, model: type[T]) -> T | Any: ...
+    async def get(self, key: str, default: Any = None, *, model: Any = None) -> Any:
+        """The value at *key*, or *default* if missing or expired. ``model=`` restores rich types."""
+        backend = self._ready()
+        key = check_key(key)
+        (record,) = await backend.read((key,))
+        if record is None:
+            return default
+        value = self._codec.decode(record.value)
+        return value if model is None else validate_as(model, value)
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: int | float | Any | None = None,
+        *,
+        keep_ttl: bool = False,
+        if_version: str | None = None,
+    ) -> str:
+        """Store *value*; return its new version token.
+
+        Without *ttl* an earlier expiry is removed, unless ``keep_ttl=True``. With
+        ``if_version=`` the write applies only if the live value still has that version, else
+        :class:`~ad_buyer_storage.errors.VersionConflictError`.
+        """
+        backend = self._ready()
+        key = check_key(key)
+        ttl_ms = self._ttl_ms(ttl)
+        if keep_ttl and ttl_ms is not None:
+            raise InvalidInputError("pass either ttl= or keep_ttl=True, not both")
+        text = self._codec.encode(value)
+        version = new_version()
+        if if_version is None:
+            write = Write(key, text, version, ttl_ms, keep_ttl)
+        else:
+            self._require(Capability.ATOMIC, "version-checked writes")
+            write = Write(key, text, version, ttl_ms, keep_ttl, Condition.IF_VERSION, str(if_version))
+        (applied,) = await backend.write((write,))
+        if not applied:
+            raise VersionConflictError(f"{key!r} is no longer at version {if_version!r}")
+        return version
+
+    async def set_if_absent(self, key: str, value: Any, ttl: Any = None) -> bool:
+        """Store *value* only if *key* holds no live value; return whether it was stored."""
+        backend = self._ready()
+        self._require(Capability.ATOMIC, "set-if-absent")
+        key = check_key(key)
+        ttl_ms = self._ttl_ms(ttl)
+        write = Write(key, self._codec.encode(value), new_version(), ttl_ms, False, Condition.IF_ABSENT)
+        (applied,) = await backend.write((write,))
+        return bool(applied)
+
+    async def delete(self, key: str) -> bool:
+        """Delete *key*; True if it held a live value."""
+        backend = self._ready()
+        return await backend.remove((check_key(key),)) == 1
+
+    async def exists(self, key: str) -> bool:
+        backend = self._ready()
+        return await backend.count((check_key(key),)) == 1
+
+    # -- versions and read-modify-write --------------------------------------------------------
+    async def get_versioned(self, key: str, *, model: Any = None) -> Versioned | None:
+        """The value and its version token, or None if missing or expired."""
+        backend = self._ready()
+        self._require(Capability.ATOMIC, "versioned reads")
+        key = check_key(key)
+        (record,) = await backend.read((key,))
+        if record is None:
+            return None
+        value = self._codec.decode(record.value)
+        return Versioned(value if model is None else validate_as(model, value), record.version)
+
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any] | Callable[[Any], Awaitable[Any]],
+        *,
+        default: Any = _MISSING,
+        ttl: Any = None,
+        max_attempts: int = 200,
+    ) -> Any:
+        """Atomically replace the value at *key* with ``fn(current)``; return the new value.
+
+        Optimistic concurrency: read with version, compute, write if the version still
+        matches, retry with jittered backoff otherwise. *fn* may run more than once; it must
+        not mutate shared state. A missing key raises :class:`KeyNotFoundError` unless
+        *default* is given. The existing expiry is kept unless *ttl* is given; *ttl* also
+        applies when the key is created.
+        """
+        self._ready()
+        self._require(Capability.ATOMIC, "atomic updates")
+        return await self._update(check_key(key), fn, default, self._ttl_ms(ttl), False, max_attempts)
+
+    async def _update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        default: Any,
+        ttl_ms: int | None,
+        ttl_on_create_only: bool,
+        max_attempts: int,
+    ) -> Any:
+        backend = self._ready()
+        for attempt in range(max_attempts):
+            (record,) = await backend.read((key,))
+            if record is None:
+                if default is _MISSING:
+                    raise KeyNotFoundError(f"{key!r} does not exist")
+                current = self._codec.decode(self._codec.encode(default))  # a private copy
+                write_ttl, keep = ttl_ms, False
+                condition, expected = Condition.IF_ABSENT, None
+            else:
+                current = self._codec.decode(record.value)
+                write_ttl = None if ttl_on_create_only else ttl_ms
+                keep = write_ttl is None
+                condition, expected = Condition.IF_VERSION, record.version
+            new_value = fn(current)
+            if isinstance(new_value, Awaitable):
+                new_value = await new_value
+            write = Write(key, self._codec.encode(new_value), new_version(), write_ttl, keep, condition, expected)
+            (applied,) = await backend.write((write,))
+            if applied:
+                return new_value
+            # Jittered exponential backoff spreads the losers of a race over time.
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+        raise VersionConflictError(f"gave up updating {key!r} after {max_attempts} conflicting attempts")
+
+    @overload
+    async def incr(self, key: str, amount: int = 1, *, ttl: Any = None) -> int: ...
+    @overload
+    async def incr(self, key: str, amount: Decimal, *, ttl: Any = None) -> Decimal: ...
+    async def incr(self, key: str, amount: int | Decimal = 1, *, ttl: Any = None) -> int | Decimal:
+        """Atomically add *amount* (absent counts as 0) and return the new value.
+
+        ``int`` amounts run on the server (64-bit). ``Decimal`` amounts are exact (money): the
+        value is kept as decimal text and updated with a version check. *ttl* applies only
+        when this call creates the key.
+        """
+        backend = self._ready()
+        self._require(Capability.ATOMIC, "atomic increments")
+        key = check_key(key)
+        amount = check_amount(amount)
+        ttl_ms = self._ttl_ms(ttl)
+        if isinstance(amount, Decimal):
+            decimal_amount = amount
+
+            def add(current: Any) -> str:
+                return str(_DECIMAL_CONTEXT.add(_as_decimal(current, key), decimal_amount))
+
+            return Decimal(await self._update(key, add, "0", ttl_ms, True, 1000))
+        return await backend.increment(key, amount, new_version(), ttl_ms)
+
+    # -- bulk --------------------------------------------------------------------------------
+    async def get_many(self, keys: Iterable[str], *, model: Any = None) -> dict[str, Any]:
+        """Live values for *keys* in one round trip; missing and expired keys are left out."""
+        backend = self._ready()
+        unique = list(dict.fromkeys(check_key(k) for k in keys))
+        if not unique:
+            return {}
+        records = await backend.read(unique)
+        decode = self._codec.decode
+        out: dict[str, Any] = {}
+        for key, record in zip(unique, records, strict=True):
+            if record is not None:
+                value = decode(record.value)
+                out[key] = value if model is None else validate_as(model, value)
+        return out
+
+    async def set_many(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], ttl: Any = None
+    ) -> None:
+        """Store every item (all validated and encoded before any I/O), in one round trip."""
+        backend = self._ready()
+        ttl_ms = self._ttl_ms(ttl)
+        pairs = items.items() if isinstance(items, Mapping) else items
+        encode = self._codec.encode
+        staged = {check_key(k): encode(v) for k, v in pairs}  # last value wins for repeated keys
+        if staged:
+            await backend.write([Write(k, text, new_version(), ttl_ms) for k, text in staged.items()])
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete *keys* in one round trip; return how many held live values."""
+        backend = self._ready()
+        unique = list(dict.fromkeys(check_key(k) for k in keys))
+        return await backend.remove(unique) if unique else 0
+
+    # -- listing -----------------------------------------------------------------------------
+    async def scan(self, pattern: str = "*", *, batch_size: int = _SCAN_BATCH) -> AsyncIterator[str]:
+        """Stream live keys matching the glob *pattern*, each once, in no particular order."""
+        backend = self._ready()
+        compiled = compile_glob(pattern)
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be >= 1")
+        async for key in backend.scan(compiled, batch_size):
+            yield key
+
+    async def keys(self, pattern: str = "*") -> list[str]:
+        """Every live key matching *pattern*, sorted."""
+        return sorted([key async for key in self.scan(pattern)])
+
+    async def count(self, pattern: str = "*") -> int:
+        """How many live keys match *pattern*."""
+        n = 0
+        async for _ in self.scan(pattern):
+            n += 1
+        return n
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every live key matching *pattern*; ``"*"`` (explicit) deletes the namespace."""
+        if pattern == "":
+            raise InvalidPatternError("refusing an empty pattern; pass '*' to delete everything")
+        backend = self._ready()
+        compiled = compile_glob(pattern)
+        deleted = 0
+        batch: list[str] = []
+        async for key in backend.scan(compiled, _SCAN_BATCH):
+            batch.append(key)
+            if len(batch) >= _DELETE_BATCH:
+                deleted += await backend.remove(batch)
+                batch = []
+        if batch:
+            deleted += await backend.remove(batch)
+        return deleted
+
+    async def clear(self) -> int:
+        """Delete every key of this namespace (and nothing outside it)."""
+        return await self.delete_pattern("*")
+
+    # -- expiry ------------------------------------------------------------------------------
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left before *key* expires, None if it never does; KeyNotFoundError if missing."""
+        backend = self._ready()
+        key = check_key(key)
+        if Capability.EXPIRY not in self._caps:
+            if await backend.count((key,)) == 0:
+                raise KeyNotFoundError(f"{key!r} does not exist")
+            return None
+        remaining = await backend.get_ttl(key)
+        if remaining == NO_KEY:
+            raise KeyNotFoundError(f"{key!r} does not exist")
+        return None if remaining == NO_EXPIRY else remaining / 1000
+
+    async def expire(self, key: str, ttl: Any) -> bool:
+        """Give a live *key* a new TTL; False if it does not exist."""
+        backend = self._ready()
+        key = check_key(key)
+        if ttl is None:
+            raise InvalidInputError("expire() needs a ttl; use persist() to remove an expiry")
+        return await backend.set_ttl(key, self._ttl_ms(ttl))
+
+    async def persist(self, key: str) -> bool:
+        """Remove the expiry of a live *key*; False if it does not exist."""
+        backend = self._ready()
+        self._require(Capability.EXPIRY, "expiry")
+        return await backend.set_ttl(check_key(key), None)
+
+    # -- pub/sub -----------------------------------------------------------------------------
+    def _pubsub(self) -> SupportsPubSub:
+        backend = self._ready()
+        self._require(Capability.PUBSUB, "publish/subscribe")
+        if not isinstance(backend, SupportsPubSub):
+            raise UnsupportedOperationError(f"{backend.name!r} claims pub/sub but does not implement it")
+        return backend
+
+    async def publish(self, channel: str, message: Any) -> int:
+        """Publish a JSON-encodable *message*; return how many subscribers got it."""
+        backend = self._pubsub()
+        return await backend.publish(check_key(channel), self._codec.encode(message))
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Any]]:
+        """``async with storage.subscribe(ch) as messages: async for m in messages: ...``"""
+        backend = self._pubsub()
+        decode = self._codec.decode
+        async with backend.subscribe(check_key(channel)) as raw:
+
+            async def decoded() -> AsyncIterator[Any]:
+                async for text in raw:
+                    yield decode(text)
+
+            yield decoded()
+
+    # -- health ------------------------------------------------------------------------------
+    async def ping(self) -> float:
+        """One round trip; return its latency in seconds."""
+        backend = self._ready()
+        start = time.perf_counter()
+        await backend.ping()
+        return time.perf_counter() - start
+
+    async def info(self) -> dict[str, object]:
+        """What ``doctor`` shows: backend facts (never a secret) and capabilities."""
+        backend = self._ready()
+        facts = dict(await backend.info())
+        facts.setdefault("backend", backend.name)
+        facts["capabilities"] = sorted(c.value for c in self._caps)
+        return facts
+
+
+def _as_decimal(current: Any, key: str) -> Decimal:
+    if isinstance(current, bool) or not isinstance(current, (int, str)):
+        raise InvalidValueError(f"the value at {key!r} is not a decimal amount (found {type(current).__name__})")
+    try:
+        value = Decimal(current)
+    except ArithmeticError:
+        raise InvalidValueError(f"the value at {key!r} is not a decimal amount: {current!r}") from None
+    if not value.is_finite():
+        raise InvalidValueError(f"the value at {key!r} is not a finite amount")
+    return value

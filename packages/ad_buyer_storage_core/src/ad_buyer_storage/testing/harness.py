@@ -1,0 +1,63 @@
+"""What a backend author gives the conformance kit: a way to make backends on one store."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..clock import ManualClock
+from ..protocol import StorageBackend
+from ..storage import Storage
+
+__all__ = ["Harness", "Subject", "load_callable"]
+
+
+@dataclass
+class Harness:
+    """How the kit builds backends for one test.
+
+    ``make_backend(clock)`` returns a new, unconnected backend on the *same* store each time
+    it is called within a test (the kit reopens the store to check durability), isolated
+    from other tests (a temp file, a unique namespace...).
+    """
+
+    make_backend: Callable[[ManualClock], StorageBackend]
+    #: True if the backend keeps time with the clock it is given (memory, SQLite): TTL tests
+    #: then advance the clock instead of sleeping. False for server clocks (Redis, Postgres).
+    uses_clock: bool = True
+    #: For backends claiming MULTI_PROCESS: ``("package.module:function", args)``, a picklable
+    #: recipe a child process calls to get a backend on the same store.
+    child_backend: tuple[str, tuple[Any, ...]] | None = None
+    #: Settings for the Storage wrapper (``max_value_bytes`` ...).
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Subject:
+    """The connected storage under test, its clock, and ways to wait and reopen."""
+
+    storage: Storage
+    clock: ManualClock
+    harness: Harness
+
+    async def elapse(self, seconds: float) -> None:
+        """Let *seconds* pass for expiry purposes (instantly, on a controllable clock)."""
+        if self.harness.uses_clock:
+            self.clock.advance(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+    def reopen(self) -> Storage:
+        """A new, unconnected Storage on the same store (same clock)."""
+        return Storage(self.harness.make_backend(self.clock), **self.harness.storage_options)
+
+
+def load_callable(path: str) -> Callable[..., Any]:
+    module_name, _, attr = path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target  # type: ignore[no-any-return]

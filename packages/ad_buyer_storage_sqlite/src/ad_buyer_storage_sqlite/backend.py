@@ -1,0 +1,438 @@
+"""SQLite backend on aiosqlite.
+
+Design (see ``driver-facts.md``):
+
+* every primitive is ONE SQL statement in autocommit mode: atomic on its own, one thread hop
+  per call, and no multi-statement transaction that concurrent coroutines could interleave
+  ("cannot start a transaction within a transaction" cannot happen);
+* WAL + ``synchronous=NORMAL`` + ``busy_timeout``: several processes on one host may write the
+  same file; a write statement takes the write lock up front, so ``busy_timeout`` applies;
+* prefix listing is a primary-key range scan (``key >= p AND key < p'``), never ``LIKE``
+  (which folds case and treats ``_``/``%`` as wildcards), paginated by key;
+* reads never write; expired rows are invisible (``expires_at > now``) and purged by a
+  background sweeper in bounded batches;
+* the database file is created 0600 (SQLite gives ``-wal``/``-shm`` the same mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import aiosqlite
+from ad_buyer_storage.clock import Clock, system_clock
+from ad_buyer_storage.errors import (
+    BackendError,
+    BusyError,
+    ConfigurationError,
+    InvalidValueError,
+    NotConnectedError,
+    ReadOnlyError,
+    StorageFullError,
+    UnavailableError,
+)
+from ad_buyer_storage.glob import GlobPattern, prefix_upper_bound
+from ad_buyer_storage.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
+from ad_buyer_storage.validation import INT64_MAX, INT64_MIN
+
+__all__ = ["SQLiteBackend", "parse_sqlite_url"]
+
+log = logging.getLogger("ad_buyer_storage.sqlite")
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_MAX_ROWS_PER_STATEMENT = 1000  # 4 parameters a row, well under SQLite's 32,766 limit
+_MAX_KEYS_PER_STATEMENT = 5000
+
+
+def parse_sqlite_url(url: str) -> str:
+    """``sqlite:///./x.db`` -> ``./x.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``; memory forms."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("sqlite", "sqlite+aiosqlite"):
+        raise ConfigurationError(f"not a sqlite URL: {url!r}; expected sqlite:///relative.db or sqlite:////abs.db")
+    rest = rest.split("?", 1)[0]
+    if rest in ("", "/", "/:memory:", ":memory:"):
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise ConfigurationError(f"sqlite URLs name a file after three slashes: sqlite:///{rest} (got {url!r})")
+    return rest[1:]  # "/./x.db" -> "./x.db", "//abs/x.db" -> "/abs/x.db"
+
+
+def _translate(exc: BaseException, path: str) -> NoReturn:
+    """The one place sqlite3/aiosqlite errors become storage errors."""
+    if isinstance(exc, ValueError) and "closed" in str(exc).lower():
+        raise NotConnectedError("the SQLite connection is closed") from exc
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    message = f"SQLite {path}: {exc}"
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        raise BusyError(message) from exc
+    if primary == sqlite3.SQLITE_FULL:
+        raise StorageFullError(message) from exc
+    if primary == sqlite3.SQLITE_READONLY:
+        raise ReadOnlyError(message) from exc
+    if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM):
+        raise UnavailableError(message) from exc
+    raise BackendError(message) from exc
+
+
+class SQLiteBackend:
+    """One SQLite file (or ``:memory:``), one table per namespace."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "./ad_buyer.db",
+        *,
+        table: str = "kv_store",
+        busy_timeout: float = 5.0,
+        sweep_interval: float | None = 60.0,
+        sweep_batch: int = 500,
+        clock: Clock = system_clock,
+    ) -> None:
+        if not _IDENTIFIER.match(table):
+            raise ConfigurationError(f"SQLite table names are identifiers ([A-Za-z_][A-Za-z0-9_]*), not {table!r}")
+        self.path = str(path)
+        self.table = table
+        self.in_memory = self.path == ":memory:"
+        self.capabilities = frozenset(
+            {Capability.EXPIRY, Capability.ATOMIC}
+            | (set() if self.in_memory else {Capability.DURABLE, Capability.MULTI_PROCESS})
+        )
+        self._busy_timeout = busy_timeout
+        self._sweep_interval = sweep_interval
+        self._sweep_batch = sweep_batch
+        self._clock = clock
+        self._conn: aiosqlite.Connection | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sql = _Statements(f'"{table}"')
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend(path={self.path!r}, table={self.table!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def connect(self) -> None:
+        if not self.in_memory:
+            _create_private_file(self.path)
+        connection = aiosqlite.connect(
+            self.path, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False
+        )
+        # aiosqlite's worker thread is non-daemon: a connection never closed would keep the
+        # interpreter from exiting. Committed statements are already in the WAL, so a daemon
+        # thread loses nothing when the process ends.
+        worker = getattr(connection, "_thread", None)
+        if isinstance(worker, threading.Thread) and not worker.is_alive():
+            worker.daemon = True
+        try:
+            self._conn = await connection
+            setup = [f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}"]
+            if not self.in_memory:
+                setup += ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
+            setup += [self._sql.create_table, self._sql.create_index]
+            for statement in setup:
+                await self._conn.execute_fetchall(statement)
+        except Exception as exc:  # noqa: BLE001
+            await self.aclose()
+            _translate(exc, self.path)
+        if self._sweep_interval:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(self._sweep_interval))
+
+    async def aclose(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1", ())
+
+    async def info(self) -> Mapping[str, object]:
+        rows = await self._fetch("SELECT sqlite_version()", ())
+        mode = await self._fetch("PRAGMA journal_mode", ())
+        facts: dict[str, object] = {
+            "backend": "sqlite",
+            "sqlite_version": rows[0][0],
+            "path": self.path if self.in_memory else str(Path(self.path).resolve()),
+            "table": self.table,
+            "journal_mode": mode[0][0],
+        }
+        if not self.in_memory and os.path.exists(self.path):
+            facts["file_mode"] = oct(os.stat(self.path).st_mode & 0o777)
+        return facts
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        conn = self._conn
+        if conn is None:
+            raise NotConnectedError("the SQLite backend is not connected")
+        try:
+            return list(await conn.execute_fetchall(sql, params))
+        except (sqlite3.Error, ValueError) as exc:
+            _translate(exc, self.path)
+
+    # -- primitives ------------------------------------------------------------------------
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        now = self._now_ms()
+        if len(keys) == 1:
+            rows = await self._fetch(self._sql.read_one, (keys[0], now))
+            return [Record(rows[0][0], rows[0][1]) if rows else None]
+        found: dict[str, Record] = {}
+        for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
+            chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
+            for key, value, version in await self._fetch(self._sql.read_many(len(chunk)), (*chunk, now)):
+                found[key] = Record(value, version)
+        return [found.get(key) for key in keys]
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        now = self._now_ms()
+        results: list[bool] = []
+        i = 0
+        while i < len(writes):
+            w = writes[i]
+            if w.condition is Condition.ALWAYS:
+                # Batch consecutive unconditional writes with the same keep_ttl into one statement.
+                j = i
+                while (
+                    j < len(writes)
+                    and j - i < _MAX_ROWS_PER_STATEMENT
+                    and writes[j].condition is Condition.ALWAYS
+                    and writes[j].keep_ttl == w.keep_ttl
+                ):
+                    j += 1
+                params: list[Any] = []
+                for item in writes[i:j]:
+                    expires = None if item.ttl_ms is None else now + item.ttl_ms
+                    params += (item.key, item.value, item.version, expires)
+                if w.keep_ttl:
+                    params.append(now)
+                await self._fetch(self._sql.upsert(j - i, w.keep_ttl), params)
+                results += [True] * (j - i)
+                i = j
+                continue
+            expires = None if w.ttl_ms is None else now + w.ttl_ms
+            if w.condition is Condition.IF_ABSENT:
+                rows = await self._fetch(self._sql.insert_if_absent, (w.key, w.value, w.version, expires, now))
+            else:
+                sql = self._sql.update_if_version_keep if w.keep_ttl else self._sql.update_if_version
+                args = (w.value, w.version) + (() if w.keep_ttl else (expires,)) + (w.key, w.expected_version, now)
+                rows = await self._fetch(sql, args)
+            results.append(bool(rows))
+            i += 1
+        return results
+
+    async def remove(self, keys: Sequence[str]) -> int:
+        now = self._now_ms()
+        removed = 0
+        for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
+            chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
+            rows = await self._fetch(self._sql.remove(len(chunk)), (*chunk, now))
+            removed += sum(1 for (live,) in rows if live)
+        return removed
+
+    async def count(self, keys: Sequence[str]) -> int:
+        now = self._now_ms()
+        total = 0
+        for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
+            chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
+            rows = await self._fetch(self._sql.count(len(chunk)), (*chunk, now))
+            total += rows[0][0]
+        return total
+
+    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        upper = prefix_upper_bound(pattern.prefix) if pattern.prefix else None
+        after: str | None = None
+        while True:
+            now = self._now_ms()
+            if after is None:
+                sql, args = self._sql.scan_first(upper is not None), [pattern.prefix]
+            else:
+                sql, args = self._sql.scan_next(upper is not None), [after]
+            if upper is not None:
+                args.append(upper)
+            rows = await self._fetch(sql, (*args, now, batch_size))
+            for (key,) in rows:
+                if pattern.is_prefix_only or pattern.matches(key):
+                    yield key
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][0]
+
+    async def get_ttl(self, key: str) -> int:
+        now = self._now_ms()
+        rows = await self._fetch(self._sql.get_expiry, (key, now))
+        if not rows:
+            return NO_KEY
+        expires = rows[0][0]
+        return NO_EXPIRY if expires is None else int(expires) - now
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        now = self._now_ms()
+        expires = None if ttl_ms is None else now + ttl_ms
+        return bool(await self._fetch(self._sql.set_expiry, (expires, key, now)))
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        now = self._now_ms()
+        expires = None if ttl_ms is None else now + ttl_ms
+        low, high = (INT64_MIN, INT64_MAX - amount) if amount >= 0 else (INT64_MIN - amount, INT64_MAX)
+        rows = await self._fetch(self._sql.increment, (key, str(amount), version, expires, now, amount, low, high))
+        if rows:
+            return int(rows[0][0])
+        # Nothing written: the live value is not a 64-bit integer, or the sum would overflow.
+        (record,) = await self.read((key,))
+        raise InvalidValueError(
+            f"cannot increment {key!r} by {amount}: "
+            + ("the result would overflow 64 bits" if record and _is_int_text(record.value) else "not an integer")
+        )
+
+    # -- expiry sweeping -------------------------------------------------------------------
+    async def purge_expired(self) -> int:
+        """Delete expired rows in bounded batches; return how many."""
+        total = 0
+        while True:
+            rows = await self._fetch(self._sql.purge, (self._now_ms(), self._sweep_batch))
+            total += len(rows)
+            if len(rows) < self._sweep_batch:
+                return total
+            await asyncio.sleep(0)  # let foreground work in between batches
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                purged = await self.purge_expired()
+                if purged:
+                    log.debug("purged %d expired rows from %s", purged, self.table)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed sweep is retried next interval
+                log.warning("expiry sweep of %s failed: %s", self.table, exc)
+
+
+def _is_int_text(text: str) -> bool:
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
+
+
+def _create_private_file(path: str) -> None:
+    """Create the database file 0600 if it does not exist (SQLite would use 0644)."""
+    if os.path.exists(path):
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another process created it first
+    except OSError as exc:
+        raise UnavailableError(f"cannot create SQLite database {path}: {exc.strerror}") from exc
+    os.close(fd)
+
+
+class _Statements:
+    """Every SQL statement, built once per table. Keys are always bound, never formatted in."""
+
+    def __init__(self, t: str) -> None:
+        live = "(expires_at IS NULL OR expires_at > ?)"
+        self.t = t
+        self.create_table = (
+            f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, "
+            "version TEXT NOT NULL, expires_at INTEGER)"
+        )
+        index = t[:-1] + '_expires_at"'
+        self.create_index = f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
+        self.read_one = f"SELECT value, version FROM {t} WHERE key = ? AND {live}"
+        self.insert_if_absent = (
+            f"INSERT INTO {t} (key, value, version, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+            f"expires_at = excluded.expires_at WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ? RETURNING 1"
+        )
+        self.update_if_version = (
+            f"UPDATE {t} SET value = ?, version = ?, expires_at = ? WHERE key = ? AND version = ? AND {live} RETURNING 1"
+        )
+        self.update_if_version_keep = (
+            f"UPDATE {t} SET value = ?, version = ? WHERE key = ? AND version = ? AND {live} RETURNING 1"
+        )
+        self.get_expiry = f"SELECT expires_at FROM {t} WHERE key = ? AND {live}"
+        self.set_expiry = f"UPDATE {t} SET expires_at = ? WHERE key = ? AND {live} RETURNING 1"
+        expired = f"({t}.expires_at IS NOT NULL AND {t}.expires_at <= ?5)"
+        self.increment = (
+            f"INSERT INTO {t} (key, value, version, expires_at) VALUES (?1, ?2, ?3, ?4) "
+            f"ON CONFLICT(key) DO UPDATE SET "
+            f"value = CASE WHEN {expired} THEN excluded.value "
+            f"ELSE CAST(CAST({t}.value AS INTEGER) + ?6 AS TEXT) END, "
+            f"version = excluded.version, "
+            f"expires_at = CASE WHEN {expired} THEN excluded.expires_at ELSE {t}.expires_at END "
+            # Canonical integer text only (what the codec writes): rejects floats, big ints, text.
+            f"WHERE {expired} OR ({t}.value = CAST(CAST({t}.value AS INTEGER) AS TEXT) "
+            f"AND CAST({t}.value AS INTEGER) BETWEEN ?7 AND ?8) RETURNING value"
+        )
+        self.purge = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= ? LIMIT ?) RETURNING 1"
+        self._live = live
+        self._cache: dict[tuple[str, int, bool], str] = {}
+
+    def _cached(self, kind: str, n: int, flag: bool, build: Any) -> str:
+        sql = self._cache.get((kind, n, flag))
+        if sql is None:
+            sql = build()
+            if len(self._cache) < 256:
+                self._cache[(kind, n, flag)] = sql
+        return sql
+
+    def upsert(self, rows: int, keep_ttl: bool) -> str:
+        def build() -> str:
+            t = self.t
+            values = ", ".join(["(?, ?, ?, ?)"] * rows)
+            expiry = (
+                f"CASE WHEN {t}.expires_at IS NULL OR {t}.expires_at > ? THEN {t}.expires_at "
+                "ELSE excluded.expires_at END"
+                if keep_ttl
+                else "excluded.expires_at"
+            )
+            return (
+                f"INSERT INTO {t} (key, value, version, expires_at) VALUES {values} "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+                f"expires_at = {expiry}"
+            )
+
+        return self._cached("upsert", rows, keep_ttl, build)
+
+    def _in(self, n: int) -> str:
+        return ", ".join(["?"] * n)
+
+    def read_many(self, n: int) -> str:
+        return self._cached(
+            "read", n, False, lambda: f"SELECT key, value, version FROM {self.t} WHERE key IN ({self._in(n)}) AND {self._live}"
+        )
+
+    def remove(self, n: int) -> str:
+        return self._cached(
+            "remove", n, False, lambda: f"DELETE FROM {self.t} WHERE key IN ({self._in(n)}) RETURNING {self._live}"
+        )
+
+    def count(self, n: int) -> str:
+        return self._cached(
+            "count", n, False, lambda: f"SELECT count(*) FROM {self.t} WHERE key IN ({self._in(n)}) AND {self._live}"
+        )
+
+    def scan_first(self, bounded: bool) -> str:
+        upper = "AND key < ? " if bounded else ""
+        return f"SELECT key FROM {self.t} WHERE key >= ? {upper}AND {self._live} ORDER BY key LIMIT ?"
+
+    def scan_next(self, bounded: bool) -> str:
+        upper = "AND key < ? " if bounded else ""
+        return f"SELECT key FROM {self.t} WHERE key > ? {upper}AND {self._live} ORDER BY key LIMIT ?"

@@ -1,0 +1,18 @@
+"""Entry point of the ``sqlite`` backend. Imports no driver: aiosqlite loads only when chosen."""
+
+from __future__ import annotations
+
+from ad_buyer_storage import BackendSpec, hookimpl
+
+
+@hookimpl
+def ad_buyer_storage_backends() -> list[BackendSpec]:
+    return [
+        BackendSpec(
+            "sqlite",
+            "ad_buyer_storage_sqlite.factory:create_backend",
+            description="embedded SQLite file (aiosqlite): the default, one host",
+            url_setting="database_url",
+            url_schemes=("sqlite", "sqlite+aiosqlite"),
+        )
+    ]

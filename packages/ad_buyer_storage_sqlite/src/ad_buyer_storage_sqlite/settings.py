@@ -1,0 +1,21 @@
+"""``SQLITE_*`` settings (the file itself comes from ``DATABASE_URL``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["SQLiteSettings"]
+
+
+class SQLiteSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SQLITE_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    #: Table holding this deployment's keys: one table per namespace.
+    table: str = "kv_store"
+    #: Seconds a writer waits for another process's write lock before a BusyError.
+    busy_timeout: float = Field(5.0, gt=0)
+    #: Seconds between background purges of expired rows (0 disables the sweeper).
+    sweep_interval: float = Field(60.0, ge=0)
+    #: Rows deleted per purge statement, so a purge never holds the write lock for long.
+    sweep_batch: int = Field(500, gt=0)
