@@ -60,9 +60,10 @@ async def _cmd_backends(args: argparse.Namespace) -> int:
 
 
 def _capabilities_of(name: str, factory: Any) -> str:
-    # Capabilities live on the backend; build one unconnected instance (no I/O) to read them.
+    # Capabilities live on the backend (and may depend on its configuration): build one
+    # unconnected instance from the current settings (no I/O) to read them.
     try:
-        backend = factory(load_settings(storage_type=name, database_url="sqlite:///:memory:"))
+        backend = factory(load_settings(storage_type=name))
         return ", ".join(sorted(c.value for c in backend.capabilities))
     except Exception as exc:  # noqa: BLE001 - a backend needing a URL cannot be built offline
         caps = getattr(factory, "capabilities", None)

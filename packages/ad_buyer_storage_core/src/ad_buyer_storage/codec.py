@@ -7,9 +7,13 @@ Rules (the contract's "Values" section):
 * ``Decimal`` -> the exact decimal text (``Decimal("1500.10")`` -> ``"1500.10"``), never a
   binary float: money is money;
 * ``UUID`` -> canonical text; ``Enum`` -> its value; pydantic models -> ``model_dump(mode="json")``;
-  dataclasses -> their fields; sets/tuples -> lists;
-* NaN, +-Infinity, NUL characters inside strings (or dict keys), lone surrogates and documents
-  larger than the size cap raise :class:`InvalidValueError` before any I/O.
+  dataclasses -> their fields; sets/tuples -> lists; non-str dict keys -> their JSON text
+  (``{1: "a"}`` is stored as ``{"1": "a"}``, as ``json.dumps`` does);
+* integers must fit in signed 64 bits (JSON readers such as orjson turn bigger ones into
+  floats, silently inexact); store bigger numbers as ``Decimal``;
+* NaN, +-Infinity, NUL characters inside strings (or dict keys), lone surrogates, integers
+  outside 64 bits and documents larger than the size cap raise :class:`InvalidValueError`
+  before any I/O.
 
 Typed reads (``model=`` on reads) restore rich types through a pydantic ``TypeAdapter``.
 
@@ -26,6 +30,7 @@ import enum
 import functools
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -59,25 +64,32 @@ def _default(obj: Any) -> Any:
     model_dump = getattr(obj, "model_dump", None)
     if callable(model_dump) and hasattr(type(obj), "model_fields"):
         # pydantic's JSON mode turns NaN into null silently: look at the Python form first.
-        _check_floats(model_dump())
+        _check_numbers(model_dump())
         return model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        _check_floats(fields)
+        _check_numbers(fields)
         return fields
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise InvalidValueError(f"values of type {type(obj).__name__} cannot be stored as JSON")
 
 
-def _check_floats(obj: Any) -> None:
-    """Raise on NaN/Infinity anywhere in *obj* (orjson would silently write ``null``)."""
+_LONG_DIGITS = re.compile(r"\d{19}")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _check_numbers(obj: Any) -> None:
+    """Raise on NaN/Infinity (orjson would silently write ``null``) and on ints beyond 64 bits."""
     stack = [obj]
     while stack:
         item = stack.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise InvalidValueError(f"{item!r} is not valid JSON and cannot be stored")
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not _INT64_MIN <= item <= _INT64_MAX:
+                raise InvalidValueError("integers must fit in 64 bits (signed); store larger numbers as Decimal")
         elif isinstance(item, Mapping):
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
@@ -113,8 +125,8 @@ class JsonCodec:
         """Encode *value* to JSON text, or raise :class:`InvalidValueError` before any I/O."""
         text, by_orjson = self._dumps(value)
         # Cheap screens first: orjson writes NaN as "null" (so look closer only then); NUL shows as an escape.
-        if by_orjson and "null" in text:
-            _check_floats(value)
+        if (by_orjson and "null" in text) or _LONG_DIGITS.search(text):
+            _check_numbers(value)
         if "\\u0000" in text and _has_nul(text):
             raise InvalidValueError("NUL characters cannot be stored in values")
         # UTF-8 is never more than 4 bytes a character: skip the byte count for small texts.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-# userinfo is everything between "//" and the last "@" before the path: passwords may
-# themselves contain "@", ":" and "/" when a user forgot to percent-encode them.
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^?#]*)@(?P<rest>.*)$", re.S)
+# userinfo is everything between "//" and the LAST "@": an unencoded password may itself
+# contain "@", ":", "/", "#" or "%". (A query holding "@" gets over-redacted: the safe side.)
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>.*)@(?P<rest>.*?)$", re.S)
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|sslpassword)=)[^&#]*")
 
 

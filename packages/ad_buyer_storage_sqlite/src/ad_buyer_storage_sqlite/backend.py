@@ -97,12 +97,14 @@ class SQLiteBackend:
         sweep_interval: float | None = 60.0,
         sweep_batch: int = 500,
         clock: Clock = system_clock,
+        read_only: bool = False,
     ) -> None:
         if not _IDENTIFIER.match(table):
             raise ConfigurationError(f"SQLite table names are identifiers ([A-Za-z_][A-Za-z0-9_]*), not {table!r}")
         self.path = str(path)
         self.table = table
         self.in_memory = self.path == ":memory:"
+        self.read_only = read_only
         self.capabilities = frozenset(
             {Capability.EXPIRY, Capability.ATOMIC}
             | (set() if self.in_memory else {Capability.DURABLE, Capability.MULTI_PROCESS})
@@ -120,10 +122,14 @@ class SQLiteBackend:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
-        if not self.in_memory:
+        target, uri = self.path, False
+        if self.read_only and not self.in_memory:
+            # An existing file, opened so that SQLite itself refuses every write.
+            target, uri = Path(self.path).resolve().as_uri() + "?mode=ro", True
+        elif not self.in_memory:
             _create_private_file(self.path)
         connection = aiosqlite.connect(
-            self.path, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False
+            target, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False, uri=uri
         )
         # aiosqlite's worker thread is non-daemon: a connection never closed would keep the
         # interpreter from exiting. Committed statements are already in the WAL, so a daemon
@@ -134,15 +140,16 @@ class SQLiteBackend:
         try:
             self._conn = await connection
             setup = [f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}"]
-            if not self.in_memory:
+            if not self.in_memory and not self.read_only:
                 setup += ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
-            setup += [self._sql.create_table, self._sql.create_index]
+            if not self.read_only:
+                setup += [self._sql.create_table, self._sql.create_index]
             for statement in setup:
                 await self._conn.execute_fetchall(statement)
         except Exception as exc:  # noqa: BLE001
             await self.aclose()
             _translate(exc, self.path)
-        if self._sweep_interval:
+        if self._sweep_interval and not self.read_only:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(self._sweep_interval))
 
     async def aclose(self) -> None:
@@ -240,8 +247,8 @@ class SQLiteBackend:
         removed = 0
         for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
             chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
-            rows = await self._fetch(self._sql.remove(len(chunk)), (*chunk, now))
-            removed += sum(1 for (live,) in rows if live)
+            rows = await self._fetch(self._sql.remove(len(chunk)), chunk)
+            removed += sum(1 for (expires,) in rows if expires is None or expires > now)
         return removed
 
     async def count(self, keys: Sequence[str]) -> int:
@@ -421,7 +428,9 @@ class _Statements:
 
     def remove(self, n: int) -> str:
         return self._cached(
-            "remove", n, False, lambda: f"DELETE FROM {self.t} WHERE key IN ({self._in(n)}) RETURNING {self._live}"
+            # Only the raw column: SQLite 3.40 returns NULL for `RETURNING <expression>` of a
+            # DELETE on a file database, so liveness is computed by the caller.
+            "remove", n, False, lambda: f"DELETE FROM {self.t} WHERE key IN ({self._in(n)}) RETURNING expires_at"
         )
 
     def count(self, n: int) -> str:

@@ -262,7 +262,6 @@ class StorageContract:
             "ünïcödé 🔑 \" \\ \n",
             2**63 - 1,
             -(2**63),
-            10**30,
             [[[[[]]]]],
         ],
     )
@@ -336,6 +335,9 @@ class StorageContract:
             "lone\udc00",
             object(),
             Money(Decimal("1"), "a\x00"),
+            2**63,
+            {"n": [-(2**63) - 1]},
+            10**30,
         ],
     )
     async def test_bad_values_are_refused_before_io(self, subject: Subject, bad_value: Any) -> None:
@@ -571,8 +573,7 @@ class StorageContract:
         await storage.set("text", "abc")
         await storage.set("float", 1.5)
         await storage.set("doc", {"a": 1})
-        await storage.set("big", 2**64)
-        for key in ("text", "float", "doc", "big"):
+        for key in ("text", "float", "doc"):
             with pytest.raises(InvalidValueError):
                 await storage.incr(key)
         assert await storage.get("text") == "abc"

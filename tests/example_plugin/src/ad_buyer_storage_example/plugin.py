@@ -1,0 +1,13 @@
+from ad_buyer_storage import BackendSpec, hookimpl
+
+
+@hookimpl
+def ad_buyer_storage_backends():
+    return [
+        BackendSpec(
+            "dictstore",
+            "ad_buyer_storage_example.backend:DictStore.from_settings",
+            description="example third-party backend (expiry, no atomics)",
+            url_schemes=("dictstore",),
+        )
+    ]

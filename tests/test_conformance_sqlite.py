@@ -1,0 +1,28 @@
+"""The conformance kit against SQLite: a file (durable, multi-process) and :memory:."""
+
+import pytest
+
+from ad_buyer_storage.testing import Harness, StorageContract
+from ad_buyer_storage_sqlite import SQLiteBackend
+
+
+def open_file_backend(path: str) -> SQLiteBackend:
+    """Child-process recipe for the kit's multi-process test."""
+    return SQLiteBackend(path)
+
+
+class TestSQLiteFileContract(StorageContract):
+    @pytest.fixture
+    def harness(self, tmp_path) -> Harness:
+        path = str(tmp_path / "contract.db")
+        return Harness(
+            lambda clock: SQLiteBackend(path, clock=clock),
+            child_backend=("tests.test_conformance_sqlite:open_file_backend", (path,)),
+            storage_options={"max_value_bytes": 64 * 1024},
+        )
+
+
+class TestSQLiteMemoryContract(StorageContract):
+    @pytest.fixture
+    def harness(self) -> Harness:
+        return Harness(lambda clock: SQLiteBackend(":memory:", clock=clock), storage_options={"max_value_bytes": 64 * 1024})

@@ -1,0 +1,84 @@
+"""Plugin discovery: entry points, laziness, isolation of broken plugins, in-code registration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ad_buyer_storage import BackendNotFoundError, BackendSpec, PluginLoadError, Storage, registry
+from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.registry import Registry
+
+
+def test_our_backends_and_a_strangers_are_found_through_entry_points() -> None:
+    specs, failures = Registry().discover()
+    assert {"memory", "sqlite", "dictstore"} <= set(specs)
+    assert specs["sqlite"].distribution == "ad-buyer-storage-sqlite"
+    assert specs["dictstore"].distribution == "ad-buyer-storage-example"
+    assert specs["dictstore"].version == "0.0.1"
+    assert "broken_example" in failures
+    assert "ad_buyer_storage_no_such_driver" in failures["broken_example"].error
+
+
+def test_a_broken_plugin_never_breaks_the_host() -> None:
+    fresh = Registry()
+    with pytest.raises(PluginLoadError, match="failed to load"):
+        fresh.get("broken_example")
+    assert fresh.get("sqlite").name == "sqlite"  # everything else still works
+
+
+def test_unknown_name_lists_installed_backends_and_an_install_hint() -> None:
+    with pytest.raises(BackendNotFoundError) as info:
+        Registry().get("nope")
+    assert "installed: " in str(info.value) and "memory" in str(info.value) and "sqlite" in str(info.value)
+    assert isinstance(info.value, LookupError) and isinstance(info.value, ValueError)
+    bare = Registry(group="ad_buyer_storage.tests.empty_group")  # a host with no plugins installed
+    with pytest.raises(BackendNotFoundError, match=r"installed: none\. To install it: pip install ad-buyer-storage-redis"):
+        bare.get("redis")
+
+
+def test_resolving_sqlite_imports_no_other_driver() -> None:
+    code = (
+        "import sys, json\n"
+        "from ad_buyer_storage import registry\n"
+        "registry.get('sqlite').load_factory()\n"
+        "print(json.dumps(sorted(m for m in ('redis', 'asyncpg', 'fakeredis', 'aiosqlite') if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert json.loads(out.stdout) == ["aiosqlite"]
+
+
+def test_listing_plugins_imports_no_driver() -> None:
+    code = (
+        "import sys, json\n"
+        "from ad_buyer_storage import registry\n"
+        "registry.discover()\n"
+        "print(json.dumps(sorted(m for m in ('redis', 'asyncpg', 'aiosqlite') if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert json.loads(out.stdout) == []
+
+
+async def test_registering_a_backend_in_code() -> None:
+    fresh = Registry()
+    fresh.register(BackendSpec("mine", lambda settings, **kw: MemoryBackend(**kw)))
+    backend = fresh.create("mine", None)
+    async with Storage(backend) as storage:
+        await storage.set("k", 1)
+        assert await storage.get("k") == 1
+    with pytest.raises(ValueError, match="already registered"):
+        fresh.register(BackendSpec("mine", "elsewhere:factory"))
+
+
+def test_a_factory_that_cannot_import_gives_an_install_hint() -> None:
+    fresh = Registry()
+    fresh.register(BackendSpec("redis", "ad_buyer_storage_redis_missing.backend:create"))
+    with pytest.raises(PluginLoadError, match=r"pip install ad-buyer-storage-redis"):
+        fresh.get("redis").load_factory()
+
+
+def test_default_registry_is_shared() -> None:
+    assert registry.get("memory").name == "memory"

@@ -1,0 +1,190 @@
+"""Settings, backend choice, the factory, the process-wide instance, secret redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from ad_buyer_storage import (
+    ConfigurationError,
+    NotConnectedError,
+    Storage,
+    UnavailableError,
+    close_storage,
+    get_storage,
+    get_storage_backend,
+    load_settings,
+    open_storage,
+    redact_url,
+)
+from ad_buyer_storage.settings import choose_backend
+
+SECRET = "s3cr3t-P@ss:w/rd#%"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "sqlite"),
+        ({"DATABASE_URL": "postgresql+asyncpg://u:p@h/db", "REDIS_URL": "redis://h:6379/0"}, "hybrid"),
+        ({"DATABASE_URL": "postgres://u@h/db"}, "postgres"),
+        ({"REDIS_URL": "redis://h:6379/0"}, "redis"),
+        ({"DATABASE_URL": "sqlite:///x.db", "REDIS_URL": "redis://h"}, "redis"),
+        ({"STORAGE_TYPE": " SQLite ", "REDIS_URL": "redis://h"}, "sqlite"),
+        ({"STORAGE_TYPE": "", "REDIS_URL": "redis://h"}, "redis"),
+    ],
+)
+def test_backend_choice_follows_the_documented_rule(monkeypatch, env, expected) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    choice = choose_backend(load_settings())
+    assert choice.name == expected
+    assert choice.reason
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.database_url == "sqlite:///./ad_buyer.db"
+    assert (settings.postgres_pool_min, settings.postgres_pool_max) == (2, 10)
+    assert settings.redis_url is None
+
+
+def test_dotenv_is_read(tmp_path, monkeypatch) -> None:
+    (tmp_path / ".env").write_text("STORAGE_TYPE=memory\nPOSTGRES_POOL_MAX=20\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.storage_type == "memory" and settings.postgres_pool_max == 20
+
+
+def test_pool_bounds_are_validated_without_echoing_secrets(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://user:{SECRET}@db/prod")
+    with pytest.raises(ConfigurationError, match="POSTGRES_POOL_MIN") as info:
+        load_settings(postgres_pool_min=11, postgres_pool_max=10)
+    assert SECRET not in str(info.value) and "s3cr3t" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="POSTGRES_POOL_MAX"):
+        load_settings(postgres_pool_max=0)
+
+
+def test_settings_repr_redacts_urls(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://user:{SECRET}@db/prod")
+    monkeypatch.setenv("REDIS_URL", "redis://:tok3n-value@cache:6379/0")
+    text = repr(load_settings()) + str(load_settings())
+    assert "s3cr3t" not in text and "tok3n" not in text
+    assert "user:***@db/prod" in text and ":***@cache" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://user:pw@h:5432/db", "postgresql://user:***@h:5432/db"),
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://token@h", "redis://***@h"),
+        ("postgresql://u:p@ss:w/rd@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://h/db?password=pw&sslmode=require", "postgresql://h/db?password=***&sslmode=require"),
+        ("sqlite:///./x.db", "sqlite:///./x.db"),
+        ("postgresql://user@h/db", "postgresql://user@h/db"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_type_that_contradicts_its_url_is_a_config_error(monkeypatch) -> None:
+    monkeypatch.setenv("STORAGE_TYPE", "sqlite")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://user:{SECRET}@db/prod")
+    with pytest.raises(ConfigurationError) as info:
+        get_storage_backend()
+    message = str(info.value)
+    assert "sqlite" in message and "postgresql://user:***@db/prod" in message and "sqlite://" in message
+    assert "s3cr3t" not in message
+
+
+def test_unknown_type_lists_valid_choices(monkeypatch) -> None:
+    monkeypatch.setenv("STORAGE_TYPE", "mongodb")
+    with pytest.raises(ConfigurationError, match=r"unknown storage backend 'mongodb'; installed: .*sqlite"):
+        get_storage_backend()
+
+
+async def test_get_storage_backend_returns_an_unconnected_storage(tmp_path) -> None:
+    storage = get_storage_backend("sqlite", database_url=f"sqlite:///{tmp_path}/f.db")
+    assert isinstance(storage, Storage) and not storage.is_open
+    with pytest.raises(NotConnectedError):
+        await storage.get("k")
+    async with storage:
+        await storage.set_deal("d", {"x": 1})
+        assert await storage.get_deal("d") == {"x": 1}
+
+
+async def test_settings_overrides_reach_the_storage(tmp_path) -> None:
+    storage = get_storage_backend("memory", storage_max_value_bytes=100, session_default_ttl=5)
+    async with storage:
+        with pytest.raises(ValueError, match="cap"):
+            await storage.set("k", "x" * 200)
+        await storage.set_session("s", {})
+        remaining = await storage.ttl("session:s")
+        assert remaining is not None and remaining <= 5
+
+
+async def test_open_storage_by_url_and_by_name(tmp_path) -> None:
+    async with open_storage(f"sqlite:///{tmp_path}/o.db") as storage:
+        assert storage.name == "sqlite"
+        await storage.set("k", 1)
+    async with open_storage(f"sqlite:///{tmp_path}/o.db") as storage:
+        assert await storage.get("k") == 1
+    async with open_storage("memory") as storage:
+        assert storage.name == "memory"
+    with pytest.raises(ConfigurationError, match="accepted schemes"):
+        async with open_storage("mongodb://h/db"):
+            pass
+
+
+async def test_get_storage_is_one_connected_instance_even_for_concurrent_first_callers(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/g.db")
+    try:
+        results = await asyncio.gather(*(get_storage() for _ in range(20)))
+        assert len({id(s) for s in results}) == 1
+        assert results[0].is_open and results[0].name == "sqlite"
+        assert await get_storage() is results[0]
+    finally:
+        await close_storage()
+    assert not results[0].is_open
+    again = await get_storage()
+    try:
+        assert again is not results[0] and again.is_open
+    finally:
+        await close_storage()
+
+
+async def test_a_failed_connect_is_not_cached(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/missing-dir/g.db")
+    with pytest.raises(UnavailableError):
+        await get_storage()
+    (tmp_path / "missing-dir").mkdir()
+    storage = await get_storage()
+    try:
+        assert storage.is_open
+    finally:
+        await close_storage()
+
+
+def test_get_storage_is_per_event_loop(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("STORAGE_TYPE", "memory")
+
+    async def grab() -> tuple[int, bool]:
+        storage = await get_storage()
+        ident = id(storage)
+        await close_storage()
+        return ident, storage.is_open
+
+    first, second = asyncio.run(grab()), asyncio.run(grab())
+    assert first[1] is False and second[1] is False
+
+
+async def test_the_choice_and_reason_are_logged(monkeypatch, caplog) -> None:
+    monkeypatch.setenv("STORAGE_TYPE", "memory")
+    with caplog.at_level(logging.INFO, logger="ad_buyer_storage"):
+        await get_storage()
+        await close_storage()
+    assert any("using memory (STORAGE_TYPE=memory)" in r.getMessage() for r in caplog.records)

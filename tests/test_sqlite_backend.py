@@ -1,0 +1,189 @@
+"""SQLite behaviour beyond the shared contract: files, processes, sweeping, plans, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ad_buyer_storage import (
+    ConfigurationError,
+    ManualClock,
+    ReadOnlyError,
+    Storage,
+    UnavailableError,
+    compile_glob,
+)
+from ad_buyer_storage_sqlite import SQLiteBackend, parse_sqlite_url
+
+def _increment_many(path: str, count: int) -> None:
+    async def main() -> None:
+        async with Storage(SQLiteBackend(path)) as storage:
+            for i in range(count):
+                await storage.incr("counter:shared")
+                await storage.set(f"row:{os.getpid()}:{i}", {"i": i})
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+async def test_four_processes_times_2000_increments_are_exact(tmp_path) -> None:
+    path = str(tmp_path / "shared.db")
+    async with Storage(SQLiteBackend(path)):
+        pass  # create the schema once, as a deployment would
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_increment_many, args=(path, 2000)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    loop = asyncio.get_running_loop()
+    for proc in procs:
+        await loop.run_in_executor(None, proc.join, 240)
+        assert proc.exitcode == 0
+    async with Storage(SQLiteBackend(path)) as storage:
+        assert await storage.get("counter:shared") == 8000
+        assert await storage.count("row:*") == 8000
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+
+
+async def test_fifty_coroutines_writing_at_once(tmp_path) -> None:
+    async with Storage(SQLiteBackend(str(tmp_path / "c2.db"))) as storage:
+        await asyncio.gather(*(storage.set(f"k:{i}", i) for i in range(50)))
+        await asyncio.gather(*(storage.incr("n") for _ in range(50)))
+        assert await storage.get_many([f"k:{i}" for i in range(50)]) == {f"k:{i}": i for i in range(50)}
+        assert await storage.get("n") == 50
+
+
+async def test_database_files_are_private(tmp_path) -> None:
+    path = tmp_path / "private.db"
+    async with Storage(SQLiteBackend(str(path))) as storage:
+        await storage.set("k", 1)
+        for suffix in ("", "-wal", "-shm"):
+            candidate = tmp_path / f"private.db{suffix}"
+            assert candidate.exists(), suffix
+            assert stat.S_IMODE(candidate.stat().st_mode) == 0o600, suffix
+
+
+async def test_reads_never_write_and_the_sweeper_purges_in_batches(tmp_path) -> None:
+    clock = ManualClock()
+    backend = SQLiteBackend(str(tmp_path / "sweep.db"), clock=clock, sweep_interval=None, sweep_batch=7)
+    async with Storage(backend) as storage:
+        await storage.set_many({f"cache:{i}": i for i in range(20)}, ttl=1)
+        await storage.set("keep", 1)
+        clock.advance(2)
+        assert await storage.get("cache:1") is None
+        assert await storage.keys() == ["keep"]
+        rows = await backend._fetch('SELECT count(*) FROM "kv_store"', ())
+        assert rows[0][0] == 21  # expired rows are still there: reading wrote nothing
+        assert await backend.purge_expired() == 20
+        rows = await backend._fetch('SELECT count(*) FROM "kv_store"', ())
+        assert rows[0][0] == 1
+
+
+async def test_background_sweeper_runs(tmp_path) -> None:
+    clock = ManualClock()
+    backend = SQLiteBackend(str(tmp_path / "bg.db"), clock=clock, sweep_interval=0.01)
+    async with Storage(backend) as storage:
+        await storage.set("cache:x", 1, ttl=1)
+        clock.advance(5)
+        for _ in range(200):
+            rows = await backend._fetch('SELECT count(*) FROM "kv_store"', ())
+            if rows[0][0] == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert rows[0][0] == 0
+
+
+async def test_prefix_listing_uses_the_primary_key_index(tmp_path) -> None:
+    backend = SQLiteBackend(str(tmp_path / "plan.db"))
+    async with Storage(backend):
+        sql = backend._sql.scan_first(bounded=True)
+        plan = await backend._fetch("EXPLAIN QUERY PLAN " + sql, ("deal:", "deal;", 0, 10))
+        detail = " ".join(str(row[-1]) for row in plan)
+        assert "USING INDEX sqlite_autoindex" in detail and "SCAN" not in detail.replace("SCAN TABLE", "")
+        assert compile_glob("deal:*").prefix == "deal:"
+
+
+async def test_sqlite_memory_url_works_and_is_not_durable() -> None:
+    assert parse_sqlite_url("sqlite:///:memory:") == ":memory:"
+    backend = SQLiteBackend(":memory:")
+    assert {c.value for c in backend.capabilities} == {"expiry", "atomic"}
+    async with Storage(backend) as storage:
+        await storage.set("k", 1)
+        assert await storage.get("k") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///./ad_buyer.db", "./ad_buyer.db"),
+        ("sqlite:///rel.db", "rel.db"),
+        ("sqlite:////abs/x.db", "/abs/x.db"),
+        ("sqlite+aiosqlite:///x.db", "x.db"),
+        ("sqlite://", ":memory:"),
+    ],
+)
+def test_url_forms(url: str, path: str) -> None:
+    assert parse_sqlite_url(url) == path
+
+
+@pytest.mark.parametrize("url", ["postgresql://h/db", "sqlite:/x.db", "sqlite:x.db"])
+def test_bad_urls_name_the_problem(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="sqlite"):
+        parse_sqlite_url(url)
+
+
+def test_table_names_are_identifiers() -> None:
+    with pytest.raises(ConfigurationError):
+        SQLiteBackend("x.db", table='kv"; DROP TABLE x;--')
+
+
+async def test_missing_directory_is_a_typed_error(tmp_path) -> None:
+    storage = Storage(SQLiteBackend(str(tmp_path / "no" / "such" / "dir.db")))
+    with pytest.raises(UnavailableError, match="dir.db"):
+        await storage.connect()
+
+
+async def test_read_only_database_is_a_typed_error(tmp_path) -> None:
+    path = tmp_path / "ro.db"
+    async with Storage(SQLiteBackend(str(path))) as storage:
+        await storage.set("k", 1)
+    async with Storage(SQLiteBackend(str(path), read_only=True)) as storage:  # refused even for root
+        assert await storage.get("k") == 1
+        with pytest.raises(ReadOnlyError):
+            await storage.set("k", 2)
+        assert await storage.get("k") == 1
+
+
+def test_process_exits_quickly_without_closing(tmp_path) -> None:
+    """F9: a script that never closes get_storage() exits at once, with no warning."""
+    script = textwrap.dedent(
+        """
+        import asyncio, warnings
+        warnings.simplefilter("error")
+        from ad_buyer_storage import get_storage
+        async def main():
+            storage = await get_storage()
+            await storage.set("deal:exit", {"ok": True})
+        asyncio.run(main())
+        print("done")
+        """
+    )
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/exit.db", "PYTHONWARNINGS": "error"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20, env=env, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    assert "Event loop is closed" not in result.stderr and "Unclosed" not in result.stderr, result.stderr
+    with sqlite3.connect(tmp_path / "exit.db") as conn:
+        assert conn.execute("SELECT value FROM kv_store WHERE key = 'deal:exit'").fetchone() == ('{"ok":true}',)
+    conn.close()
