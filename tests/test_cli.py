@@ -17,7 +17,12 @@ def run(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.Comple
     command = shutil.which("ad-buyer-storage")
     argv = [command] if command else [sys.executable, "-m", "ad_buyer_storage.cli"]
     return subprocess.run(
-        [*argv, *args], capture_output=True, text=True, timeout=60, cwd=cwd, env={**os.environ, **(env or {})},
+        [*argv, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
         check=False,
     )
 
@@ -26,26 +31,33 @@ def test_demo_on_the_embedded_default(tmp_path) -> None:
     result = run("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "backend: sqlite" in result.stdout
-    assert '"250.00"' in result.stdout and "ok: 250.00 expected" in result.stdout
+    assert '"250.00"' in result.stdout
+    assert "ok: 250.00 expected" in result.stdout
     assert (tmp_path / "ad_buyer.db").exists()
     again = run("demo", cwd=tmp_path)  # idempotent: a second run gives the same result
-    assert again.returncode == 0 and "ok: 250.00 expected" in again.stdout
+    assert again.returncode == 0
+    assert "ok: 250.00 expected" in again.stdout
 
 
 def test_backends_lists_plugins_and_failures(tmp_path) -> None:
     result = run("backends", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "sqlite" in result.stdout and "ad-buyer-storage-sqlite" in result.stdout
+    assert "sqlite" in result.stdout
+    assert "ad-buyer-storage-sqlite" in result.stdout
     assert "atomic, durable, expiry, multi_process" in result.stdout
-    assert "dictstore" in result.stdout and "ad-buyer-storage-example" in result.stdout
-    assert "failed to load" in result.stdout and "broken_example" in result.stdout
+    assert "dictstore" in result.stdout
+    assert "ad-buyer-storage-example" in result.stdout
+    assert "failed to load" in result.stdout
+    assert "broken_example" in result.stdout
 
 
 def test_doctor_healthy_shows_choice_reason_and_latency(tmp_path) -> None:
     result = run("doctor", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "chosen backend: sqlite" in result.stdout and "embedded default" in result.stdout
-    assert "ping:" in result.stdout and "healthy" in result.stdout
+    assert "chosen backend: sqlite" in result.stdout
+    assert "embedded default" in result.stdout
+    assert "ping:" in result.stdout
+    assert "healthy" in result.stdout
     assert "sqlite_version" in result.stdout
 
 
@@ -67,21 +79,26 @@ def test_operator_commands(tmp_path) -> None:
     assert run("set", "deal:1", '{"status": "active"}', cwd=tmp_path).returncode == 0
     assert run("set", "session:1", '{"u": 1}', "--ttl", "60", cwd=tmp_path).returncode == 0
     got = run("get", "deal:1", cwd=tmp_path)
-    assert got.returncode == 0 and json.loads(got.stdout) == {"status": "active"}
+    assert got.returncode == 0
+    assert json.loads(got.stdout) == {"status": "active"}
     keys = run("keys", "deal:*", cwd=tmp_path)
     assert json.loads(keys.stdout) == ["deal:1"]
     assert run("delete", "deal:1", cwd=tmp_path).returncode == 0
     assert run("get", "deal:1", cwd=tmp_path).returncode == 1
     bad = run("set", "k", "not json", cwd=tmp_path)
-    assert bad.returncode == 2 and "JSON" in bad.stderr
+    assert bad.returncode == 2
+    assert "JSON" in bad.stderr
     refused = run("set", "k", "1", "--ttl", "0", cwd=tmp_path)
-    assert refused.returncode == 2 and "InvalidTTLError" in refused.stderr
+    assert refused.returncode == 2
+    assert "InvalidTTLError" in refused.stderr
 
 
 @pytest.mark.parametrize("backend", ["memory", "dictstore"])
 def test_any_plugin_runs_the_demo(tmp_path, backend) -> None:
     result = run("--backend", backend, "demo", cwd=tmp_path)
     if backend == "dictstore":  # no atomics: the optimistic-concurrency step is refused, clearly
-        assert result.returncode == 2 and "UnsupportedOperationError" in result.stderr
+        assert result.returncode == 2
+        assert "UnsupportedOperationError" in result.stderr
     else:
-        assert result.returncode == 0 and "ok: 250.00 expected" in result.stdout
+        assert result.returncode == 0
+        assert "ok: 250.00 expected" in result.stdout

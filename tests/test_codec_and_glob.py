@@ -22,16 +22,23 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")), children, max_size=4),
+    | st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00")),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00")),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=20,
 )
 
 
 def test_orjson_is_really_used_when_installed() -> None:
     pytest.importorskip("orjson")
-    assert orjson_codec.uses_orjson and not stdlib_codec.uses_orjson
+    assert orjson_codec.uses_orjson
+    assert not stdlib_codec.uses_orjson
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,18 +75,19 @@ def test_non_string_dict_keys_become_strings_as_in_json() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(min_size=1, alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")))
+@given(st.text(min_size=1, alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00")))
 def test_an_escaped_literal_matches_only_itself(text) -> None:
     pattern = compile_glob(escape_glob(text))
     assert pattern.matches(text)
     assert pattern.prefix == text
     assert not pattern.matches(text + "x")
     star = compile_glob(escape_glob(text) + "*")
-    assert star.is_prefix_only and star.matches(text + "anything")
+    assert star.is_prefix_only
+    assert star.matches(text + "anything")
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6), st.text(max_size=6))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6), st.text(max_size=6))
 def test_prefix_upper_bound_bounds_exactly_the_prefixed_strings(prefix, other) -> None:
     upper = prefix_upper_bound(prefix)
     candidate = prefix + other

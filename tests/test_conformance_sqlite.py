@@ -25,4 +25,6 @@ class TestSQLiteFileContract(StorageContract):
 class TestSQLiteMemoryContract(StorageContract):
     @pytest.fixture
     def harness(self) -> Harness:
-        return Harness(lambda clock: SQLiteBackend(":memory:", clock=clock), storage_options={"max_value_bytes": 64 * 1024})
+        return Harness(
+            lambda clock: SQLiteBackend(":memory:", clock=clock), storage_options={"max_value_bytes": 64 * 1024}
+        )

@@ -33,10 +33,15 @@ def test_a_broken_plugin_never_breaks_the_host() -> None:
 def test_unknown_name_lists_installed_backends_and_an_install_hint() -> None:
     with pytest.raises(BackendNotFoundError) as info:
         Registry().get("nope")
-    assert "installed: " in str(info.value) and "memory" in str(info.value) and "sqlite" in str(info.value)
-    assert isinstance(info.value, LookupError) and isinstance(info.value, ValueError)
+    assert "installed: " in str(info.value)
+    assert "memory" in str(info.value)
+    assert "sqlite" in str(info.value)
+    assert isinstance(info.value, LookupError)
+    assert isinstance(info.value, ValueError)
     bare = Registry(group="ad_buyer_storage.tests.empty_group")  # a host with no plugins installed
-    with pytest.raises(BackendNotFoundError, match=r"installed: none\. To install it: pip install ad-buyer-storage-redis"):
+    with pytest.raises(
+        BackendNotFoundError, match=r"installed: none\. To install it: pip install ad-buyer-storage-redis"
+    ):
         bare.get("redis")
 
 

@@ -8,23 +8,40 @@ import ad_buyer_storage
 from ad_buyer_storage import Storage
 
 SEED_METHODS = {
-    "get_deal": ["deal_id"], "set_deal": ["deal_id", "deal_data"], "delete_deal": ["deal_id"],
+    "get_deal": ["deal_id"],
+    "set_deal": ["deal_id", "deal_data"],
+    "delete_deal": ["deal_id"],
     "list_deals": ["filters"],
-    "get_campaign": ["campaign_id"], "set_campaign": ["campaign_id", "data"], "list_campaigns": ["filters"],
-    "get_order": ["order_id"], "set_order": ["order_id", "data"], "list_orders": ["filters"],
-    "get_session": ["session_id"], "set_session": ["session_id", "data", "ttl"], "delete_session": ["session_id"],
+    "get_campaign": ["campaign_id"],
+    "set_campaign": ["campaign_id", "data"],
+    "list_campaigns": ["filters"],
+    "get_order": ["order_id"],
+    "set_order": ["order_id", "data"],
+    "list_orders": ["filters"],
+    "get_session": ["session_id"],
+    "set_session": ["session_id", "data", "ttl"],
+    "delete_session": ["session_id"],
     "list_sessions": [],
-    "get_conversion": ["event_id"], "set_conversion": ["event_id", "data"], "list_conversions": ["filters"],
-    "get_optimization_decision": ["decision_id"], "set_optimization_decision": ["decision_id", "data"],
+    "get_conversion": ["event_id"],
+    "set_conversion": ["event_id", "data"],
+    "list_conversions": ["filters"],
+    "get_optimization_decision": ["decision_id"],
+    "set_optimization_decision": ["decision_id", "data"],
     "list_optimization_decisions": ["filters"],
-    "get_experiment": ["experiment_id"], "set_experiment": ["experiment_id", "data"],
+    "get_experiment": ["experiment_id"],
+    "set_experiment": ["experiment_id", "data"],
     "list_experiments": ["filters"],
-    "get_supply_path_score": ["supply_path_hash"], "set_supply_path_score": ["supply_path_hash", "data"],
+    "get_supply_path_score": ["supply_path_hash"],
+    "set_supply_path_score": ["supply_path_hash", "data"],
     "list_supply_path_scores": [],
-    "get_quote": ["quote_id"], "set_quote": ["quote_id", "data", "ttl"],
-    "get_negotiation": ["proposal_id"], "set_negotiation": ["proposal_id", "data"],
-    "get_model_artifact": ["model_name"], "set_model_artifact": ["model_name", "data"],
-    "get_pacing_snapshot": ["snapshot_id"], "set_pacing_snapshot": ["snapshot_id", "data"],
+    "get_quote": ["quote_id"],
+    "set_quote": ["quote_id", "data", "ttl"],
+    "get_negotiation": ["proposal_id"],
+    "set_negotiation": ["proposal_id", "data"],
+    "get_model_artifact": ["model_name"],
+    "set_model_artifact": ["model_name", "data"],
+    "get_pacing_snapshot": ["snapshot_id"],
+    "set_pacing_snapshot": ["snapshot_id", "data"],
 }
 
 
@@ -42,21 +59,33 @@ def test_all_34_seed_methods_exist_with_compatible_signatures() -> None:
 
 def test_delete_and_list_exist_for_all_twelve_entities() -> None:
     plural = {
-        "deal": "deals", "campaign": "campaigns", "order": "orders", "session": "sessions",
-        "conversion": "conversions", "optimization_decision": "optimization_decisions",
-        "experiment": "experiments", "supply_path_score": "supply_path_scores", "quote": "quotes",
-        "negotiation": "negotiations", "model_artifact": "model_artifacts", "pacing_snapshot": "pacing_snapshots",
+        "deal": "deals",
+        "campaign": "campaigns",
+        "order": "orders",
+        "session": "sessions",
+        "conversion": "conversions",
+        "optimization_decision": "optimization_decisions",
+        "experiment": "experiments",
+        "supply_path_score": "supply_path_scores",
+        "quote": "quotes",
+        "negotiation": "negotiations",
+        "model_artifact": "model_artifacts",
+        "pacing_snapshot": "pacing_snapshots",
     }
     for single, many in plural.items():
         assert inspect.iscoroutinefunction(getattr(Storage, f"delete_{single}"))
         params = inspect.signature(getattr(Storage, f"list_{many}")).parameters
-        assert "filters" in params and "limit" in params
+        assert "filters" in params
+        assert "limit" in params
 
 
 def test_factory_keeps_the_seed_names() -> None:
     for name in ("get_storage", "get_storage_backend", "close_storage"):
         assert callable(getattr(ad_buyer_storage, name))
     assert list(inspect.signature(ad_buyer_storage.get_storage_backend).parameters)[:3] == [
-        "name", "database_url", "redis_url"
+        "name",
+        "database_url",
+        "redis_url",
     ]
-    assert inspect.iscoroutinefunction(Storage.connect) and inspect.iscoroutinefunction(Storage.disconnect)
+    assert inspect.iscoroutinefunction(Storage.connect)
+    assert inspect.iscoroutinefunction(Storage.disconnect)

@@ -23,6 +23,7 @@ from ad_buyer_storage import (
 )
 from ad_buyer_storage_sqlite import SQLiteBackend, parse_sqlite_url
 
+
 def _increment_many(path: str, count: int) -> None:
     async def main() -> None:
         async with Storage(SQLiteBackend(path)) as storage:
@@ -108,7 +109,8 @@ async def test_prefix_listing_uses_the_primary_key_index(tmp_path) -> None:
         sql = backend._sql.scan_first(bounded=True)
         plan = await backend._fetch("EXPLAIN QUERY PLAN " + sql, ("deal:", "deal;", 0, 10))
         detail = " ".join(str(row[-1]) for row in plan)
-        assert "USING INDEX sqlite_autoindex" in detail and "SCAN" not in detail.replace("SCAN TABLE", "")
+        assert "USING INDEX sqlite_autoindex" in detail
+        assert "SCAN" not in detail.replace("SCAN TABLE", "")
         assert compile_glob("deal:*").prefix == "deal:"
 
 
@@ -148,7 +150,7 @@ def test_table_names_are_identifiers() -> None:
 
 async def test_missing_directory_is_a_typed_error(tmp_path) -> None:
     storage = Storage(SQLiteBackend(str(tmp_path / "no" / "such" / "dir.db")))
-    with pytest.raises(UnavailableError, match="dir.db"):
+    with pytest.raises(UnavailableError, match=r"dir\.db"):
         await storage.connect()
 
 
@@ -183,7 +185,8 @@ def test_process_exits_quickly_without_closing(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"
-    assert "Event loop is closed" not in result.stderr and "Unclosed" not in result.stderr, result.stderr
+    assert "Event loop is closed" not in result.stderr, result.stderr
+    assert "Unclosed" not in result.stderr, result.stderr
     with sqlite3.connect(tmp_path / "exit.db") as conn:
         assert conn.execute("SELECT value FROM kv_store WHERE key = 'deal:exit'").fetchone() == ('{"ok":true}',)
     conn.close()

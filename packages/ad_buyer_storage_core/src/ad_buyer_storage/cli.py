@@ -12,7 +12,7 @@ from typing import Any
 from .errors import StorageError
 from .factory import get_storage_backend, resolve
 from .redaction import redact_url
-from .registry import registry
+from .registry import PluginFailure, registry
 from .settings import StorageSettings, load_settings
 from .storage import Storage
 
@@ -46,9 +46,11 @@ async def _cmd_backends(args: argparse.Namespace) -> int:
             backend_cls = spec.load_factory()
             caps = _capabilities_of(spec.name, backend_cls)
         except StorageError as exc:
-            failures.setdefault(spec.name, type("F", (), {"distribution": spec.distribution, "error": str(exc)})())  # type: ignore[arg-type]
+            failures.setdefault(spec.name, PluginFailure(spec.name, spec.distribution, str(exc)))
             continue
-        rows.append((spec.name, f"{spec.distribution or '(in code)'} {spec.version or ''}".strip(), caps, spec.description))
+        rows.append(
+            (spec.name, f"{spec.distribution or '(in code)'} {spec.version or ''}".strip(), caps, spec.description)
+        )
     print("installed storage backends:")
     for name, dist, caps, description in rows:
         print(f"  {name:<10} {dist:<36} [{caps}]  {description}")
@@ -73,8 +75,16 @@ def _capabilities_of(name: str, factory: Any) -> str:
 async def _cmd_doctor(args: argparse.Namespace) -> int:
     settings = _settings(args)
     print("configuration:")
-    for field in ("storage_type", "database_url", "redis_url", "postgres_pool_min", "postgres_pool_max",
-                  "storage_connect_timeout", "storage_command_timeout", "session_default_ttl"):
+    for field in (
+        "storage_type",
+        "database_url",
+        "redis_url",
+        "postgres_pool_min",
+        "postgres_pool_max",
+        "storage_connect_timeout",
+        "storage_command_timeout",
+        "session_default_ttl",
+    ):
         value = getattr(settings, field)
         shown = redact_url(value) if field.endswith("_url") and value else value
         print(f"  {field.upper():<26} {shown if shown is not None else '(unset)'}")

@@ -165,11 +165,8 @@ class JsonCodec:
         return json.loads(text)
 
 
-if _orjson is not None:
-    # Datetimes and dataclasses go through our default() too, so both encoders agree.
-    _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
-else:  # pragma: no cover
-    _ORJSON_OPTIONS = 0
+# Datetimes and dataclasses go through our default() too, so both encoders agree.
+_ORJSON_OPTIONS = (_orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS) if _orjson is not None else 0
 
 _DEFAULT_CODEC = JsonCodec()
 
@@ -198,4 +195,5 @@ def _adapter(model: Any) -> Callable[[Any], Any]:
 
 def validate_as(model: type[T], value: Any) -> T:
     """Restore rich types: validate plain JSON *value* as *model* (pydantic model, dataclass, type)."""
-    return cast(T, _adapter(model)(value))
+    adapter = _adapter(cast(Any, model))  # types are hashable; the cache keys on them
+    return cast(T, adapter(value))

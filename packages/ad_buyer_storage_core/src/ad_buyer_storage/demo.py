@@ -29,12 +29,30 @@ async def run_demo(storage: Storage, say: Callable[[str], None] = print) -> dict
     await storage.set_campaign("demo-c1", campaign)
     show("campaign:demo-c1", campaign)
     deals = {
-        "demo-d1": {"deal_id": "demo-d1", "campaign_id": "demo-c1", "status": "active", "deal_type": "PG",
-                    "cpm": Decimal("18.50"), "spend": Decimal("0.00")},
-        "demo-d2": {"deal_id": "demo-d2", "campaign_id": "demo-c1", "status": "active", "deal_type": "PMP",
-                    "cpm": Decimal("9.75"), "spend": Decimal("0.00")},
-        "demo-d3": {"deal_id": "demo-d3", "campaign_id": "demo-c1", "status": "paused", "deal_type": "PMP",
-                    "cpm": Decimal("7.10"), "spend": Decimal("0.00")},
+        "demo-d1": {
+            "deal_id": "demo-d1",
+            "campaign_id": "demo-c1",
+            "status": "active",
+            "deal_type": "PG",
+            "cpm": Decimal("18.50"),
+            "spend": Decimal("0.00"),
+        },
+        "demo-d2": {
+            "deal_id": "demo-d2",
+            "campaign_id": "demo-c1",
+            "status": "active",
+            "deal_type": "PMP",
+            "cpm": Decimal("9.75"),
+            "spend": Decimal("0.00"),
+        },
+        "demo-d3": {
+            "deal_id": "demo-d3",
+            "campaign_id": "demo-c1",
+            "status": "paused",
+            "deal_type": "PMP",
+            "cpm": Decimal("7.10"),
+            "spend": Decimal("0.00"),
+        },
     }
     for deal_id, deal in deals.items():
         await storage.set_deal(deal_id, deal)
@@ -55,7 +73,9 @@ async def run_demo(storage: Storage, say: Callable[[str], None] = print) -> dict
     say("reading back:")
     result: dict[str, Any] = {
         "campaign": await storage.get_campaign("demo-c1"),
-        "active_deals": [d["deal_id"] for d in await storage.list_deals({"campaign_id": "demo-c1", "status": "active"})],
+        "active_deals": [
+            d["deal_id"] for d in await storage.list_deals({"campaign_id": "demo-c1", "status": "active"})
+        ],
         "orders": len(await storage.list_orders({"deal_id": "demo-d1"})),
         "session": await storage.get_session("demo-s1"),
         "session_ttl_s": round(await storage.ttl("session:demo-s1") or 0),
@@ -72,8 +92,8 @@ async def run_demo(storage: Storage, say: Callable[[str], None] = print) -> dict
         return {**deal, "spend": str(Decimal(deal["spend"]) + Decimal("12.50"))}
 
     await asyncio.gather(*(storage.update_deal("demo-d1", add_spend) for _ in range(20)))
-    deal = await storage.get_deal("demo-d1")
-    result["final_spend"] = deal["spend"] if deal else None
+    final = await storage.get_deal("demo-d1")
+    result["final_spend"] = final["spend"] if final else None
     show("deal:demo-d1 spend", result["final_spend"])
     say("ok: 250.00 expected" if result["final_spend"] == "250.00" else "MISMATCH: 250.00 expected")
     return result

@@ -81,7 +81,9 @@ def register_entity(entity: Entity) -> Entity:
     if existing is not None and existing != entity:
         raise InvalidInputError(f"entity {entity.name!r} is already declared as {existing}")
     for other in ENTITIES.values():
-        if other.name != entity.name and (other.prefix.startswith(entity.prefix) or entity.prefix.startswith(other.prefix)):
+        if other.name != entity.name and (
+            other.prefix.startswith(entity.prefix) or entity.prefix.startswith(other.prefix)
+        ):
             raise InvalidInputError(f"prefix {entity.prefix!r} overlaps {other.name!r} ({other.prefix!r})")
     ENTITIES[entity.name] = entity
     return entity
@@ -97,10 +99,7 @@ def entity_by_name(name: str) -> Entity:
 def _matches(value: Any, filters: Mapping[str, Any]) -> bool:
     if not isinstance(value, dict):
         return False
-    for field, expected in filters.items():
-        if field not in value or value[field] != expected:
-            return False
-    return True
+    return all(not (field not in value or value[field] != expected) for field, expected in filters.items())
 
 
 class EntityCollection:

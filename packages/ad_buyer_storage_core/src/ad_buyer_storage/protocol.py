@@ -42,7 +42,7 @@ NO_KEY = -2
 NO_EXPIRY = -1
 
 
-class Capability(str, enum.Enum):
+class Capability(enum.StrEnum):
     """Optional abilities a backend declares; the conformance kit tests each claim."""
 
     #: Keys can be given a TTL and expire (``ttl=``, ``expire``, ``ttl()``).

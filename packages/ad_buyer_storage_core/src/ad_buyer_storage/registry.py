@@ -26,9 +26,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -132,7 +132,11 @@ class Registry:
             if self._pm.get_plugin(key) is None:
                 self._pm.register(plugin, name=key)
             impls = [i for i in self._pm.hook.ad_buyer_storage_backends.get_hookimpls() if i.plugin is plugin]
-            specs = [spec for impl in impls for spec in (impl.function() or [])]
+            specs: list[object] = []
+            for impl in impls:
+                declared = impl.function()
+                if declared:
+                    specs.extend(cast(Iterable[object], declared))
             if not specs:
                 raise PluginLoadError("the plugin declares no backend (no ad_buyer_storage_backends hook result)")
         except Exception as exc:  # noqa: BLE001 - isolate every plugin failure

@@ -106,4 +106,6 @@ def choose_backend(settings: StorageSettings) -> BackendChoice:
         return BackendChoice("postgres", "STORAGE_TYPE unset; DATABASE_URL is PostgreSQL")
     if settings.redis_url:
         return BackendChoice("redis", "STORAGE_TYPE unset; REDIS_URL is set and DATABASE_URL is not PostgreSQL")
-    return BackendChoice("sqlite", "STORAGE_TYPE unset; no PostgreSQL DATABASE_URL and no REDIS_URL: the embedded default")
+    return BackendChoice(
+        "sqlite", "STORAGE_TYPE unset; no PostgreSQL DATABASE_URL and no REDIS_URL: the embedded default"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import os
 import random
 import time
@@ -35,6 +36,8 @@ from .protocol import NO_EXPIRY, NO_KEY, Capability, Condition, StorageBackend, 
 from .validation import check_amount, check_key, ttl_to_ms
 
 __all__ = ["Storage", "Versioned"]
+
+log = logging.getLogger("ad_buyer_storage")
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -117,19 +120,21 @@ class Storage(DomainHelpers):
         if self._connect_lock is None:
             self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
-            if self._state is _State.NEW:
-                try:
-                    await self._backend.connect()
-                except BaseException:
-                    # A half-open backend (pool up, schema failed...) must not leak.
-                    try:
-                        await self._backend.aclose()
-                    except Exception:  # noqa: BLE001 - the connect error is the one to report
-                        pass
-                    raise
-                self._state = _State.OPEN
-            elif self._state is _State.CLOSED:
+            # The state may have changed while we waited for the lock.
+            if self.is_open:
+                return self
+            if self._is_closed():
                 raise StorageClosedError(f"{self!r} was closed while connecting")
+            try:
+                await self._backend.connect()
+            except BaseException:
+                # A half-open backend (pool up, schema failed...) must not leak.
+                try:
+                    await self._backend.aclose()
+                except Exception as close_error:  # noqa: BLE001 - the connect error is the one to report
+                    log.debug("closing %s after a failed connect also failed: %r", self, close_error)
+                raise
+            self._state = _State.OPEN
         return self
 
     async def aclose(self) -> None:
@@ -152,6 +157,9 @@ class Storage(DomainHelpers):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    def _is_closed(self) -> bool:
+        return self._state is _State.CLOSED
 
     def _ready(self) -> StorageBackend:
         if self._state is not _State.OPEN:
@@ -346,9 +354,7 @@ class Storage(DomainHelpers):
                 out[key] = value if model is None else validate_as(model, value)
         return out
 
-    async def set_many(
-        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], ttl: Any = None
-    ) -> None:
+    async def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], ttl: Any = None) -> None:
         """Store every item (all validated and encoded before any I/O), in one round trip."""
         backend = self._ready()
         ttl_ms = self._ttl_ms(ttl)

@@ -18,13 +18,12 @@ INT64_MIN = -(2**63)
 TTLInput = int | float | timedelta | None
 
 
-def check_key(key: Any) -> str:
+def check_key(key: object) -> str:
     """Return *key* unchanged if it is a valid key, else raise before any I/O."""
-    if type(key) is not str:
-        if isinstance(key, str):  # str subclasses (StrEnum...) are stored as their plain text
-            key = str.__str__(key)
-        else:
-            raise KeyTypeError(f"keys must be str, not {type(key).__name__}")
+    if not isinstance(key, str):
+        raise KeyTypeError(f"keys must be str, not {type(key).__name__}")
+    if type(key) is not str:  # str subclasses (StrEnum...) are stored as their plain text
+        key = "" + key
     if not key:
         raise InvalidKeyError("keys must not be empty")
     if "\x00" in key:

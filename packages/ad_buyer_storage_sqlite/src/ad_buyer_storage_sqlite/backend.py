@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import aiosqlite
+
 from ad_buyer_storage.clock import Clock, system_clock
 from ad_buyer_storage.errors import (
     BackendError,
@@ -102,6 +103,7 @@ class SQLiteBackend:
         if not _IDENTIFIER.match(table):
             raise ConfigurationError(f"SQLite table names are identifiers ([A-Za-z_][A-Za-z0-9_]*), not {table!r}")
         self.path = str(path)
+        self._absolute_path = self.path if self.path == ":memory:" else os.path.abspath(self.path)
         self.table = table
         self.in_memory = self.path == ":memory:"
         self.read_only = read_only
@@ -125,9 +127,9 @@ class SQLiteBackend:
         target, uri = self.path, False
         if self.read_only and not self.in_memory:
             # An existing file, opened so that SQLite itself refuses every write.
-            target, uri = Path(self.path).resolve().as_uri() + "?mode=ro", True
+            target, uri = Path(self._absolute_path).as_uri() + "?mode=ro", True
         elif not self.in_memory:
-            _create_private_file(self.path)
+            await asyncio.to_thread(_create_private_file, self.path)
         connection = aiosqlite.connect(
             target, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False, uri=uri
         )
@@ -171,12 +173,12 @@ class SQLiteBackend:
         facts: dict[str, object] = {
             "backend": "sqlite",
             "sqlite_version": rows[0][0],
-            "path": self.path if self.in_memory else str(Path(self.path).resolve()),
+            "path": self._absolute_path,
             "table": self.table,
             "journal_mode": mode[0][0],
         }
-        if not self.in_memory and os.path.exists(self.path):
-            facts["file_mode"] = oct(os.stat(self.path).st_mode & 0o777)
+        if not self.in_memory:
+            facts["file_mode"] = await asyncio.to_thread(_file_mode, self.path)
         return facts
 
     # -- plumbing --------------------------------------------------------------------------
@@ -337,6 +339,13 @@ def _is_int_text(text: str) -> bool:
         return False
 
 
+def _file_mode(path: str) -> str:
+    try:
+        return oct(os.stat(path).st_mode & 0o777)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+
+
 def _create_private_file(path: str) -> None:
     """Create the database file 0600 if it does not exist (SQLite would use 0644)."""
     if os.path.exists(path):
@@ -369,7 +378,8 @@ class _Statements:
             f"expires_at = excluded.expires_at WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ? RETURNING 1"
         )
         self.update_if_version = (
-            f"UPDATE {t} SET value = ?, version = ?, expires_at = ? WHERE key = ? AND version = ? AND {live} RETURNING 1"
+            f"UPDATE {t} SET value = ?, version = ?, expires_at = ? "
+            f"WHERE key = ? AND version = ? AND {live} RETURNING 1"
         )
         self.update_if_version_keep = (
             f"UPDATE {t} SET value = ?, version = ? WHERE key = ? AND version = ? AND {live} RETURNING 1"
@@ -423,14 +433,20 @@ class _Statements:
 
     def read_many(self, n: int) -> str:
         return self._cached(
-            "read", n, False, lambda: f"SELECT key, value, version FROM {self.t} WHERE key IN ({self._in(n)}) AND {self._live}"
+            "read",
+            n,
+            False,
+            lambda: f"SELECT key, value, version FROM {self.t} WHERE key IN ({self._in(n)}) AND {self._live}",
         )
 
     def remove(self, n: int) -> str:
         return self._cached(
             # Only the raw column: SQLite 3.40 returns NULL for `RETURNING <expression>` of a
             # DELETE on a file database, so liveness is computed by the caller.
-            "remove", n, False, lambda: f"DELETE FROM {self.t} WHERE key IN ({self._in(n)}) RETURNING expires_at"
+            "remove",
+            n,
+            False,
+            lambda: f"DELETE FROM {self.t} WHERE key IN ({self._in(n)}) RETURNING expires_at",
         )
 
     def count(self, n: int) -> str:

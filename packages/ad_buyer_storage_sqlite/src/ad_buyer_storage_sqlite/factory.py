@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from ad_buyer_storage.errors import ConfigurationError
 from ad_buyer_storage.settings import StorageSettings
-from pydantic import ValidationError
 
 from .backend import SQLiteBackend, parse_sqlite_url
 from .settings import SQLiteSettings

@@ -41,8 +41,10 @@ class DictStore:
     async def write(self, writes):
         for w in writes:
             current = self._live(w.key)
-            expires = current[2] if (w.keep_ttl and current) else (
-                None if w.ttl_ms is None else self._clock() + w.ttl_ms / 1000
+            expires = (
+                current[2]
+                if (w.keep_ttl and current)
+                else (None if w.ttl_ms is None else self._clock() + w.ttl_ms / 1000)
             )
             self._rows[w.key] = (w.value, w.version, expires)
         return [True] * len(writes)

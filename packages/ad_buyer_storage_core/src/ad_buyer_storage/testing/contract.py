@@ -127,7 +127,8 @@ class StorageContract:
     async def test_backend_implements_the_protocol(self, subject: Subject) -> None:
         backend = subject.storage.backend
         assert isinstance(backend, StorageBackend)
-        assert isinstance(backend.name, str) and backend.name
+        assert isinstance(backend.name, str)
+        assert backend.name
         assert all(isinstance(c, Capability) for c in backend.capabilities)
 
     async def test_pubsub_is_advertised_only_when_claimed(self, subject: Subject) -> None:
@@ -162,7 +163,8 @@ class StorageContract:
         if Capability.EXPIRY in storage.capabilities:
             await storage.set("expiry:probe", 1, ttl=60)
             remaining = await storage.ttl("expiry:probe")
-            assert remaining is not None and 0 < remaining <= 60
+            assert remaining is not None
+            assert 0 < remaining <= 60
             return
         with pytest.raises(UnsupportedOperationError):
             await storage.set("k", 1, ttl=5)
@@ -259,7 +261,7 @@ class StorageContract:
             "",
             False,
             None,
-            "ünïcödé 🔑 \" \\ \n",
+            'ünïcödé 🔑 " \\ \n',
             2**63 - 1,
             -(2**63),
             [[[[[]]]]],
@@ -268,7 +270,8 @@ class StorageContract:
     async def test_plain_json_round_trips_equal(self, subject: Subject, value: Any) -> None:
         await subject.storage.set("v", value)
         got = await subject.storage.get("v", default="<missing>")
-        assert got == value and type(got) is type(value)
+        assert got == value
+        assert type(got) is type(value)
 
     async def test_falsy_values_are_stored_and_listed(self, subject: Subject) -> None:
         storage = subject.storage
@@ -369,7 +372,8 @@ class StorageContract:
         assert not await storage.exists("k")
         assert not await storage.delete("k")
         version = await storage.set("k", {"a": 1})
-        assert isinstance(version, str) and version
+        assert isinstance(version, str)
+        assert version
         assert await storage.exists("k")
         await storage.set("k", {"a": 2})
         assert await storage.get("k") == {"a": 2}
@@ -422,7 +426,8 @@ class StorageContract:
         await storage.set_many({f"campaign:{i:05d}": i for i in range(2500)})
         await storage.set("other", 1)
         seen = [key async for key in storage.scan("campaign:*", batch_size=100)]
-        assert len(seen) == 2500 and len(set(seen)) == 2500
+        assert len(seen) == 2500
+        assert len(set(seen)) == 2500
 
     async def test_malformed_patterns_are_refused(self, subject: Subject) -> None:
         for pattern in ("deal:[1", "deal:\\", "[", "a\x00"):
@@ -436,7 +441,8 @@ class StorageContract:
             await storage.delete_pattern("")
         assert await storage.delete_pattern("deal:\\[1\\]*") == 1
         assert await storage.delete_pattern("rate_limit:*") == 1
-        assert "rateXlimit:evil" in await storage.keys() and "RATE_LIMIT:b" in await storage.keys()
+        assert "rateXlimit:evil" in await storage.keys()
+        assert "RATE_LIMIT:b" in await storage.keys()
         remaining = await storage.count()
         assert await storage.delete_pattern("*") == remaining
         assert await storage.keys() == []
@@ -487,10 +493,12 @@ class StorageContract:
         storage = subject.storage
         await storage.set("k", 1, ttl=1.5)
         remaining = await storage.ttl("k")
-        assert remaining is not None and 1.3 < remaining <= 1.5
+        assert remaining is not None
+        assert 1.3 < remaining <= 1.5
         await storage.set("t", 1, ttl=dt.timedelta(seconds=1.5))
         remaining = await storage.ttl("t")
-        assert remaining is not None and 1.3 < remaining <= 1.5
+        assert remaining is not None
+        assert 1.3 < remaining <= 1.5
         if subject.harness.uses_clock:
             await subject.elapse(1.2)
             assert await storage.exists("k")  # not truncated to 1 s
@@ -506,7 +514,8 @@ class StorageContract:
         await storage.set("k", 3, ttl=100)
         await storage.set("k", 4, keep_ttl=True)
         remaining = await storage.ttl("k")
-        assert remaining is not None and 90 < remaining <= 100
+        assert remaining is not None
+        assert 90 < remaining <= 100
         assert await storage.get("k") == 4
         await storage.set("new", 1, keep_ttl=True)  # nothing to keep: no expiry
         assert await storage.ttl("new") is None
@@ -520,7 +529,8 @@ class StorageContract:
         assert await storage.ttl("k") is None
         assert await storage.expire("k", 50)
         remaining = await storage.ttl("k")
-        assert remaining is not None and 45 < remaining <= 50
+        assert remaining is not None
+        assert 45 < remaining <= 50
         assert await storage.persist("k")
         assert await storage.ttl("k") is None
         assert not await storage.expire("missing", 5)
@@ -567,7 +577,8 @@ class StorageContract:
         assert await storage.incr("counter", 41) == 42
         assert await storage.incr("counter", -50) == -8
         assert await storage.get("counter") == -8
-        for bad in (1.5, True, "1", None):
+        bad_amounts: list[Any] = [1.5, True, "1", None]
+        for bad in bad_amounts:
             with pytest.raises(ValueError):  # noqa: PT011 - InvalidInputError is a ValueError
                 await storage.incr("counter", bad)
         await storage.set("text", "abc")
@@ -590,14 +601,16 @@ class StorageContract:
         assert await storage.incr("rate_limit:w", ttl=10) == 1
         assert await storage.incr("rate_limit:w", ttl=100) == 2
         remaining = await storage.ttl("rate_limit:w")
-        assert remaining is not None and remaining <= 10
+        assert remaining is not None
+        assert remaining <= 10
         await storage.set("plain", 5)
         assert await storage.incr("plain") == 6
         assert await storage.ttl("plain") is None
         await storage.set("keeps", 1, ttl=30)
         await storage.incr("keeps")
         remaining = await storage.ttl("keeps")
-        assert remaining is not None and 25 < remaining <= 30
+        assert remaining is not None
+        assert 25 < remaining <= 30
 
     async def test_100_concurrent_increments_end_at_100(self, subject: Subject) -> None:
         self._needs_atomic(subject)
@@ -627,7 +640,9 @@ class StorageContract:
         assert await storage.get_versioned("deal:v") is None
         v1 = await storage.set("deal:v", {"spend": 1})
         read = await storage.get_versioned("deal:v")
-        assert read is not None and read.value == {"spend": 1} and read.version == v1
+        assert read is not None
+        assert read.value == {"spend": 1}
+        assert read.version == v1
         v2 = await storage.set("deal:v", {"spend": 2}, if_version=v1)
         assert v2 != v1
         with pytest.raises(VersionConflictError):
@@ -648,7 +663,8 @@ class StorageContract:
         v1 = await storage.set("session:s", 1, ttl=40)
         await storage.set("session:s", 2, keep_ttl=True, if_version=v1)
         remaining = await storage.ttl("session:s")
-        assert remaining is not None and 35 < remaining <= 40
+        assert remaining is not None
+        assert 35 < remaining <= 40
 
     async def test_update_is_atomic_under_contention(self, subject: Subject) -> None:
         self._needs_atomic(subject)
@@ -662,7 +678,7 @@ class StorageContract:
         assert await storage.get_deal("d1") == {"deal_id": "d1", "spend": 100, "status": "active"}
         with pytest.raises(KeyNotFoundError):
             await storage.update("missing", add_one)
-        assert await storage.update("created", lambda v: v + [1], default=[]) == [1]
+        assert await storage.update("created", lambda v: [*v, 1], default=[]) == [1]
 
     async def test_update_keeps_expiry(self, subject: Subject) -> None:
         self._needs_atomic(subject)
@@ -671,7 +687,8 @@ class StorageContract:
         await storage.set("session:u", {"n": 1}, ttl=30)
         await storage.update("session:u", lambda s: {"n": s["n"] + 1})
         remaining = await storage.ttl("session:u")
-        assert remaining is not None and 25 < remaining <= 30
+        assert remaining is not None
+        assert 25 < remaining <= 30
 
     # -- multi-process ---------------------------------------------------------------------
     @pytest.mark.multiprocess
@@ -722,7 +739,8 @@ class StorageContract:
         await storage.set_session("s2", {"buyer": "b1"}, ttl=600)
         if Capability.EXPIRY in storage.capabilities:
             remaining = await storage.ttl("session:s1")
-            assert remaining is not None and remaining > 600  # the session default TTL applies
+            assert remaining is not None
+            assert remaining > 600
         if Capability.ATOMIC in storage.capabilities:
             await asyncio.gather(*(storage.add_session_to_index("b1", f"s{i}") for i in (1, 2, 3)))
             assert await storage.get_session_index("b1") == ["s1", "s2", "s3"]
