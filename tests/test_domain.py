@@ -1,0 +1,81 @@
+"""Domain helpers: bulk reads (never one round trip per key), entity table, filters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from ad_buyer_storage import ENTITIES, Entity, InvalidInputError, Record, Storage, register_entity
+from ad_buyer_storage.domain import EPHEMERAL_PREFIXES
+from ad_buyer_storage.memory import MemoryBackend
+
+
+class CountingBackend(MemoryBackend):
+    """Counts round trips, to prove lists are read in bulk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[int] = []
+
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        self.reads.append(len(keys))
+        return await super().read(keys)
+
+
+async def test_listing_1200_deals_takes_three_bulk_reads_not_1200() -> None:
+    backend = CountingBackend()
+    async with Storage(backend) as storage:
+        await storage.set_many({f"deal:{i:04d}": {"status": "active" if i % 2 else "paused"} for i in range(1200)})
+        backend.reads.clear()
+        active = await storage.list_deals({"status": "active"})
+        assert len(active) == 600
+        assert backend.reads == [500, 500, 200]
+        backend.reads.clear()
+        assert len(await storage.list_deals(limit=10)) == 10
+        assert backend.reads == [500]
+
+
+async def test_bad_filters_and_limits_are_refused() -> None:
+    async with Storage(MemoryBackend()) as storage:
+        for bad_limit in (-1, 1.5, True, "3"):
+            with pytest.raises(InvalidInputError):
+                await storage.list_deals(limit=bad_limit)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError):
+            await storage.list_deals(filters=["status"])  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError):
+            await storage.get_deal("")
+
+
+def test_the_entity_table_covers_the_seed_prefixes() -> None:
+    prefixes = {e.prefix for e in ENTITIES.values()}
+    assert {
+        "deal:",
+        "campaign:",
+        "order:",
+        "session:",
+        "session_index:",
+        "conversion:",
+        "opt_decision:",
+        "experiment:",
+        "supply_path:",
+        "quote:",
+        "negotiation:",
+        "model:",
+        "pacing:",
+    } <= prefixes
+    assert {e.name for e in ENTITIES.values() if not e.durable} == {"session", "session_index"}
+    assert set(EPHEMERAL_PREFIXES) == {"cache:", "lock:", "pubsub:", "rate_limit:"}
+
+
+async def test_a_new_entity_is_one_line() -> None:
+    register_entity(Entity("product", "product:"))
+    try:
+        async with Storage(MemoryBackend()) as storage:
+            products = storage.collection("product")
+            await products.set("p1", {"status": "live"})
+            assert await products.list({"status": "live"}) == [{"status": "live"}]
+        with pytest.raises(InvalidInputError, match="overlaps"):
+            register_entity(Entity("dealish", "deal"))
+    finally:
+        ENTITIES.pop("product")

@@ -1,0 +1,36 @@
+"""Every runnable Python example in the READMEs runs as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+READMES = [ROOT / "README.md", *sorted(ROOT.glob("packages/*/README.md"))]
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def _examples() -> list[tuple[str, str]]:
+    found = []
+    for readme in READMES:
+        for i, code in enumerate(BLOCK.findall(readme.read_text())):
+            if "asyncio.run(" in code:  # a complete program, not a fragment
+                found.append((f"{readme.relative_to(ROOT)}#{i}", code))
+    return found
+
+
+@pytest.mark.parametrize(("where", "code"), _examples(), ids=[w for w, _ in _examples()])
+def test_readme_example_runs(where: str, code: str, tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 0, f"{where}:\n{result.stderr}"
+
+
+def test_there_are_examples_in_every_package_readme() -> None:
+    where = {w.split("#")[0] for w, _ in _examples()}
+    assert {str(p.relative_to(ROOT)) for p in READMES if "packages" in str(p)} <= where
