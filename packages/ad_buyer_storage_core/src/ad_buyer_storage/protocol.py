@@ -70,9 +70,10 @@ class Condition(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A live value as stored: JSON text and its version token."""
+    """A live value as stored: JSON text (``str``, or UTF-8 ``bytes`` straight off a socket)
+    and its version token."""
 
-    value: str
+    value: str | bytes
     version: str
 
 
@@ -120,7 +121,7 @@ class StorageBackend(Protocol):
         """Delete *keys*; return how many were live (expired leftovers may be dropped too)."""
 
     async def count(self, keys: Sequence[str]) -> int:
-        """How many of *keys* are live (a key listed twice counts twice, as Redis EXISTS)."""
+        """How many of *keys* (distinct) are live."""
 
     def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
         """Stream live keys matching *pattern* (each once), a batch per round trip, any order."""

@@ -1,0 +1,527 @@
+"""Redis backend on redis.asyncio, for one server or a Redis Cluster.
+
+Layout: every key is ``PREFIX + key``, a small hash ``{d: <JSON text>, v: <version>}``, so
+that ``HINCRBY`` gives exact server-side 64-bit increments and every write carries its version.
+Writes that must touch value, version and expiry together run as Lua scripts (atomic on the
+server); bulk reads and writes are one script call per batch (per hash slot on a cluster).
+
+* TTLs are native and in milliseconds (``PEXPIRE``/``PTTL``), on the server's clock.
+* Listing is ``SCAN`` with the escaped literal prefix as ``MATCH``, deduplicated, then matched
+  by core's glob (Redis matches bytes; the contract matches characters). Never ``KEYS``.
+* redis-py's own retries are off. Idempotent operations are retried once after a connection
+  error; a write that may have reached the server raises ``OutcomeUnknownError`` instead of
+  being sent twice (an ``INCR`` retried after a lost reply would count twice).
+* Driver errors are translated in :func:`_translate`, the one place, with URLs redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, NoReturn, TypeVar
+
+import redis.asyncio as aioredis
+from ad_buyer_storage.errors import (
+    AuthenticationError,
+    BackendError,
+    BusyError,
+    ConfigurationError,
+    InvalidValueError,
+    NotConnectedError,
+    OutcomeUnknownError,
+    ReadOnlyError,
+    StorageFullError,
+    StorageTimeoutError,
+    UnavailableError,
+)
+from ad_buyer_storage.glob import GlobPattern, escape_glob
+from ad_buyer_storage.protocol import Capability, Condition, Record, Write
+from ad_buyer_storage.redaction import redact_text, redact_url
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.asyncio.retry import Retry
+
+__all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url"]
+
+T = TypeVar("T")
+_BATCH = 500  # keys per script call: bounded work per server call, so no call blocks Redis long
+
+
+class _Script:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+_READ = _Script(
+    """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local row = redis.call('HMGET', key, 'd', 'v')
+  out[2 * i - 1] = row[1]
+  out[2 * i] = row[2]
+end
+return out
+"""
+)
+
+# ARGV per key: condition ('' always, 'a' if absent, 'v' if version), expected version,
+# JSON, new version, ttl in ms ('' none), keep ttl ('1'/'0').
+_WRITE = _Script(
+    """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local b = (i - 1) * 6
+  local cond, expected = ARGV[b + 1], ARGV[b + 2]
+  local exists = redis.call('EXISTS', key) == 1
+  local ok = true
+  if cond == 'a' then
+    ok = not exists
+  elseif cond == 'v' then
+    ok = exists and redis.call('HGET', key, 'v') == expected
+  end
+  if ok then
+    redis.call('HSET', key, 'd', ARGV[b + 3], 'v', ARGV[b + 4])
+    if ARGV[b + 6] == '1' and exists then
+      -- HSET keeps the key's expiry
+    elseif ARGV[b + 5] ~= '' then
+      redis.call('PEXPIRE', key, ARGV[b + 5])
+    else
+      redis.call('PERSIST', key)
+    end
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+)
+
+_INCREMENT = _Script(
+    """
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('HINCRBY', KEYS[1], 'd', ARGV[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[2])
+if existed == 0 and ARGV[3] ~= '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return redis.call('HGET', KEYS[1], 'd')
+"""
+)
+
+_PERSIST = _Script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+)
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower().endswith("+cluster")
+
+
+class _RedisKeyValue:
+    """Everything but pub/sub, for one server or a cluster."""
+
+    name = "redis"
+    cluster = False
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "ad_buyer:",
+        max_connections: int = 50,
+        pool_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        health_check_interval: float = 30.0,
+        scan_count: int = 1000,
+    ) -> None:
+        if not key_prefix:
+            raise ConfigurationError("REDIS_KEY_PREFIX must not be empty: it is what keeps other data out of reach")
+        self._url = url
+        self.key_prefix = key_prefix
+        self._prefix_bytes = key_prefix.encode()
+        self._cut = len(self._prefix_bytes)
+        self._options = {
+            "max_connections": max_connections,
+            "socket_timeout": command_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "health_check_interval": health_check_interval,
+            # No blind retries inside the driver: _call decides what may be sent twice.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._pool_timeout = pool_timeout
+        self._scan_count = scan_count
+        self._client: Any = None
+        self._pool: Any = None
+        self._limiter: asyncio.Semaphore | None = None
+        self.capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS})
+
+    def __repr__(self) -> str:
+        mode = "cluster" if self.cluster else "single"
+        return f"RedisBackend({redact_url(self._url)!r}, prefix={self.key_prefix!r}, {mode})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def connect(self) -> None:
+        try:
+            if self.cluster:
+                url = self._url.replace("+cluster://", "://", 1)
+                self._client = RedisCluster.from_url(url, **self._options)
+                await self._client.initialize()
+                self._limiter = asyncio.Semaphore(int(self._options["max_connections"]))
+            else:
+                # A blocking pool: when every connection is busy, wait up to pool_timeout for
+                # one (then BusyError) instead of failing at once or opening without bound.
+                self._pool = aioredis.BlockingConnectionPool.from_url(
+                    self._url, timeout=self._pool_timeout, **self._options
+                )
+                self._client = aioredis.Redis(connection_pool=self._pool)
+                await self._client.ping()
+        except redis_errors.RedisError as exc:
+            await self.aclose()
+            _translate(exc, self._url)
+        except ValueError as exc:  # a malformed URL, as redis-py reports it
+            await self.aclose()
+            raise ConfigurationError(redact_text(f"invalid REDIS_URL {redact_url(self._url)}: {exc}", self._url)) from None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        pool, self._pool = self._pool, None
+        if client is not None:
+            await client.aclose()
+        if pool is not None:
+            await pool.disconnect()
+
+    async def ping(self) -> None:
+        await self._call(lambda c: c.ping(), idempotent=True)
+
+    async def info(self) -> Mapping[str, object]:
+        raw = await self._call(lambda c: c.info("server"), idempotent=True)
+        if self.cluster:  # {node: {section...}}
+            nodes = list(raw.values()) if isinstance(raw, dict) and raw and isinstance(next(iter(raw.values())), dict) else [raw]
+            version = nodes[0].get("redis_version") if nodes else None
+        else:
+            nodes, version = [raw], raw.get("redis_version")
+        return {
+            "backend": "redis",
+            "url": redact_url(self._url),
+            "mode": "cluster" if self.cluster else "single",
+            "redis_version": version,
+            "nodes": len(nodes),
+            "namespace": self.key_prefix,
+            "max_connections": self._options["max_connections"],
+        }
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _full(self, key: str) -> bytes:
+        return self._prefix_bytes + key.encode()
+
+    async def _call(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
+        """Run *fn(client)*; retry once if that cannot double-apply; translate every error."""
+        limiter = self._limiter
+        if limiter is None:
+            return await self._call_once(fn, idempotent=idempotent)
+        # A cluster client fails at once when a node's pool is full; wait for a slot instead,
+        # as the single-server blocking pool does, and give up after pool_timeout.
+        if limiter.locked():
+            try:
+                async with asyncio.timeout(self._pool_timeout):
+                    await limiter.acquire()
+            except TimeoutError:
+                raise BusyError(
+                    f"Redis {redact_url(self._url)}: all {self._options['max_connections']} connections busy "
+                    f"for {self._pool_timeout} s"
+                ) from None
+        else:
+            await limiter.acquire()
+        try:
+            return await self._call_once(fn, idempotent=idempotent)
+        finally:
+            limiter.release()
+
+    async def _call_once(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
+        client = self._client
+        if client is None:
+            raise NotConnectedError("the Redis backend is not connected")
+        try:
+            return await fn(client)
+        except redis_errors.AuthenticationError as exc:
+            _translate(exc, self._url)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            if _pool_exhausted(exc):
+                _translate(exc, self._url)
+            if not (idempotent or _never_sent(exc)):
+                _translate(exc, self._url, outcome_unknown=True)
+            first = exc
+        except redis_errors.RedisError as exc:
+            _translate(exc, self._url)
+        # The connection was dropped; the pool reconnects. One more try, then give up.
+        try:
+            return await fn(client)
+        except redis_errors.RedisError as exc:
+            _translate(exc, self._url, outcome_unknown=not idempotent and not _never_sent(exc), cause=first)
+
+    async def _script(self, client: Any, script: _Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            return await client.eval(script.text, len(keys), *keys, *args)
+
+    def _groups(self, keys: Sequence[bytes]) -> list[list[int]]:
+        """Index groups one call may take: at most _BATCH keys, all in one hash slot on a cluster."""
+        if self.cluster:
+            by_slot: dict[int, list[int]] = {}
+            for i, key in enumerate(keys):
+                by_slot.setdefault(self._client.keyslot(key), []).append(i)
+            groups = list(by_slot.values())
+        else:
+            groups = [list(range(len(keys)))]
+        return [g[i : i + _BATCH] for g in groups for i in range(0, len(g), _BATCH)]
+
+    async def _run_scripts(
+        self, script: _Script, calls: list[tuple[list[bytes], list[Any]]], *, idempotent: bool
+    ) -> list[Any]:
+        """Run *script* once per call: one command when there is one, else one pipeline (one
+        round trip per server, one connection each, never a fan-out of concurrent requests)."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [await self._call(lambda c: self._script(c, script, keys, args), idempotent=idempotent)]
+
+        async def pipelined(client: Any) -> list[Any]:
+            # A cluster node may have restarted without our scripts: send the text there.
+            use_sha = not self.cluster
+            for attempt in (1, 2):
+                pipe = client.pipeline(transaction=False)
+                for keys, args in calls:
+                    if use_sha:
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    else:
+                        pipe.eval(script.text, len(keys), *keys, *args)
+                try:
+                    return list(await pipe.execute())
+                except redis_errors.NoScriptError:
+                    if attempt == 2:
+                        raise
+                    use_sha = False  # NOSCRIPT means nothing ran: send the text instead
+            raise AssertionError("unreachable")
+
+        return await self._call(pipelined, idempotent=idempotent)
+
+    async def _per_slot(self, command: str, full: list[bytes]) -> int:
+        """A multi-key command (DEL, EXISTS) summed over hash slots, pipelined."""
+        if not self.cluster:
+            return int(await self._call(lambda c: c.execute_command(command, *full), idempotent=True))
+
+        async def pipelined(client: Any) -> int:
+            pipe = client.pipeline(transaction=False)
+            for group in self._groups(full):
+                pipe.execute_command(command, *(full[i] for i in group))
+            return sum(int(n) for n in await pipe.execute())
+
+        return await self._call(pipelined, idempotent=True)
+
+    # -- primitives ------------------------------------------------------------------------
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        full = [self._full(k) for k in keys]
+        if len(full) == 1:
+            value, version = await self._call(lambda c: c.hmget(full[0], "d", "v"), idempotent=True)
+            return [None if value is None else Record(value, version.decode())]
+        groups = self._groups(full)
+        replies = await self._run_scripts(_READ, [([full[i] for i in g], []) for g in groups], idempotent=True)
+        out: list[Record | None] = [None] * len(full)
+        for group, flat in zip(groups, replies, strict=True):
+            for n, i in enumerate(group):
+                value = flat[2 * n]
+                if value is not None:
+                    out[i] = Record(value, flat[2 * n + 1].decode())
+        return out
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        full = [self._full(w.key) for w in writes]
+        groups = self._groups(full)
+        calls: list[tuple[list[bytes], list[Any]]] = []
+        for group in groups:
+            args: list[Any] = []
+            for i in group:
+                w = writes[i]
+                cond = "" if w.condition is Condition.ALWAYS else ("a" if w.condition is Condition.IF_ABSENT else "v")
+                ttl = "" if w.ttl_ms is None else str(w.ttl_ms)
+                args += (cond, w.expected_version or "", w.value, w.version, ttl, "1" if w.keep_ttl else "0")
+            calls.append(([full[i] for i in group], args))
+        # Unconditional writes are idempotent (same value, same version): safe to send again.
+        idempotent = all(w.condition is Condition.ALWAYS for w in writes)
+        replies = await self._run_scripts(_WRITE, calls, idempotent=idempotent)
+        out = [False] * len(writes)
+        for group, applied in zip(groups, replies, strict=True):
+            for n, i in enumerate(group):
+                out[i] = applied[n] == 1
+        return out
+
+    async def remove(self, keys: Sequence[str]) -> int:
+        return await self._per_slot("DEL", [self._full(k) for k in keys])
+
+    async def count(self, keys: Sequence[str]) -> int:
+        return await self._per_slot("EXISTS", [self._full(k) for k in keys])
+
+    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        match = escape_glob(self.key_prefix + pattern.prefix) + "*"
+        seen: set[bytes] = set()  # SCAN may return a key twice (during rehashing)
+        cursor: Any = 0
+        client = self._client
+        if client is None:
+            raise NotConnectedError("the Redis backend is not connected")
+        if self.cluster:
+            iterator = client.scan_iter(match=match, count=max(batch_size, self._scan_count))
+            while True:
+                try:
+                    raw = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                except redis_errors.RedisError as exc:
+                    _translate(exc, self._url)
+                key = self._accept(raw, pattern, seen)
+                if key is not None:
+                    yield key
+        while True:
+            cursor, raws = await self._call(
+                lambda c, cur=cursor: c.scan(cur, match=match, count=max(batch_size, self._scan_count)),
+                idempotent=True,
+            )
+            for raw in raws:
+                key = self._accept(raw, pattern, seen)
+                if key is not None:
+                    yield key
+            if cursor == 0:
+                return
+
+    def _accept(self, raw: bytes, pattern: GlobPattern, seen: set[bytes]) -> str | None:
+        if raw in seen or not raw.startswith(self._prefix_bytes):
+            return None
+        seen.add(raw)
+        key = raw[self._cut :].decode()
+        return key if pattern.is_prefix_only or pattern.matches(key) else None
+
+    async def get_ttl(self, key: str) -> int:
+        # PTTL answers -2 (missing) and -1 (no expiry): the protocol's NO_KEY and NO_EXPIRY.
+        return int(await self._call(lambda c: c.pttl(self._full(key)), idempotent=True))
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        full = self._full(key)
+        if ttl_ms is None:
+            return bool(await self._call(lambda c: self._script(c, _PERSIST, [full], ()), idempotent=True))
+        return bool(await self._call(lambda c: c.pexpire(full, ttl_ms), idempotent=True))
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        full = self._full(key)
+        args = (amount, version, "" if ttl_ms is None else str(ttl_ms))
+        return int(await self._call(lambda c: self._script(c, _INCREMENT, [full], args), idempotent=False))
+
+
+
+class RedisClusterBackend(_RedisKeyValue):
+    """A Redis Cluster (``redis+cluster://seed-host:port``): multi-key work is split by hash slot.
+
+    No pub/sub: redis-py's asyncio cluster client has none, so the capability is not claimed.
+    """
+
+    cluster = True
+
+
+class RedisBackend(_RedisKeyValue):
+    """One Redis server (``redis://``, ``rediss://``, ``unix://``), with pub/sub."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.capabilities = self.capabilities | {Capability.PUBSUB}
+
+    async def publish(self, channel: str, message: str) -> int:
+        full = self._full(channel)
+        return int(await self._call(lambda c: c.publish(full, message), idempotent=False))
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        return self._subscription(self._full(channel))
+
+    @asynccontextmanager
+    async def _subscription(self, full: bytes) -> AsyncIterator[AsyncIterator[str]]:
+        if self._client is None:
+            raise NotConnectedError("the Redis backend is not connected")
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(full)
+        except redis_errors.RedisError as exc:
+            await pubsub.aclose()
+            _translate(exc, self._url)
+
+        async def messages() -> AsyncIterator[str]:
+            try:
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        yield message["data"].decode()
+            except redis_errors.RedisError as exc:
+                _translate(exc, self._url)
+
+        try:
+            yield messages()
+        finally:
+            await pubsub.aclose()
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    text = str(exc)
+    return (
+        isinstance(exc, getattr(redis_errors, "MaxConnectionsError", ()))
+        or "No connection available" in text
+        or "Too many connections" in text
+    )
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True if the error happened while connecting: the command never left the client."""
+    text = str(exc).lower()
+    return "connecting to" in text or "connection refused" in text or _pool_exhausted(exc)
+
+
+def _translate(
+    exc: BaseException, url: str, *, outcome_unknown: bool = False, cause: BaseException | None = None
+) -> NoReturn:
+    """The one place redis-py errors become storage errors (URLs and secrets redacted)."""
+    text = str(exc)
+    message = redact_text(f"Redis {redact_url(url)}: {type(exc).__name__}: {text}", url)
+    upper = text.upper()
+    if isinstance(exc, redis_errors.AuthenticationError) or "NOAUTH" in upper or "WRONGPASS" in upper:
+        raise AuthenticationError(message) from None
+    if isinstance(exc, redis_errors.ResponseError) and not isinstance(exc, redis_errors.ConnectionError):
+        if "not an integer" in text or "overflow" in text:
+            raise InvalidValueError(
+                "cannot increment: the value is not a 64-bit integer or the result would overflow"
+            ) from None
+        if upper.startswith("OOM"):
+            raise StorageFullError(message) from exc
+        if upper.startswith("READONLY"):
+            raise ReadOnlyError(message) from exc
+        if upper.startswith("BUSY") or upper.startswith("LOADING"):
+            raise BusyError(message) from exc
+        raise BackendError(message) from exc
+    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+        if _pool_exhausted(exc):
+            raise BusyError(message) from exc
+        if outcome_unknown:
+            raise OutcomeUnknownError(
+                f"{message} (the write may or may not have been applied; it was not retried)"
+            ) from (cause or exc)
+        if isinstance(exc, redis_errors.TimeoutError):
+            raise StorageTimeoutError(message) from exc
+        raise UnavailableError(message) from exc
+    if isinstance(exc, redis_errors.RedisClusterException):
+        raise UnavailableError(message) from exc
+    raise BackendError(message) from exc

@@ -1,0 +1,52 @@
+"""The conformance kit against the machine's real Redis (127.0.0.1:6379), one namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from ad_buyer_storage.testing import Harness, StorageContract
+from ad_buyer_storage_redis import RedisBackend, RedisClusterBackend
+
+REDIS_URL = os.environ.get("AD_BUYER_STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def open_backend(url: str, prefix: str) -> RedisBackend | RedisClusterBackend:
+    """Child-process recipe for the kit's multi-process test."""
+    backend_class = RedisClusterBackend if url.startswith("redis+cluster") else RedisBackend
+    return backend_class(url, key_prefix=prefix)
+
+
+class TestRedisContract(StorageContract):
+    @pytest.fixture
+    def harness(self) -> Harness:
+        prefix = f"abs-test:{uuid.uuid4().hex}:"  # never FLUSHDB: each test has its own namespace
+        return Harness(
+            lambda clock: RedisBackend(REDIS_URL, key_prefix=prefix),
+            uses_clock=False,
+            child_backend=("tests.test_conformance_redis:open_backend", (REDIS_URL, prefix)),
+            storage_options={"max_value_bytes": 64 * 1024},
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory) -> Iterator[str]:
+    from tests.servers import redis_cluster
+
+    with redis_cluster(tmp_path_factory.mktemp("cluster")) as nodes:
+        yield f"redis+cluster://127.0.0.1:{nodes[0].port}"
+
+
+class TestRedisClusterContract(StorageContract):
+    @pytest.fixture
+    def harness(self, cluster_url: str) -> Harness:
+        prefix = f"abs-test:{uuid.uuid4().hex}:"
+        return Harness(
+            lambda clock: RedisClusterBackend(cluster_url, key_prefix=prefix),
+            uses_clock=False,
+            child_backend=("tests.test_conformance_redis:open_backend", (cluster_url, prefix)),
+            storage_options={"max_value_bytes": 64 * 1024},
+        )
