@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "demo"]
+nox.options.sessions = ["lint", "typecheck", "tests", "demo", "demo_redis"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 CORE = "packages/ad_buyer_storage_core"
 SQLITE = "packages/ad_buyer_storage_sqlite"
+REDIS = "packages/ad_buyer_storage_redis"
 EXAMPLE_PLUGIN = "tests/example_plugin"
-PACKAGES = [f"{CORE}/src", f"{SQLITE}/src"]
+PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src"]
 # Backends with a conformance file of their own under tests/.
-BACKENDS = ["memory", "sqlite", "example_plugin"]
+BACKENDS = ["memory", "sqlite", "redis", "example_plugin"]
 
 
 def install_project(session: nox.Session) -> None:
@@ -54,18 +55,33 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "tests", "noxfile.py", "--exclude", "tests/example_plugin")
 
 
-@nox.session(python=PYTHON)
-def demo(session: nox.Session) -> None:
-    """Install core + SQLite alone (no other driver) into a fresh venv and run the demo."""
-    session.install(CORE, SQLITE)
+def assert_no_driver_but(session: nox.Session, allowed: str) -> None:
+    drivers = ("aiosqlite", "redis", "asyncpg", "fakeredis")
     session.run(
         "python",
         "-c",
         "import importlib.util as u, sys; "
-        "present = [m for m in ('redis', 'asyncpg', 'fakeredis') if u.find_spec(m)]; "
+        f"present = [m for m in {drivers!r} if m != {allowed!r} and u.find_spec(m)]; "
         "sys.exit(f'unexpected drivers installed: {present}' if present else 0)",
     )
-    tmp = session.create_tmp()
-    session.chdir(tmp)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Install core + SQLite alone (no other driver) into a fresh venv and run the demo."""
+    session.install(CORE, SQLITE)
+    assert_no_driver_but(session, "aiosqlite")
+    session.chdir(session.create_tmp())
     session.run("ad-buyer-storage", "demo", *session.posargs)
     session.run("ad-buyer-storage", "doctor")
+
+
+@nox.session(python=PYTHON)
+def demo_redis(session: nox.Session) -> None:
+    """Install core + Redis alone (no aiosqlite, no asyncpg) and run the demo on the local Redis."""
+    session.install(CORE, REDIS)
+    assert_no_driver_but(session, "redis")
+    env = {"STORAGE_TYPE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0", "REDIS_KEY_PREFIX": "ad_buyer_demo:"}
+    session.chdir(session.create_tmp())
+    session.run("ad-buyer-storage", "demo", *session.posargs, env=env)
+    session.run("ad-buyer-storage", "doctor", env=env)

@@ -6,7 +6,6 @@ Every helper is bounded in time and cleans up after itself.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket

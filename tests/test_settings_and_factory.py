@@ -199,3 +199,14 @@ async def test_the_choice_and_reason_are_logged(monkeypatch, caplog) -> None:
         await get_storage()
         await close_storage()
     assert any("using memory (STORAGE_TYPE=memory)" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_misspelt_override_is_refused_not_ignored(tmp_path) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown setting 'tabel'.*table"):
+        get_storage_backend("sqlite", database_url=f"sqlite:///{tmp_path}/x.db", tabel="other")
+    with pytest.raises(ConfigurationError, match="unknown setting"):
+        get_storage_backend("memory", colck=None)
+    storage = get_storage_backend("sqlite", database_url=f"sqlite:///{tmp_path}/x.db", sqlite_table="other")
+    assert storage.backend.table == "other"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="SQLITE_BUSY_TIMEOUT"):
+        get_storage_backend("sqlite", busy_timeout=-1)

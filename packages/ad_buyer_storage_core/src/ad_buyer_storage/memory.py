@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .clock import Clock, system_clock
-from .errors import InvalidValueError
+from .errors import ConfigurationError, InvalidValueError
 from .glob import GlobPattern
 from .protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
 from .validation import INT64_MAX, INT64_MIN
@@ -154,4 +154,9 @@ def _as_int64(text: str, key: str) -> int:
 
 def create_backend(settings: Any, /, **overrides: Any) -> MemoryBackend:
     """Registry factory: ``memory`` takes an optional ``clock`` override."""
+    unknown = set(overrides) - {"clock"}
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting(s) {', '.join(sorted(unknown))} for the memory backend; valid: clock"
+        )
     return MemoryBackend(**overrides)

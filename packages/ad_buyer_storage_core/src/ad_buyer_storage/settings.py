@@ -7,7 +7,7 @@ in each backend's own package. Secrets never reach a repr, log line or error mes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,7 +16,14 @@ from .codec import DEFAULT_MAX_VALUE_BYTES
 from .errors import ConfigurationError
 from .redaction import redact_url
 
-__all__ = ["BackendChoice", "StorageSettings", "choose_backend", "load_settings", "url_scheme"]
+__all__ = [
+    "BackendChoice",
+    "StorageSettings",
+    "choose_backend",
+    "load_backend_settings",
+    "load_settings",
+    "url_scheme",
+]
 
 POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+asyncpg"})
 
@@ -81,6 +88,35 @@ def load_settings(**overrides: Any) -> StorageSettings:
             f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigurationError(f"invalid storage settings: {problems}") from None
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_backend_settings(
+    model: type[SettingsT], overrides: dict[str, Any], *, extra: tuple[str, ...] = ()
+) -> SettingsT:
+    """A backend's settings (``REDIS_*``...) from the environment, with keyword *overrides* on top.
+
+    An override may use the field name (``key_prefix``) or the variable name
+    (``redis_key_prefix``). A name that is neither, nor in *extra*, is a ConfigurationError:
+    a silently ignored misspelling could point a deployment at the wrong namespace.
+    """
+    env_prefix = str(model.model_config.get("env_prefix", "")).lower()
+    fields: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name in extra:
+            continue
+        field = name[len(env_prefix) :] if env_prefix and name.lower().startswith(env_prefix) else name
+        if field not in model.model_fields:
+            valid = sorted(model.model_fields) + list(extra)
+            raise ConfigurationError(f"unknown setting {name!r}; valid here: {', '.join(valid)}")
+        fields[field] = value
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{(env_prefix + '.'.join(map(str, e['loc']))).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"invalid settings: {problems}") from None
 
 
 def url_scheme(url: str | None) -> str:

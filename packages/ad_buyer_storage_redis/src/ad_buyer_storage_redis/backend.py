@@ -23,6 +23,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -39,10 +44,6 @@ from ad_buyer_storage.errors import (
 from ad_buyer_storage.glob import GlobPattern, escape_glob
 from ad_buyer_storage.protocol import Capability, Condition, Record, Write
 from ad_buyer_storage.redaction import redact_text, redact_url
-from redis import exceptions as redis_errors
-from redis.asyncio.cluster import RedisCluster
-from redis.backoff import NoBackoff
-from redis.asyncio.retry import Retry
 
 __all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url"]
 
@@ -152,7 +153,8 @@ class _RedisKeyValue:
         self.key_prefix = key_prefix
         self._prefix_bytes = key_prefix.encode()
         self._cut = len(self._prefix_bytes)
-        self._options = {
+        self._max_connections = max_connections
+        self._options: dict[str, Any] = {
             "max_connections": max_connections,
             "socket_timeout": command_timeout,
             "socket_connect_timeout": connect_timeout,
@@ -178,7 +180,7 @@ class _RedisKeyValue:
                 url = self._url.replace("+cluster://", "://", 1)
                 self._client = RedisCluster.from_url(url, **self._options)
                 await self._client.initialize()
-                self._limiter = asyncio.Semaphore(int(self._options["max_connections"]))
+                self._limiter = asyncio.Semaphore(self._max_connections)
             else:
                 # A blocking pool: when every connection is busy, wait up to pool_timeout for
                 # one (then BusyError) instead of failing at once or opening without bound.
@@ -192,7 +194,9 @@ class _RedisKeyValue:
             _translate(exc, self._url)
         except ValueError as exc:  # a malformed URL, as redis-py reports it
             await self.aclose()
-            raise ConfigurationError(redact_text(f"invalid REDIS_URL {redact_url(self._url)}: {exc}", self._url)) from None
+            raise ConfigurationError(
+                redact_text(f"invalid REDIS_URL {redact_url(self._url)}: {exc}", self._url)
+            ) from None
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -208,7 +212,11 @@ class _RedisKeyValue:
     async def info(self) -> Mapping[str, object]:
         raw = await self._call(lambda c: c.info("server"), idempotent=True)
         if self.cluster:  # {node: {section...}}
-            nodes = list(raw.values()) if isinstance(raw, dict) and raw and isinstance(next(iter(raw.values())), dict) else [raw]
+            nodes = (
+                list(raw.values())
+                if isinstance(raw, dict) and raw and isinstance(next(iter(raw.values())), dict)
+                else [raw]
+            )
             version = nodes[0].get("redis_version") if nodes else None
         else:
             nodes, version = [raw], raw.get("redis_version")
@@ -392,11 +400,13 @@ class _RedisKeyValue:
                 key = self._accept(raw, pattern, seen)
                 if key is not None:
                     yield key
+        count = max(batch_size, self._scan_count)
         while True:
-            cursor, raws = await self._call(
-                lambda c, cur=cursor: c.scan(cur, match=match, count=max(batch_size, self._scan_count)),
-                idempotent=True,
-            )
+
+            def scan_page(c: Any, cur: Any = cursor) -> Awaitable[tuple[Any, list[bytes]]]:
+                return c.scan(cur, match=match, count=count)  # type: ignore[no-any-return]
+
+            cursor, raws = await self._call(scan_page, idempotent=True)
             for raw in raws:
                 key = self._accept(raw, pattern, seen)
                 if key is not None:
@@ -425,7 +435,6 @@ class _RedisKeyValue:
         full = self._full(key)
         args = (amount, version, "" if ttl_ms is None else str(ttl_ms))
         return int(await self._call(lambda c: self._script(c, _INCREMENT, [full], args), idempotent=False))
-
 
 
 class RedisClusterBackend(_RedisKeyValue):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ad_buyer_storage.errors import ConfigurationError
-from ad_buyer_storage.settings import StorageSettings
-from pydantic import ValidationError
+from ad_buyer_storage.settings import StorageSettings, load_backend_settings
 
 from .backend import RedisBackend, RedisClusterBackend, is_cluster_url
 from .settings import RedisSettings
@@ -16,14 +15,10 @@ __all__ = ["create_backend"]
 
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> RedisBackend | RedisClusterBackend:
     """``overrides`` may name any ``REDIS_*`` setting (``key_prefix=``, ``cluster=``...) or ``url=``."""
-    url = overrides.pop("url", None) or settings.redis_url
+    redis_settings = load_backend_settings(RedisSettings, overrides, extra=("url",))
+    url = overrides.get("url") or settings.redis_url
     if not url:
         raise ConfigurationError("the 'redis' backend needs REDIS_URL (for example redis://127.0.0.1:6379/0)")
-    try:
-        redis_settings = RedisSettings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(f"REDIS_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"invalid Redis settings: {problems}") from None
     backend_class = RedisClusterBackend if (redis_settings.cluster or is_cluster_url(url)) else RedisBackend
     return backend_class(
         url,

@@ -332,7 +332,9 @@ class SQLiteBackend:
                 log.warning("expiry sweep of %s failed: %s", self.table, exc)
 
 
-def _is_int_text(text: str) -> bool:
+def _is_int_text(text: str | bytes) -> bool:
+    if isinstance(text, bytes):
+        text = text.decode()
     try:
         return str(int(text)) == text
     except ValueError:

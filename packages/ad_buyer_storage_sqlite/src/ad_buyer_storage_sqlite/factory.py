@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
-from ad_buyer_storage.errors import ConfigurationError
-from ad_buyer_storage.settings import StorageSettings
+from ad_buyer_storage.settings import StorageSettings, load_backend_settings
 
 from .backend import SQLiteBackend, parse_sqlite_url
 from .settings import SQLiteSettings
@@ -18,14 +15,9 @@ __all__ = ["create_backend"]
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> SQLiteBackend:
     """``overrides`` may name any ``SQLITE_*`` setting (``table=``, ``busy_timeout=``...), ``path=``
     (instead of ``DATABASE_URL``) and ``clock=`` (tests)."""
-    path = overrides.pop("path", None)
-    clock = overrides.pop("clock", None)
-    try:
-        sqlite_settings = SQLiteSettings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(f"SQLITE_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"invalid SQLite settings: {problems}") from None
-    extra = {} if clock is None else {"clock": clock}
+    sqlite_settings = load_backend_settings(SQLiteSettings, overrides, extra=("path", "clock", "read_only"))
+    path = overrides.get("path")
+    extra = {k: overrides[k] for k in ("clock", "read_only") if k in overrides}
     return SQLiteBackend(
         parse_sqlite_url(settings.database_url) if path is None else str(path),
         table=sqlite_settings.table,

@@ -1,0 +1,239 @@
+"""Redis behaviour beyond the shared contract: namespace, processes, faults, auth, pools, URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ad_buyer_storage import (
+    AuthenticationError,
+    BusyError,
+    OutcomeUnknownError,
+    Storage,
+    UnavailableError,
+    get_storage_backend,
+)
+from ad_buyer_storage.errors import BackendError
+from ad_buyer_storage_redis import RedisBackend
+from tests.proxy import FaultProxy
+from tests.servers import REDIS_CLI, redis_server
+
+REDIS_URL = os.environ.get("AD_BUYER_STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "Redis-S3cret-Pw"
+
+
+def unique_prefix() -> str:
+    return f"abs-test:{uuid.uuid4().hex}:"
+
+
+def shared_cli(*args: str) -> str:
+    return subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", "6379", *args], capture_output=True, text=True,
+                          timeout=10, check=True).stdout.strip()  # fmt: skip
+
+
+async def test_nothing_outside_the_namespace_is_read_listed_or_deleted() -> None:
+    prefix = unique_prefix()
+    foreign = [f"{prefix[:-1]}X:deal:1", "deal:1-" + uuid.uuid4().hex, prefix.rstrip(":")]
+    for key in foreign:
+        shared_cli("SET", key, "foreign")
+    try:
+        async with Storage(RedisBackend(REDIS_URL, key_prefix=prefix)) as storage:
+            await storage.set("deal:1", {"mine": True})
+            assert await storage.keys() == ["deal:1"]
+            assert await storage.get("1") is None
+            assert await storage.clear() == 1
+        for key in foreign:
+            assert shared_cli("GET", key) == "foreign"
+    finally:
+        shared_cli("DEL", *foreign)
+
+
+async def test_ttl_is_native_and_kept_in_milliseconds() -> None:
+    prefix = unique_prefix()
+    async with Storage(RedisBackend(REDIS_URL, key_prefix=prefix)) as storage:
+        await storage.set("session:s", {"n": 1}, ttl=1.5)
+        pttl = int(shared_cli("PTTL", f"{prefix}session:s"))
+        assert 1300 < pttl <= 1500  # not truncated to 1 s as `ex=timedelta(seconds=1.5)` would be
+        await storage.clear()
+
+
+def _hammer(url: str, prefix: str, count: int) -> None:
+    async def main() -> None:
+        async with Storage(RedisBackend(url, key_prefix=prefix)) as storage:
+            for _ in range(count):
+                await storage.incr("counter")
+                await storage.update("deal:1", lambda d: {**d, "spend": d["spend"] + 1})
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+async def test_four_processes_times_1000_increments_and_versioned_updates_are_exact() -> None:
+    prefix = unique_prefix()
+    async with Storage(RedisBackend(REDIS_URL, key_prefix=prefix)) as storage:
+        await storage.set("deal:1", {"spend": 0})
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_hammer, args=(REDIS_URL, prefix, 1000)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        loop = asyncio.get_running_loop()
+        for proc in procs:
+            await loop.run_in_executor(None, proc.join, 240)
+            assert proc.exitcode == 0
+        assert await storage.get("counter") == 4000
+        assert await storage.get("deal:1") == {"spend": 4000}
+        await storage.clear()
+
+
+async def test_a_lost_increment_reply_is_outcome_unknown_and_never_applied_twice(tmp_path) -> None:
+    with redis_server(tmp_path / "r") as server:
+        async with FaultProxy(server.port) as proxy:
+            url = f"redis://127.0.0.1:{proxy.port}/0"
+            async with Storage(RedisBackend(url, command_timeout=2, connect_timeout=2)) as storage:
+                assert await storage.incr("counter") == 1  # also loads the script on the server
+                proxy.mode = "drop_replies"
+                with pytest.raises(OutcomeUnknownError) as info:
+                    await storage.incr("counter")
+                assert "not retried" in str(info.value)
+                proxy.mode = "pass"
+                assert await storage.get("counter") == 2  # applied once; never sent again
+                proxy.mode = "drop_replies"
+                with pytest.raises(UnavailableError):
+                    await storage.get("counter")  # idempotent: retried once, then a typed error
+                proxy.mode = "pass"
+                assert await storage.incr("counter") == 3
+
+
+async def test_killed_server_gives_typed_errors_then_the_same_object_recovers(tmp_path) -> None:
+    with redis_server(tmp_path / "r") as server:
+        baseline = server.client_count()
+        backend = RedisBackend(server.url, command_timeout=1, connect_timeout=1, max_connections=8)
+        async with Storage(backend) as storage:
+            stop = asyncio.Event()
+            acknowledged: list[int] = []
+            errors: list[BaseException] = []
+
+            async def worker(n: int) -> None:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    try:
+                        await storage.set(f"deal:{n}:{i}", i)
+                        acknowledged.append(i)
+                    except BackendError as exc:
+                        errors.append(exc)
+                        await asyncio.sleep(0.01)
+
+            tasks = [asyncio.create_task(worker(n)) for n in range(8)]
+            await asyncio.sleep(0.3)
+            server.kill()
+            started = time.monotonic()
+            await asyncio.sleep(1.0)
+            assert errors, "writes kept succeeding with the server dead"
+            assert all(isinstance(e, (UnavailableError, OutcomeUnknownError)) for e in errors), errors[:3]
+            server.start()  # same port, empty (no persistence)
+            deadline = started + 10
+            while time.monotonic() < deadline:
+                try:
+                    await storage.set("probe", 1)
+                    break
+                except BackendError:
+                    await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.gather(*tasks)
+            assert await storage.get("probe") == 1  # the same object works again
+            assert len(acknowledged) > 0
+        await asyncio.sleep(0.1)
+        assert server.client_count() == baseline  # every connection was released on close
+
+
+async def test_authentication(tmp_path) -> None:
+    with redis_server(tmp_path / "r", "--requirepass", SECRET) as server:
+        wrong = f"redis://:not-{SECRET}@127.0.0.1:{server.port}/0"
+        started = time.monotonic()
+        with pytest.raises(AuthenticationError) as info:
+            await Storage(RedisBackend(wrong)).connect()
+        assert time.monotonic() - started < 2  # fast, not retried with backoff
+        assert SECRET not in str(info.value)
+        assert "not-" not in str(info.value)
+        with pytest.raises(AuthenticationError):
+            await Storage(RedisBackend(server.url)).connect()  # no password at all
+        right = f"redis://:{SECRET}@127.0.0.1:{server.port}/0"
+        async with Storage(RedisBackend(right)) as storage:
+            await storage.set("k", 1)
+            assert SECRET not in repr(storage) + repr(storage.backend)
+            info_text = str(await storage.info())
+            assert SECRET not in info_text
+            assert ":***@" in info_text
+
+
+async def test_a_full_pool_waits_then_raises_busy_and_recovers(tmp_path) -> None:
+    with redis_server(tmp_path / "r") as server:
+        backend = RedisBackend(server.url, max_connections=2, pool_timeout=0.3)
+        async with Storage(backend) as storage:
+            await storage.set("k", 1)
+            async with storage.subscribe("a"), storage.subscribe("b"):  # each holds a connection
+                started = time.monotonic()
+                with pytest.raises(BusyError):
+                    await storage.get("k")
+                assert 0.25 < time.monotonic() - started < 2
+            assert await storage.get("k") == 1  # healthy again
+
+
+async def test_unix_socket_and_database_number(tmp_path) -> None:
+    sock = tmp_path / "redis.sock"
+    with redis_server(tmp_path / "r", "--unixsocket", str(sock), "--unixsocketperm", "700") as server:
+        async with Storage(RedisBackend(f"unix://{sock}?db=2")) as storage:
+            await storage.set("deal:u", 1)
+        assert server.cli("-n", "2", "HGET", "ad_buyer:deal:u", "d") == "1"
+        async with Storage(RedisBackend(f"redis://127.0.0.1:{server.port}/3")) as storage:
+            await storage.set("deal:n", 2)
+        assert server.cli("-n", "3", "HGET", "ad_buyer:deal:n", "d") == "2"
+
+
+async def test_refused_port_is_unavailable_quickly() -> None:
+    from tests.servers import free_port
+
+    started = time.monotonic()
+    with pytest.raises(UnavailableError):
+        await Storage(RedisBackend(f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", connect_timeout=1)).connect()
+    assert time.monotonic() - started < 3
+
+
+async def test_settings_select_redis_and_the_cluster_class(monkeypatch) -> None:
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    storage = get_storage_backend()
+    assert storage.name == "redis"
+    assert type(storage.backend).__name__ == "RedisBackend"
+    monkeypatch.setenv("REDIS_KEY_PREFIX", "custom:")
+    assert get_storage_backend().backend.key_prefix == "custom:"  # type: ignore[attr-defined]
+    monkeypatch.setenv("REDIS_URL", "redis+cluster://127.0.0.1:7000")
+    assert type(get_storage_backend().backend).__name__ == "RedisClusterBackend"
+
+
+def test_demo_and_doctor_on_redis(tmp_path: Path) -> None:
+    env = {**os.environ, "STORAGE_TYPE": "redis", "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": unique_prefix()}
+    cli = [sys.executable, "-m", "ad_buyer_storage.cli"]
+    try:
+        demo = subprocess.run([*cli, "demo"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+                              check=False)  # fmt: skip
+        assert demo.returncode == 0, demo.stderr
+        assert "backend: redis" in demo.stdout
+        assert "ok: 250.00 expected" in demo.stdout
+        doctor = subprocess.run([*cli, "doctor"], capture_output=True, text=True, timeout=60, env=env,
+                                cwd=tmp_path, check=False)  # fmt: skip
+        assert doctor.returncode == 0, doctor.stderr
+        for fact in ("redis_version", "ping:", env["REDIS_KEY_PREFIX"]):
+            assert fact in doctor.stdout
+    finally:
+        keys = shared_cli("--scan", "--pattern", env["REDIS_KEY_PREFIX"] + "*").split()
+        if keys:
+            shared_cli("DEL", *keys)
