@@ -1,0 +1,511 @@
+"""PostgreSQL backend on an asyncpg pool: one JSONB table per namespace.
+
+* Every primitive is one statement (bulk ones with ``= ANY($1)`` and ``unnest``), atomic on
+  its own; set-if-absent, increments and versioned writes included.
+* Expiry uses the database server's clock (``now()``): one clock however many app hosts.
+  Expired rows are invisible at once and purged by a sweeper in bounded batches, under an
+  advisory lock so only one instance sweeps at a time.
+* The table is created on first connect under an advisory lock (concurrent cold starts race
+  on ``CREATE TABLE IF NOT EXISTS`` otherwise) and its schema version recorded.
+* Keys are ``text COLLATE "C"``: byte order, so prefix listing is a primary-key range scan.
+* Values: a JSONB codec on every pool connection passes our JSON text through in binary
+  form; core decodes it, so reads return dicts, never JSON strings. JSONB normalises numbers
+  (``1e16`` reads back as ``10000000000000000``, an equal int) and orders object keys.
+* Idempotent operations are retried once after a dropped connection (the first query after a
+  server restart fails); others raise ``OutcomeUnknownError``. Driver errors are translated in
+  :func:`_translate`, with the password redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, NoReturn, TypeVar
+
+import asyncpg
+from ad_buyer_storage.errors import (
+    AuthenticationError,
+    BackendError,
+    BusyError,
+    ConfigurationError,
+    InvalidValueError,
+    NotConnectedError,
+    OutcomeUnknownError,
+    ReadOnlyError,
+    StorageFullError,
+    StorageTimeoutError,
+    UnavailableError,
+)
+from ad_buyer_storage.glob import GlobPattern, prefix_upper_bound
+from ad_buyer_storage.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
+from ad_buyer_storage.redaction import redact_text, redact_url
+
+__all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
+
+log = logging.getLogger("ad_buyer_storage.postgres")
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_MAX_NOTIFY_BYTES = 7999  # PostgreSQL's NOTIFY payload limit is 8000 bytes
+# Errors after which the statement certainly did not run: safe to send anything again.
+_NOT_SENT = (asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)
+# A dropped connection: the statement may or may not have run.
+_CONNECTION_LOST = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    ConnectionError,
+    OSError,
+)
+
+
+def normalise_dsn(url: str) -> str:
+    """Accept ``postgresql://``, ``postgres://`` and the seed's ``postgresql+asyncpg://``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres", "postgresql+asyncpg"):
+        raise ConfigurationError(
+            f"not a PostgreSQL URL: {redact_url(url)}; expected postgresql://user:password@host:5432/database"
+        )
+    return "postgresql://" + rest  # asyncpg itself refuses "+asyncpg"
+
+
+def _lock_id(*parts: str) -> int:
+    digest = hashlib.sha256("\x00".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresBackend:
+    """Keys of one namespace in one PostgreSQL table."""
+
+    name = "postgres"
+    capabilities = frozenset(
+        {Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS, Capability.DURABLE, Capability.PUBSUB}
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "public",
+        table: str = "kv_store",
+        pool_min: int = 2,
+        pool_max: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        acquire_timeout: float = 5.0,
+        statement_cache_size: int = 100,
+        sweep_interval: float | None = 60.0,
+        sweep_batch: int = 500,
+    ) -> None:
+        for label, name in (("POSTGRES_SCHEMA", schema), ("POSTGRES_TABLE", table)):
+            if not _IDENTIFIER.match(name):
+                raise ConfigurationError(f"{label} must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {name!r}")
+        if pool_min > pool_max:
+            raise ConfigurationError(f"POSTGRES_POOL_MIN ({pool_min}) must be <= POSTGRES_POOL_MAX ({pool_max})")
+        self._url = url
+        self._dsn = normalise_dsn(url)
+        self.schema = schema
+        self.table = table
+        self._pool_min, self._pool_max = pool_min, pool_max
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._acquire_timeout = acquire_timeout
+        self._statement_cache_size = statement_cache_size
+        self._sweep_interval = sweep_interval
+        self._sweep_batch = sweep_batch
+        self._pool: Any = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sql = _Statements(f'"{schema}"."{table}"')
+        self._lock = _lock_id("ad_buyer_storage", schema, table)
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({redact_url(self._url)!r}, table={self.schema}.{self.table})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def connect(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
+                statement_cache_size=self._statement_cache_size,
+                init=_init_connection,
+                reset=_keep_session,
+            )
+            await self._create_schema()
+        except Exception as exc:  # noqa: BLE001 - every failure is translated below
+            await self.aclose()
+            _translate(exc, self._url)
+        if self._sweep_interval:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(self._sweep_interval))
+
+    async def _create_schema(self) -> None:
+        async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
+            # Eight instances cold-starting at once: only one runs the DDL at a time.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock)
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(self._sql.create_meta)
+            found = await conn.fetchval(self._sql.read_version, self.table)
+            if found is not None and found > SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"table {self.schema}.{self.table} has schema version {found}; this release knows "
+                    f"{SCHEMA_VERSION}: upgrade ad-buyer-storage-postgres"
+                )
+            await conn.execute(self._sql.create_table)
+            await conn.execute(self._sql.create_index)
+            # Future versions migrate here, in place, before recording their number.
+            await conn.execute(self._sql.write_version, self.table, SCHEMA_VERSION)
+
+    async def aclose(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=self._command_timeout)
+            except (TimeoutError, Exception):  # noqa: BLE001 - a dead server: drop connections hard
+                pool.terminate()
+
+    async def ping(self) -> None:
+        await self._call(lambda c: c.fetchval("SELECT 1"), idempotent=True)
+
+    async def info(self) -> Mapping[str, object]:
+        version = await self._call(lambda c: c.fetchval("SHOW server_version"), idempotent=True)
+        pool = self._pool
+        return {
+            "backend": "postgres",
+            "url": redact_url(self._url),
+            "server_version": version,
+            "table": f"{self.schema}.{self.table}",
+            "schema_version": SCHEMA_VERSION,
+            "pool_size": pool.get_size() if pool else 0,
+            "pool_idle": pool.get_idle_size() if pool else 0,
+            "pool_min": self._pool_min,
+            "pool_max": self._pool_max,
+            "clock": "database server (now())",
+        }
+
+    # -- plumbing --------------------------------------------------------------------------
+    async def _call(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
+        """Run *fn(connection)* on a pooled connection; retry once only where that is safe."""
+        pool = self._pool
+        if pool is None:
+            raise NotConnectedError("the PostgreSQL backend is not connected")
+        for attempt in (1, 2):
+            try:
+                conn = await pool.acquire(timeout=self._acquire_timeout)
+            except TimeoutError:
+                raise BusyError(
+                    f"PostgreSQL {redact_url(self._url)}: no free connection among {self._pool_max} "
+                    f"within {self._acquire_timeout} s"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - connecting failed: nothing was sent
+                if attempt == 1 and isinstance(exc, (*_NOT_SENT, *_CONNECTION_LOST)):
+                    continue
+                _translate(exc, self._url)
+            try:
+                return await fn(conn)
+            except _CONNECTION_LOST as exc:
+                if attempt == 1 and idempotent:
+                    continue  # the first query after a server restart fails; the next succeeds
+                _translate(exc, self._url, outcome_unknown=not idempotent)
+            except TimeoutError as exc:
+                _translate(exc, self._url, outcome_unknown=not idempotent)
+            except Exception as exc:  # noqa: BLE001 - translated in one place
+                _translate(exc, self._url)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pool.release(conn)
+        raise AssertionError("unreachable")
+
+    # -- primitives ------------------------------------------------------------------------
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        if len(keys) == 1:
+            row = await self._call(lambda c: c.fetchrow(self._sql.read_one, keys[0]), idempotent=True)
+            return [None if row is None else Record(row[0], row[1])]
+        rows = await self._call(lambda c: c.fetch(self._sql.read_many, list(keys)), idempotent=True)
+        found = {key: Record(value, version) for key, value, version in rows}
+        return [found.get(key) for key in keys]
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        results: list[bool] = [False] * len(writes)
+        for keep in (False, True):
+            batch = [i for i, w in enumerate(writes) if w.condition is Condition.ALWAYS and w.keep_ttl is keep]
+            if not batch:
+                continue
+            # One statement for all of them (unnest); idempotent: the same value and version again.
+            columns = (
+                [writes[i].key for i in batch],
+                [writes[i].value for i in batch],
+                [writes[i].version for i in batch],
+                [writes[i].ttl_ms for i in batch],
+            )
+            sql = self._sql.upsert_many_keep_ttl if keep else self._sql.upsert_many
+            await self._call(lambda c, q=sql, a=columns: c.execute(q, *a), idempotent=True)
+            for i in batch:
+                results[i] = True
+        for i, w in enumerate(writes):
+            if w.condition is Condition.IF_ABSENT:
+                args: tuple[Any, ...] = (w.key, w.value, w.version, w.ttl_ms)
+                results[i] = bool(
+                    await self._call(lambda c, a=args: c.fetchval(self._sql.insert_if_absent, *a), idempotent=False)
+                )
+            elif w.condition is Condition.IF_VERSION:
+                args = (w.key, w.value, w.version, w.ttl_ms, w.keep_ttl, w.expected_version)
+                results[i] = bool(
+                    await self._call(lambda c, a=args: c.fetchval(self._sql.update_if_version, *a), idempotent=False)
+                )
+        return results
+
+    async def remove(self, keys: Sequence[str]) -> int:
+        rows = await self._call(lambda c: c.fetch(self._sql.remove, list(keys)), idempotent=True)
+        return sum(1 for (live,) in rows if live)
+
+    async def count(self, keys: Sequence[str]) -> int:
+        return int(await self._call(lambda c: c.fetchval(self._sql.count, list(keys)), idempotent=True))
+
+    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        upper = prefix_upper_bound(pattern.prefix) if pattern.prefix else None
+        after: str | None = None
+        while True:
+            sql = self._sql.scan(first=after is None, bounded=upper is not None)
+            args: list[Any] = [pattern.prefix if after is None else after]
+            if upper is not None:
+                args.append(upper)
+            args.append(batch_size)
+            rows = await self._call(lambda c, a=tuple(args), q=sql: c.fetch(q, *a), idempotent=True)
+            for (key,) in rows:
+                if pattern.is_prefix_only or pattern.matches(key):
+                    yield key
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][0]
+
+    async def get_ttl(self, key: str) -> int:
+        row = await self._call(lambda c: c.fetchrow(self._sql.get_ttl, key), idempotent=True)
+        if row is None:
+            return NO_KEY
+        return NO_EXPIRY if row[0] is None else int(row[0])
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        return bool(await self._call(lambda c: c.fetchval(self._sql.set_ttl, key, ttl_ms), idempotent=True))
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        args = (key, amount, version, ttl_ms)
+        result = await self._call(lambda c: c.fetchval(self._sql.increment, *args), idempotent=False)
+        if result is None:
+            raise InvalidValueError(
+                f"cannot increment {key!r} by {amount}: not a 64-bit integer, or the result would overflow"
+            )
+        return int(result)
+
+    # -- pub/sub (LISTEN/NOTIFY) -----------------------------------------------------------
+    def _channel(self, channel: str) -> str:
+        # Channel names are identifiers of at most 63 bytes: hash ours into that space.
+        return "abs_" + hashlib.sha256(f"{self.schema}.{self.table}\x00{channel}".encode()).hexdigest()[:40]
+
+    async def publish(self, channel: str, message: str) -> int:
+        if len(message.encode()) > _MAX_NOTIFY_BYTES:
+            raise InvalidValueError(f"pub/sub messages on PostgreSQL are limited to {_MAX_NOTIFY_BYTES} bytes")
+        name = self._channel(channel)
+        await self._call(lambda c: c.execute("SELECT pg_notify($1, $2)", name, message), idempotent=False)
+        return -1  # NOTIFY does not report how many listened
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        return self._subscription(self._channel(channel))
+
+    @asynccontextmanager
+    async def _subscription(self, name: str) -> AsyncIterator[AsyncIterator[str]]:
+        if self._pool is None:
+            raise NotConnectedError("the PostgreSQL backend is not connected")
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        try:
+            # A dedicated connection: LISTEN state must not leak into the pool.
+            conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+            await conn.add_listener(name, lambda _c, _pid, _ch, payload: queue.put_nowait(payload))
+        except Exception as exc:  # noqa: BLE001
+            _translate(exc, self._url)
+
+        async def messages() -> AsyncIterator[str]:
+            while True:
+                yield await queue.get()
+
+        try:
+            yield messages()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=self._command_timeout)
+
+    # -- expiry sweeping -------------------------------------------------------------------
+    async def purge_expired(self) -> int:
+        """Delete expired rows in bounded batches unless another instance is sweeping."""
+        total = 0
+        while True:
+
+            async def batch(conn: Any) -> int | None:
+                async with conn.transaction():
+                    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock + 1):
+                        return None  # another instance holds the sweep
+                    return int(await conn.fetchval(self._sql.purge, self._sweep_batch))
+
+            deleted = await self._call(batch, idempotent=True)
+            if deleted is None:
+                return total
+            total += deleted
+            if deleted < self._sweep_batch:
+                return total
+            await asyncio.sleep(0)
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                purged = await self.purge_expired()
+                if purged:
+                    log.debug("purged %d expired rows from %s.%s", purged, self.schema, self.table)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried next interval
+                log.warning("expiry sweep of %s.%s failed: %s", self.schema, self.table, exc)
+
+
+async def _init_connection(conn: Any) -> None:
+    """JSONB in binary form: a version byte, then our JSON text, passed through untouched."""
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda text: b"\x01" + text.encode(),
+        decoder=lambda data: data[1:],
+        format="binary",
+    )
+
+
+async def _keep_session(conn: Any) -> None:
+    """Pool reset hook: asyncpg still rolls back open transactions; we change no session state,
+    so the default RESET ALL round trip on every release is skipped."""
+
+
+def _translate(exc: BaseException, url: str, *, outcome_unknown: bool = False) -> NoReturn:
+    """The one place asyncpg and socket errors become storage errors (password redacted)."""
+    message = redact_text(f"PostgreSQL {redact_url(url)}: {type(exc).__name__}: {exc}", url)
+    pg = asyncpg.exceptions
+    if isinstance(exc, (pg.InvalidPasswordError, pg.InvalidAuthorizationSpecificationError)):
+        raise AuthenticationError(message) from None
+    if isinstance(exc, ConfigurationError):
+        raise exc
+    if isinstance(exc, pg.TooManyConnectionsError):
+        raise BusyError(message) from exc
+    if isinstance(exc, pg.DiskFullError) or isinstance(exc, pg.OutOfMemoryError):
+        raise StorageFullError(message) from exc
+    if isinstance(exc, pg.ReadOnlySQLTransactionError):
+        raise ReadOnlyError(message) from exc
+    if isinstance(exc, pg.QueryCanceledError) or isinstance(exc, TimeoutError):
+        if outcome_unknown:
+            raise OutcomeUnknownError(f"{message} (timed out; the write may or may not have been applied)") from exc
+        raise StorageTimeoutError(message) from exc
+    if isinstance(exc, _CONNECTION_LOST) or isinstance(exc, pg.CannotConnectNowError):
+        if outcome_unknown:
+            raise OutcomeUnknownError(f"{message} (connection lost; the write may or may not have been applied)") from exc
+        raise UnavailableError(message) from exc
+    if isinstance(exc, pg.InvalidCatalogNameError):
+        raise ConfigurationError(message) from None
+    if isinstance(exc, pg.ClientConfigurationError) or isinstance(exc, ValueError):
+        raise ConfigurationError(message) from None
+    raise BackendError(message) from exc
+
+
+class _Statements:
+    """Every SQL statement, built once per table. Keys and values are always bound."""
+
+    def __init__(self, t: str) -> None:
+        schema = t.split(".")[0]
+        live = "(expires_at IS NULL OR expires_at > now())"
+        expiry = "CASE WHEN {ms} IS NULL THEN NULL ELSE now() + {ms} * interval '1 millisecond' END"
+        self.create_meta = (
+            f"CREATE TABLE IF NOT EXISTS {schema}.ad_buyer_storage_schema "
+            "(table_name text PRIMARY KEY, schema_version integer NOT NULL, updated_at timestamptz DEFAULT now())"
+        )
+        self.read_version = f"SELECT schema_version FROM {schema}.ad_buyer_storage_schema WHERE table_name = $1"
+        self.write_version = (
+            f"INSERT INTO {schema}.ad_buyer_storage_schema (table_name, schema_version) VALUES ($1, $2) "
+            "ON CONFLICT (table_name) DO UPDATE SET schema_version = excluded.schema_version, updated_at = now()"
+        )
+        self.create_table = (
+            f'CREATE TABLE IF NOT EXISTS {t} (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL, '
+            "version text NOT NULL, expires_at timestamptz)"
+        )
+        index = t.split(".")[1][:-1] + '_expires_at"'
+        self.create_index = f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
+        self.read_one = f"SELECT value, version FROM {t} WHERE key = $1 AND {live}"
+        self.read_many = f"SELECT key, value, version FROM {t} WHERE key = ANY($1::text[]) AND {live}"
+        new_expiry = expiry.format(ms="u.ttl")
+        upsert = (
+            f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
+            f"SELECT u.key, u.value::jsonb, u.version, {new_expiry} "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(key, value, version, ttl) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = "
+        )
+        self.upsert_many = upsert + "excluded.expires_at"
+        self.upsert_many_keep_ttl = (
+            upsert + "CASE WHEN kv.expires_at IS NULL OR kv.expires_at > now() THEN kv.expires_at "
+            "ELSE excluded.expires_at END"
+        )
+        self.insert_if_absent = (
+            f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
+            f"VALUES ($1, $2::text::jsonb, $3, {expiry.format(ms='$4::bigint')}) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+            "expires_at = excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now() "
+            "RETURNING true"
+        )
+        self.update_if_version = (
+            f"UPDATE {t} SET value = $2::text::jsonb, version = $3, "
+            f"expires_at = CASE WHEN $5::bool THEN expires_at ELSE {expiry.format(ms='$4::bigint')} END "
+            f"WHERE key = $1 AND version = $6 AND {live} RETURNING true"
+        )
+        self.remove = f"DELETE FROM {t} WHERE key = ANY($1::text[]) RETURNING {live}"
+        self.count = f"SELECT count(*) FROM {t} WHERE key = ANY($1::text[]) AND {live}"
+        self.get_ttl = (
+            f"SELECT CASE WHEN expires_at IS NULL THEN NULL ELSE "
+            f"greatest(1, ceil(extract(epoch FROM expires_at - now()) * 1000))::bigint END "
+            f"FROM {t} WHERE key = $1 AND {live}"
+        )
+        self.set_ttl = (
+            f"UPDATE {t} SET expires_at = {expiry.format(ms='$2::bigint')} WHERE key = $1 AND {live} RETURNING true"
+        )
+        expired = "(kv.expires_at IS NOT NULL AND kv.expires_at <= now())"
+        current = "(kv.value #>> '{}')"
+        self.increment = (
+            f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
+            f"VALUES ($1, to_jsonb($2::bigint), $3, {expiry.format(ms='$4::bigint')}) "
+            f"ON CONFLICT (key) DO UPDATE SET "
+            f"value = CASE WHEN {expired} THEN excluded.value "
+            f"ELSE to_jsonb(({current})::numeric + $2::bigint) END, "
+            f"version = excluded.version, "
+            f"expires_at = CASE WHEN {expired} THEN excluded.expires_at ELSE kv.expires_at END "
+            # Only a JSON integer, and only if the sum stays in 64 bits: else nothing is written.
+            f"WHERE {expired} OR (jsonb_typeof(kv.value) = 'number' AND {current} ~ '^-?[0-9]+$' "
+            f"AND ({current})::numeric + $2::bigint BETWEEN -9223372036854775808 AND 9223372036854775807) "
+            "RETURNING (value #>> '{}')::bigint"
+        )
+        self.purge = (
+            f"WITH gone AS (DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= now() "
+            "LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING 1) SELECT count(*) FROM gone"
+        )
+        self._t, self._live = t, live
+
+    def scan(self, *, first: bool, bounded: bool) -> str:
+        lower = "key >= $1" if first else "key > $1"
+        upper, limit = ("AND key < $2 ", "$3") if bounded else ("", "$2")
+        return f"SELECT key FROM {self._t} WHERE {lower} {upper}AND {self._live} ORDER BY key LIMIT {limit}"

@@ -1,0 +1,26 @@
+"""``POSTGRES_*`` settings (the server from ``DATABASE_URL``; pool bounds and timeouts from core)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PostgresSettings"]
+
+
+class PostgresSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="POSTGRES_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    #: Schema and table of this namespace (created on first connect if missing).
+    schema_name: str = Field("public", alias="POSTGRES_SCHEMA")
+    table: str = "kv_store"
+    #: Seconds to wait for a free pooled connection, then BusyError.
+    acquire_timeout: float = Field(5.0, gt=0)
+    #: Prepared statements cached per connection; 0 behind pgbouncer in transaction mode.
+    statement_cache_size: int = Field(100, ge=0)
+    #: Seconds between purges of expired rows (0: never); one instance sweeps at a time.
+    sweep_interval: float = Field(60.0, ge=0)
+    #: Rows deleted per purge statement.
+    sweep_batch: int = Field(500, gt=0)
