@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "demo", "demo_redis"]
+nox.options.sessions = ["lint", "typecheck", "tests", "demo", "demo_redis", "demo_postgres"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 CORE = "packages/ad_buyer_storage_core"
 SQLITE = "packages/ad_buyer_storage_sqlite"
 REDIS = "packages/ad_buyer_storage_redis"
+POSTGRES = "packages/ad_buyer_storage_postgres"
 EXAMPLE_PLUGIN = "tests/example_plugin"
-PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src"]
+PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src", f"{POSTGRES}/src"]
 # Backends with a conformance file of their own under tests/.
-BACKENDS = ["memory", "sqlite", "redis", "example_plugin"]
+BACKENDS = ["memory", "sqlite", "redis", "postgres", "example_plugin"]
 
 
 def install_project(session: nox.Session) -> None:
@@ -85,3 +86,22 @@ def demo_redis(session: nox.Session) -> None:
     session.chdir(session.create_tmp())
     session.run("ad-buyer-storage", "demo", *session.posargs, env=env)
     session.run("ad-buyer-storage", "doctor", env=env)
+    session.run("ad-buyer-storage", "clear", "--yes", env=env)  # a shared server: leave nothing
+
+
+@nox.session(python=PYTHON)
+def demo_postgres(session: nox.Session) -> None:
+    """Install core + PostgreSQL alone (no aiosqlite, no redis) and run the demo on the local server."""
+    session.install(CORE, POSTGRES)
+    assert_no_driver_but(session, "asyncpg")
+    env = {
+        "STORAGE_TYPE": "postgres",
+        "DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+        "POSTGRES_SCHEMA": "ad_buyer_demo",
+    }
+    session.chdir(session.create_tmp())
+    session.run("ad-buyer-storage", "demo", *session.posargs, env=env)
+    session.run("ad-buyer-storage", "doctor", env=env)
+    # A shared server: leave nothing behind, not even the demo's schema.
+    drop = "DROP SCHEMA IF EXISTS ad_buyer_demo CASCADE"
+    session.run("psql", "postgresql://postgres@127.0.0.1:5432/test", "-qc", drop, external=True)

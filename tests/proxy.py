@@ -2,6 +2,7 @@
 
 Modes: ``pass`` (forward both ways), ``drop_replies`` (forward requests, swallow the server's
 answer and cut the client off: the request was applied but its reply is lost),
+``drop_one_reply`` (the same, once, then ``pass`` again),
 ``blackhole`` (accept and forward nothing), ``reset`` (close every connection at once).
 """
 
@@ -70,7 +71,9 @@ class FaultProxy:
             while data := await reader.read(65536):
                 if self.mode == "blackhole":
                     continue
-                if not upstream and self.mode == "drop_replies":
+                if not upstream and self.mode in ("drop_replies", "drop_one_reply"):
+                    if self.mode == "drop_one_reply":
+                        self.mode = "pass"
                     client.close()  # the server answered; the client never hears it
                     return
                 writer.write(data)

@@ -6,14 +6,17 @@ Every helper is bounded in time and cleans up after itself.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -116,3 +119,64 @@ def redis_cluster(directory: Path, nodes: int = 3) -> Iterator[list[RedisServer]
     finally:
         for server in servers:
             server.kill()
+
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/usr/local/bin"))
+
+
+@dataclass
+class PostgresServer:
+    """A private PostgreSQL cluster run as the postgres user (it refuses to run as root)."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    password: str | None = None
+
+    def _as_postgres(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True, timeout=timeout, check=True
+        )
+
+    def url(self, password: str | None = None, database: str = "postgres") -> str:
+        secret = password if password is not None else self.password
+        auth = f"postgres:{quote(secret, safe='')}@" if secret else "postgres@"
+        return f"postgresql://{auth}127.0.0.1:{self.port}/{database}"
+
+    def init(self) -> PostgresServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.directory, "postgres", "postgres")
+        argv = [str(PG_BIN / "initdb"), "-D", str(self.directory / "data"), "-U", "postgres", "--no-sync"]
+        if self.password:
+            pwfile = self.directory / "pw"
+            pwfile.write_text(self.password + "\n")
+            shutil.chown(pwfile, "postgres", "postgres")
+            argv += ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        else:
+            argv += ["--auth=trust"]
+        self._as_postgres(*argv, timeout=120)
+        return self
+
+    def start(self) -> PostgresServer:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off"
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-o", options,
+            "-l", str(self.directory / "log"), "-w", "-t", "30", "start",
+        )  # fmt: skip
+        return self
+
+    def stop(self, mode: str = "immediate") -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+
+
+@contextlib.contextmanager
+def postgres_server(password: str | None = None) -> Iterator[PostgresServer]:
+    # Not under pytest's tmp_path: its parents are private to root, and postgres must traverse them.
+    directory = Path(tempfile.mkdtemp(prefix="abs-pg-"))
+    os.chmod(directory, 0o755)  # noqa: S103 - the postgres user must reach its data directory
+    server = PostgresServer(directory / "cluster", password=password)
+    try:
+        yield server.init().start()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -91,6 +91,11 @@ def test_operator_commands(tmp_path) -> None:
     refused = run("set", "k", "1", "--ttl", "0", cwd=tmp_path)
     assert refused.returncode == 2
     assert "InvalidTTLError" in refused.stderr
+    assert run("clear", cwd=tmp_path).returncode == 2  # needs --yes
+    cleared = run("clear", "--yes", cwd=tmp_path)
+    assert cleared.returncode == 0
+    assert "deleted 1 keys" in cleared.stdout  # session:1 was the last key
+    assert json.loads(run("keys", cwd=tmp_path).stdout) == []
 
 
 @pytest.mark.parametrize("backend", ["memory", "dictstore"])

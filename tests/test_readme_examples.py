@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,20 @@ def _examples() -> list[tuple[str, str]]:
     return found
 
 
+@pytest.fixture
+def drop_example_schema() -> Iterator[None]:
+    """The PostgreSQL example creates schema ad_buyer_example on the shared server: remove it."""
+    yield
+    subprocess.run(
+        ["psql", "postgresql://postgres@127.0.0.1:5432/test", "-qc", "DROP SCHEMA IF EXISTS ad_buyer_example CASCADE"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(("where", "code"), _examples(), ids=[w for w, _ in _examples()])
-def test_readme_example_runs(where: str, code: str, tmp_path) -> None:
+def test_readme_example_runs(where: str, code: str, tmp_path, drop_example_schema: None) -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
     )

@@ -237,3 +237,14 @@ def test_demo_and_doctor_on_redis(tmp_path: Path) -> None:
         keys = shared_cli("--scan", "--pattern", env["REDIS_KEY_PREFIX"] + "*").split()
         if keys:
             shared_cli("DEL", *keys)
+
+
+async def test_an_unencoded_password_with_reserved_characters_works(tmp_path) -> None:
+    secret = "p@ss:w/rd#%x"
+    with redis_server(tmp_path / "r", "--requirepass", secret) as server:
+        async with Storage(RedisBackend(f"redis://:{secret}@127.0.0.1:{server.port}/0")) as storage:
+            await storage.set("k", 1)
+            assert secret not in repr(storage.backend)
+        with pytest.raises(AuthenticationError) as info:
+            await Storage(RedisBackend(f"redis://:{secret}-wrong@127.0.0.1:{server.port}/0")).connect()
+        assert "w/rd" not in str(info.value)

@@ -210,3 +210,20 @@ async def test_a_misspelt_override_is_refused_not_ignored(tmp_path) -> None:
     assert storage.backend.table == "other"  # type: ignore[attr-defined]
     with pytest.raises(ConfigurationError, match="SQLITE_BUSY_TIMEOUT"):
         get_storage_backend("sqlite", busy_timeout=-1)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u:p@ss:w/rd#%@h:5432/db", "postgresql://u:p%40ss%3Aw%2Frd%23%25@h:5432/db"),
+        ("postgresql://u:p%40ss@h/db", "postgresql://u:p%40ss@h/db"),  # already encoded: untouched
+        ("redis://:tok#en@h:6379/0", "redis://:tok%23en@h:6379/0"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("postgresql://user@h/db", "postgresql://user@h/db"),
+    ],
+)
+def test_unencoded_credentials_are_encoded(url: str, expected: str) -> None:
+    from ad_buyer_storage.urls import encode_credentials
+
+    assert encode_credentials(url) == expected
+    assert encode_credentials(expected) == expected

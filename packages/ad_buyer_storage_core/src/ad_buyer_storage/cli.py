@@ -152,6 +152,16 @@ async def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_clear(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print("refusing to delete every key of the namespace without --yes", file=sys.stderr)
+        return 2
+    async with _storage(args) as storage:
+        deleted = await storage.clear()
+    print(f"deleted {deleted} keys")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ad-buyer-storage", description=__doc__)
     parser.add_argument("--backend", help="backend name (overrides STORAGE_TYPE)")
@@ -172,6 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="list keys matching a glob PATTERN (Redis grammar)")
     keys.add_argument("pattern", nargs="?", default="*")
     keys.add_argument("--limit", type=int)
+    clear = sub.add_parser("clear", help="delete every key of the configured namespace (and nothing else)")
+    clear.add_argument("--yes", action="store_true", help="confirm")
     return parser
 
 
@@ -183,6 +195,7 @@ _COMMANDS = {
     "set": _cmd_set,
     "delete": _cmd_delete,
     "keys": _cmd_keys,
+    "clear": _cmd_clear,
 }
 
 

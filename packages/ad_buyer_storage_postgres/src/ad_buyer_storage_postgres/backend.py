@@ -28,6 +28,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
 import asyncpg
+
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -44,6 +45,7 @@ from ad_buyer_storage.errors import (
 from ad_buyer_storage.glob import GlobPattern, prefix_upper_bound
 from ad_buyer_storage.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
 from ad_buyer_storage.redaction import redact_text, redact_url
+from ad_buyer_storage.urls import encode_credentials
 
 __all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
 
@@ -73,7 +75,7 @@ def normalise_dsn(url: str) -> str:
         raise ConfigurationError(
             f"not a PostgreSQL URL: {redact_url(url)}; expected postgresql://user:password@host:5432/database"
         )
-    return "postgresql://" + rest  # asyncpg itself refuses "+asyncpg"
+    return encode_credentials("postgresql://" + rest)  # asyncpg itself refuses "+asyncpg"
 
 
 def _lock_id(*parts: str) -> int:
@@ -230,6 +232,10 @@ class PostgresBackend:
                     await pool.release(conn)
         raise AssertionError("unreachable")
 
+    async def _query(self, method: str, sql: str, *args: Any, idempotent: bool) -> Any:
+        """``connection.<method>(sql, *args)`` through :meth:`_call`."""
+        return await self._call(lambda c: getattr(c, method)(sql, *args), idempotent=idempotent)
+
     # -- primitives ------------------------------------------------------------------------
     async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
         if len(keys) == 1:
@@ -253,20 +259,21 @@ class PostgresBackend:
                 [writes[i].ttl_ms for i in batch],
             )
             sql = self._sql.upsert_many_keep_ttl if keep else self._sql.upsert_many
-            await self._call(lambda c, q=sql, a=columns: c.execute(q, *a), idempotent=True)
+            await self._query("execute", sql, *columns, idempotent=True)
             for i in batch:
                 results[i] = True
         for i, w in enumerate(writes):
             if w.condition is Condition.IF_ABSENT:
-                args: tuple[Any, ...] = (w.key, w.value, w.version, w.ttl_ms)
-                results[i] = bool(
-                    await self._call(lambda c, a=args: c.fetchval(self._sql.insert_if_absent, *a), idempotent=False)
+                applied = await self._query(
+                    "fetchval", self._sql.insert_if_absent, w.key, w.value, w.version, w.ttl_ms, idempotent=False
                 )
+                results[i] = bool(applied)
             elif w.condition is Condition.IF_VERSION:
-                args = (w.key, w.value, w.version, w.ttl_ms, w.keep_ttl, w.expected_version)
-                results[i] = bool(
-                    await self._call(lambda c, a=args: c.fetchval(self._sql.update_if_version, *a), idempotent=False)
-                )
+                applied = await self._query(
+                    "fetchval", self._sql.update_if_version,
+                    w.key, w.value, w.version, w.ttl_ms, w.keep_ttl, w.expected_version, idempotent=False,
+                )  # fmt: skip
+                results[i] = bool(applied)
         return results
 
     async def remove(self, keys: Sequence[str]) -> int:
@@ -285,7 +292,7 @@ class PostgresBackend:
             if upper is not None:
                 args.append(upper)
             args.append(batch_size)
-            rows = await self._call(lambda c, a=tuple(args), q=sql: c.fetch(q, *a), idempotent=True)
+            rows = await self._query("fetch", sql, *args, idempotent=True)
             for (key,) in rows:
                 if pattern.is_prefix_only or pattern.matches(key):
                     yield key
@@ -407,22 +414,28 @@ def _translate(exc: BaseException, url: str, *, outcome_unknown: bool = False) -
         raise exc
     if isinstance(exc, pg.TooManyConnectionsError):
         raise BusyError(message) from exc
-    if isinstance(exc, pg.DiskFullError) or isinstance(exc, pg.OutOfMemoryError):
+    if isinstance(exc, (pg.DiskFullError, pg.OutOfMemoryError)):
         raise StorageFullError(message) from exc
     if isinstance(exc, pg.ReadOnlySQLTransactionError):
         raise ReadOnlyError(message) from exc
-    if isinstance(exc, pg.QueryCanceledError) or isinstance(exc, TimeoutError):
+    if isinstance(exc, (pg.QueryCanceledError, TimeoutError)):
         if outcome_unknown:
             raise OutcomeUnknownError(f"{message} (timed out; the write may or may not have been applied)") from exc
         raise StorageTimeoutError(message) from exc
-    if isinstance(exc, _CONNECTION_LOST) or isinstance(exc, pg.CannotConnectNowError):
+    if isinstance(exc, (_CONNECTION_LOST, pg.CannotConnectNowError)):
         if outcome_unknown:
-            raise OutcomeUnknownError(f"{message} (connection lost; the write may or may not have been applied)") from exc
+            raise OutcomeUnknownError(
+                f"{message} (connection lost; the write may or may not have been applied)"
+            ) from exc
         raise UnavailableError(message) from exc
     if isinstance(exc, pg.InvalidCatalogNameError):
         raise ConfigurationError(message) from None
-    if isinstance(exc, pg.ClientConfigurationError) or isinstance(exc, ValueError):
-        raise ConfigurationError(message) from None
+    if isinstance(exc, (pg.ClientConfigurationError, ValueError)):
+        # The parser's own words may quote a piece of the password: say what to check instead.
+        raise ConfigurationError(
+            f"DATABASE_URL {redact_url(url)} could not be used ({type(exc).__name__}); expected "
+            "postgresql://user:password@host:5432/database with a numeric port"
+        ) from None
     raise BackendError(message) from exc
 
 

@@ -44,6 +44,7 @@ from ad_buyer_storage.errors import (
 from ad_buyer_storage.glob import GlobPattern, escape_glob
 from ad_buyer_storage.protocol import Capability, Condition, Record, Write
 from ad_buyer_storage.redaction import redact_text, redact_url
+from ad_buyer_storage.urls import encode_credentials
 
 __all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url"]
 
@@ -150,6 +151,7 @@ class _RedisKeyValue:
         if not key_prefix:
             raise ConfigurationError("REDIS_KEY_PREFIX must not be empty: it is what keeps other data out of reach")
         self._url = url
+        self._connect_url = encode_credentials(url)
         self.key_prefix = key_prefix
         self._prefix_bytes = key_prefix.encode()
         self._cut = len(self._prefix_bytes)
@@ -177,7 +179,7 @@ class _RedisKeyValue:
     async def connect(self) -> None:
         try:
             if self.cluster:
-                url = self._url.replace("+cluster://", "://", 1)
+                url = self._connect_url.replace("+cluster://", "://", 1)
                 self._client = RedisCluster.from_url(url, **self._options)
                 await self._client.initialize()
                 self._limiter = asyncio.Semaphore(self._max_connections)
@@ -185,17 +187,18 @@ class _RedisKeyValue:
                 # A blocking pool: when every connection is busy, wait up to pool_timeout for
                 # one (then BusyError) instead of failing at once or opening without bound.
                 self._pool = aioredis.BlockingConnectionPool.from_url(
-                    self._url, timeout=self._pool_timeout, **self._options
+                    self._connect_url, timeout=self._pool_timeout, **self._options
                 )
                 self._client = aioredis.Redis(connection_pool=self._pool)
                 await self._client.ping()
         except redis_errors.RedisError as exc:
             await self.aclose()
             _translate(exc, self._url)
-        except ValueError as exc:  # a malformed URL, as redis-py reports it
+        except ValueError as exc:  # a malformed URL; redis-py's words may quote the password
             await self.aclose()
             raise ConfigurationError(
-                redact_text(f"invalid REDIS_URL {redact_url(self._url)}: {exc}", self._url)
+                f"REDIS_URL {redact_url(self._url)} could not be used ({type(exc).__name__}); expected "
+                "redis://[user:password@]host:6379/0, rediss://... or unix:///path.sock"
             ) from None
 
     async def aclose(self) -> None:

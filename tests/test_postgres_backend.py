@@ -1,0 +1,289 @@
+"""PostgreSQL behaviour beyond the shared contract: cold starts, processes, crashes, auth, pool, plans."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ad_buyer_storage import (
+    AuthenticationError,
+    BusyError,
+    ConfigurationError,
+    OutcomeUnknownError,
+    Storage,
+    StorageTimeoutError,
+    UnavailableError,
+    get_storage_backend,
+)
+from ad_buyer_storage.errors import BackendError
+from ad_buyer_storage_postgres import PostgresBackend, normalise_dsn
+from tests.servers import postgres_server
+
+POSTGRES_URL = os.environ.get("AD_BUYER_STORAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SECRET = "p@ss:w/rd#%-Pg-S3cret"
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    """A fresh, empty schema name, dropped after the test."""
+    name = f"abs_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def backend(schema: str, **options: object) -> PostgresBackend:
+    return PostgresBackend(POSTGRES_URL, schema=schema, sweep_interval=None, **options)  # type: ignore[arg-type]
+
+
+async def test_eight_cold_starts_at_once_all_succeed(schema: str) -> None:
+    storages = [Storage(backend(schema, pool_min=1, pool_max=2)) for _ in range(8)]
+    await asyncio.gather(*(s.connect() for s in storages))
+    try:
+        await asyncio.gather(*(s.set(f"deal:{i}", i) for i, s in enumerate(storages)))
+        assert await storages[0].count("deal:*") == 8
+    finally:
+        await asyncio.gather(*(s.aclose() for s in storages))
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        version = await conn.fetchval(
+            f'SELECT schema_version FROM "{schema}".ad_buyer_storage_schema WHERE table_name = $1', "kv_store"
+        )
+        column = await conn.fetchval(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'value'",
+            schema,
+        )
+    finally:
+        await conn.close()
+    assert version == 1
+    assert column == "jsonb"
+
+
+def _hammer(url: str, schema: str, count: int) -> None:
+    async def main() -> None:
+        async with Storage(PostgresBackend(url, schema=schema, pool_min=1, pool_max=2, sweep_interval=None)) as s:
+            for _ in range(count):
+                await s.incr("counter")
+                await s.update("deal:1", lambda d: {**d, "spend": d["spend"] + 1})
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+async def test_four_processes_times_1000_increments_and_versioned_updates_are_exact(schema: str) -> None:
+    async with Storage(backend(schema)) as storage:
+        await storage.set("deal:1", {"spend": 0})
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_hammer, args=(POSTGRES_URL, schema, 1000)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        loop = asyncio.get_running_loop()
+        for proc in procs:
+            await loop.run_in_executor(None, proc.join, 300)
+            assert proc.exitcode == 0
+        assert await storage.get("counter") == 4000
+        assert await storage.get("deal:1") == {"spend": 4000}
+
+
+async def test_crash_restart_under_load_loses_nothing_acknowledged() -> None:
+    with postgres_server() as server:
+        pg = PostgresBackend(server.url(), connect_timeout=2, command_timeout=2, acquire_timeout=2, sweep_interval=None)
+        async with Storage(pg) as storage:
+            acknowledged: dict[str, int] = {}
+            errors: list[BaseException] = []
+            stop = asyncio.Event()
+
+            async def worker(n: int) -> None:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    key = f"order:{n}:{i}"
+                    try:
+                        await storage.set(key, i)
+                        acknowledged[key] = i
+                    except BackendError as exc:
+                        errors.append(exc)
+                        await asyncio.sleep(0.02)
+
+            tasks = [asyncio.create_task(worker(n)) for n in range(8)]
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(server.stop, "immediate")  # like a power cut for the server
+            await asyncio.sleep(0.5)
+            assert errors, "writes kept succeeding with the server down"
+            assert all(isinstance(e, (UnavailableError, OutcomeUnknownError, StorageTimeoutError, BusyError))
+                       for e in errors), {type(e).__name__ for e in errors}  # fmt: skip
+            await asyncio.to_thread(server.start)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    await storage.set("probe", 1)
+                    break
+                except BackendError:
+                    await asyncio.sleep(0.1)
+            stop.set()
+            await asyncio.gather(*tasks)
+            assert await storage.get("probe") == 1  # the same object works again
+            stored = await storage.get_many(list(acknowledged))
+            missing = [k for k, v in acknowledged.items() if stored.get(k) != v]
+            assert not missing, f"{len(missing)} acknowledged writes lost"
+            assert len(acknowledged) > 50
+
+
+async def test_a_lost_reply_is_retried_only_when_that_cannot_double_apply(schema: str) -> None:
+    from tests.proxy import FaultProxy
+
+    async with FaultProxy(5432) as proxy:
+        url = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+        pg = PostgresBackend(url, schema=schema, pool_min=1, pool_max=1, command_timeout=3, sweep_interval=None)
+        async with Storage(pg) as storage:
+            assert await storage.incr("n") == 1
+            proxy.mode = "drop_one_reply"
+            assert await storage.get("n") == 1  # idempotent: the dropped connection is retried once
+            # The retry opened a new connection: let it prepare the increment before the fault,
+            # so the reply that goes missing is the one of a statement that did run.
+            assert await storage.incr("n") == 2
+            proxy.mode = "drop_one_reply"
+            with pytest.raises(OutcomeUnknownError, match="may or may not"):
+                await storage.incr("n")
+            assert await storage.get("n") == 3  # applied once, never sent twice
+            proxy.mode = "drop_one_reply"
+            await storage.set("k", "v")  # an unconditional write is idempotent: retried
+            assert await storage.get("k") == "v"
+
+
+async def test_authentication_and_passwords_with_reserved_characters() -> None:
+    with postgres_server(password=SECRET) as server:
+        async with Storage(PostgresBackend(server.url(), sweep_interval=None)) as storage:  # percent-encoded
+            await storage.set("k", 1)
+            text = repr(storage) + repr(storage.backend) + str(await storage.info())
+            assert "S3cret" not in text
+        started = time.monotonic()
+        with pytest.raises(AuthenticationError) as info:
+            await Storage(PostgresBackend(server.url(password="wrong-S3cret"))).connect()
+        assert time.monotonic() - started < 3
+        assert "S3cret" not in str(info.value)
+        assert "postgres" in str(info.value)
+
+
+async def test_a_full_pool_raises_busy_within_the_acquire_timeout(schema: str) -> None:
+    pg = backend(schema, pool_min=1, pool_max=2, acquire_timeout=0.3)
+    async with Storage(pg) as storage:
+        await storage.set("k", 1)
+        held = [await pg._pool.acquire() for _ in range(2)]
+        try:
+            started = time.monotonic()
+            with pytest.raises(BusyError):
+                await storage.get("k")
+            assert 0.25 < time.monotonic() - started < 2
+        finally:
+            for conn in held:
+                await pg._pool.release(conn)
+        assert await storage.get("k") == 1
+
+
+async def test_prefix_listing_uses_the_primary_key(schema: str) -> None:
+    pg = backend(schema)
+    async with Storage(pg) as storage:
+        await storage.set_many({f"deal:{i}": i for i in range(2000)})
+        plan = await pg._call(
+            lambda c: c.fetch("EXPLAIN " + pg._sql.scan(first=True, bounded=True), "deal:", "deal;", 100),
+            idempotent=True,
+        )
+        text = "\n".join(row[0] for row in plan)
+        assert "kv_store_pkey" in text, text
+        assert "Seq Scan" not in text, text
+
+
+async def test_expired_rows_are_invisible_then_swept(schema: str) -> None:
+    pg = backend(schema, sweep_batch=7)
+    async with Storage(pg) as storage:
+        await storage.set_many({f"cache:{i}": i for i in range(20)}, ttl=0.2)
+        await storage.set("keep", 1)
+        await asyncio.sleep(0.3)
+        assert await storage.keys() == ["keep"]
+        assert await pg.purge_expired() == 20
+        assert await pg.purge_expired() == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+asyncpg://postgres@127.0.0.1:5432/test", "postgres://postgres@127.0.0.1:5432/test", POSTGRES_URL],
+)
+async def test_url_forms(url: str, schema: str) -> None:
+    async with Storage(PostgresBackend(url, schema=schema, sweep_interval=None)) as storage:
+        await storage.set("k", {"url": "ok"})
+        assert await storage.get("k") == {"url": "ok"}
+
+
+def test_bad_urls_and_names_are_config_errors() -> None:
+    with pytest.raises(ConfigurationError, match="not a PostgreSQL URL"):
+        normalise_dsn(f"mysql://root:{SECRET}@h/db")
+    with pytest.raises(ConfigurationError):
+        PostgresBackend(POSTGRES_URL, table="kv; DROP TABLE x")
+    assert normalise_dsn("postgresql+asyncpg://u@h/db") == "postgresql://u@h/db"
+
+
+async def test_a_refused_port_is_unavailable_quickly() -> None:
+    from tests.servers import free_port
+
+    started = time.monotonic()
+    with pytest.raises(UnavailableError) as info:
+        await Storage(
+            PostgresBackend(f"postgresql://u:{SECRET}@127.0.0.1:{free_port()}/db", connect_timeout=1)
+        ).connect()
+    assert time.monotonic() - started < 3
+    assert "S3cret" not in str(info.value)
+
+
+async def test_settings_select_postgres(monkeypatch, schema: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    monkeypatch.setenv("POSTGRES_SCHEMA", schema)
+    monkeypatch.setenv("POSTGRES_POOL_MAX", "3")
+    storage = get_storage_backend()
+    assert storage.name == "postgres"
+    assert storage.backend.schema == schema  # type: ignore[attr-defined]
+    assert storage.backend._pool_max == 3  # type: ignore[attr-defined]
+    async with storage:
+        await storage.set_deal("d1", {"status": "active"})
+        assert await storage.list_deals({"status": "active"}) == [{"status": "active"}]
+
+
+def test_demo_and_doctor_on_postgres(tmp_path: Path) -> None:
+    schema = f"abs_test_{uuid.uuid4().hex[:12]}"
+    seed_style_url = POSTGRES_URL.replace("postgresql", "postgresql+asyncpg")
+    env = {**os.environ, "STORAGE_TYPE": "postgres", "DATABASE_URL": seed_style_url, "POSTGRES_SCHEMA": schema}
+    cli = [sys.executable, "-m", "ad_buyer_storage.cli"]
+    try:
+        demo = subprocess.run([*cli, "demo"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+                              check=False)  # fmt: skip
+        assert demo.returncode == 0, demo.stderr
+        assert "ok: 250.00 expected" in demo.stdout
+        doctor = subprocess.run([*cli, "doctor"], capture_output=True, text=True, timeout=60, env=env,
+                                cwd=tmp_path, check=False)  # fmt: skip
+        assert doctor.returncode == 0, doctor.stderr
+        for fact in ("server_version", "pool_size", "ping:", f"{schema}.kv_store"):
+            assert fact in doctor.stdout
+    finally:
+        subprocess.run(["psql", POSTGRES_URL, "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+                       capture_output=True, check=False)  # fmt: skip
+
+
+async def test_an_unencoded_password_with_reserved_characters_works() -> None:
+    with postgres_server(password=SECRET) as server:
+        raw = f"postgresql://postgres:{SECRET}@127.0.0.1:{server.port}/postgres"  # not percent-encoded
+        async with Storage(PostgresBackend(raw, sweep_interval=None)) as storage:
+            await storage.set("k", 1)
+            assert await storage.get("k") == 1
