@@ -15,7 +15,7 @@ POSTGRES = "packages/ad_buyer_storage_postgres"
 EXAMPLE_PLUGIN = "tests/example_plugin"
 PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src", f"{POSTGRES}/src"]
 # Backends with a conformance file of their own under tests/.
-BACKENDS = ["memory", "sqlite", "redis", "postgres", "example_plugin"]
+BACKENDS = ["memory", "sqlite", "redis", "postgres", "hybrid", "example_plugin"]
 
 
 def install_project(session: nox.Session) -> None:

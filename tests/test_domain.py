@@ -64,7 +64,9 @@ def test_the_entity_table_covers_the_seed_prefixes() -> None:
         "model:",
         "pacing:",
     } <= prefixes
-    assert {e.name for e in ENTITIES.values() if not e.durable} == {"session", "session_index"}
+    assert {e.prefix for e in ENTITIES.values() if not e.durable} == {
+        "session:", "session_index:", "cache:", "lock:", "pubsub:", "rate_limit:"
+    }  # fmt: skip
     assert set(EPHEMERAL_PREFIXES) == {"cache:", "lock:", "pubsub:", "rate_limit:"}
 
 

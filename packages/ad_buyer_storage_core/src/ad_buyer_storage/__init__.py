@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .clock import ManualClock
 from .codec import JsonCodec
+from .coordination import LeaseLock, RateLimiter, RateLimitResult
 from .domain import ENTITIES, Entity, EntityCollection, register_entity
 from .errors import (
     AuthenticationError,
@@ -26,6 +27,9 @@ from .errors import (
     KeyNotFoundError,
     KeyTypeError,
     LifecycleError,
+    LockError,
+    LockNotOwnedError,
+    LockTimeoutError,
     NotConnectedError,
     OutcomeUnknownError,
     PluginLoadError,
@@ -41,6 +45,7 @@ from .errors import (
 from .factory import close_storage, get_storage, get_storage_backend, open_storage
 from .glob import GlobPattern, compile_glob, escape_glob
 from .hookspecs import hookimpl
+from .hybrid import HybridBackend, Route
 from .protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, StorageBackend, SupportsPubSub, Write
 from .redaction import redact_url
 from .registry import BackendSpec, register_backend, registry
@@ -70,11 +75,19 @@ __all__ = [
     "JsonCodec",
     "KeyNotFoundError",
     "KeyTypeError",
+    "HybridBackend",
+    "LeaseLock",
     "LifecycleError",
+    "LockError",
+    "LockNotOwnedError",
+    "LockTimeoutError",
     "ManualClock",
     "NotConnectedError",
     "OutcomeUnknownError",
     "PluginLoadError",
+    "RateLimitResult",
+    "RateLimiter",
+    "Route",
     "ReadOnlyError",
     "Record",
     "Storage",

@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from .domain import ENTITIES
 from .errors import StorageError
 from .factory import get_storage_backend, resolve
+from .hybrid import HybridBackend
 from .redaction import redact_url
 from .registry import PluginFailure, registry
 from .settings import StorageSettings, load_settings
@@ -91,6 +94,8 @@ async def _cmd_doctor(args: argparse.Namespace) -> int:
     choice, spec, _ = resolve(settings=settings)
     print(f"chosen backend: {spec.name}  ({choice.reason})")
     storage = get_storage_backend(settings=settings)
+    if isinstance(storage.backend, HybridBackend):
+        return await _doctor_routes(storage.backend)
     try:
         async with storage:
             latency = await storage.ping()
@@ -101,6 +106,37 @@ async def _cmd_doctor(args: argparse.Namespace) -> int:
     print(f"ping: {latency * 1000:.2f} ms")
     for key, value in info.items():
         print(f"  {key:<26} {value}")
+    print("healthy")
+    return 0
+
+
+async def _doctor_routes(router: HybridBackend) -> int:
+    """Each route on its own, so one dead store still gives a report for the others."""
+    print("route table (longest prefix wins):")
+    for route in router.routes:
+        print(f"  {route.prefix or '* (default)':<18} -> {route.label}")
+    broken: list[str] = []
+    healthy: list[str] = []
+    for label, backend in {r.label: r.backend for r in router.routes}.items():
+        names = [e.name for e in ENTITIES.values() if router.route_for(e.prefix).backend is backend]
+        started = time.perf_counter()
+        try:
+            await backend.connect()
+            try:
+                await backend.ping()
+                facts = await backend.info()
+            finally:
+                await backend.aclose()
+        except StorageError as exc:
+            print(f"  {label}: UNAVAILABLE ({type(exc).__name__}: {exc})")
+            broken.append(f"{label} unavailable: {', '.join(names) or 'default route'} affected")
+            continue
+        version = next((v for k, v in facts.items() if k.endswith("version") and k != "schema_version"), "")
+        print(f"  {label}: ok in {(time.perf_counter() - started) * 1000:.1f} ms {version}")
+        healthy.extend(names)
+    if broken:
+        print("UNHEALTHY: " + "; ".join(broken) + (f"; {', '.join(healthy)} OK" if healthy else ""))
+        return 1
     print("healthy")
     return 0
 

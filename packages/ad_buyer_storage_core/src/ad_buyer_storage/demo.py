@@ -20,8 +20,12 @@ async def run_demo(storage: Storage, say: Callable[[str], None] = print) -> dict
     add up exactly. Returns what was read back (the tests check it).
     """
 
+    route_for = getattr(storage.backend, "route_for", None)  # a hybrid router says where keys live
+
     def show(label: str, value: Any) -> None:
-        say(f"  {label:<34} {json.dumps(value, default=str, sort_keys=True)}")
+        key = label.split(" ")[0]
+        where = f" [{route_for(key).label}]" if route_for and ":" in key else ""
+        say(f"  {label + where:<44} {json.dumps(value, default=str, sort_keys=True)}")
 
     say(f"backend: {storage.name}  capabilities: {', '.join(sorted(c.value for c in storage.capabilities))}")
     say("storing:")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .codec import to_jsonable
 from .errors import InvalidInputError
 from .glob import escape_glob
+from .protocol import Capability
 
 if TYPE_CHECKING:
     from .storage import Storage
@@ -37,7 +38,7 @@ _LIST_BATCH = 500
 
 @dataclass(frozen=True, slots=True)
 class Entity:
-    """A kind of record: its key prefix, whether it is business data, and its default TTL."""
+    """A keyspace: its prefix, whether it is business data, its default TTL, what it needs."""
 
     name: str
     prefix: str
@@ -45,6 +46,8 @@ class Entity:
     durable: bool = True
     #: Seconds; None = no expiry. Overridable per deployment (``SESSION_DEFAULT_TTL``).
     default_ttl: float | None = None
+    #: Capabilities a backend must offer to hold these keys (checked by the hybrid router).
+    needs: frozenset[Capability] = frozenset()
 
     def key(self, entity_id: str) -> str:
         if not isinstance(entity_id, str) or not entity_id:
@@ -52,26 +55,37 @@ class Entity:
         return self.prefix + entity_id
 
 
+_EXPIRY = frozenset({Capability.EXPIRY})
+_ATOMIC_EXPIRY = frozenset({Capability.ATOMIC, Capability.EXPIRY})
+_ATOMIC = frozenset({Capability.ATOMIC})
+
 ENTITIES: dict[str, Entity] = {
     e.name: e
     for e in (
-        Entity("deal", "deal:"),
+        Entity("deal", "deal:", needs=_ATOMIC),  # update_deal: optimistic concurrency
         Entity("campaign", "campaign:"),
         Entity("order", "order:"),
-        Entity("session", "session:", durable=False, default_ttl=86_400),
+        Entity("session", "session:", durable=False, default_ttl=86_400, needs=_EXPIRY),
         Entity("conversion", "conversion:"),
         Entity("optimization_decision", "opt_decision:"),
         Entity("experiment", "experiment:"),
         Entity("supply_path_score", "supply_path:"),
-        Entity("quote", "quote:", default_ttl=86_400),
+        Entity("quote", "quote:", default_ttl=86_400, needs=_EXPIRY),
         Entity("negotiation", "negotiation:"),
         Entity("model_artifact", "model:"),
         Entity("pacing_snapshot", "pacing:"),
-        Entity("session_index", "session_index:", durable=False, default_ttl=86_400),
+        Entity("session_index", "session_index:", durable=False, default_ttl=86_400, needs=_ATOMIC_EXPIRY),
+        # Short-lived coordination data (no seed helpers; see ad_buyer_storage.coordination).
+        Entity("cache", "cache:", durable=False, needs=_EXPIRY),
+        Entity("lock", "lock:", durable=False, needs=_ATOMIC_EXPIRY),
+        # Not a hard need: a deployment without pub/sub still starts; publishing on a route
+        # without it fails at the call with UnsupportedOperationError.
+        Entity("pubsub", "pubsub:", durable=False),
+        Entity("rate_limit", "rate_limit:", durable=False, needs=_ATOMIC_EXPIRY),
     )
 }
 
-#: Prefixes of short-lived data with no entity helpers (routed to the fast store in hybrid mode).
+#: Prefixes of short-lived data without seed helpers (routed to the fast store in hybrid mode).
 EPHEMERAL_PREFIXES: tuple[str, ...] = ("cache:", "lock:", "pubsub:", "rate_limit:")
 
 

@@ -18,6 +18,9 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
     │   └── InvalidPatternError
     ├── KeyNotFoundError                    TTL of a missing key (KeyError)
     ├── VersionConflictError                conditional write lost the race
+    ├── LockError
+    │   ├── LockNotOwnedError               release/extend of a lease that expired or changed hands
+    │   └── LockTimeoutError                lease not acquired in time (TimeoutError)
     ├── UnsupportedOperationError           capability not offered by this backend
     ├── LifecycleError
     │   ├── NotConnectedError               used before connect()
@@ -51,6 +54,9 @@ __all__ = [
     "KeyNotFoundError",
     "KeyTypeError",
     "LifecycleError",
+    "LockError",
+    "LockNotOwnedError",
+    "LockTimeoutError",
     "NotConnectedError",
     "OutcomeUnknownError",
     "PluginLoadError",
@@ -115,6 +121,18 @@ class KeyNotFoundError(StorageError, KeyError):
 
 class VersionConflictError(StorageError):
     """A conditional write found another version than the one expected."""
+
+
+class LockError(StorageError):
+    """A lease lock could not be taken, kept or given back."""
+
+
+class LockNotOwnedError(LockError):
+    """The lease expired or another owner holds it now."""
+
+
+class LockTimeoutError(LockError, TimeoutError):
+    """The lease was not acquired within the time allowed."""
 
 
 class UnsupportedOperationError(StorageError, NotImplementedError):

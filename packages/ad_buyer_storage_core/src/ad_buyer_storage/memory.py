@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NamedTuple
 
 from .clock import Clock, system_clock
@@ -31,11 +32,12 @@ class MemoryBackend:
     """A dict with expiry, versions and atomic operations (atomic because nothing awaits)."""
 
     name = "memory"
-    capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC})
+    capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.PUBSUB})
 
     def __init__(self, *, clock: Clock = system_clock) -> None:
         self._clock = clock
         self._data: dict[str, _Entry] = {}
+        self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryBackend(keys={len(self._data)})"
@@ -144,11 +146,35 @@ class MemoryBackend:
         self._data[key] = _Entry(str(result), version, expires)
         return result
 
+    # -- pub/sub (in-process) ------------------------------------------------------------------
+    async def publish(self, channel: str, message: str) -> int:
+        queues = self._subscribers.get(channel, set())
+        for queue in queues:
+            queue.put_nowait(message)
+        return len(queues)
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        return self._subscription(channel)
+
+    @asynccontextmanager
+    async def _subscription(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._subscribers.setdefault(channel, set()).add(queue)
+
+        async def messages() -> AsyncIterator[str]:
+            while True:
+                yield await queue.get()
+
+        try:
+            yield messages()
+        finally:
+            self._subscribers[channel].discard(queue)
+
 
 def _as_int64(text: str, key: str) -> int:
     value: Any = json.loads(text)
-    if type(value) is not int:
-        raise InvalidValueError(f"the value at {key!r} is not an integer")
+    if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidValueError(f"the value at {key!r} is not a 64-bit integer")
     return value
 
 

@@ -48,6 +48,8 @@ class StorageSettings(BaseSettings):
     session_default_ttl: float = Field(86_400, gt=0)
     #: Largest encoded value accepted (bytes of UTF-8 JSON).
     storage_max_value_bytes: int = Field(DEFAULT_MAX_VALUE_BYTES, gt=0)
+    #: Hybrid route table: ``"session:=redis,cache:=redis,*=postgres"`` or JSON; names or URLs.
+    storage_routes: str | None = None
 
     @field_validator("storage_type", mode="before")
     @classmethod

@@ -83,6 +83,8 @@ class Storage(DomainHelpers):
         self._backend = backend
         self._codec = JsonCodec(max_value_bytes=max_value_bytes)
         self._caps = frozenset(backend.capabilities)
+        # A router (hybrid) answers per key: its routes may differ (pub/sub on Redis only...).
+        self._caps_for: Callable[[str], frozenset[Capability]] | None = getattr(backend, "capabilities_for", None)
         self._state = _State.NEW
         self._connect_lock: asyncio.Lock | None = None
         self._describe = describe
@@ -101,6 +103,10 @@ class Storage(DomainHelpers):
     @property
     def capabilities(self) -> frozenset[Capability]:
         return self._caps
+
+    def capabilities_for(self, key: str) -> frozenset[Capability]:
+        """What operations on *key* may use: the route's capabilities behind a router."""
+        return self._caps if self._caps_for is None else self._caps_for(key)
 
     @property
     def is_open(self) -> bool:
@@ -168,16 +174,18 @@ class Storage(DomainHelpers):
             raise StorageClosedError(f"{self!r} is closed")
         return self._backend
 
-    def _require(self, capability: Capability, what: str) -> None:
-        if capability not in self._caps:
+    def _require(self, capability: Capability, what: str, key: str | None = None) -> None:
+        caps = self._caps if key is None or self._caps_for is None else self._caps_for(key)
+        if capability not in caps:
+            where = f" for {key!r}" if key is not None and self._caps_for is not None else ""
             raise UnsupportedOperationError(
-                f"the {self._backend.name!r} backend does not support {what} (capability {capability.value!r})"
+                f"the {self._backend.name!r} backend does not support {what}{where} (capability {capability.value!r})"
             )
 
-    def _ttl_ms(self, ttl: Any) -> int | None:
+    def _ttl_ms(self, ttl: Any, key: str | None = None) -> int | None:
         ttl_ms = ttl_to_ms(ttl)
         if ttl_ms is not None:
-            self._require(Capability.EXPIRY, "expiry")
+            self._require(Capability.EXPIRY, "expiry", key)
         return ttl_ms
 
     # -- single keys -------------------------------------------------------------------------
@@ -212,7 +220,7 @@ class Storage(DomainHelpers):
         """
         backend = self._ready()
         key = check_key(key)
-        ttl_ms = self._ttl_ms(ttl)
+        ttl_ms = self._ttl_ms(ttl, key)
         if keep_ttl and ttl_ms is not None:
             raise InvalidInputError("pass either ttl= or keep_ttl=True, not both")
         text = self._codec.encode(value)
@@ -220,7 +228,7 @@ class Storage(DomainHelpers):
         if if_version is None:
             write = Write(key, text, version, ttl_ms, keep_ttl)
         else:
-            self._require(Capability.ATOMIC, "version-checked writes")
+            self._require(Capability.ATOMIC, "version-checked writes", key)
             write = Write(key, text, version, ttl_ms, keep_ttl, Condition.IF_VERSION, str(if_version))
         (applied,) = await backend.write((write,))
         if not applied:
@@ -230,9 +238,9 @@ class Storage(DomainHelpers):
     async def set_if_absent(self, key: str, value: Any, ttl: Any = None) -> bool:
         """Store *value* only if *key* holds no live value; return whether it was stored."""
         backend = self._ready()
-        self._require(Capability.ATOMIC, "set-if-absent")
         key = check_key(key)
-        ttl_ms = self._ttl_ms(ttl)
+        self._require(Capability.ATOMIC, "set-if-absent", key)
+        ttl_ms = self._ttl_ms(ttl, key)
         write = Write(key, self._codec.encode(value), new_version(), ttl_ms, False, Condition.IF_ABSENT)
         (applied,) = await backend.write((write,))
         return bool(applied)
@@ -250,8 +258,8 @@ class Storage(DomainHelpers):
     async def get_versioned(self, key: str, *, model: Any = None) -> Versioned | None:
         """The value and its version token, or None if missing or expired."""
         backend = self._ready()
-        self._require(Capability.ATOMIC, "versioned reads")
         key = check_key(key)
+        self._require(Capability.ATOMIC, "versioned reads", key)
         (record,) = await backend.read((key,))
         if record is None:
             return None
@@ -276,8 +284,9 @@ class Storage(DomainHelpers):
         applies when the key is created.
         """
         self._ready()
-        self._require(Capability.ATOMIC, "atomic updates")
-        return await self._update(check_key(key), fn, default, self._ttl_ms(ttl), False, max_attempts)
+        key = check_key(key)
+        self._require(Capability.ATOMIC, "atomic updates", key)
+        return await self._update(key, fn, default, self._ttl_ms(ttl, key), False, max_attempts)
 
     async def _update(
         self,
@@ -325,10 +334,10 @@ class Storage(DomainHelpers):
         when this call creates the key.
         """
         backend = self._ready()
-        self._require(Capability.ATOMIC, "atomic increments")
         key = check_key(key)
+        self._require(Capability.ATOMIC, "atomic increments", key)
         amount = check_amount(amount)
-        ttl_ms = self._ttl_ms(ttl)
+        ttl_ms = self._ttl_ms(ttl, key)
         if isinstance(amount, Decimal):
             decimal_amount = amount
 
@@ -357,10 +366,13 @@ class Storage(DomainHelpers):
     async def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], ttl: Any = None) -> None:
         """Store every item (all validated and encoded before any I/O), in one round trip."""
         backend = self._ready()
-        ttl_ms = self._ttl_ms(ttl)
+        ttl_ms = ttl_to_ms(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
         encode = self._codec.encode
         staged = {check_key(k): encode(v) for k, v in pairs}  # last value wins for repeated keys
+        if ttl_ms is not None:
+            for key in staged if self._caps_for is not None else (None,):
+                self._require(Capability.EXPIRY, "expiry", key)
         if staged:
             await backend.write([Write(k, text, new_version(), ttl_ms) for k, text in staged.items()])
 
@@ -417,7 +429,7 @@ class Storage(DomainHelpers):
         """Seconds left before *key* expires, None if it never does; KeyNotFoundError if missing."""
         backend = self._ready()
         key = check_key(key)
-        if Capability.EXPIRY not in self._caps:
+        if Capability.EXPIRY not in self.capabilities_for(key):
             if await backend.count((key,)) == 0:
                 raise KeyNotFoundError(f"{key!r} does not exist")
             return None
@@ -432,33 +444,36 @@ class Storage(DomainHelpers):
         key = check_key(key)
         if ttl is None:
             raise InvalidInputError("expire() needs a ttl; use persist() to remove an expiry")
-        return await backend.set_ttl(key, self._ttl_ms(ttl))
+        return await backend.set_ttl(key, self._ttl_ms(ttl, key))
 
     async def persist(self, key: str) -> bool:
         """Remove the expiry of a live *key*; False if it does not exist."""
         backend = self._ready()
-        self._require(Capability.EXPIRY, "expiry")
-        return await backend.set_ttl(check_key(key), None)
+        key = check_key(key)
+        self._require(Capability.EXPIRY, "expiry", key)
+        return await backend.set_ttl(key, None)
 
     # -- pub/sub -----------------------------------------------------------------------------
-    def _pubsub(self) -> SupportsPubSub:
+    def _pubsub(self, channel: str) -> SupportsPubSub:
         backend = self._ready()
-        self._require(Capability.PUBSUB, "publish/subscribe")
+        self._require(Capability.PUBSUB, "publish/subscribe", channel)
         if not isinstance(backend, SupportsPubSub):
             raise UnsupportedOperationError(f"{backend.name!r} claims pub/sub but does not implement it")
         return backend
 
     async def publish(self, channel: str, message: Any) -> int:
-        """Publish a JSON-encodable *message*; return how many subscribers got it."""
-        backend = self._pubsub()
-        return await backend.publish(check_key(channel), self._codec.encode(message))
+        """Publish a JSON-encodable *message*; return how many subscribers got it (-1: unknown)."""
+        channel = check_key(channel)
+        backend = self._pubsub(channel)
+        return await backend.publish(channel, self._codec.encode(message))
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Any]]:
         """``async with storage.subscribe(ch) as messages: async for m in messages: ...``"""
-        backend = self._pubsub()
+        channel = check_key(channel)
+        backend = self._pubsub(channel)
         decode = self._codec.decode
-        async with backend.subscribe(check_key(channel)) as raw:
+        async with backend.subscribe(channel) as raw:
 
             async def decoded() -> AsyncIterator[Any]:
                 async for text in raw:

@@ -133,10 +133,11 @@ class StorageContract:
 
     async def test_pubsub_is_advertised_only_when_claimed(self, subject: Subject) -> None:
         storage = subject.storage
-        if Capability.PUBSUB not in storage.capabilities:
-            assert not isinstance(storage.backend, SupportsPubSub), "implements pub/sub without claiming it"
+        if Capability.PUBSUB not in storage.capabilities_for("pubsub:deals"):
+            if not hasattr(storage.backend, "capabilities_for"):  # a router answers per key instead
+                assert not isinstance(storage.backend, SupportsPubSub), "implements pub/sub without claiming it"
             with pytest.raises(UnsupportedOperationError):
-                await storage.publish("pubsub:x", {"a": 1})
+                await storage.publish("pubsub:deals", {"a": 1})
             return
         async with storage.subscribe("pubsub:deals") as messages:
             await storage.publish("pubsub:deals", {"deal": "d1", "n": 1})

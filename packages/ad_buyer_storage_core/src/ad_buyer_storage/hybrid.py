@@ -1,0 +1,344 @@
+"""The hybrid router: several backends behind one, chosen per key by prefix.
+
+Like httpx mounts: the longest matching prefix wins and a default route (prefix ``""``) is
+mandatory. Every operation of the contract works through the router:
+
+* single-key operations go to the key's route;
+* bulk operations are split by route, run concurrently, and merged in order;
+* listing (and so delete-by-pattern) fans out only to the routes the pattern's literal prefix
+  can reach, and a backend's key is accepted only if it still routes to that backend, so
+  results never repeat and keys left behind by an older route table stay invisible;
+* capabilities are per key (:meth:`HybridBackend.capabilities_for`): pub/sub and locks work on
+  the routes that offer them; the declared set is what every route offers;
+* connecting is exception-safe (a failing route closes those already open); closing continues
+  past a failing route; health is reported per route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from .domain import ENTITIES
+from .errors import ConfigurationError, StorageError, UnavailableError, UnsupportedOperationError
+from .glob import GlobPattern
+from .protocol import Capability, Record, StorageBackend, SupportsPubSub, Write
+
+__all__ = ["HybridBackend", "Route", "RouteHealth", "check_routes", "create_backend", "default_routes", "parse_routes"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Keys starting with *prefix* live on *backend*; *label* names it in reports."""
+
+    prefix: str
+    backend: StorageBackend
+    label: str
+
+
+@dataclass(frozen=True)
+class RouteHealth:
+    label: str
+    healthy: bool
+    prefixes: tuple[str, ...]
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+def check_routes(routes: Sequence[Route]) -> None:
+    """Refuse a route table that cannot serve what its keys need, with a readable report."""
+    problems: list[str] = []
+    prefixes = [r.prefix for r in routes]
+    if "" not in prefixes:
+        problems.append("no default route: add one for the prefix '' (every key must have a home)")
+    duplicates = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if duplicates:
+        problems.append(f"prefixes routed twice: {', '.join(map(repr, duplicates))}")
+    router = _Table(routes) if not problems else None
+    if router is not None:
+        for entity in ENTITIES.values():
+            route = router.route(entity.prefix)
+            missing = entity.needs - route.backend.capabilities
+            if missing:
+                problems.append(
+                    f"{entity.prefix!r} ({entity.name}) is routed to {route.label}, which lacks "
+                    f"{', '.join(sorted(c.value for c in missing))}"
+                )
+    if problems:
+        raise ConfigurationError("invalid route table:\n  - " + "\n  - ".join(problems))
+
+
+class _Table:
+    """Longest-prefix lookup: one dict probe per distinct prefix length, longest first."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.by_prefix = {r.prefix: r for r in routes}
+        self.lengths = sorted({len(p) for p in self.by_prefix}, reverse=True)
+
+    def route(self, key: str) -> Route:
+        by_prefix = self.by_prefix
+        for length in self.lengths:
+            route = by_prefix.get(key[:length])
+            if route is not None:
+                return route
+        raise ConfigurationError("no default route")  # check_routes makes this unreachable
+
+
+class HybridBackend:
+    """A :class:`~ad_buyer_storage.protocol.StorageBackend` made of other backends."""
+
+    name = "hybrid"
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        check_routes(routes)
+        self.routes = tuple(sorted(routes, key=lambda r: (-len(r.prefix), r.prefix)))
+        self._table = _Table(self.routes)
+        # Distinct backends (one Redis may serve six prefixes), in route order.
+        self._backends: list[StorageBackend] = []
+        for route in self.routes:
+            if not any(b is route.backend for b in self._backends):
+                self._backends.append(route.backend)
+        self.capabilities = frozenset.intersection(*(frozenset(b.capabilities) for b in self._backends))
+        self._connected: list[StorageBackend] = []
+
+    def __repr__(self) -> str:
+        table = ", ".join(f"{r.prefix or '*'}->{r.label}" for r in self.routes)
+        return f"HybridBackend({table})"
+
+    def backend_for(self, key: str) -> StorageBackend:
+        return self._table.route(key).backend
+
+    def route_for(self, key: str) -> Route:
+        return self._table.route(key)
+
+    def capabilities_for(self, key: str) -> frozenset[Capability]:
+        return frozenset(self._table.route(key).backend.capabilities)
+
+    def _label(self, backend: StorageBackend) -> str:
+        return next(r.label for r in self.routes if r.backend is backend)
+
+    def prefixes_of(self, backend: StorageBackend) -> tuple[str, ...]:
+        return tuple(r.prefix or "*" for r in self.routes if r.backend is backend)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def connect(self) -> None:
+        for backend in self._backends:
+            try:
+                await backend.connect()
+            except BaseException:
+                await self.aclose()  # the ones already open must not leak
+                with contextlib.suppress(Exception):  # the connect error is the one to report
+                    await backend.aclose()
+                raise
+            self._connected.append(backend)
+
+    async def aclose(self) -> None:
+        connected, self._connected = self._connected, []
+        first: BaseException | None = None
+        for backend in reversed(connected):
+            try:
+                await backend.aclose()
+            except Exception as exc:  # noqa: BLE001 - close every route, report the first failure
+                first = first or exc
+        if first is not None:
+            raise first
+
+    async def route_health(self) -> list[RouteHealth]:
+        """Ping every backend; say which prefixes each failure affects."""
+
+        async def check(backend: StorageBackend) -> RouteHealth:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                await backend.ping()
+            except StorageError as exc:
+                return RouteHealth(self._label(backend), False, self.prefixes_of(backend), error=str(exc))
+            return RouteHealth(self._label(backend), True, self.prefixes_of(backend), (loop.time() - started) * 1000)
+
+        return list(await asyncio.gather(*(check(b) for b in self._backends)))
+
+    async def ping(self) -> None:
+        report = await self.route_health()
+        failed = [h for h in report if not h.healthy]
+        if failed:
+            ok = [p for h in report if h.healthy for p in h.prefixes]
+            lines = [f"{h.label} unavailable ({', '.join(h.prefixes)} affected): {h.error}" for h in failed]
+            raise UnavailableError("; ".join(lines) + (f"; still OK: {', '.join(ok)}" if ok else ""))
+
+    async def info(self) -> Mapping[str, object]:
+        facts: dict[str, object] = {
+            "backend": "hybrid",
+            "routes": {r.prefix or "*": r.label for r in self.routes},
+        }
+        for backend in self._backends:
+            details = dict(await backend.info())
+            facts[self._label(backend)] = details
+        return facts
+
+    # -- primitives ------------------------------------------------------------------------
+    def _split(self, keys: Sequence[str]) -> dict[int, tuple[StorageBackend, list[int]]]:
+        groups: dict[int, tuple[StorageBackend, list[int]]] = {}
+        route = self._table.route
+        for i, key in enumerate(keys):
+            backend = route(key).backend
+            group = groups.get(id(backend))
+            if group is None:
+                groups[id(backend)] = (backend, [i])
+            else:
+                group[1].append(i)
+        return groups
+
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        if len(keys) == 1:
+            return await self._table.route(keys[0]).backend.read(keys)
+        out: list[Record | None] = [None] * len(keys)
+
+        async def run(backend: StorageBackend, idx: list[int]) -> None:
+            for i, record in zip(idx, await backend.read([keys[i] for i in idx]), strict=True):
+                out[i] = record
+
+        await asyncio.gather(*(run(b, idx) for b, idx in self._split(keys).values()))
+        return out
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        if len(writes) == 1:
+            return await self._table.route(writes[0].key).backend.write(writes)
+        out = [False] * len(writes)
+
+        async def run(backend: StorageBackend, idx: list[int]) -> None:
+            for i, applied in zip(idx, await backend.write([writes[i] for i in idx]), strict=True):
+                out[i] = applied
+
+        groups = self._split([w.key for w in writes])
+        await asyncio.gather(*(run(b, idx) for b, idx in groups.values()))
+        return out
+
+    async def remove(self, keys: Sequence[str]) -> int:
+        groups = self._split(keys)
+        counts = await asyncio.gather(*(b.remove([keys[i] for i in idx]) for b, idx in groups.values()))
+        return sum(counts)
+
+    async def count(self, keys: Sequence[str]) -> int:
+        groups = self._split(keys)
+        counts = await asyncio.gather(*(b.count([keys[i] for i in idx]) for b, idx in groups.values()))
+        return sum(counts)
+
+    def reachable(self, pattern: GlobPattern) -> list[StorageBackend]:
+        """Backends that can hold a live key matching *pattern* (by its literal prefix)."""
+        literal = pattern.prefix
+        deepest = self._table.route(literal)  # every key starting with `literal` routes here or deeper
+        found: list[StorageBackend] = [deepest.backend]
+        for route in self.routes:
+            deeper = route.prefix.startswith(literal) and len(route.prefix) > len(deepest.prefix)
+            if deeper and not any(b is route.backend for b in found):
+                found.append(route.backend)
+        return found
+
+    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        route = self._table.route
+        for backend in self.reachable(pattern):
+            async for key in backend.scan(pattern, batch_size):
+                # Only keys that live here under today's table: no duplicates, no stale copies.
+                if route(key).backend is backend:
+                    yield key
+
+    async def get_ttl(self, key: str) -> int:
+        return await self._table.route(key).backend.get_ttl(key)
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        return await self._table.route(key).backend.set_ttl(key, ttl_ms)
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        return await self._table.route(key).backend.increment(key, amount, version, ttl_ms)
+
+    # -- pub/sub: on the channel's route -----------------------------------------------------
+    def _pubsub_for(self, channel: str) -> SupportsPubSub:
+        backend = self._table.route(channel).backend
+        if not isinstance(backend, SupportsPubSub) or Capability.PUBSUB not in backend.capabilities:
+            raise UnsupportedOperationError(f"the route of {channel!r} ({self._label(backend)}) has no pub/sub")
+        return backend
+
+    async def publish(self, channel: str, message: str) -> int:
+        return await self._pubsub_for(channel).publish(channel, message)
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        return self._pubsub_for(channel).subscribe(channel)
+
+
+def default_routes(fast: str, durable: str) -> dict[str, str]:
+    """The seed's production routing, derived from the entity table: ephemeral -> *fast*."""
+    routes = {e.prefix: fast for e in ENTITIES.values() if not e.durable}
+    routes[""] = durable
+    return routes
+
+
+def parse_routes(text: str) -> dict[str, str]:
+    """``STORAGE_ROUTES``: ``"session:=redis,cache:=redis,*=postgres"`` or a JSON object."""
+    import json
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            loaded: Any = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"STORAGE_ROUTES is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise ConfigurationError(
+                'STORAGE_ROUTES as JSON maps prefixes to backends: {"session:": "redis", "": "postgres"}'
+            )
+        pairs = list(loaded.items())
+    else:
+        pairs = []
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            prefix, sep, target = item.partition("=")
+            if not sep or not target.strip():
+                raise ConfigurationError(
+                    f"STORAGE_ROUTES item {item!r} is not PREFIX=BACKEND (use *=... for the default)"
+                )
+            pairs.append((prefix.strip(), target.strip()))
+    return {("" if prefix in ("*", "") else prefix): target for prefix, target in pairs}
+
+
+def create_backend(settings: Any, /, **overrides: Any) -> HybridBackend:
+    """Registry factory: routes from ``routes=`` / ``STORAGE_ROUTES``, else the seed's default
+    (ephemeral keyspaces on Redis, everything else on the durable store of ``DATABASE_URL``)."""
+    from .factory import resolve
+    from .redaction import redact_url
+    from .registry import registry
+    from .settings import url_scheme
+
+    unknown = set(overrides) - {"routes"}
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s) {', '.join(sorted(unknown))} for hybrid; valid: routes")
+    spec: Any = overrides.get("routes") or settings.storage_routes
+    if isinstance(spec, str):
+        table = parse_routes(spec)
+    elif isinstance(spec, Mapping):
+        table = {("" if p == "*" else p): str(t) for p, t in spec.items()}
+    else:
+        if not settings.redis_url:
+            raise ConfigurationError(
+                "STORAGE_TYPE=hybrid needs REDIS_URL (for the default routes) or STORAGE_ROUTES, "
+                "for example STORAGE_ROUTES='session:=redis,cache:=redis,lock:=redis,*=sqlite'"
+            )
+        durable = "postgres" if url_scheme(settings.database_url).startswith("postgres") else "sqlite"
+        table = default_routes("redis", durable)
+    built: dict[str, tuple[StorageBackend, str]] = {}
+    for target in dict.fromkeys(table.values()):
+        if "://" in target:
+            target_spec = registry.for_url(target)
+            child_settings = (
+                settings.model_copy(update={target_spec.url_setting: target}) if target_spec.url_setting else settings
+            )
+            backend = target_spec.load_factory()(child_settings)
+            built[target] = (backend, f"{target_spec.name} {redact_url(target)}")
+        else:
+            if target == "hybrid":
+                raise ConfigurationError("a hybrid route cannot point to 'hybrid' itself")
+            _, target_spec, child_settings = resolve(target, settings=settings)
+            built[target] = (target_spec.load_factory()(child_settings), target_spec.name)
+    return HybridBackend([Route(prefix, *built[target]) for prefix, target in table.items()])

@@ -1,0 +1,304 @@
+"""The hybrid router beyond the kit: routing properties, a Redis restart, validation, lifecycle,
+configuration, locks and rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ad_buyer_storage import (
+    ConfigurationError,
+    HybridBackend,
+    LeaseLock,
+    LockNotOwnedError,
+    ManualClock,
+    RateLimiter,
+    Route,
+    Storage,
+    UnavailableError,
+    UnsupportedOperationError,
+    compile_glob,
+    get_storage_backend,
+)
+from ad_buyer_storage.hybrid import parse_routes
+from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage_postgres import PostgresBackend
+from ad_buyer_storage_redis import RedisBackend
+from tests.servers import redis_server
+from tests.test_conformance_hybrid import memory_and_sqlite, seed_routes
+from tests.test_conformance_postgres import POSTGRES_URL
+
+KEYS = st.text(alphabet="abcdeilnopst:_*?[]\\é", min_size=1, max_size=16)
+
+
+def three_way() -> tuple[HybridBackend, MemoryBackend, MemoryBackend, MemoryBackend]:
+    default, sessions, deep = MemoryBackend(), MemoryBackend(), MemoryBackend()
+    router = HybridBackend(
+        [Route("", default, "default"), Route("session", sessions, "sessions"), Route("session:vip:", deep, "deep")]
+    )
+    return router, default, sessions, deep
+
+
+def test_longest_prefix_wins_and_every_key_has_exactly_one_home() -> None:
+    router, default, sessions, deep = three_way()
+    assert router.backend_for("session:vip:1") is deep
+    assert router.backend_for("session:1") is sessions
+    assert router.backend_for("session") is sessions
+    assert router.backend_for("sessio") is default
+    assert router.backend_for("deal:1") is default
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys=st.lists(KEYS, max_size=25, unique=True), pattern=st.sampled_from(
+    ["*", "session*", "session:*", "session:vip:*", "s*", "*:*", "sess?on:*", "[sd]*", "deal:*", "x"]
+))  # fmt: skip
+def test_listing_through_the_router_is_the_union_of_per_route_listings(keys, pattern) -> None:
+    async def scenario() -> None:
+        router, *backends = three_way()
+        async with Storage(router) as storage:
+            await storage.set_many({k: k for k in keys})
+            homes = [sum(1 for b in backends if k in b._data) for k in keys]
+            assert homes == [1] * len(keys)  # exactly one backend holds each key
+            expected = sorted(k for k in keys if compile_glob(pattern).matches(k))
+            per_route: list[str] = []
+            for backend in backends:
+                per_route += [k async for k in backend.scan(compile_glob(pattern), 100)]
+            assert sorted(per_route) == expected
+            assert await storage.keys(pattern) == expected
+
+    asyncio.run(scenario())
+
+
+async def test_stale_copies_on_another_route_stay_invisible() -> None:
+    router, default, _, _ = three_way()
+    async with Storage(router) as storage:
+        async with Storage(default) as old_home:  # written before sessions moved to their own store
+            await old_home.set("session:old", "stale")
+        await storage.set("session:new", "fresh")
+        assert await storage.keys("*") == ["session:new"]
+        assert await storage.get("session:old") is None
+
+
+async def test_durable_data_survives_a_redis_restart(tmp_path) -> None:
+    schema = f"abs_test_{uuid.uuid4().hex[:12]}"
+    with redis_server(tmp_path / "redis") as server:
+        redis = RedisBackend(server.url, connect_timeout=1, command_timeout=1)
+        postgres = PostgresBackend(POSTGRES_URL, schema=schema, sweep_interval=None)
+        try:
+            async with Storage(HybridBackend(seed_routes(redis, postgres))) as storage:
+                for i in range(20):
+                    await storage.set_deal(f"d{i}", {"n": i})
+                    await storage.set_campaign(f"c{i}", {"n": i})
+                    await storage.set_session(f"s{i}", {"n": i})
+                assert await storage.ttl("session:s0") is not None  # native TTL on Redis
+                server.kill()
+                with pytest.raises(UnavailableError):
+                    await storage.get_session("s0")
+                assert await storage.get_deal("d3") == {"n": 3}  # durable routes keep working
+                server.start()  # empty: no persistence
+                await asyncio.sleep(0.1)
+                for _ in range(50):
+                    try:
+                        sessions = await storage.list_sessions()
+                        break
+                    except UnavailableError:
+                        await asyncio.sleep(0.1)
+                assert sessions == []
+                assert len(await storage.list_deals()) == 20
+                assert len(await storage.list_campaigns()) == 20
+                assert await storage.get_campaign("c7") == {"n": 7}
+                await storage.clear()
+        finally:
+            import asyncpg
+
+            conn = await asyncpg.connect(POSTGRES_URL)
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await conn.close()
+
+
+def test_route_tables_are_validated_with_a_readable_report() -> None:
+    with pytest.raises(ConfigurationError, match="no default route"):
+        HybridBackend([Route("session:", MemoryBackend(), "memory")])
+
+    class NoAtomics(MemoryBackend):
+        capabilities = frozenset()
+
+    with pytest.raises(ConfigurationError) as info:
+        HybridBackend([Route("", MemoryBackend(), "memory"), Route("lock:", NoAtomics(), "plain")])
+    message = str(info.value)
+    assert "'lock:' (lock) is routed to plain, which lacks atomic, expiry" in message
+    assert "'rate_limit:'" not in message  # rate limits still go to the default, which can serve them
+
+
+async def test_capabilities_are_per_route() -> None:
+    class NoPubSub(MemoryBackend):
+        capabilities = frozenset({c for c in MemoryBackend.capabilities if c.value != "pubsub"})
+
+    router = HybridBackend([Route("", NoPubSub(), "durable"), Route("pubsub:", MemoryBackend(), "fast")])
+    assert "pubsub" not in {c.value for c in router.capabilities}
+    async with Storage(router) as storage:
+        async with storage.subscribe("pubsub:deals") as messages:
+            await storage.publish("pubsub:deals", {"n": 1})
+            assert await asyncio.wait_for(anext(aiter(messages)), 5) == {"n": 1}
+        with pytest.raises(UnsupportedOperationError, match="for 'other'"):
+            await storage.publish("other", 1)
+
+
+async def test_connect_failure_closes_what_was_opened_and_close_continues_past_failures() -> None:
+    events: list[str] = []
+
+    class Tracked(MemoryBackend):
+        def __init__(self, name: str, *, fail_connect: bool = False, fail_close: bool = False) -> None:
+            super().__init__()
+            self.label, self.fail_connect, self.fail_close = name, fail_connect, fail_close
+
+        async def connect(self) -> None:
+            events.append(f"connect {self.label}")
+            if self.fail_connect:
+                raise UnavailableError(f"{self.label} down")
+
+        async def aclose(self) -> None:
+            events.append(f"close {self.label}")
+            if self.fail_close:
+                raise UnavailableError(f"{self.label} close failed")
+
+    # Routes open longest prefix first: "session:" (fast) opens, then the default fails.
+    router = HybridBackend(
+        [Route("", Tracked("pg", fail_connect=True), "pg"), Route("session:", Tracked("redis"), "r")]
+    )
+    with pytest.raises(UnavailableError, match="pg down"):
+        await Storage(router).connect()
+    assert events.index("connect redis") < events.index("connect pg")
+    assert "close redis" in events  # what was already open did not leak
+    events.clear()
+    router = HybridBackend([Route("", Tracked("pg"), "pg"), Route("session:", Tracked("redis", fail_close=True), "r")])
+    storage = Storage(router)
+    await storage.connect()
+    with pytest.raises(UnavailableError, match="close failed"):
+        await storage.aclose()
+    assert {"close pg", "close redis"} <= set(events)
+
+
+def test_route_configuration(monkeypatch, tmp_path) -> None:
+    assert parse_routes("session:=redis, cache:=redis,*=postgres") == {
+        "session:": "redis", "cache:": "redis", "": "postgres"
+    }  # fmt: skip
+    assert parse_routes('{"session:": "memory", "": "sqlite"}') == {"session:": "memory", "": "sqlite"}
+    with pytest.raises(ConfigurationError, match="PREFIX=BACKEND"):
+        parse_routes("session:redis")
+    monkeypatch.setenv("STORAGE_TYPE", "hybrid")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/h.db")
+    monkeypatch.setenv("STORAGE_ROUTES", "session:=memory,cache:=memory,lock:=memory,*=sqlite")
+    storage = get_storage_backend()
+    router = storage.backend
+    assert isinstance(router, HybridBackend)
+    assert router.route_for("session:1").label == "memory"
+    assert router.route_for("deal:1").label == "sqlite"
+    assert router.route_for("rate_limit:x").label == "sqlite"
+
+
+def test_default_hybrid_is_the_seed_routing(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    storage = get_storage_backend()  # STORAGE_TYPE unset: both URLs -> hybrid
+    router = storage.backend
+    assert isinstance(router, HybridBackend)
+    fast = {"session:", "session_index:", "cache:", "lock:", "pubsub:", "rate_limit:"}
+    assert {r.prefix for r in router.routes if r.label == "redis"} == fast
+    for key in ("deal:1", "campaign:1", "order:1", "conversion:1", "opt_decision:1", "experiment:1",
+                "supply_path:1", "quote:1", "negotiation:1", "model:1", "pacing:1"):  # fmt: skip
+        assert router.route_for(key).label == "postgres", key
+    monkeypatch.setenv("STORAGE_ROUTES", "session:=redis://127.0.0.1:6379/2,*=postgres")
+    labels = {r.prefix: r.label for r in get_storage_backend().backend.routes}  # type: ignore[attr-defined]
+    assert labels["session:"].startswith("redis redis://127.0.0.1:6379/2")
+
+
+async def test_lease_lock_is_exclusive_and_only_the_owner_releases() -> None:
+    clock = ManualClock()
+    async with Storage(memory_and_sqlite(":memory:", clock)) as storage:
+        first, second = LeaseLock(storage, "rebalance", ttl=10), LeaseLock(storage, "rebalance", ttl=10)
+        assert await first.acquire(blocking=False)
+        assert not await second.acquire(blocking=False)
+        with pytest.raises(LockNotOwnedError):
+            await second.release()
+        await first.extend(20)
+        clock.advance(15)
+        assert await first.locked()  # extended beyond the first 10 s
+        clock.advance(6)  # the lease ran out: someone else may take it
+        assert await second.acquire(blocking=False)
+        with pytest.raises(LockNotOwnedError):
+            await first.release()  # too late: not ours any more
+        await second.release()
+        clock.advance(0.01)
+        assert await first.acquire(blocking=False)
+        await first.release()
+
+
+async def test_lease_lock_serialises_concurrent_workers(tmp_path) -> None:
+    async with Storage(memory_and_sqlite(str(tmp_path / "l.db"))) as storage:
+        inside, overlaps = 0, 0
+
+        async def worker() -> None:
+            nonlocal inside, overlaps
+            async with LeaseLock(storage, "job", ttl=5, retry_interval=0.005):
+                inside += 1
+                overlaps += inside > 1
+                await asyncio.sleep(0.005)
+                inside -= 1
+
+        await asyncio.gather(*(worker() for _ in range(10)))
+        assert overlaps == 0
+
+
+async def test_rate_limiter_counts_per_window() -> None:
+    async with Storage(MemoryBackend()) as storage:
+        limiter = RateLimiter(storage, "seller-api", limit=3, window=60)
+        results = [await limiter.hit() for _ in range(5)]
+        assert [r.allowed for r in results] == [True, True, True, False, False]
+        assert results[2].remaining == 0
+        assert 0 < results[0].reset_after <= 60
+        keys = await storage.keys("rate_limit:seller-api:*")
+        assert len(keys) == 1
+        remaining = await storage.ttl(keys[0])
+        assert remaining is not None
+        assert remaining <= 60
+
+
+def test_demo_and_doctor_on_hybrid(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    schema, prefix = f"abs_test_{uuid.uuid4().hex[:12]}", f"abs-test:{uuid.uuid4().hex}:"
+    env = {
+        **os.environ,
+        "STORAGE_TYPE": "hybrid",
+        "DATABASE_URL": POSTGRES_URL.replace("postgresql", "postgresql+asyncpg"),
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_KEY_PREFIX": prefix,
+        "POSTGRES_SCHEMA": schema,
+    }
+    cli = [sys.executable, "-m", "ad_buyer_storage.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+                              check=False)  # fmt: skip
+
+    try:
+        demo = run("demo")
+        assert demo.returncode == 0, demo.stderr
+        assert "deal:demo-d1 [postgres]" in demo.stdout
+        assert "session:demo-s1 (ttl 1800 s) [redis]" in demo.stdout
+        assert "ok: 250.00 expected" in demo.stdout
+        doctor = run("doctor")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "session:           -> redis" in doctor.stdout
+        assert "* (default)        -> postgres" in doctor.stdout
+    finally:
+        run("clear", "--yes")
+        subprocess.run(["psql", POSTGRES_URL, "-qc", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+                       capture_output=True, check=False)  # fmt: skip
