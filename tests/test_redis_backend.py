@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,16 @@ def unique_prefix() -> str:
     return f"abs-test:{uuid.uuid4().hex}:"
 
 
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis, emptied afterwards whatever happens."""
+    prefix = unique_prefix()
+    yield prefix
+    keys = shared_cli("--scan", "--pattern", prefix + "*").split()
+    if keys:
+        shared_cli("DEL", *keys)
+
+
 def shared_cli(*args: str) -> str:
     return subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", "6379", *args], capture_output=True, text=True,
                           timeout=10, check=True).stdout.strip()  # fmt: skip
@@ -56,8 +67,8 @@ async def test_nothing_outside_the_namespace_is_read_listed_or_deleted() -> None
         shared_cli("DEL", *foreign)
 
 
-async def test_ttl_is_native_and_kept_in_milliseconds() -> None:
-    prefix = unique_prefix()
+async def test_ttl_is_native_and_kept_in_milliseconds(namespace: str) -> None:
+    prefix = namespace
     async with Storage(RedisBackend(REDIS_URL, key_prefix=prefix)) as storage:
         await storage.set("session:s", {"n": 1}, ttl=1.5)
         pttl = int(shared_cli("PTTL", f"{prefix}session:s"))
@@ -76,8 +87,8 @@ def _hammer(url: str, prefix: str, count: int) -> None:
 
 
 @pytest.mark.slow
-async def test_four_processes_times_1000_increments_and_versioned_updates_are_exact() -> None:
-    prefix = unique_prefix()
+async def test_four_processes_times_1000_increments_and_versioned_updates_are_exact(namespace: str) -> None:
+    prefix = namespace
     async with Storage(RedisBackend(REDIS_URL, key_prefix=prefix)) as storage:
         await storage.set("deal:1", {"spend": 0})
         ctx = multiprocessing.get_context("spawn")

@@ -12,11 +12,11 @@ from typing import Any
 
 from .domain import ENTITIES
 from .errors import StorageError
-from .factory import get_storage_backend, resolve
+from .factory import get_storage_backend, open_storage, resolve
 from .hybrid import HybridBackend
 from .redaction import redact_url
-from .registry import PluginFailure, registry
-from .settings import StorageSettings, load_settings
+from .registry import BackendSpec, PluginFailure, registry
+from .settings import StorageSettings, load_settings, url_scheme
 from .storage import Storage
 
 __all__ = ["main"]
@@ -46,8 +46,7 @@ async def _cmd_backends(args: argparse.Namespace) -> int:
     rows = []
     for spec in specs.values():
         try:
-            backend_cls = spec.load_factory()
-            caps = _capabilities_of(spec.name, backend_cls)
+            caps = _capabilities_of(spec)
         except StorageError as exc:
             failures.setdefault(spec.name, PluginFailure(spec.name, spec.distribution, str(exc)))
             continue
@@ -64,15 +63,24 @@ async def _cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
-def _capabilities_of(name: str, factory: Any) -> str:
-    # Capabilities live on the backend (and may depend on its configuration): build one
-    # unconnected instance from the current settings (no I/O) to read them.
+def _capabilities_of(spec: BackendSpec) -> str:
+    """Capabilities live on the backend (and may depend on its configuration): build one
+    unconnected instance (no I/O) from the current settings, or from a placeholder URL."""
+    if spec.name in ("hybrid", "mirror"):
+        return "what its routes offer"
+    factory = spec.load_factory()
+    settings = load_settings(storage_type=spec.name)
+    if (
+        spec.url_setting
+        and spec.url_schemes
+        and url_scheme(getattr(settings, spec.url_setting)) not in spec.url_schemes
+    ):
+        settings = settings.model_copy(update={spec.url_setting: f"{spec.url_schemes[0]}://localhost/0"})
     try:
-        backend = factory(load_settings(storage_type=name))
-        return ", ".join(sorted(c.value for c in backend.capabilities))
-    except Exception as exc:  # noqa: BLE001 - a backend needing a URL cannot be built offline
-        caps = getattr(factory, "capabilities", None)
-        return ", ".join(sorted(str(c) for c in caps)) if caps else f"unknown ({type(exc).__name__})"
+        backend = factory(settings)
+    except StorageError as exc:
+        return f"unknown ({type(exc).__name__})"
+    return ", ".join(sorted(c.value for c in backend.capabilities))
 
 
 async def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -198,6 +206,59 @@ async def _cmd_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_migrate(args: argparse.Namespace) -> int:
+    from .migrate import Progress, migrate
+
+    async with open_storage(args.source) as source, open_storage(args.target) as target:
+        bar: Progress | None = None
+
+        def progress(done: int, total: int | None) -> None:
+            nonlocal bar
+            bar = bar or Progress(total)
+            bar.update(done)
+
+        report = await migrate(
+            source, target, pattern=args.pattern, batch_size=args.batch_size, overwrite=args.overwrite,
+            dry_run=args.dry_run, progress=None if args.quiet else progress,
+        )  # fmt: skip
+        if bar is not None:
+            bar.update(report.scanned, final=True)
+        verb = "would copy" if report.dry_run else "copied"
+        print(
+            f"{verb} {report.copied:,} of {report.scanned:,} keys in {report.seconds:.1f} s "
+            f"({report.rate:,.0f} keys/s); already there: {report.already_present:,}; "
+            f"kept on target (different there): {report.kept_on_target:,}; overwritten: {report.overwritten:,}; "
+            f"expired, skipped: {report.expired:,}"
+        )
+        if report.differing_keys:
+            print("  kept (use --overwrite to replace): " + ", ".join(map(repr, report.differing_keys)))
+        if args.dry_run or args.no_verify:
+            return 0
+        return await _verify(source, target, args.pattern)
+
+
+async def _verify(source: Storage, target: Storage, pattern: str) -> int:
+    from .migrate import verify
+
+    result = await verify(source, target, pattern=pattern)
+    print(f"verification ({pattern!r}):")
+    print(f"  {'prefix':<18} {'source':>9} {'target':>9}  checksums")
+    for prefix, (s_count, t_count, s_sum, t_sum) in result.prefixes.items():
+        mark = "ok" if s_count == t_count and s_sum == t_sum else "MISMATCH"
+        print(f"  {prefix:<18} {s_count:>9,} {t_count:>9,}  {s_sum} {t_sum}  {mark}")
+    for label, keys in (("missing on target", result.missing_on_target), ("only on target", result.extra_on_target),
+                        ("different", result.different)):  # fmt: skip
+        if keys:
+            print(f"  {label}: " + ", ".join(map(repr, keys)))
+    print("verified: source and target agree" if result.ok else "VERIFY FAILED: see the differences above")
+    return 0 if result.ok else 1
+
+
+async def _cmd_verify(args: argparse.Namespace) -> int:
+    async with open_storage(args.source) as source, open_storage(args.target) as target:
+        return await _verify(source, target, args.pattern)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ad-buyer-storage", description=__doc__)
     parser.add_argument("--backend", help="backend name (overrides STORAGE_TYPE)")
@@ -218,6 +279,18 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="list keys matching a glob PATTERN (Redis grammar)")
     keys.add_argument("pattern", nargs="?", default="*")
     keys.add_argument("--limit", type=int)
+    for command, text in (("migrate", "copy keys (with their TTL) from one store to another, then verify"),
+                          ("verify", "compare two stores: counts and checksums per prefix")):  # fmt: skip
+        cmd = sub.add_parser(command, help=text)
+        cmd.add_argument("--from", dest="source", required=True, help="URL or backend name")
+        cmd.add_argument("--to", dest="target", required=True, help="URL or backend name")
+        cmd.add_argument("--pattern", default="*", help="glob of the keys to take (default: all)")
+        if command == "migrate":
+            cmd.add_argument("--dry-run", action="store_true", help="count what would be copied; write nothing")
+            cmd.add_argument("--overwrite", action="store_true", help="replace values that differ on the target")
+            cmd.add_argument("--batch-size", type=int, default=1000)
+            cmd.add_argument("--no-verify", action="store_true", help="skip the verification pass")
+            cmd.add_argument("--quiet", action="store_true", help="no progress output")
     clear = sub.add_parser("clear", help="delete every key of the configured namespace (and nothing else)")
     clear.add_argument("--yes", action="store_true", help="confirm")
     return parser
@@ -232,6 +305,8 @@ _COMMANDS = {
     "delete": _cmd_delete,
     "keys": _cmd_keys,
     "clear": _cmd_clear,
+    "migrate": _cmd_migrate,
+    "verify": _cmd_verify,
 }
 
 

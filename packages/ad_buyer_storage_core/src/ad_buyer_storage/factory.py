@@ -18,12 +18,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .errors import ConfigurationError
+from .protocol import StorageBackend
 from .redaction import redact_url
 from .registry import BackendSpec, Registry, registry
 from .settings import BackendChoice, StorageSettings, choose_backend, load_settings, url_scheme
 from .storage import Storage
 
-__all__ = ["close_storage", "get_storage", "get_storage_backend", "open_storage", "resolve"]
+__all__ = [
+    "backend_from_target",
+    "close_storage",
+    "get_storage",
+    "get_storage_backend",
+    "open_storage",
+    "resolve",
+]
 
 log = logging.getLogger("ad_buyer_storage")
 
@@ -56,6 +64,19 @@ def resolve(
                 "Fix the URL or choose the backend that matches it."
             )
     return choice, spec, settings
+
+
+def backend_from_target(target: str, settings: StorageSettings) -> tuple[StorageBackend, str]:
+    """A backend for a route or mirror target: a name (built from *settings*) or a URL.
+
+    Returns the backend and a label for reports (the name, and the redacted URL if any).
+    """
+    if "://" in target:
+        spec = registry.for_url(target)
+        child = settings.model_copy(update={spec.url_setting: target}) if spec.url_setting else settings
+        return spec.load_factory()(child), f"{spec.name} {redact_url(target)}"
+    _, spec, child = resolve(target, settings=settings)
+    return spec.load_factory()(child), spec.name
 
 
 def get_storage_backend(

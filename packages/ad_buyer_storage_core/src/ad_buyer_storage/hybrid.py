@@ -306,9 +306,7 @@ def parse_routes(text: str) -> dict[str, str]:
 def create_backend(settings: Any, /, **overrides: Any) -> HybridBackend:
     """Registry factory: routes from ``routes=`` / ``STORAGE_ROUTES``, else the seed's default
     (ephemeral keyspaces on Redis, everything else on the durable store of ``DATABASE_URL``)."""
-    from .factory import resolve
-    from .redaction import redact_url
-    from .registry import registry
+    from .factory import backend_from_target
     from .settings import url_scheme
 
     unknown = set(overrides) - {"routes"}
@@ -327,18 +325,7 @@ def create_backend(settings: Any, /, **overrides: Any) -> HybridBackend:
             )
         durable = "postgres" if url_scheme(settings.database_url).startswith("postgres") else "sqlite"
         table = default_routes("redis", durable)
-    built: dict[str, tuple[StorageBackend, str]] = {}
-    for target in dict.fromkeys(table.values()):
-        if "://" in target:
-            target_spec = registry.for_url(target)
-            child_settings = (
-                settings.model_copy(update={target_spec.url_setting: target}) if target_spec.url_setting else settings
-            )
-            backend = target_spec.load_factory()(child_settings)
-            built[target] = (backend, f"{target_spec.name} {redact_url(target)}")
-        else:
-            if target == "hybrid":
-                raise ConfigurationError("a hybrid route cannot point to 'hybrid' itself")
-            _, target_spec, child_settings = resolve(target, settings=settings)
-            built[target] = (target_spec.load_factory()(child_settings), target_spec.name)
+    if "hybrid" in table.values():
+        raise ConfigurationError("a hybrid route cannot point to 'hybrid' itself")
+    built = {target: backend_from_target(target, settings) for target in dict.fromkeys(table.values())}
     return HybridBackend([Route(prefix, *built[target]) for prefix, target in table.items()])

@@ -129,7 +129,7 @@ class Registry:
         dist_version = dist.version if dist is not None else None
         try:
             plugin = ep.load()
-            if self._pm.get_plugin(key) is None:
+            if not self._pm.is_registered(plugin):  # one module may stand behind several names
                 self._pm.register(plugin, name=key)
             impls = [i for i in self._pm.hook.ad_buyer_storage_backends.get_hookimpls() if i.plugin is plugin]
             specs: list[object] = []
@@ -147,8 +147,10 @@ class Registry:
             if not isinstance(spec, BackendSpec):
                 self._failures[ep.name] = PluginFailure(ep.name, dist_name, f"returned {spec!r}, not a BackendSpec")
                 continue
-            if spec.name in self._specs:
-                log.warning("storage backend %r from %s ignored: name already taken", spec.name, dist_name)
+            known = self._specs.get(spec.name)
+            if known is not None:
+                if known.factory != spec.factory:
+                    log.warning("storage backend %r from %s ignored: name already taken", spec.name, dist_name)
                 continue
             self._specs[spec.name] = replace(spec, distribution=dist_name, version=dist_version)
 

@@ -59,7 +59,7 @@ class StorageSettings(BaseSettings):
             return value or None
         return value
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url", "storage_routes", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

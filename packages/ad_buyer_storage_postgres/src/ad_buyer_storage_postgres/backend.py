@@ -262,8 +262,24 @@ class PostgresBackend:
             await self._query("execute", sql, *columns, idempotent=True)
             for i in batch:
                 results[i] = True
+        absent = [i for i, w in enumerate(writes) if w.condition is Condition.IF_ABSENT]
+        if len(absent) > 1 and len({writes[i].key for i in absent}) == len(absent):
+            # Many set-if-absent writes (a bulk copy): one statement, the applied keys returned.
+            columns = (
+                [writes[i].key for i in absent],
+                [writes[i].value for i in absent],
+                [writes[i].version for i in absent],
+                [writes[i].ttl_ms for i in absent],
+            )
+            rows = await self._query("fetch", self._sql.insert_many_if_absent, *columns, idempotent=False)
+            applied_keys = {row[0] for row in rows}
+            for i in absent:
+                results[i] = writes[i].key in applied_keys
+            absent_done = True
+        else:
+            absent_done = False
         for i, w in enumerate(writes):
-            if w.condition is Condition.IF_ABSENT:
+            if w.condition is Condition.IF_ABSENT and not absent_done:
                 applied = await self._query(
                     "fetchval", self._sql.insert_if_absent, w.key, w.value, w.version, w.ttl_ms, idempotent=False
                 )
@@ -474,6 +490,9 @@ class _Statements:
         self.upsert_many_keep_ttl = (
             upsert + "CASE WHEN kv.expires_at IS NULL OR kv.expires_at > now() THEN kv.expires_at "
             "ELSE excluded.expires_at END"
+        )
+        self.insert_many_if_absent = (
+            upsert + "excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now() RETURNING kv.key"
         )
         self.insert_if_absent = (
             f"INSERT INTO {t} AS kv (key, value, version, expires_at) "

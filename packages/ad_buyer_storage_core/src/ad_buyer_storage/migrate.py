@@ -1,0 +1,246 @@
+"""Copy keys between any two stores, resumably, then prove the copy.
+
+``migrate(source, target)`` streams the source's keys (never the whole keyspace in memory),
+reads values in bulk, and writes them to the target in bulk with their remaining TTL, as
+*set-if-absent* writes: running it again after an interruption finishes the job without
+duplicating anything, and a value already on the target (written there since, for example by
+an application dual-writing through :mod:`ad_buyer_storage.mirror`) is kept unless
+``overwrite=True``. Expired keys are skipped. Values travel as the JSON text the source holds,
+never decoded and re-encoded.
+
+``verify(source, target)`` compares, per prefix, the number of keys and an order-independent
+checksum of (key, value), values compared as JSON documents (PostgreSQL's JSONB reorders
+object keys and respells numbers: ``1e16`` and ``10000000000000000`` are the same value).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TextIO
+
+from .glob import compile_glob
+from .protocol import NO_EXPIRY, NO_KEY, Condition, Record, StorageBackend, Write
+from .storage import Storage
+
+__all__ = ["MigrationReport", "Progress", "VerifyReport", "migrate", "verify"]
+
+_TTL_CONCURRENCY = 64  # TTL reads in flight per batch (one round trip each on most stores)
+
+
+@dataclass
+class MigrationReport:
+    scanned: int = 0
+    copied: int = 0
+    already_present: int = 0
+    kept_on_target: int = 0
+    overwritten: int = 0
+    expired: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+    differing_keys: list[str] = field(default_factory=list)  # the first few kept values
+
+    @property
+    def rate(self) -> float:
+        return self.scanned / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class VerifyReport:
+    """Per prefix: (source count, target count, source checksum, target checksum)."""
+
+    prefixes: dict[str, tuple[int, int, str, str]]
+    missing_on_target: list[str]
+    extra_on_target: list[str]
+    different: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return all(s == t and cs == ct for s, t, cs, ct in self.prefixes.values())
+
+
+class Progress:
+    """A progress bar with rate and ETA on a terminal; plain periodic lines otherwise."""
+
+    def __init__(self, total: int | None, stream: TextIO | None = None, every: float = 2.0) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = 0.1 if self.tty else every
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < self.every:
+            return
+        self._last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        if self.total:
+            share = min(done / self.total, 1.0)
+            eta = (self.total - done) / rate if rate else 0.0
+            bar = "#" * int(share * 30)
+            line = f"[{bar:<30}] {done:,}/{self.total:,} {share:6.1%}  {rate:,.0f} keys/s  ETA {eta:5.1f}s"
+        else:
+            line = f"{done:,} keys  {rate:,.0f} keys/s"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+async def _batches(backend: StorageBackend, pattern: str, size: int) -> AsyncIterator[list[str]]:
+    batch: list[str] = []
+    async for key in backend.scan(compile_glob(pattern), size):
+        batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _remaining_ttls(backend: StorageBackend, keys: list[str]) -> list[int]:
+    gate = asyncio.Semaphore(_TTL_CONCURRENCY)
+
+    async def one(key: str) -> int:
+        async with gate:
+            return await backend.get_ttl(key)
+
+    return list(await asyncio.gather(*(one(k) for k in keys)))
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode()
+
+
+def canonical(value: str | bytes) -> str:
+    """One spelling per JSON document: sorted keys, numbers as bare normalised decimals."""
+    return _emit(json.loads(value, parse_float=Decimal, parse_int=Decimal))
+
+
+def _emit(obj: Any) -> str:
+    if isinstance(obj, Decimal):  # 1e16 == 10000000000000000, 1.50 == 1.5, -0.0 == 0
+        return "0" if obj == 0 else format(obj.normalize(), "f")
+    if isinstance(obj, dict):
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _emit(obj[k]) for k in sorted(obj)) + "}"
+    if isinstance(obj, list):
+        return "[" + ",".join(_emit(v) for v in obj) + "]"
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _prefix_of(key: str) -> str:
+    head, sep, _ = key.partition(":")
+    return head + sep if sep else "(no prefix)"
+
+
+async def migrate(
+    source: Storage,
+    target: Storage,
+    *,
+    pattern: str = "*",
+    batch_size: int = 1000,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> MigrationReport:
+    """Copy every live key matching *pattern* from *source* to *target* (see module doc)."""
+    src, dst = source._ready(), target._ready()
+    report = MigrationReport(dry_run=dry_run)
+    started = time.monotonic()
+    total = await source.count(pattern) if progress else None
+    async for keys in _batches(src, pattern, batch_size):
+        records, ttls = await asyncio.gather(src.read(keys), _remaining_ttls(src, keys))
+        live: list[tuple[str, Record, int | None]] = []
+        for key, record, ttl in zip(keys, records, ttls, strict=True):
+            report.scanned += 1
+            if record is None or ttl == NO_KEY:
+                report.expired += 1
+            else:
+                live.append((key, record, None if ttl == NO_EXPIRY else max(int(ttl), 1)))
+        if live and not dry_run:
+            writes = [Write(k, _text(r.value), r.version, t, False, Condition.IF_ABSENT) for k, r, t in live]
+            applied = await dst.write(writes)
+            report.copied += sum(applied)
+            await _reconcile(dst, live, applied, overwrite, report)
+        elif live:
+            present = await dst.read([k for k, _, _ in live])
+            report.copied += sum(1 for p in present if p is None)
+            report.already_present += sum(1 for p in present if p is not None)
+        if progress:
+            progress(report.scanned, total)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+async def _reconcile(
+    dst: StorageBackend,
+    live: list[tuple[str, Record, int | None]],
+    applied: Any,
+    overwrite: bool,
+    report: MigrationReport,
+) -> None:
+    """Keys the target already had: same value (a re-run), or a different one (kept unless told)."""
+    skipped = [item for item, ok in zip(live, applied, strict=True) if not ok]
+    if not skipped:
+        return
+    current = await dst.read([k for k, _, _ in skipped])
+    replace: list[Write] = []
+    for (key, record, ttl), there in zip(skipped, current, strict=True):
+        if there is not None and canonical(there.value) == canonical(record.value):
+            report.already_present += 1
+        elif overwrite:
+            replace.append(Write(key, _text(record.value), record.version, ttl))
+        else:
+            report.kept_on_target += 1
+            if len(report.differing_keys) < 20:
+                report.differing_keys.append(key)
+    if replace:
+        await dst.write(replace)
+        report.overwritten += len(replace)
+
+
+async def verify(source: Storage, target: Storage, *, pattern: str = "*", batch_size: int = 1000) -> VerifyReport:
+    """Counts and checksums per prefix on both sides, and the keys that differ (first 20 each)."""
+    src, dst = source._ready(), target._ready()
+    sums: dict[str, list[int]] = {}
+    missing: list[str] = []
+    different: list[str] = []
+    modulus = 2**256
+
+    def add(side: int, key: str, value: str | bytes) -> None:
+        digest = hashlib.sha256(f"{key}\x00{canonical(value)}".encode()).digest()
+        entry = sums.setdefault(_prefix_of(key), [0, 0, 0, 0])
+        entry[side] += 1
+        entry[2 + side] = (entry[2 + side] + int.from_bytes(digest, "big")) % modulus
+
+    async for keys in _batches(src, pattern, batch_size):
+        mine, theirs = await asyncio.gather(src.read(keys), dst.read(keys))
+        for key, a, b in zip(keys, mine, theirs, strict=True):
+            if a is None:
+                continue  # expired while we looked
+            add(0, key, a.value)
+            if b is None:
+                if len(missing) < 20:
+                    missing.append(key)
+                continue
+            if canonical(a.value) != canonical(b.value) and len(different) < 20:
+                different.append(key)
+    extra: list[str] = []
+    async for keys in _batches(dst, pattern, batch_size):
+        for key, record in zip(keys, await dst.read(keys), strict=True):
+            if record is not None:
+                add(1, key, record.value)
+        if len(extra) < 20:
+            present = await src.read(keys)
+            extra += [k for k, p in zip(keys, present, strict=True) if p is None][: 20 - len(extra)]
+    prefixes = {p: (v[0], v[1], f"{v[2]:064x}"[:16], f"{v[3]:064x}"[:16]) for p, v in sorted(sums.items())}
+    return VerifyReport(prefixes, missing, extra, different)
