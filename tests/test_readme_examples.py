@@ -19,7 +19,7 @@ def _examples() -> list[tuple[str, str]]:
     found = []
     for readme in READMES:
         for i, code in enumerate(BLOCK.findall(readme.read_text())):
-            if "asyncio.run(" in code:  # a complete program, not a fragment
+            if "asyncio.run(" in code or "SyncStorage()" in code:  # a complete program, not a fragment
                 found.append((f"{readme.relative_to(ROOT)}#{i}", code))
     return found
 

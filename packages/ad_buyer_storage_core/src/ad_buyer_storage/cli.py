@@ -259,6 +259,19 @@ async def _cmd_verify(args: argparse.Namespace) -> int:
         return await _verify(source, target, args.pattern)
 
 
+async def _cmd_mirror_repair(args: argparse.Namespace) -> int:
+    from .mirror import MirrorBackend, repair
+
+    async with _storage(args) as storage:
+        mirror = storage.backend
+        if not isinstance(mirror, MirrorBackend):
+            print("mirror-repair needs STORAGE_TYPE=mirror (MIRROR_PRIMARY, MIRROR_SECONDARY)", file=sys.stderr)
+            return 2
+        repaired = await repair(mirror)
+    print(f"copied {repaired} recorded key(s) again from the primary to the secondary")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ad-buyer-storage", description=__doc__)
     parser.add_argument("--backend", help="backend name (overrides STORAGE_TYPE)")
@@ -291,6 +304,7 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--batch-size", type=int, default=1000)
             cmd.add_argument("--no-verify", action="store_true", help="skip the verification pass")
             cmd.add_argument("--quiet", action="store_true", help="no progress output")
+    sub.add_parser("mirror-repair", help="copy the keys a mirror recorded (secondary failures) again")
     clear = sub.add_parser("clear", help="delete every key of the configured namespace (and nothing else)")
     clear.add_argument("--yes", action="store_true", help="confirm")
     return parser
@@ -307,6 +321,7 @@ _COMMANDS = {
     "clear": _cmd_clear,
     "migrate": _cmd_migrate,
     "verify": _cmd_verify,
+    "mirror-repair": _cmd_mirror_repair,
 }
 
 

@@ -1,0 +1,184 @@
+"""The sync facade: the conformance kit through a thin async shim, 16 threads, clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ad_buyer_storage import GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
+from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.sync import SyncStorage
+from ad_buyer_storage.testing import Harness, StorageContract
+from ad_buyer_storage_postgres import PostgresBackend
+from ad_buyer_storage_sqlite import SQLiteBackend
+from tests.test_conformance_postgres import POSTGRES_URL
+
+
+class ThroughTheFacade:
+    """A backend whose every primitive is a blocking SyncStorage call made from a worker thread:
+    the kit then proves the facade's thread and loop hops keep every semantic."""
+
+    def __init__(self, facade: SyncStorage) -> None:
+        self.facade = facade
+        self.inner = facade.storage.backend
+        self.name = self.inner.name
+        self.capabilities = self.inner.capabilities
+
+    async def _hop(self, method: str, *args: Any) -> Any:
+        return await asyncio.to_thread(self.facade.run, getattr(self.inner, method), *args)
+
+    async def connect(self) -> None:
+        return None  # the facade connected it
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.facade.close)
+
+    async def ping(self) -> None:
+        await self._hop("ping")
+
+    async def info(self) -> Mapping[str, object]:
+        return await self._hop("info")  # type: ignore[no-any-return]
+
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        return await self._hop("read", keys)  # type: ignore[no-any-return]
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        return await self._hop("write", writes)  # type: ignore[no-any-return]
+
+    async def remove(self, keys: Sequence[str]) -> int:
+        return await self._hop("remove", keys)  # type: ignore[no-any-return]
+
+    async def count(self, keys: Sequence[str]) -> int:
+        return await self._hop("count", keys)  # type: ignore[no-any-return]
+
+    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        async def collect() -> list[str]:
+            return [key async for key in self.inner.scan(pattern, batch_size)]
+
+        for key in await asyncio.to_thread(self.facade.run, collect):
+            yield key
+
+    async def get_ttl(self, key: str) -> int:
+        return await self._hop("get_ttl", key)  # type: ignore[no-any-return]
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        return await self._hop("set_ttl", key, ttl_ms)  # type: ignore[no-any-return]
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        return await self._hop("increment", key, amount, version, ttl_ms)  # type: ignore[no-any-return]
+
+
+def open_through_facade(path: str) -> ThroughTheFacade:
+    """Child-process recipe for the kit's multi-process test."""
+    return ThroughTheFacade(SyncStorage(Storage(SQLiteBackend(path))))
+
+
+class TestSyncFacadeContract(StorageContract):
+    @pytest.fixture
+    def harness(self, tmp_path) -> Harness:
+        path = str(tmp_path / "facade.db")
+        return Harness(
+            lambda clock: ThroughTheFacade(SyncStorage(Storage(SQLiteBackend(path, clock=clock)))),
+            child_backend=("tests.test_sync_facade:open_through_facade", (path,)),
+            storage_options={"max_value_bytes": 64 * 1024},
+        )
+
+
+def _hammer(facade: SyncStorage, threads: int = 16, rounds: int = 50) -> None:
+    facade.set_deal("d1", {"spend": 0, "bids": 0})
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(rounds):
+                facade.update_deal("d1", lambda d: {**d, "spend": d["spend"] + 1})
+                facade.incr("deal_bids:d1")
+                facade.set_deal(f"t{n}-{i}", {"thread": n, "i": i})
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(120)
+    assert not errors, errors[:3]
+    assert facade.get_deal("d1")["spend"] == threads * rounds
+    assert facade.get("deal_bids:d1") == threads * rounds
+    assert len(facade.keys("deal:t*")) == threads * rounds
+
+
+def test_sixteen_threads_on_sqlite(tmp_path) -> None:
+    with SyncStorage(Storage(SQLiteBackend(str(tmp_path / "threads.db")))) as facade:
+        _hammer(facade)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    schema = f"abs_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+    asyncio.run(drop())
+
+
+def test_sixteen_threads_on_postgres(pg_schema: str) -> None:
+    backend = PostgresBackend(POSTGRES_URL, schema=pg_schema, pool_max=8, sweep_interval=None)
+    with SyncStorage(Storage(backend)) as facade:
+        _hammer(facade)
+
+
+async def test_callable_from_a_running_loops_worker_threads() -> None:
+    with SyncStorage(Storage(MemoryBackend())) as facade:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, facade.set, "k", {"from": "executor"})
+        assert await loop.run_in_executor(None, facade.get, "k") == {"from": "executor"}
+
+
+def test_lifecycle_and_misuse() -> None:
+    facade = SyncStorage(Storage(MemoryBackend()))
+    facade.set("k", 1)
+    with pytest.raises(LifecycleError):
+        facade.run(_call_from_inside, facade)
+    facade.close()
+    facade.close()  # idempotent
+    with pytest.raises(StorageClosedError):
+        facade.get("k")
+    assert not any(t.name == "ad-buyer-storage-sync" and t.is_alive() for t in threading.enumerate())
+
+
+async def _call_from_inside(facade: SyncStorage) -> Any:
+    return facade.get("k")  # a blocking call on the facade's own loop: refused, not a deadlock
+
+
+def test_a_script_that_never_closes_exits_cleanly(tmp_path) -> None:
+    script = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        from ad_buyer_storage.sync import SyncStorage
+        storage = SyncStorage()   # settings: the SQLite default
+        storage.set_deal("d1", {"ok": True})
+        print(storage.get_deal("d1"))
+        """
+    )
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20, env=env,
+                            cwd=tmp_path, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'ok': True}"
+    assert result.stderr == ""
