@@ -13,12 +13,13 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Context, Decimal
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, overload
 
+from .coalesce import Coalescer
 from .codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, validate_as
 from .domain import DomainHelpers
 from .errors import (
@@ -32,7 +33,7 @@ from .errors import (
     VersionConflictError,
 )
 from .glob import compile_glob
-from .protocol import NO_EXPIRY, NO_KEY, Capability, Condition, StorageBackend, SupportsPubSub, Write
+from .protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, StorageBackend, SupportsPubSub, Write
 from .validation import check_amount, check_key, ttl_to_ms
 
 __all__ = ["Storage", "Versioned"]
@@ -79,6 +80,7 @@ class Storage(DomainHelpers):
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         default_ttls: Mapping[str, float | None] | None = None,
         describe: str | None = None,
+        coalesce: bool = True,
     ) -> None:
         self._backend = backend
         self._codec = JsonCodec(max_value_bytes=max_value_bytes)
@@ -88,7 +90,34 @@ class Storage(DomainHelpers):
         self._state = _State.NEW
         self._connect_lock: asyncio.Lock | None = None
         self._describe = describe
+        # Concurrent single-key reads and writes share round trips (see coalesce.py).
+        self._reads: Coalescer[str, Record | None] | None = Coalescer(self._read_batch) if coalesce else None
+        self._writes: Coalescer[Write, bool] | None = (
+            Coalescer(self._write_batch, key=lambda w: w.key) if coalesce else None
+        )
         DomainHelpers.__init__(self, default_ttls or {})
+
+    async def _read_batch(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        unique = list(dict.fromkeys(keys))
+        if len(unique) == len(keys):
+            return await self._backend.read(keys)
+        found = dict(zip(unique, await self._backend.read(unique), strict=True))
+        return [found[k] for k in keys]
+
+    async def _write_batch(self, writes: Sequence[Write]) -> Sequence[bool]:
+        return await self._backend.write(writes)
+
+    async def _read_one(self, backend: StorageBackend, key: str) -> Record | None:
+        if self._reads is None:
+            (record,) = await backend.read((key,))
+            return record
+        return await self._reads.submit(key)
+
+    async def _write_one(self, backend: StorageBackend, write: Write) -> bool:
+        if self._writes is None:
+            (applied,) = await backend.write((write,))
+            return bool(applied)
+        return await self._writes.submit(write)
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -197,7 +226,7 @@ class Storage(DomainHelpers):
         """The value at *key*, or *default* if missing or expired. ``model=`` restores rich types."""
         backend = self._ready()
         key = check_key(key)
-        (record,) = await backend.read((key,))
+        record = await self._read_one(backend, key)
         if record is None:
             return default
         value = self._codec.decode(record.value)
@@ -230,8 +259,7 @@ class Storage(DomainHelpers):
         else:
             self._require(Capability.ATOMIC, "version-checked writes", key)
             write = Write(key, text, version, ttl_ms, keep_ttl, Condition.IF_VERSION, str(if_version))
-        (applied,) = await backend.write((write,))
-        if not applied:
+        if not await self._write_one(backend, write):
             raise VersionConflictError(f"{key!r} is no longer at version {if_version!r}")
         return version
 
@@ -242,8 +270,7 @@ class Storage(DomainHelpers):
         self._require(Capability.ATOMIC, "set-if-absent", key)
         ttl_ms = self._ttl_ms(ttl, key)
         write = Write(key, self._codec.encode(value), new_version(), ttl_ms, False, Condition.IF_ABSENT)
-        (applied,) = await backend.write((write,))
-        return bool(applied)
+        return await self._write_one(backend, write)
 
     async def delete(self, key: str) -> bool:
         """Delete *key*; True if it held a live value."""
@@ -260,7 +287,7 @@ class Storage(DomainHelpers):
         backend = self._ready()
         key = check_key(key)
         self._require(Capability.ATOMIC, "versioned reads", key)
-        (record,) = await backend.read((key,))
+        record = await self._read_one(backend, key)
         if record is None:
             return None
         value = self._codec.decode(record.value)
@@ -299,7 +326,7 @@ class Storage(DomainHelpers):
     ) -> Any:
         backend = self._ready()
         for attempt in range(max_attempts):
-            (record,) = await backend.read((key,))
+            record = await self._read_one(backend, key)
             if record is None:
                 if default is _MISSING:
                     raise KeyNotFoundError(f"{key!r} does not exist")
@@ -315,8 +342,7 @@ class Storage(DomainHelpers):
             if isinstance(new_value, Awaitable):
                 new_value = await new_value
             write = Write(key, self._codec.encode(new_value), new_version(), write_ttl, keep, condition, expected)
-            (applied,) = await backend.write((write,))
-            if applied:
+            if await self._write_one(backend, write):
                 return new_value
             # Jittered exponential backoff spreads the losers of a race over time.
             await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))

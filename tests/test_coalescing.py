@@ -1,0 +1,127 @@
+"""Concurrent single-key calls share round trips; every caller keeps its own semantics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from ad_buyer_storage import Record, Storage, UnavailableError, VersionConflictError, Write
+from ad_buyer_storage.memory import MemoryBackend
+
+
+class Recording(MemoryBackend):
+    """Counts round trips, and yields to the loop like a network store would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[str]] = []
+        self.writes: list[list[str]] = []
+        self.fail_once_for: set[str] = set()
+
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        self.reads.append(list(keys))
+        await asyncio.sleep(0.001)
+        if self.fail_once_for & set(keys):
+            self.fail_once_for.clear()
+            raise UnavailableError("store went away")
+        return await super().read(keys)
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        self.writes.append([w.key for w in writes])
+        await asyncio.sleep(0.001)
+        return await super().write(writes)
+
+
+async def test_64_concurrent_gets_take_two_round_trips() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await storage.set_many({f"deal:{i}": i for i in range(64)})
+        backend.reads.clear()
+        values = await asyncio.gather(*(storage.get(f"deal:{i}") for i in range(64)))
+        assert values == list(range(64))
+        assert [len(r) for r in backend.reads] == [1, 63]
+
+
+async def test_sequential_gets_are_not_delayed_or_batched() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        for i in range(5):
+            await storage.get(f"k{i}")
+        assert backend.reads == [[f"k{i}"] for i in range(5)]
+
+
+async def test_a_hot_key_read_by_many_is_read_once_per_batch() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await storage.set("deal:hot", {"x": 1})
+        backend.reads.clear()
+        results = await asyncio.gather(*(storage.get("deal:hot") for _ in range(50)))
+        assert results == [{"x": 1}] * 50
+        assert len(backend.reads) == 2
+
+
+async def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_works() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await storage.set_many({f"k{i}": i for i in range(10)})
+        backend.fail_once_for = {"k3"}  # the batch holding k3 fails as a whole
+        first = asyncio.create_task(storage.get("k0"))
+        await asyncio.sleep(0)
+        queued = [asyncio.create_task(storage.get(f"k{i}")) for i in range(1, 10)]
+        assert await first == 0
+        results = await asyncio.gather(*queued, return_exceptions=True)
+        assert all(isinstance(r, UnavailableError) for r in results), results
+        assert await storage.get("k5") == 5
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await storage.set_many({f"k{i}": i for i in range(10)})
+        tasks = [asyncio.create_task(storage.get(f"k{i}")) for i in range(10)]
+        await asyncio.sleep(0)
+        tasks[5].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[5], asyncio.CancelledError)
+        assert [r for i, r in enumerate(results) if i != 5] == [i for i in range(10) if i != 5]
+
+
+async def test_concurrent_writes_batch_in_order_and_never_repeat_a_key_in_a_batch() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await asyncio.gather(*(storage.set(f"k{i % 5}", i) for i in range(20)))
+        assert all(len(batch) == len(set(batch)) for batch in backend.writes)
+        assert len(backend.writes) < 20
+        assert [await storage.get(f"k{i}") for i in range(5)] == [15, 16, 17, 18, 19]  # last write wins
+
+
+async def test_version_conflicts_stay_per_caller_inside_a_batch() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        v1 = await storage.set("a", 1)
+        await storage.set("b", 1)
+        outcomes = await asyncio.gather(
+            storage.set("x", 0),  # goes first, alone: the rest queue behind it
+            storage.set("a", 2, if_version=v1),
+            storage.set("b", 2, if_version="not-the-version"),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], str)
+        assert isinstance(outcomes[2], VersionConflictError)
+        assert (await storage.get("a"), await storage.get("b")) == (2, 1)
+
+
+async def test_coalescing_can_be_switched_off() -> None:
+    backend = Recording()
+    async with Storage(backend, coalesce=False) as storage:
+        await asyncio.gather(*(storage.get(f"k{i}") for i in range(8)))
+        assert len(backend.reads) == 8
+
+
+@pytest.mark.parametrize("n", [1, 2])
+async def test_single_callers_see_no_difference(n: int) -> None:
+    async with Storage(Recording()) as storage:
+        await asyncio.gather(*(storage.set(f"k{i}", i) for i in range(n)))
+        assert await storage.get_many([f"k{i}" for i in range(n)]) == {f"k{i}": i for i in range(n)}
