@@ -53,7 +53,7 @@ def typecheck(session: nox.Session) -> None:
     install_project(session)
     session.install("mypy>=1.10", "nox")
     session.run("mypy", *PACKAGES, *session.posargs)
-    session.run("mypy", "tests", "noxfile.py", "--exclude", "tests/example_plugin")
+    session.run("mypy", "tests", "noxfile.py", "bench", "--exclude", "tests/example_plugin")
 
 
 def assert_no_driver_but(session: nox.Session, allowed: str) -> None:
@@ -105,3 +105,10 @@ def demo_postgres(session: nox.Session) -> None:
     # A shared server: leave nothing behind, not even the demo's schema.
     drop = "DROP SCHEMA IF EXISTS ad_buyer_demo CASCADE"
     session.run("psql", "postgresql://postgres@127.0.0.1:5432/test", "-qc", drop, external=True)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark every backend against its raw driver and py-key-value-aio; write bench/results/."""
+    session.install(".[dev,production]", "matplotlib", "py-key-value-aio[redis,postgresql,memory]")
+    session.run("python", "-m", "bench.run", *session.posargs)

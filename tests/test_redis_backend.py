@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ad_buyer_storage import (
     AuthenticationError,
@@ -259,3 +261,33 @@ async def test_an_unencoded_password_with_reserved_characters_works(tmp_path) ->
         with pytest.raises(AuthenticationError) as info:
             await Storage(RedisBackend(f"redis://:{secret}-wrong@127.0.0.1:{server.port}/0")).connect()
         assert "w/rd" not in str(info.value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    keys=st.lists(st.text(alphabet="ab:_%*?[]^!-\\'", min_size=1, max_size=5), min_size=1, max_size=12, unique=True),
+    pattern=st.text(alphabet="ab:_%*?[]^!-\\", min_size=1, max_size=6),
+)
+def test_the_glob_grammar_is_redis_s_own(namespace: str, keys: list[str], pattern: str) -> None:
+    """An independent oracle: Redis's SCAN MATCH decides, our matcher must agree (ASCII keys)."""
+    import redis as sync_redis
+
+    from ad_buyer_storage import InvalidPatternError, compile_glob
+
+    try:
+        ours = compile_glob(pattern)
+    except InvalidPatternError:
+        return  # we refuse malformed patterns outright; Redis guesses
+    client = sync_redis.Redis.from_url(REDIS_URL)
+    try:
+        with client.pipeline() as pipe:
+            for key in keys:
+                pipe.set(f"{namespace}{key}", 1)
+            pipe.execute()
+        # Redis matches the whole name, so the namespace is spelled out literally in the pattern.
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in namespace)
+        found = {k.decode()[len(namespace) :] for k in client.scan_iter(match=escaped + pattern, count=1000)}
+        assert sorted(found) == sorted(k for k in keys if ours.matches(k)), (pattern, keys)
+    finally:
+        client.delete(*(f"{namespace}{key}" for key in keys))
+        client.close()

@@ -75,7 +75,9 @@ def _default(obj: Any) -> Any:
     raise InvalidValueError(f"values of type {type(obj).__name__} cannot be stored as JSON")
 
 
-_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_DIGITS_TO_NINE = bytes(0x39 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_NINETEEN_DIGITS = b"9" * 19
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -124,9 +126,6 @@ class JsonCodec:
     def encode(self, value: Any) -> str:
         """Encode *value* to JSON text, or raise :class:`InvalidValueError` before any I/O."""
         text, by_orjson = self._dumps(value)
-        # Cheap screens first: orjson writes NaN as "null" (so look closer only then); NUL shows as an escape.
-        if (by_orjson and "null" in text) or _LONG_DIGITS.search(text):
-            _check_numbers(value)
         if "\\u0000" in text and _has_nul(text):
             raise InvalidValueError("NUL characters cannot be stored in values")
         # UTF-8 is never more than 4 bytes a character: skip the byte count for small texts.
@@ -143,7 +142,12 @@ class JsonCodec:
         """JSON text, and whether it was produced (and so UTF-8-checked) by orjson."""
         if self.uses_orjson:
             try:
-                return _orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS).decode("utf-8"), True
+                raw = _orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS)
+                # Cheap screens on the bytes: orjson writes NaN as "null", and accepts unsigned
+                # 64-bit ints (19+ digits) that JSON readers would turn into floats.
+                if b"null" in raw or _NINETEEN_DIGITS in raw.translate(_DIGITS_TO_NINE):
+                    _check_numbers(value)
+                return raw.decode("utf-8"), True
             except (TypeError, _orjson.JSONEncodeError) as exc:
                 cause = exc.__cause__ or exc.__context__
                 if isinstance(cause, InvalidValueError):
@@ -156,6 +160,8 @@ class JsonCodec:
             raise
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidValueError(f"value cannot be stored as JSON: {exc}") from None
+        if _LONG_DIGITS.search(text):  # the stdlib takes ints of any size
+            _check_numbers(value)
         return text, False
 
     def decode(self, text: str | bytes) -> Any:

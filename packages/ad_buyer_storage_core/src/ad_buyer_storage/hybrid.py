@@ -73,17 +73,35 @@ def check_routes(routes: Sequence[Route]) -> None:
 
 
 class _Table:
-    """Longest-prefix lookup: one dict probe per distinct prefix length, longest first."""
+    """Longest-prefix lookup.
+
+    Fast path: keys look like ``head:rest``; the route of a head that no deeper route extends
+    is cached, so most lookups are one ``find`` and one dict probe. Otherwise one dict probe
+    per distinct prefix length, longest first.
+    """
+
+    _CACHE_LIMIT = 4096
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.by_prefix = {r.prefix: r for r in routes}
         self.lengths = sorted({len(p) for p in self.by_prefix}, reverse=True)
+        self.by_head: dict[str, Route] = {}
 
     def route(self, key: str) -> Route:
+        cut = key.find(":") + 1
+        if cut:
+            cached = self.by_head.get(key[:cut])
+            if cached is not None:
+                return cached
         by_prefix = self.by_prefix
         for length in self.lengths:
             route = by_prefix.get(key[:length])
             if route is not None:
+                if cut and len(self.by_head) < self._CACHE_LIMIT and length <= cut:
+                    head = key[:cut]
+                    # Cache only if no route is deeper than the head (e.g. "session:vip:").
+                    if not any(len(p) > cut and p.startswith(head) for p in by_prefix):
+                        self.by_head[head] = route
                 return route
         raise ConfigurationError("no default route")  # check_routes makes this unreachable
 

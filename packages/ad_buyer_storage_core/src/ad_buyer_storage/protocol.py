@@ -21,8 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from .glob import GlobPattern
 
@@ -34,6 +33,7 @@ __all__ = [
     "Record",
     "StorageBackend",
     "SupportsPubSub",
+    "SupportsRemovePrefix",
     "Write",
 ]
 
@@ -68,8 +68,7 @@ class Condition(enum.Enum):
     IF_VERSION = "if_version"  # the live value's version equals ``Write.expected_version``
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """A live value as stored: JSON text (``str``, or UTF-8 ``bytes`` straight off a socket)
     and its version token."""
 
@@ -77,8 +76,7 @@ class Record:
     version: str
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
+class Write(NamedTuple):
     """One single-key write. ``ttl_ms`` None means no expiry, unless ``keep_ttl`` keeps the live one."""
 
     key: str
@@ -139,6 +137,17 @@ class StorageBackend(Protocol):
         Raise :class:`~ad_buyer_storage.errors.InvalidValueError` if the live value is not a
         JSON integer or the result leaves the signed 64-bit range (nothing written).
         """
+
+
+@runtime_checkable
+class SupportsRemovePrefix(Protocol):
+    """Optional: delete every live key starting with a prefix in one server call.
+
+    ``Storage.delete_pattern`` uses it for ``prefix*`` patterns when a backend has it; it must
+    return how many live keys it deleted (expired leftovers may go too) and touch nothing else.
+    """
+
+    async def remove_prefix(self, prefix: str) -> int: ...
 
 
 @runtime_checkable

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -43,6 +42,7 @@ log = logging.getLogger("ad_buyer_storage")
 T = TypeVar("T")
 _MISSING: Any = object()
 _SCAN_BATCH = 500
+_LIST_BATCH = 5000
 _DELETE_BATCH = 500
 _DECIMAL_CONTEXT = Context(prec=200)  # wide enough that money sums are exact, never rounded
 
@@ -61,8 +61,12 @@ class _State(enum.Enum):
 
 
 def new_version() -> str:
-    """A fresh version token: 64 random bits, so versions never repeat after delete/recreate."""
-    return os.urandom(8).hex()
+    """A fresh version token: 64 random bits, so versions never repeat after delete/recreate.
+
+    ``random`` (not a syscall per token) is enough: tokens need to be unique, not secret, and
+    CPython reseeds it in a forked child.
+    """
+    return f"{random.getrandbits(64):016x}"
 
 
 class Storage(DomainHelpers):
@@ -420,7 +424,8 @@ class Storage(DomainHelpers):
 
     async def keys(self, pattern: str = "*") -> list[str]:
         """Every live key matching *pattern*, sorted."""
-        return sorted([key async for key in self.scan(pattern)])
+        # The whole list is wanted: big pages mean few round trips.
+        return sorted([key async for key in self.scan(pattern, batch_size=_LIST_BATCH)])
 
     async def count(self, pattern: str = "*") -> int:
         """How many live keys match *pattern*."""
@@ -435,6 +440,9 @@ class Storage(DomainHelpers):
             raise InvalidPatternError("refusing an empty pattern; pass '*' to delete everything")
         backend = self._ready()
         compiled = compile_glob(pattern)
+        remove_prefix = getattr(backend, "remove_prefix", None)
+        if compiled.is_prefix_only and remove_prefix is not None:
+            return int(await remove_prefix(compiled.prefix))  # one range DELETE on SQL stores
         deleted = 0
         batch: list[str] = []
         async for key in backend.scan(compiled, _SCAN_BATCH):

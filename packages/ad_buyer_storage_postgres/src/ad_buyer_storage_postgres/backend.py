@@ -296,6 +296,14 @@ class PostgresBackend:
         rows = await self._call(lambda c: c.fetch(self._sql.remove, list(keys)), idempotent=True)
         return sum(1 for (live,) in rows if live)
 
+    async def remove_prefix(self, prefix: str) -> int:
+        upper = prefix_upper_bound(prefix)
+        if upper is None:
+            count = await self._query("fetchval", self._sql.remove_from, prefix, idempotent=True)
+        else:
+            count = await self._query("fetchval", self._sql.remove_range, prefix, upper, idempotent=True)
+        return int(count)
+
     async def count(self, keys: Sequence[str]) -> int:
         return int(await self._call(lambda c: c.fetchval(self._sql.count, list(keys)), idempotent=True))
 
@@ -508,6 +516,12 @@ class _Statements:
         )
         self.remove = f"DELETE FROM {t} WHERE key = ANY($1::text[]) RETURNING {live}"
         self.count = f"SELECT count(*) FROM {t} WHERE key = ANY($1::text[]) AND {live}"
+        gone = (
+            "WITH gone AS (DELETE FROM {t} WHERE {where} RETURNING {live} AS live) "
+            "SELECT count(*) FILTER (WHERE live) FROM gone"
+        )
+        self.remove_range = gone.format(t=t, where="key >= $1 AND key < $2", live=live)
+        self.remove_from = gone.format(t=t, where="key >= $1", live=live)
         self.get_ttl = (
             f"SELECT CASE WHEN expires_at IS NULL THEN NULL ELSE "
             f"greatest(1, ceil(extract(epoch FROM expires_at - now()) * 1000))::bigint END "

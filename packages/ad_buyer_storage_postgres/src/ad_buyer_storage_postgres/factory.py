@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ad_buyer_storage.settings import StorageSettings, load_backend_settings
+if TYPE_CHECKING:
+    from ad_buyer_storage.settings import StorageSettings
 
 from .backend import PostgresBackend
-from .settings import PostgresSettings
 
 __all__ = ["create_backend"]
 
 
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> PostgresBackend:
     """``overrides`` may name any ``POSTGRES_*`` setting (``table=``, ``schema=``...) or ``url=``."""
+    # Imported here: resolving a backend by name must not pay for pydantic-settings.
+    from ad_buyer_storage.settings import load_backend_settings
+
+    from .settings import PostgresSettings
+
     if "schema" in overrides:  # the variable is POSTGRES_SCHEMA; the field cannot shadow BaseModel.schema
         overrides["schema_name"] = overrides.pop("schema")
     if "postgres_schema" in overrides:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ad_buyer_storage.errors import ConfigurationError
-from ad_buyer_storage.settings import StorageSettings, load_backend_settings
+
+if TYPE_CHECKING:
+    from ad_buyer_storage.settings import StorageSettings
 
 from .backend import RedisBackend, RedisClusterBackend, is_cluster_url
-from .settings import RedisSettings
 
 __all__ = ["create_backend"]
 
 
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> RedisBackend | RedisClusterBackend:
     """``overrides`` may name any ``REDIS_*`` setting (``key_prefix=``, ``cluster=``...) or ``url=``."""
+    # Imported here: resolving a backend by name must not pay for pydantic-settings.
+    from ad_buyer_storage.settings import load_backend_settings
+
+    from .settings import RedisSettings
+
     redis_settings = load_backend_settings(RedisSettings, overrides, extra=("url",))
     url = overrides.get("url") or settings.redis_url
     if not url:

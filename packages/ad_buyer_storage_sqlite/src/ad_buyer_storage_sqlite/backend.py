@@ -253,6 +253,15 @@ class SQLiteBackend:
             removed += sum(1 for (expires,) in rows if expires is None or expires > now)
         return removed
 
+    async def remove_prefix(self, prefix: str) -> int:
+        now = self._now_ms()
+        upper = prefix_upper_bound(prefix)
+        sql, args = (
+            (self._sql.remove_range, (prefix, upper)) if upper is not None else (self._sql.remove_from, (prefix,))
+        )
+        rows = await self._fetch(sql, args)
+        return sum(1 for (expires,) in rows if expires is None or expires > now)
+
     async def count(self, keys: Sequence[str]) -> int:
         now = self._now_ms()
         total = 0
@@ -400,6 +409,8 @@ class _Statements:
             f"WHERE {expired} OR ({t}.value = CAST(CAST({t}.value AS INTEGER) AS TEXT) "
             f"AND CAST({t}.value AS INTEGER) BETWEEN ?7 AND ?8) RETURNING value"
         )
+        self.remove_range = f"DELETE FROM {t} WHERE key >= ? AND key < ? RETURNING expires_at"
+        self.remove_from = f"DELETE FROM {t} WHERE key >= ? RETURNING expires_at"
         self.purge = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= ? LIMIT ?) RETURNING 1"
         self._live = live
         self._cache: dict[tuple[str, int, bool], str] = {}

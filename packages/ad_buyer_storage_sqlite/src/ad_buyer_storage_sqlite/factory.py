@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ad_buyer_storage.settings import StorageSettings, load_backend_settings
+if TYPE_CHECKING:
+    from ad_buyer_storage.settings import StorageSettings
 
 from .backend import SQLiteBackend, parse_sqlite_url
-from .settings import SQLiteSettings
 
 __all__ = ["create_backend"]
 
@@ -15,6 +15,11 @@ __all__ = ["create_backend"]
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> SQLiteBackend:
     """``overrides`` may name any ``SQLITE_*`` setting (``table=``, ``busy_timeout=``...), ``path=``
     (instead of ``DATABASE_URL``) and ``clock=`` (tests)."""
+    # Imported here: resolving a backend by name must not pay for pydantic-settings.
+    from ad_buyer_storage.settings import load_backend_settings
+
+    from .settings import SQLiteSettings
+
     sqlite_settings = load_backend_settings(SQLiteSettings, overrides, extra=("path", "clock", "read_only"))
     path = overrides.get("path")
     extra = {k: overrides[k] for k in ("clock", "read_only") if k in overrides}

@@ -1,0 +1,87 @@
+"""Results as Markdown tables and a PNG chart."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def _ratio_rows(results: dict[str, Any]) -> list[tuple[str, str, dict[str, dict[str, Any]]]]:
+    cells: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for m in results["measures"]:
+        cells[(m["backend"], m["op"])][m["subject"]] = m
+    return [(backend, op, by_subject) for (backend, op), by_subject in cells.items()]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Run {results['when']}: {results['calls_per_measure']} calls per measure, median of "
+        f"{results['repetitions']} repetitions. *time ratio* = our time per call / the raw driver's "
+        "(below 1.00: faster than the raw driver). Spread = (max - min) / median of the repetitions.",
+        "",
+        "| backend | operation | ours ops/s | p50 us | p99 us | spread | raw ops/s | time ratio "
+        "| py-key-value-aio ops/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for backend, op, by in _ratio_rows(results):
+        ours, raw, peer = by.get("ours"), by.get("raw"), by.get("py-key-value-aio")
+        if ours is None:
+            continue
+        ratio = f"{raw['ops_per_s'] / ours['ops_per_s']:.2f}" if raw else "-"
+        lines.append(
+            f"| {backend} | {op} | {ours['ops_per_s']:,.0f} | {ours['p50_us']:,.0f} | {ours['p99_us']:,.0f} | "
+            f"{ours['spread']:.0%} | {raw['ops_per_s']:,.0f} | {ratio} | "
+            if raw
+            else f"| {backend} | {op} | {ours['ops_per_s']:,.0f} | {ours['p50_us']:,.0f} | {ours['p99_us']:,.0f} | "
+            f"{ours['spread']:.0%} | - | - | "
+        )
+        lines[-1] += f"{peer['ops_per_s']:,.0f} |" if peer else "- |"
+    lines += ["", "Scaling (our storage): cost per get, scan cost per key, peak memory while counting every key.", "",
+              "| backend | keys | get us | scan us/key | scan peak KiB |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for row in results["scaling"]:
+        lines.append(f"| {row['backend']} | {row['keys']:,} | {row['get_us']:.1f} | {row['scan_us_per_key']:.2f} | "
+                     f"{row['scan_peak_kib']:,.0f} |")  # fmt: skip
+    routing, imports = results["routing"], results["import"]
+    lines += [
+        "",
+        f"Hybrid routing: {routing['hybrid_us']:.2f} us per get through the router vs {routing['direct_us']:.2f} us on "
+        f"the routed backend directly: **{routing['overhead_us']:.2f} us** of routing per op (memory backends, so "
+        "nothing else is measured).",
+        "",
+        f"Import core + resolve `sqlite`: **{imports['median_ms']:.0f} ms** (median of 5 fresh interpreters); other "
+        f"drivers imported: {imports['other_drivers_imported'] or 'none'}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(b, op, by) for b, op, by in _ratio_rows(results) if "ours" in by and "raw" in by]
+    backends = sorted({b for b, _, _ in rows})
+    fig, axes = plt.subplots(1, len(backends) + 1, figsize=(5 * (len(backends) + 1), 6))
+    for ax, backend in zip(axes, backends, strict=False):
+        mine = [(op, by["raw"]["ops_per_s"] / by["ours"]["ops_per_s"]) for b, op, by in rows if b == backend]
+        colours = ["tab:green" if r <= 1.10 else "tab:orange" if r <= 1.25 else "tab:red" for _, r in mine]
+        ax.barh([op for op, _ in mine], [r for _, r in mine], color=colours)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.axvline(1.10, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(f"{backend}: time per call / raw driver")
+        ax.set_xscale("log")
+    scale_ax = axes[-1]
+    for backend in sorted({r["backend"] for r in results["scaling"]}):
+        pts = [r for r in results["scaling"] if r["backend"] == backend]
+        scale_ax.plot([p["keys"] for p in pts], [p["get_us"] for p in pts], marker="o", label=f"{backend} get")
+    scale_ax.set_xscale("log")
+    scale_ax.set_yscale("log")
+    scale_ax.set_xlabel("keys stored")
+    scale_ax.set_ylabel("us per get")
+    scale_ax.set_title("cost per get vs keys stored")
+    scale_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
