@@ -57,6 +57,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -72,6 +73,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.axvline(1.10, color="grey", linestyle="--", linewidth=0.8)
         ax.set_title(f"{backend}: time per call / raw driver")
         ax.set_xscale("log")
+        ticks = [0.1, 0.25, 0.5, 1, 2, 4, 8]
+        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     scale_ax = axes[-1]
     for backend in sorted({r["backend"] for r in results["scaling"]}):
         pts = [r for r in results["scaling"] if r["backend"] == backend]
