@@ -2,7 +2,8 @@
 
 Modes: ``pass`` (forward both ways), ``drop_replies`` (forward requests, swallow the server's
 answer and cut the client off: the request was applied but its reply is lost),
-``drop_one_reply`` (the same, once, then ``pass`` again),
+``drop_one_reply`` (the same, once, then ``pass`` again), ``delay`` (forward both ways after
+``delay`` seconds per chunk),
 ``blackhole`` (accept and forward nothing), ``reset`` (close every connection at once).
 """
 
@@ -16,6 +17,7 @@ class FaultProxy:
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
         self.mode = "pass"
+        self.delay = 0.0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,6 +78,8 @@ class FaultProxy:
                         self.mode = "pass"
                     client.close()  # the server answered; the client never hears it
                     return
+                if self.mode == "delay" and self.delay:
+                    await asyncio.sleep(self.delay)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):

@@ -209,25 +209,39 @@ class PostgresBackend:
             try:
                 conn = await pool.acquire(timeout=self._acquire_timeout)
             except TimeoutError:
-                raise BusyError(
-                    f"PostgreSQL {redact_url(self._url)}: no free connection among {self._pool_max} "
-                    f"within {self._acquire_timeout} s"
+                if pool.get_size() >= self._pool_max and pool.get_idle_size() == 0:
+                    raise BusyError(
+                        f"PostgreSQL {redact_url(self._url)}: no free connection among {self._pool_max} "
+                        f"within {self._acquire_timeout} s"
+                    ) from None
+                # The pool had room: opening a new connection is what timed out.
+                raise StorageTimeoutError(
+                    f"PostgreSQL {redact_url(self._url)}: no connection within {self._acquire_timeout} s"
                 ) from None
             except Exception as exc:  # noqa: BLE001 - connecting failed: nothing was sent
                 if attempt == 1 and isinstance(exc, (*_NOT_SENT, *_CONNECTION_LOST)):
                     continue
                 _translate(exc, self._url)
+            broken = False
             try:
                 return await fn(conn)
             except _CONNECTION_LOST as exc:
+                broken = True
                 if attempt == 1 and idempotent:
                     continue  # the first query after a server restart fails; the next succeeds
                 _translate(exc, self._url, outcome_unknown=not idempotent)
             except TimeoutError as exc:
+                broken = True
                 _translate(exc, self._url, outcome_unknown=not idempotent)
             except Exception as exc:  # noqa: BLE001 - translated in one place
                 _translate(exc, self._url)
             finally:
+                if broken:
+                    # Never wait on a connection that timed out or died: a graceful release
+                    # would wait for the query's cancellation, itself stuck on a dead link.
+                    # (If asyncpg already saw it die, it has returned it to the pool itself.)
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
                 with contextlib.suppress(Exception):
                     await pool.release(conn)
         raise AssertionError("unreachable")

@@ -1,0 +1,190 @@
+"""Faults from the reliability plan: cancellation storms (C5), blackholed servers (F2, F5),
+a SQLite writer killed at random (F6), and secrets in DEBUG logs on failures (S1)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ad_buyer_storage import Storage, StorageError, StorageTimeoutError
+from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, UnavailableError
+from ad_buyer_storage_postgres import PostgresBackend
+from ad_buyer_storage_redis import RedisBackend
+from ad_buyer_storage_sqlite import SQLiteBackend
+from tests.proxy import FaultProxy
+from tests.servers import free_port, redis_server
+from tests.test_conformance_postgres import POSTGRES_URL
+
+SECRET = "Fault-S3cret-Value"
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    schema = f"abs_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    conn = await asyncpg.connect(POSTGRES_URL)
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    await conn.close()
+
+
+def _through(kind: str, proxy_port: int, schema: str) -> Any:
+    if kind == "redis":
+        return RedisBackend(
+            f"redis://127.0.0.1:{proxy_port}/0", key_prefix=f"abs-test:{schema}:", command_timeout=2, connect_timeout=2
+        )
+    return PostgresBackend(f"postgresql://postgres@127.0.0.1:{proxy_port}/test", schema=schema, pool_max=10,
+                           command_timeout=2, connect_timeout=2, acquire_timeout=2, sweep_interval=None)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+async def test_c5_cancellation_storm_never_crosses_keys_or_leaks(kind: str, pg_schema: str) -> None:
+    """200 rounds of 10 reads through a slow link, 5-9 of them cancelled each round."""
+    target = 6379 if kind == "redis" else 5432
+    async with FaultProxy(target) as proxy:
+        storage = Storage(_through(kind, proxy.port, pg_schema))
+        await storage.connect()
+        await storage.set_many({f"deal:{i}": {"id": i} for i in range(10)})
+        proxy.mode, proxy.delay = "delay", 0.002
+        rng = random.Random(7)
+        wrong = 0
+        for _ in range(200):
+            tasks = [asyncio.create_task(storage.get(f"deal:{i}")) for i in range(10)]
+            await asyncio.sleep(rng.uniform(0, 0.004))
+            for task in rng.sample(tasks, rng.randint(5, 9)):
+                task.cancel()
+            for i, task in enumerate(tasks):
+                try:
+                    value = await task
+                except asyncio.CancelledError:
+                    continue
+                except BackendError:
+                    continue  # a typed error is acceptable; a wrong value is not
+                wrong += value != {"id": i}
+        assert wrong == 0
+        proxy.mode = "pass"
+        assert await storage.get("deal:3") == {"id": 3}  # still healthy after the storm
+        await storage.clear()
+        started = time.monotonic()
+        await storage.aclose()
+        assert time.monotonic() - started < 1
+        await asyncio.sleep(0.2)
+        assert not [w for w in proxy._writers if not w.is_closing()]  # no connection left open
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+async def test_f2_f5_a_blackholed_server_fails_within_the_timeout_then_recovers(kind: str, pg_schema: str) -> None:
+    target = 6379 if kind == "redis" else 5432
+    async with FaultProxy(target) as proxy:
+        storage = Storage(_through(kind, proxy.port, pg_schema))
+        await storage.connect()
+        await storage.set("deal:1", {"ok": True})
+        proxy.mode = "blackhole"  # packets vanish: no reset, no answer
+        calls = (lambda: storage.get("deal:1"), lambda: storage.set("deal:2", 1), lambda: storage.incr("n"))
+        for call in calls:
+            started = time.monotonic()
+            with pytest.raises((StorageTimeoutError, OutcomeUnknownError, UnavailableError)):
+                await call()
+            # 2 s timeouts: a command, and at most one reconnect for an idempotent retry.
+            assert time.monotonic() - started < 2 * 2 + 0.5
+        proxy.mode = "pass"
+        proxy.cut_all()  # the stuck connections are gone; new ones work
+        for _ in range(50):
+            try:
+                assert await storage.get("deal:1") == {"ok": True}
+                break
+            except BackendError:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("never recovered")
+        await storage.clear()
+        await storage.aclose()
+
+
+def _write_until_killed(path: str, acks: Any) -> None:
+    async def main() -> None:
+        async with Storage(SQLiteBackend(path, sweep_interval=None)) as storage:
+            i = 0
+            while True:
+                await storage.set(f"order:{i}", {"n": i})
+                acks.send(i)  # acknowledged: set() returned
+                i += 1
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_f6_sqlite_writer_killed_at_random_loses_nothing_acknowledged(tmp_path, seed: int) -> None:
+    path = str(tmp_path / "killed.db")
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_write_until_killed, args=(path, send))
+    child.start()
+    acknowledged: list[int] = []
+    deadline = time.monotonic() + 30 + random.Random(seed).uniform(0.2, 1.5)
+    first = time.monotonic()
+    while time.monotonic() < deadline and (not acknowledged or time.monotonic() - first < 0.3 + seed * 0.3):
+        if receive.poll(0.05):
+            acknowledged.append(receive.recv())
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)  # no shutdown, no close, no checkpoint
+    child.join(10)
+    while receive.poll(0):
+        acknowledged.append(receive.recv())
+    assert len(acknowledged) > 10
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        present = {row[0] for row in conn.execute("SELECT key FROM kv_store")}
+    conn.close()
+    lost = [i for i in acknowledged if f"order:{i}" not in present]
+    assert not lost, f"{len(lost)} acknowledged writes lost"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RedisBackend(f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", connect_timeout=1),
+        lambda: PostgresBackend(f"postgresql://app:{SECRET}@127.0.0.1:{free_port()}/db", connect_timeout=1),
+    ],
+    ids=["redis", "postgres"],
+)
+async def test_s1_no_secret_in_errors_reprs_or_debug_logs(make: Any, caplog: pytest.LogCaptureFixture) -> None:
+    backend = make()
+    storage = Storage(backend)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(StorageError) as info:
+            await storage.connect()
+        text = " ".join(
+            [repr(storage), repr(backend), str(info.value), repr(info.value)]
+            + [r.getMessage() for r in caplog.records]
+            + [str(e) for e in _chain(info.value)]
+        )
+    assert SECRET not in text
+    assert "S3cret" not in text
+
+
+async def test_s1_wrong_password_on_a_real_server_keeps_the_secret(tmp_path, caplog) -> None:
+    with redis_server(tmp_path / "r", "--requirepass", "right-one") as server:
+        with caplog.at_level(logging.DEBUG), pytest.raises(StorageError) as info:
+            await Storage(RedisBackend(f"redis://:{SECRET}@127.0.0.1:{server.port}/0")).connect()
+        text = " ".join([str(e) for e in _chain(info.value)] + [r.getMessage() for r in caplog.records])
+        assert SECRET not in text
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
