@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,3 +29,36 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyte
         if name in _OUR_VARIABLES or name.startswith(("SQLITE_", "REDIS_", "POSTGRES_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+POSTGRES_URL = os.environ.get("AD_BUYER_STORAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def drop_pg_schema(schema: str) -> None:
+    """Drop a schema a test made on the shared server (psql: works with or without a loop)."""
+    subprocess.run(
+        ["psql", POSTGRES_URL, "-qc", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _new_schema() -> str:
+    return f"abs_test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema name for one test, dropped afterwards (never a shared database)."""
+    schema = _new_schema()
+    yield schema
+    drop_pg_schema(schema)
+
+
+@pytest.fixture(scope="module")
+def pg_module_schema() -> Iterator[str]:
+    """The same, shared by the tests of one module."""
+    schema = _new_schema()
+    yield schema
+    drop_pg_schema(schema)

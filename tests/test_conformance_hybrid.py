@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
 from ad_buyer_storage import HybridBackend, Route
@@ -17,7 +14,7 @@ from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
-from tests.test_conformance_postgres import POSTGRES_URL
+from tests.conftest import POSTGRES_URL
 from tests.test_conformance_redis import REDIS_URL
 
 
@@ -49,24 +46,10 @@ class TestHybridMemorySQLiteContract(StorageContract):
         return Harness(lambda clock: memory_and_sqlite(path, clock), storage_options={"max_value_bytes": 64 * 1024})
 
 
-@pytest.fixture(scope="module")
-def pg_schema() -> Iterator[str]:
-    schema = f"abs_test_{uuid.uuid4().hex[:12]}"
-    yield schema
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-
-
 class TestHybridPostgresRedisContract(StorageContract):
     @pytest.fixture
-    def harness(self, pg_schema: str) -> Harness:
+    def harness(self, pg_module_schema: str) -> Harness:
+        pg_schema = pg_module_schema
         table, prefix = f"t_{uuid.uuid4().hex[:12]}", f"abs-test:{uuid.uuid4().hex}:"
         return Harness(
             lambda clock: postgres_and_redis(pg_schema, table, prefix),

@@ -11,11 +11,8 @@ import random
 import signal
 import sqlite3
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 
 from ad_buyer_storage import Storage, StorageError, StorageTimeoutError
@@ -25,18 +22,8 @@ from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
 from tests.proxy import FaultProxy
 from tests.servers import free_port, redis_server
-from tests.test_conformance_postgres import POSTGRES_URL
 
 SECRET = "Fault-S3cret-Value"
-
-
-@pytest.fixture
-async def pg_schema() -> AsyncIterator[str]:
-    schema = f"abs_test_{uuid.uuid4().hex[:12]}"
-    yield schema
-    conn = await asyncpg.connect(POSTGRES_URL)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    await conn.close()
 
 
 def _through(kind: str, proxy_port: int, schema: str) -> Any:

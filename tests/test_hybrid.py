@@ -28,9 +28,9 @@ from ad_buyer_storage.hybrid import parse_routes
 from ad_buyer_storage.memory import MemoryBackend
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
+from tests.conftest import POSTGRES_URL, drop_pg_schema
 from tests.servers import redis_server
 from tests.test_conformance_hybrid import memory_and_sqlite, seed_routes
-from tests.test_conformance_postgres import POSTGRES_URL
 
 KEYS = st.text(alphabet="abcdeilnopst:_*?[]\\é", min_size=1, max_size=16)
 
@@ -113,11 +113,7 @@ async def test_durable_data_survives_a_redis_restart(tmp_path) -> None:
                 assert await storage.get_campaign("c7") == {"n": 7}
                 await storage.clear()
         finally:
-            import asyncpg
-
-            conn = await asyncpg.connect(POSTGRES_URL)
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await conn.close()
+            drop_pg_schema(schema)
 
 
 def test_route_tables_are_validated_with_a_readable_report() -> None:

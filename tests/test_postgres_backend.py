@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -34,15 +33,8 @@ SECRET = "p@ss:w/rd#%-Pg-S3cret"
 
 
 @pytest.fixture
-async def schema() -> AsyncIterator[str]:
-    """A fresh, empty schema name, dropped after the test."""
-    name = f"abs_test_{uuid.uuid4().hex[:12]}"
-    yield name
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
+def schema(pg_schema: str) -> str:
+    return pg_schema
 
 
 def backend(schema: str, **options: object) -> PostgresBackend:

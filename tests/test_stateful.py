@@ -23,8 +23,8 @@ from ad_buyer_storage.memory import MemoryBackend
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
+from tests.conftest import POSTGRES_URL, drop_pg_schema
 from tests.test_conformance_hybrid import memory_and_sqlite
-from tests.test_conformance_postgres import POSTGRES_URL
 from tests.test_conformance_redis import REDIS_URL
 
 KEY = st.text(alphabet="ab:_%*?[]\\'\"é\r\n ", min_size=1, max_size=6)
@@ -41,23 +41,17 @@ def _schema() -> str:
     return f"abs_test_{uuid.uuid4().hex[:12]}"
 
 
-async def _drop(schema: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
 # name -> (factory(clock, tag), the backend follows the clock, cleanup(tag) or None)
-BACKENDS: dict[str, tuple[Callable[[ManualClock, str], Any], bool, Callable[[str], Any] | None]] = {
+BACKENDS: dict[str, tuple[Callable[[ManualClock, str], Any], bool, Callable[[str], None] | None]] = {
     "memory": (lambda clock, tag: MemoryBackend(clock=clock), True, None),
     "sqlite": (lambda clock, tag: SQLiteBackend(":memory:", clock=clock, sweep_interval=None), True, None),
     "hybrid": (lambda clock, tag: memory_and_sqlite(":memory:", clock), True, None),
     "redis": (lambda clock, tag: RedisBackend(REDIS_URL, key_prefix=f"abs-test:{tag}:"), False, None),
-    "postgres": (lambda clock, tag: PostgresBackend(POSTGRES_URL, schema=tag, sweep_interval=None), False, _drop),
+    "postgres": (
+        lambda clock, tag: PostgresBackend(POSTGRES_URL, schema=tag, sweep_interval=None),
+        False,
+        drop_pg_schema,
+    ),
 }
 
 
@@ -85,7 +79,7 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
                 self.run(self.storage.clear())
                 self.run(self.storage.aclose())
                 if cleanup is not None:
-                    self.run(cleanup(self.tag))
+                    cleanup(self.tag)
             finally:
                 self.loop.close()
 

@@ -8,11 +8,9 @@ import subprocess
 import sys
 import textwrap
 import threading
-import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import asyncpg
 import pytest
 
 from ad_buyer_storage import GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
@@ -21,7 +19,7 @@ from ad_buyer_storage.sync import SyncStorage
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
-from tests.test_conformance_postgres import POSTGRES_URL
+from tests.conftest import POSTGRES_URL
 
 
 class ThroughTheFacade:
@@ -121,19 +119,6 @@ def _hammer(facade: SyncStorage, threads: int = 16, rounds: int = 50) -> None:
 def test_sixteen_threads_on_sqlite(tmp_path) -> None:
     with SyncStorage(Storage(SQLiteBackend(str(tmp_path / "threads.db")))) as facade:
         _hammer(facade)
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    schema = f"abs_test_{uuid.uuid4().hex[:12]}"
-    yield schema
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(POSTGRES_URL)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-    asyncio.run(drop())
 
 
 def test_sixteen_threads_on_postgres(pg_schema: str) -> None:

@@ -17,12 +17,12 @@ mandatory. Every operation of the contract works through the router:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from .compose import close_all, connect_all
 from .domain import ENTITIES
 from .errors import ConfigurationError, StorageError, UnavailableError, UnsupportedOperationError
 from .glob import GlobPattern
@@ -144,26 +144,11 @@ class HybridBackend:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
-        for backend in self._backends:
-            try:
-                await backend.connect()
-            except BaseException:
-                await self.aclose()  # the ones already open must not leak
-                with contextlib.suppress(Exception):  # the connect error is the one to report
-                    await backend.aclose()
-                raise
-            self._connected.append(backend)
+        self._connected = await connect_all(self._backends)
 
     async def aclose(self) -> None:
         connected, self._connected = self._connected, []
-        first: BaseException | None = None
-        for backend in reversed(connected):
-            try:
-                await backend.aclose()
-            except Exception as exc:  # noqa: BLE001 - close every route, report the first failure
-                first = first or exc
-        if first is not None:
-            raise first
+        await close_all(connected)
 
     async def route_health(self) -> list[RouteHealth]:
         """Ping every backend; say which prefixes each failure affects."""

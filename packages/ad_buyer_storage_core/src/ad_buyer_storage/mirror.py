@@ -13,7 +13,6 @@ Runbook: README "Moving to another store".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +27,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .compose import close_all, connect_all
 from .errors import ConfigurationError, StorageError
 from .glob import GlobPattern
 from .protocol import NO_EXPIRY, NO_KEY, Capability, Record, StorageBackend, SupportsPubSub, Write
@@ -110,26 +110,11 @@ class MirrorBackend:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
-        for backend in (self.primary, self.secondary):
-            try:
-                await backend.connect()
-            except BaseException:
-                await self.aclose()
-                with contextlib.suppress(Exception):
-                    await backend.aclose()
-                raise
-            self._connected.append(backend)
+        self._connected = await connect_all([self.primary, self.secondary])
 
     async def aclose(self) -> None:
         connected, self._connected = self._connected, []
-        first: BaseException | None = None
-        for backend in reversed(connected):
-            try:
-                await backend.aclose()
-            except Exception as exc:  # noqa: BLE001 - close both, report the first failure
-                first = first or exc
-        if first is not None:
-            raise first
+        await close_all(connected)
 
     async def ping(self) -> None:
         await asyncio.gather(self.primary.ping(), self.secondary.ping())

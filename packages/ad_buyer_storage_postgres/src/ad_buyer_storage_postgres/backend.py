@@ -29,6 +29,7 @@ from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 
+from ad_buyer_storage.compose import sweep_forever
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -148,7 +149,9 @@ class PostgresBackend:
             await self.aclose()
             _translate(exc, self._url)
         if self._sweep_interval:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(self._sweep_interval))
+            self._sweeper = asyncio.get_running_loop().create_task(
+                sweep_forever(self.purge_expired, self._sweep_interval, f"{self.schema}.{self.table}", log)
+            )
 
     async def _create_schema(self) -> None:
         async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
@@ -412,18 +415,6 @@ class PostgresBackend:
             if deleted < self._sweep_batch:
                 return total
             await asyncio.sleep(0)
-
-    async def _sweep_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                purged = await self.purge_expired()
-                if purged:
-                    log.debug("purged %d expired rows from %s.%s", purged, self.schema, self.table)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - retried next interval
-                log.warning("expiry sweep of %s.%s failed: %s", self.schema, self.table, exc)
 
 
 async def _init_connection(conn: Any) -> None:

@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import aiosqlite
 
 from ad_buyer_storage.clock import Clock, system_clock
+from ad_buyer_storage.compose import sweep_forever
 from ad_buyer_storage.errors import (
     BackendError,
     BusyError,
@@ -152,7 +153,9 @@ class SQLiteBackend:
             await self.aclose()
             _translate(exc, self.path)
         if self._sweep_interval and not self.read_only:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(self._sweep_interval))
+            self._sweeper = asyncio.get_running_loop().create_task(
+                sweep_forever(self.purge_expired, self._sweep_interval, self.table, log)
+            )
 
     async def aclose(self) -> None:
         sweeper, self._sweeper = self._sweeper, None
@@ -327,18 +330,6 @@ class SQLiteBackend:
             if len(rows) < self._sweep_batch:
                 return total
             await asyncio.sleep(0)  # let foreground work in between batches
-
-    async def _sweep_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                purged = await self.purge_expired()
-                if purged:
-                    log.debug("purged %d expired rows from %s", purged, self.table)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a failed sweep is retried next interval
-                log.warning("expiry sweep of %s failed: %s", self.table, exc)
 
 
 def _is_int_text(text: str | bytes) -> bool:
