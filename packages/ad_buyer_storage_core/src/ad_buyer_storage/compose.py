@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from .protocol import StorageBackend
 
-__all__ = ["close_all", "connect_all", "sweep_forever"]
+__all__ = ["Sweeper", "close_all", "connect_all", "sweep_forever"]
 
 
 async def connect_all(backends: Sequence[StorageBackend]) -> list[StorageBackend]:
@@ -53,3 +53,25 @@ async def sweep_forever(purge: Callable[[], Awaitable[int]], interval: float, wh
             raise
         except Exception as exc:  # noqa: BLE001 - retried at the next interval
             log.warning("expiry sweep of %s failed: %s", where, exc)
+
+
+class Sweeper:
+    """The background expiry sweep of a backend: started on connect, stopped on close."""
+
+    def __init__(
+        self, purge: Callable[[], Awaitable[int]], interval: float | None, where: str, log: logging.Logger
+    ) -> None:
+        self._args = (purge, interval, where, log)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        purge, interval, where, log = self._args
+        if interval and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(sweep_forever(purge, interval, where, log))
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

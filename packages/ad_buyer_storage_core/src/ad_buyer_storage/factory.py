@@ -148,11 +148,10 @@ async def get_storage() -> Storage:
         if cached is not None and cached[0] == pid and cached[1].is_open:
             return cached[1]
         settings = load_settings()
-        choice, _spec, _ = resolve(settings=settings)
         storage = get_storage_backend(settings=settings)
         await storage.connect()  # raises (and caches nothing) if the store is unreachable
         _instances[loop] = (pid, storage)
-        log.info("storage: using %s (%s)", storage.name, choice.reason)
+        log.info("storage: using %s (%s)", storage.name, choose_backend(settings).reason)
         return storage
 
 

@@ -134,7 +134,7 @@ class HybridBackend:
         return self._table.route(key)
 
     def capabilities_for(self, key: str) -> frozenset[Capability]:
-        return frozenset(self._table.route(key).backend.capabilities)
+        return self._table.route(key).backend.capabilities
 
     def _label(self, backend: StorageBackend) -> str:
         return next(r.label for r in self.routes if r.backend is backend)

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .compose import close_all, connect_all
 from .errors import ConfigurationError, StorageError
 from .glob import GlobPattern
+from .migrate import canonical
 from .protocol import NO_EXPIRY, NO_KEY, Capability, Record, StorageBackend, SupportsPubSub, Write
 
 __all__ = ["MirrorBackend", "MirrorSettings", "MirrorStats", "create_backend", "repair"]
@@ -68,8 +69,6 @@ def _hashed(key: str) -> str:
 def _same(a: Record | None, b: Record | None) -> bool:
     if a is None or b is None:
         return a is b
-    from .migrate import canonical
-
     return canonical(a.value) == canonical(b.value)
 
 

@@ -112,9 +112,6 @@ class Registry:
             raise ValueError(f"a backend named {spec.name!r} is already registered")
         self._specs[spec.name] = spec
 
-    def unregister(self, name: str) -> None:
-        self._specs.pop(name, None)
-
     def _entry_points(self, name: str | None = None) -> list[metadata.EntryPoint]:
         eps = metadata.entry_points(group=self.group)
         return list(eps.select(name=name) if name is not None else eps)

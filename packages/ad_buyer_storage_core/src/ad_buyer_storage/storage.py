@@ -97,7 +97,7 @@ class Storage(DomainHelpers):
         # Concurrent single-key reads and writes share round trips (see coalesce.py).
         self._reads: Coalescer[str, Record | None] | None = Coalescer(self._read_batch) if coalesce else None
         self._writes: Coalescer[Write, bool] | None = (
-            Coalescer(self._write_batch, key=lambda w: w.key) if coalesce else None
+            Coalescer(backend.write, key=lambda w: w.key) if coalesce else None
         )
         DomainHelpers.__init__(self, default_ttls or {})
 
@@ -107,9 +107,6 @@ class Storage(DomainHelpers):
             return await self._backend.read(keys)
         found = dict(zip(unique, await self._backend.read(unique), strict=True))
         return [found[k] for k in keys]
-
-    async def _write_batch(self, writes: Sequence[Write]) -> Sequence[bool]:
-        return await self._backend.write(writes)
 
     async def _read_one(self, backend: StorageBackend, key: str) -> Record | None:
         if self._reads is None:

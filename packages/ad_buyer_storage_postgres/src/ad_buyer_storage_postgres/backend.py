@@ -29,7 +29,7 @@ from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 
-from ad_buyer_storage.compose import sweep_forever
+from ad_buyer_storage.compose import Sweeper
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -121,10 +121,9 @@ class PostgresBackend:
         self._command_timeout = command_timeout
         self._acquire_timeout = acquire_timeout
         self._statement_cache_size = statement_cache_size
-        self._sweep_interval = sweep_interval
         self._sweep_batch = sweep_batch
         self._pool: Any = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Sweeper(self.purge_expired, sweep_interval, f"{schema}.{table}", log)
         self._sql = _Statements(f'"{schema}"."{table}"')
         self._lock = _lock_id("ad_buyer_storage", schema, table)
 
@@ -148,10 +147,7 @@ class PostgresBackend:
         except Exception as exc:  # noqa: BLE001 - every failure is translated below
             await self.aclose()
             _translate(exc, self._url)
-        if self._sweep_interval:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                sweep_forever(self.purge_expired, self._sweep_interval, f"{self.schema}.{self.table}", log)
-            )
+        self._sweeper.start()
 
     async def _create_schema(self) -> None:
         async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
@@ -171,11 +167,7 @@ class PostgresBackend:
             await conn.execute(self._sql.write_version, self.table, SCHEMA_VERSION)
 
     async def aclose(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await self._sweeper.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:

@@ -17,7 +17,6 @@ Design (see ``driver-facts.md``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Any, NoReturn
 import aiosqlite
 
 from ad_buyer_storage.clock import Clock, system_clock
-from ad_buyer_storage.compose import sweep_forever
+from ad_buyer_storage.compose import Sweeper
 from ad_buyer_storage.errors import (
     BackendError,
     BusyError,
@@ -113,11 +112,10 @@ class SQLiteBackend:
             | (set() if self.in_memory else {Capability.DURABLE, Capability.MULTI_PROCESS})
         )
         self._busy_timeout = busy_timeout
-        self._sweep_interval = sweep_interval
         self._sweep_batch = sweep_batch
         self._clock = clock
         self._conn: aiosqlite.Connection | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Sweeper(self.purge_expired, None if read_only else sweep_interval, table, log)
         self._sql = _Statements(f'"{table}"')
 
     def __repr__(self) -> str:
@@ -152,17 +150,10 @@ class SQLiteBackend:
         except Exception as exc:  # noqa: BLE001
             await self.aclose()
             _translate(exc, self.path)
-        if self._sweep_interval and not self.read_only:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                sweep_forever(self.purge_expired, self._sweep_interval, self.table, log)
-            )
+        self._sweeper.start()
 
     async def aclose(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await self._sweeper.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
