@@ -298,3 +298,40 @@ def test_demo_and_doctor_on_hybrid(tmp_path) -> None:
         run("clear", "--yes")
         subprocess.run(["psql", POSTGRES_URL, "-qc", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
                        capture_output=True, check=False)  # fmt: skip
+
+
+class _Remote(MemoryBackend):
+    """Memory behind a round trip, so that concurrent calls queue up and get batched."""
+
+    async def read(self, keys):
+        await asyncio.sleep(0.001)
+        return await super().read(keys)
+
+    async def write(self, writes):
+        await asyncio.sleep(0.001)
+        return await super().write(writes)
+
+
+class _Unreachable(MemoryBackend):
+    """A route whose server is down: every read and write fails after a round trip."""
+
+    async def read(self, keys):
+        await asyncio.sleep(0.001)
+        raise UnavailableError("down")
+
+    async def write(self, writes):
+        await asyncio.sleep(0.001)
+        raise UnavailableError("down")
+
+
+async def test_one_route_down_never_fails_concurrent_callers_of_another() -> None:
+    """Concurrent calls are batched per route (found by F1: a Redis kill failed Postgres writes)."""
+    async with Storage(HybridBackend(seed_routes(_Unreachable(), _Remote()))) as storage:
+        calls = [storage.set(f"deal:{i}", i) for i in range(20)] + [storage.set(f"session:{i}", i) for i in range(20)]
+        calls += [storage.get(f"deal:{i}") for i in range(20)] + [storage.get(f"session:{i}") for i in range(20)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        deal_outcomes = outcomes[:20] + outcomes[40:60]
+        session_outcomes = outcomes[20:40] + outcomes[60:]
+        assert not [o for o in deal_outcomes if isinstance(o, BaseException)]
+        assert all(isinstance(o, UnavailableError) for o in session_outcomes)
+        assert await storage.get_many([f"deal:{i}" for i in range(20)]) == {f"deal:{i}": i for i in range(20)}

@@ -190,3 +190,48 @@ def test_process_exits_quickly_without_closing(tmp_path) -> None:
     with sqlite3.connect(tmp_path / "exit.db") as conn:
         assert conn.execute("SELECT value FROM kv_store WHERE key = 'deal:exit'").fetchone() == ('{"ok":true}',)
     conn.close()
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [("NORMAL", 1), ("full", 2)])
+async def test_synchronous_is_normal_unless_full_is_asked_for(tmp_path, setting: str, pragma: int) -> None:
+    backend = SQLiteBackend(tmp_path / "s.db", synchronous=setting, sweep_interval=None)
+    async with Storage(backend):
+        assert (await backend._fetch("PRAGMA synchronous", ()))[0][0] == pragma
+    with pytest.raises(ConfigurationError, match="NORMAL or FULL"):
+        SQLiteBackend(tmp_path / "s.db", synchronous="OFF")
+
+
+_FORK_SCRIPT = """
+import asyncio, os, sys
+from ad_buyer_storage import get_storage
+
+loop = asyncio.new_event_loop()
+parent = loop.run_until_complete(get_storage())
+loop.run_until_complete(parent.set("order:parent", 1))
+child_pid = os.fork()
+if child_pid == 0:  # as a pre-forking server's worker: a loop of its own, and its own connection
+    async def child():
+        mine = await get_storage()
+        assert mine is not parent, "the child got the parent's connection"
+        await mine.set("order:child", os.getpid())
+        await mine.aclose()
+    try:
+        asyncio.run(child())  # an inherited loop is not fork-safe (its executor's threads are gone)
+    except BaseException as exc:
+        print(repr(exc), file=sys.stderr)
+        os._exit(1)
+    os._exit(0)
+_, status = os.waitpid(child_pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, "child failed"
+assert loop.run_until_complete(parent.get("order:child")) == child_pid
+loop.run_until_complete(parent.aclose())
+print("ok")
+"""
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path) -> None:
+    """C3: get_storage() in a forked child never reuses the parent's connection."""
+    env = {**os.environ, "STORAGE_TYPE": "sqlite", "DATABASE_URL": f"sqlite:///{tmp_path}/forked.db"}
+    out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"

@@ -5,12 +5,15 @@ outstanding (no added latency for sequential use); calls arriving while one is i
 queue up and leave together, in one ``read``/``write`` of the backend, when it returns. 64
 concurrent ``get``s thus cost two round trips instead of 64, and every caller keeps its own
 semantics: its own result, its own error, its own cancellation.
+
+Calls are batched only with calls of the same *lane*: a router passes one lane per route, so a
+batch never spans two servers and one server's failure never fails a caller of another.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 __all__ = ["Coalescer"]
@@ -21,45 +24,59 @@ Result = TypeVar("Result")
 _MAX_BATCH = 1000
 
 
+class _Lane(Generic[Item, Result]):
+    __slots__ = ("in_flight", "queue")
+
+    def __init__(self) -> None:
+        self.in_flight = False
+        self.queue: list[tuple[Item, asyncio.Future[Result]]] = []
+
+
 class Coalescer(Generic[Item, Result]):
     """Queue single items while a call is in flight; send the queue as one batch after it.
 
     *run* takes a batch and returns one result per item, in order. With *key*, a batch never
     holds the same target twice (a second write to it starts the next batch), so a store that
     applies a batch in one statement never sees a key repeated. Without it (reads), repeats
-    share a batch.
+    share a batch. With *lane*, items batch only with items of the same lane, and each lane has
+    its own call in flight.
     """
 
     def __init__(
         self,
         run: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
         key: Callable[[Item], str] | None = None,
+        lane: Callable[[Item], Hashable] | None = None,
     ) -> None:
         self._run = run
         self._key = key
-        self._in_flight = False
-        self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._lane_of = lane
+        self._lanes: dict[Hashable, _Lane[Item, Result]] = {}
 
     async def submit(self, item: Item) -> Result:
-        if not self._in_flight and not self._queue:
-            self._in_flight = True
+        name = self._lane_of(item) if self._lane_of is not None else None
+        lane = self._lanes.get(name)
+        if lane is None:
+            lane = self._lanes[name] = _Lane()
+        if not lane.in_flight and not lane.queue:
+            lane.in_flight = True
             try:
                 (result,) = await self._run((item,))
                 return result
             finally:
-                self._in_flight = False
-                self._flush()
+                lane.in_flight = False
+                self._flush(lane)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
+        lane.queue.append((item, future))
         return await future
 
-    def _flush(self) -> None:
-        if self._in_flight or not self._queue:
+    def _flush(self, lane: _Lane[Item, Result]) -> None:
+        if lane.in_flight or not lane.queue:
             return
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
         seen: set[str] = set()
         rest: list[tuple[Item, asyncio.Future[Result]]] = []
-        for entry in self._queue:
+        for entry in lane.queue:
             if entry[1].done():  # its caller was cancelled while waiting
                 continue
             target = self._key(entry[0]) if self._key is not None else ""
@@ -68,12 +85,12 @@ class Coalescer(Generic[Item, Result]):
             else:
                 seen.add(target)
                 batch.append(entry)
-        self._queue = rest
+        lane.queue = rest
         if batch:
-            self._in_flight = True
-            asyncio.get_running_loop().create_task(self._send(batch))
+            lane.in_flight = True
+            asyncio.get_running_loop().create_task(self._send(lane, batch))
 
-    async def _send(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _send(self, lane: _Lane[Item, Result], batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:
             results = await self._run([item for item, _ in batch])
         except asyncio.CancelledError:
@@ -89,5 +106,5 @@ class Coalescer(Generic[Item, Result]):
                 if not future.done():
                     future.set_result(result)
         finally:
-            self._in_flight = False
-            self._flush()
+            lane.in_flight = False
+            self._flush(lane)

@@ -30,6 +30,7 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
         │   ├── StorageTimeoutError         no answer within the timeout (TimeoutError)
         │   └── BusyError                   pool exhausted / database locked
         ├── AuthenticationError             wrong or missing credentials; never retried
+        ├── TLSError                        server certificate not trusted, or no TLS where required
         ├── OutcomeUnknownError             a write the server may or may not have applied
         ├── StorageFullError                disk full
         └── ReadOnlyError                   store mounted or opened read-only
@@ -65,6 +66,7 @@ __all__ = [
     "StorageError",
     "StorageFullError",
     "StorageTimeoutError",
+    "TLSError",
     "UnavailableError",
     "UnsupportedOperationError",
     "VersionConflictError",
@@ -173,6 +175,13 @@ class AuthenticationError(BackendError, PermissionError):
 
 class OutcomeUnknownError(BackendError):
     """A non-idempotent write whose result the server never confirmed."""
+
+
+class TLSError(BackendError):
+    """The server's certificate was not trusted, or it does not speak the TLS the URL asks for.
+
+    Never retried, and never answered by falling back to plaintext.
+    """
 
 
 class StorageFullError(BackendError, OSError):

@@ -183,6 +183,10 @@ class HybridBackend:
         return facts
 
     # -- primitives ------------------------------------------------------------------------
+    def route_of(self, key: str) -> int:
+        """Which backend serves *key* (an identity): callers that batch keep routes apart by it."""
+        return id(self._table.route(key).backend)
+
     def _split(self, keys: Sequence[str]) -> dict[int, tuple[StorageBackend, list[int]]]:
         groups: dict[int, tuple[StorageBackend, list[int]]] = {}
         route = self._table.route

@@ -12,7 +12,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Context, Decimal
 from types import TracebackType
@@ -94,10 +94,16 @@ class Storage(DomainHelpers):
         self._state = _State.NEW
         self._connect_lock: asyncio.Lock | None = None
         self._describe = describe
-        # Concurrent single-key reads and writes share round trips (see coalesce.py).
-        self._reads: Coalescer[str, Record | None] | None = Coalescer(self._read_batch) if coalesce else None
+        # Concurrent single-key reads and writes share round trips (see coalesce.py); through a
+        # router, only with calls bound for the same route, so one route's outage stays its own.
+        route_of: Callable[[str], Hashable] | None = getattr(backend, "route_of", None)
+        self._reads: Coalescer[str, Record | None] | None = (
+            Coalescer(self._read_batch, lane=route_of) if coalesce else None
+        )
         self._writes: Coalescer[Write, bool] | None = (
-            Coalescer(backend.write, key=lambda w: w.key) if coalesce else None
+            Coalescer(backend.write, key=lambda w: w.key, lane=None if route_of is None else lambda w: route_of(w.key))
+            if coalesce
+            else None
         )
         DomainHelpers.__init__(self, default_ttls or {})
 

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn, TypeVar
@@ -41,6 +42,7 @@ from ad_buyer_storage.errors import (
     ReadOnlyError,
     StorageFullError,
     StorageTimeoutError,
+    TLSError,
     UnavailableError,
 )
 from ad_buyer_storage.glob import GlobPattern, prefix_upper_bound
@@ -64,6 +66,10 @@ _CONNECTION_LOST = (
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    # A backend terminated mid-statement can leave asyncpg's protocol out of step ("cannot
+    # switch to state 12; another operation is in progress"): that connection is as good as
+    # lost (seen in our F4 test; MagicStack/asyncpg#1069).
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
 )
@@ -433,6 +439,10 @@ def _translate(exc: BaseException, url: str, *, outcome_unknown: bool = False) -
         raise AuthenticationError(message) from None
     if isinstance(exc, ConfigurationError):
         raise exc
+    if isinstance(exc, ssl.SSLError) or (isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc)):
+        raise TLSError(message) from exc
+    if isinstance(exc, pg.ClientConfigurationError) and ("certificate" in str(exc) or "ssl" in str(exc).lower()):
+        raise ConfigurationError(message) from None  # names a missing file, not a secret
     if isinstance(exc, pg.TooManyConnectionsError):
         raise BusyError(message) from exc
     if isinstance(exc, (pg.DiskFullError, pg.OutOfMemoryError)):

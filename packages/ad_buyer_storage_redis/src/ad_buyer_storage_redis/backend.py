@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn, TypeVar
@@ -39,6 +40,7 @@ from ad_buyer_storage.errors import (
     ReadOnlyError,
     StorageFullError,
     StorageTimeoutError,
+    TLSError,
     UnavailableError,
 )
 from ad_buyer_storage.glob import GlobPattern, escape_glob
@@ -512,6 +514,8 @@ def _translate(
     upper = text.upper()
     if isinstance(exc, redis_errors.AuthenticationError) or "NOAUTH" in upper or "WRONGPASS" in upper:
         raise AuthenticationError(message) from None
+    if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):
+        raise TLSError(message) from exc
     if isinstance(exc, redis_errors.ResponseError) and not isinstance(exc, redis_errors.ConnectionError):
         if "not an integer" in text or "overflow" in text:
             raise InvalidValueError(

@@ -6,7 +6,9 @@ Design (see ``driver-facts.md``):
   per call, and no multi-statement transaction that concurrent coroutines could interleave
   ("cannot start a transaction within a transaction" cannot happen);
 * WAL + ``synchronous=NORMAL`` + ``busy_timeout``: several processes on one host may write the
-  same file; a write statement takes the write lock up front, so ``busy_timeout`` applies;
+  same file; a write statement takes the write lock up front, so ``busy_timeout`` applies. A
+  commit is in the WAL when the call returns: it survives the process being killed, and with
+  ``synchronous="FULL"`` (an fsync per commit) also a power cut;
 * prefix listing is a primary-key range scan (``key >= p AND key < p'``), never ``LIKE``
   (which folds case and treats ``_``/``%`` as wildcards), paginated by key;
 * reads never write; expired rows are invisible (``expires_at > now``) and purged by a
@@ -66,6 +68,13 @@ def parse_sqlite_url(url: str) -> str:
     return rest[1:]  # "/./x.db" -> "./x.db", "//abs/x.db" -> "/abs/x.db"
 
 
+def _on_read_only_file_system(path: str) -> bool:
+    try:
+        return bool(os.statvfs(Path(path).resolve().parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _translate(exc: BaseException, path: str) -> NoReturn:
     """The one place sqlite3/aiosqlite errors become storage errors."""
     if isinstance(exc, ValueError) and "closed" in str(exc).lower():
@@ -80,6 +89,9 @@ def _translate(exc: BaseException, path: str) -> NoReturn:
     if primary == sqlite3.SQLITE_READONLY:
         raise ReadOnlyError(message) from exc
     if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM):
+        if _on_read_only_file_system(path):
+            # SQLite only says "unable to open": a WAL database needs its -shm file beside it.
+            raise ReadOnlyError(f"{message} (the file system holding it is mounted read-only)") from exc
         raise UnavailableError(message) from exc
     raise BackendError(message) from exc
 
@@ -99,9 +111,13 @@ class SQLiteBackend:
         sweep_batch: int = 500,
         clock: Clock = system_clock,
         read_only: bool = False,
+        synchronous: str = "NORMAL",
     ) -> None:
         if not _IDENTIFIER.match(table):
             raise ConfigurationError(f"SQLite table names are identifiers ([A-Za-z_][A-Za-z0-9_]*), not {table!r}")
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ConfigurationError(f"SQLITE_SYNCHRONOUS is NORMAL or FULL, not {synchronous!r}")
+        self._synchronous = synchronous.upper()
         self.path = str(path)
         self._absolute_path = self.path if self.path == ":memory:" else os.path.abspath(self.path)
         self.table = table
@@ -142,7 +158,7 @@ class SQLiteBackend:
             self._conn = await connection
             setup = [f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}"]
             if not self.in_memory and not self.read_only:
-                setup += ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
+                setup += ["PRAGMA journal_mode = WAL", f"PRAGMA synchronous = {self._synchronous}"]
             if not self.read_only:
                 setup += [self._sql.create_table, self._sql.create_index]
             for statement in setup:
@@ -170,6 +186,7 @@ class SQLiteBackend:
             "path": self._absolute_path,
             "table": self.table,
             "journal_mode": mode[0][0],
+            "synchronous": self._synchronous,
         }
         if not self.in_memory:
             facts["file_mode"] = await asyncio.to_thread(_file_mode, self.path)

@@ -29,5 +29,6 @@ def create_backend(settings: StorageSettings, /, **overrides: Any) -> SQLiteBack
         busy_timeout=sqlite_settings.busy_timeout,
         sweep_interval=sqlite_settings.sweep_interval or None,
         sweep_batch=sqlite_settings.sweep_batch,
+        synchronous=sqlite_settings.synchronous,
         **extra,
     )

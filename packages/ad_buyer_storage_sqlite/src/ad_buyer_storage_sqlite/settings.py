@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,3 +21,5 @@ class SQLiteSettings(BaseSettings):
     sweep_interval: float = Field(60.0, ge=0)
     #: Rows deleted per purge statement, so a purge never holds the write lock for long.
     sweep_batch: int = Field(500, gt=0)
+    #: NORMAL: a commit survives the process dying (WAL); FULL: also a power cut (an fsync per commit).
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
