@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "demo", "demo_redis", "demo_postgres"]
+nox.options.sessions = ["lint", "typecheck", "tests", "faults", "demo", "demo_redis", "demo_postgres"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
@@ -26,9 +26,27 @@ def install_project(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite (conformance kit on every installed backend included)."""
+    """Run the test suite but the reliability faults (conformance kit on every backend included)."""
     install_project(session)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not faults", *session.posargs)
+
+
+# What the reliability suite drives: it fails (never skips) when one is missing.
+FAULT_TOOLS = ("redis-server", "redis-cli", "psql", "runuser", "openssl", "faketime", "ip", "iptables", "mount")
+
+
+@nox.session(python=PYTHON)
+def faults(session: nox.Session) -> None:
+    """Run the reliability suite (root: private servers, netns, tmpfs, faketime); refresh RELIABILITY.md."""
+    install_project(session)
+    session.run(
+        "python",
+        "-c",
+        "import os, shutil, sys; "
+        f"missing = [t for t in {FAULT_TOOLS!r} if not shutil.which(t)]; "
+        "sys.exit('the fault suite runs as root' if os.geteuid() else f'missing tools: {missing}' if missing else 0)",
+    )
+    session.run("pytest", "-m", "faults", *session.posargs, env={"ABS_RELIABILITY_REPORT": "RELIABILITY.md"})
 
 
 @nox.session(python=PYTHON)

@@ -62,3 +62,14 @@ def pg_module_schema() -> Iterator[str]:
     schema = _new_schema()
     yield schema
     drop_pg_schema(schema)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After a passing run with ABS_RELIABILITY_REPORT set, write this run's figures into that file."""
+    from pathlib import Path
+
+    from tests import figures
+
+    report = os.environ.get("ABS_RELIABILITY_REPORT")
+    if report and exitstatus == 0 and figures.FIGURES:
+        figures.write_into(Path(report))

@@ -2,7 +2,8 @@
 
 Modes: ``pass`` (forward both ways), ``drop_replies`` (forward requests, swallow the server's
 answer and cut the client off: the request was applied but its reply is lost),
-``drop_one_reply`` (the same, once, then ``pass`` again), ``delay`` (forward both ways after
+``drop_one_reply`` (the same, once, then ``pass`` again), ``truncate_replies`` (forward the
+first half of the server's answer, then cut the client off), ``delay`` (forward both ways after
 ``delay`` seconds per chunk),
 ``blackhole`` (accept and forward nothing), ``reset`` (close every connection at once).
 """
@@ -73,6 +74,11 @@ class FaultProxy:
             while data := await reader.read(65536):
                 if self.mode == "blackhole":
                     continue
+                if not upstream and self.mode == "truncate_replies":
+                    writer.write(data[: max(1, len(data) // 2)])
+                    await writer.drain()
+                    client.close()
+                    return
                 if not upstream and self.mode in ("drop_replies", "drop_one_reply"):
                     if self.mode == "drop_one_reply":
                         self.mode = "pass"

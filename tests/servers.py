@@ -18,6 +18,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+
+@dataclass(frozen=True)
+class Certificates:
+    """A private certificate authority and a server certificate it signed (127.0.0.1, localhost)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(directory: Path, name: str = "test") -> Certificates:
+    """Self-signed CA + server certificate, made with the openssl command line."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / f"{name}-ca.pem", directory / f"{name}-ca.key"
+    cert, key, csr = directory / f"{name}-server.pem", directory / f"{name}-server.key", directory / f"{name}.csr"
+    ext = directory / f"{name}.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+
+    def openssl(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], capture_output=True, timeout=60, check=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+            "-subj", f"/CN={name} test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(cert), "-days", "2", "-extfile", str(ext))  # fmt: skip
+    return Certificates(ca, cert, key)
+
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
@@ -33,13 +62,13 @@ def free_port(below: int = 65536) -> int:
     raise RuntimeError(f"no free port below {below}")
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
 @dataclass
@@ -50,17 +79,25 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     extra: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
+    tls: Certificates | None = None  # TLS only: no plaintext port at all
+    host: str = "127.0.0.1"
+    launcher: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", name): where the server runs
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
-        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        ports = ["--port", str(self.port)]
+        if self.tls is not None:
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
+                     "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
+                     "--tls-auth-clients", "no"]  # fmt: skip
+        argv = [*self.launcher, REDIS_SERVER, *ports, "--bind", self.host, "--save", "", "--appendonly", "no"]
         argv += ["--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"), *self.extra]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
+        wait_for_port(self.port, host=self.host)
         return self
 
     def kill(self) -> None:
@@ -71,18 +108,24 @@ class RedisServer:
         self.process = None
 
     def cli(self, *args: str) -> str:
+        tls = ["--tls", "--cacert", str(self.tls.ca)] if self.tls is not None else []
         out = subprocess.run(
-            [REDIS_CLI, "-p", str(self.port), *args], capture_output=True, text=True, timeout=10, check=True
+            [REDIS_CLI, "-h", self.host, "-p", str(self.port), *tls, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         return out.stdout.strip()
 
     def client_count(self) -> int:
-        return int(self.cli("info", "clients").split("connected_clients:")[1].split()[0])
+        """Client connections other than the one asking."""
+        return int(self.cli("info", "clients").split("connected_clients:")[1].split()[0]) - 1
 
 
 @contextlib.contextmanager
-def redis_server(directory: Path, *extra: str) -> Iterator[RedisServer]:
-    server = RedisServer(directory, extra=extra).start()
+def redis_server(directory: Path, *extra: str, tls: Certificates | None = None) -> Iterator[RedisServer]:
+    server = RedisServer(directory, extra=extra, tls=tls).start()
     try:
         yield server
     finally:
@@ -131,16 +174,20 @@ class PostgresServer:
     directory: Path
     port: int = field(default_factory=free_port)
     password: str | None = None
+    tls: Certificates | None = None
+    host: str = "127.0.0.1"
+    launcher: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", name): where the server runs
 
     def _as_postgres(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True, timeout=timeout, check=True
-        )
+            [*self.launcher, "runuser", "-u", "postgres", "--", *argv],
+            capture_output=True, text=True, timeout=timeout, check=True,
+        )  # fmt: skip
 
     def url(self, password: str | None = None, database: str = "postgres") -> str:
         secret = password if password is not None else self.password
         auth = f"postgres:{quote(secret, safe='')}@" if secret else "postgres@"
-        return f"postgresql://{auth}127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{auth}{self.host}:{self.port}/{database}"
 
     def init(self) -> PostgresServer:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -154,15 +201,44 @@ class PostgresServer:
         else:
             argv += ["--auth=trust"]
         self._as_postgres(*argv, timeout=120)
+        if self.host != "127.0.0.1":  # initdb only lets loopback in
+            method = "scram-sha-256" if self.password else "trust"
+            with (self.directory / "data" / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.host}/24 {method}\n")
         return self
 
     def start(self) -> PostgresServer:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off"
+        options = f"-p {self.port} -c listen_addresses={self.host} -k {self.directory} -c fsync=off"
+        if self.tls is not None:
+            # The server reads its key as the postgres user and refuses a key others can read.
+            for name in ("cert", "key"):
+                copy = self.directory / f"server.{name}"
+                shutil.copy(getattr(self.tls, name), copy)
+                shutil.chown(copy, "postgres", "postgres")
+                copy.chmod(0o600)
+            options += (
+                f" -c ssl=on -c ssl_cert_file={self.directory}/server.cert -c ssl_key_file={self.directory}/server.key"
+            )
         self._as_postgres(
             str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-o", options,
             "-l", str(self.directory / "log"), "-w", "-t", "30", "start",
         )  # fmt: skip
         return self
+
+    def sql(self, query: str) -> str:
+        env = {**os.environ, "PGPASSWORD": self.password or "", "PGSSLMODE": "prefer"}
+        out = subprocess.run(
+            ["psql", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-Atc", query],
+            capture_output=True, text=True, timeout=30, check=True, env=env,
+        )  # fmt: skip
+        return out.stdout.strip()
+
+    def client_count(self) -> int:
+        """Client connections other than the one asking."""
+        query = (
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        return int(self.sql(query))
 
     def stop(self, mode: str = "immediate") -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
@@ -170,11 +246,14 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server(password: str | None = None) -> Iterator[PostgresServer]:
+def postgres_server(
+    password: str | None = None, tls: Certificates | None = None, host: str = "127.0.0.1",
+    launcher: tuple[str, ...] = (),
+) -> Iterator[PostgresServer]:  # fmt: skip
     # Not under pytest's tmp_path: its parents are private to root, and postgres must traverse them.
     directory = Path(tempfile.mkdtemp(prefix="abs-pg-"))
     os.chmod(directory, 0o755)  # noqa: S103 - the postgres user must reach its data directory
-    server = PostgresServer(directory / "cluster", password=password)
+    server = PostgresServer(directory / "cluster", password=password, tls=tls, host=host, launcher=launcher)
     try:
         yield server.init().start()
     finally:

@@ -1,9 +1,10 @@
-"""Faults from the reliability plan: cancellation storms (C5), blackholed servers (F2, F5),
-a SQLite writer killed at random (F6), and secrets in DEBUG logs on failures (S1)."""
+"""Faults from the reliability plan: cancellation storms (C5), a SQLite writer killed at random
+(F6), and secrets in DEBUG logs on failures (S1)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -15,13 +16,17 @@ from typing import Any
 
 import pytest
 
-from ad_buyer_storage import Storage, StorageError, StorageTimeoutError
+from ad_buyer_storage import Storage, StorageError
 from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, UnavailableError
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
+from tests.figures import record
+from tests.history import History
 from tests.proxy import FaultProxy
 from tests.servers import free_port, redis_server
+
+pytestmark = pytest.mark.faults
 
 SECRET = "Fault-S3cret-Value"
 
@@ -60,6 +65,8 @@ async def test_c5_cancellation_storm_never_crosses_keys_or_leaks(kind: str, pg_s
                     continue  # a typed error is acceptable; a wrong value is not
                 wrong += value != {"id": i}
         assert wrong == 0
+        record("C5", f"{kind}: 200 rounds x 10 reads through a 2 ms-per-chunk proxy, 5-9 cancelled per round: "
+                     "0 values from another key")  # fmt: skip
         proxy.mode = "pass"
         assert await storage.get("deal:3") == {"id": 3}  # still healthy after the storm
         await storage.clear()
@@ -71,32 +78,27 @@ async def test_c5_cancellation_storm_never_crosses_keys_or_leaks(kind: str, pg_s
 
 
 @pytest.mark.parametrize("kind", ["redis", "postgres"])
-async def test_f2_f5_a_blackholed_server_fails_within_the_timeout_then_recovers(kind: str, pg_schema: str) -> None:
-    target = 6379 if kind == "redis" else 5432
-    async with FaultProxy(target) as proxy:
-        storage = Storage(_through(kind, proxy.port, pg_schema))
-        await storage.connect()
-        await storage.set("deal:1", {"ok": True})
-        proxy.mode = "blackhole"  # packets vanish: no reset, no answer
-        calls = (lambda: storage.get("deal:1"), lambda: storage.set("deal:2", 1), lambda: storage.incr("n"))
-        for call in calls:
-            started = time.monotonic()
-            with pytest.raises((StorageTimeoutError, OutcomeUnknownError, UnavailableError)):
+async def test_truncated_replies_are_typed_errors_never_partial_values(kind: str, pg_schema: str) -> None:
+    """Half an answer, then the connection cut: a typed error, never a partial or wrong value."""
+    async with (
+        FaultProxy(6379 if kind == "redis" else 5432) as proxy,
+        Storage(_through(kind, proxy.port, pg_schema)) as storage,
+    ):
+        value = {"blob": "x" * 5000, "n": 1}
+        await storage.set("deal:1", value)
+        proxy.mode = "truncate_replies"
+        for call in (
+            lambda: storage.get("deal:1"),
+            lambda: storage.get_many(["deal:1"]),
+            lambda: storage.incr("n"),
+        ):
+            with pytest.raises((UnavailableError, OutcomeUnknownError)):
                 await call()
-            # 2 s timeouts: a command, and at most one reconnect for an idempotent retry.
-            assert time.monotonic() - started < 2 * 2 + 0.5
         proxy.mode = "pass"
-        proxy.cut_all()  # the stuck connections are gone; new ones work
-        for _ in range(50):
-            try:
-                assert await storage.get("deal:1") == {"ok": True}
-                break
-            except BackendError:
-                await asyncio.sleep(0.1)
-        else:
-            pytest.fail("never recovered")
+        proxy.cut_all()
+        assert await storage.get("deal:1") == value
+        assert await storage.get("n") in (None, 1)  # the increment ran once or not at all
         await storage.clear()
-        await storage.aclose()
 
 
 def _write_until_killed(path: str, acks: Any) -> None:
@@ -130,12 +132,20 @@ def test_f6_sqlite_writer_killed_at_random_loses_nothing_acknowledged(tmp_path, 
     while receive.poll(0):
         acknowledged.append(receive.recv())
     assert len(acknowledged) > 10
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        present = {row[0] for row in conn.execute("SELECT key FROM kv_store")}
-    conn.close()
-    lost = [i for i in acknowledged if f"order:{i}" not in present]
-    assert not lost, f"{len(lost)} acknowledged writes lost"
+    history = History()
+    for i in acknowledged:
+        history.acknowledged_set("child", f"order:{i}", {"n": i})
+
+    async def reopen() -> dict[str, Any]:
+        async with Storage(SQLiteBackend(path, sweep_interval=None)) as storage:
+            return await history.final_state(storage)
+
+    report = history.check(asyncio.run(reopen()))
+    assert not report.problems, report.problems[:5]
+    record("F6", f"seed {seed}: writer killed -9 after {len(acknowledged):,} acknowledged writes: 0 lost, "
+                 "integrity_check ok, reopened by a new backend")  # fmt: skip
 
 
 @pytest.mark.parametrize(
