@@ -11,7 +11,9 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +26,7 @@ from ad_buyer_storage_sqlite import SQLiteBackend
 from tests.figures import record
 from tests.history import History
 from tests.proxy import FaultProxy
-from tests.servers import free_port, redis_server
+from tests.servers import REDIS_CLI, free_port, redis_server
 
 pytestmark = pytest.mark.faults
 
@@ -40,12 +42,22 @@ def _through(kind: str, proxy_port: int, schema: str) -> Any:
                            command_timeout=2, connect_timeout=2, acquire_timeout=2, sweep_interval=None)  # fmt: skip
 
 
+@pytest.fixture
+def scratch(pg_schema: str) -> Iterator[str]:
+    """A namespace on the shared servers (schema, Redis key prefix) emptied even if the test fails."""
+    yield pg_schema
+    found = subprocess.run([REDIS_CLI, "-p", "6379", "--scan", "--pattern", f"abs-test:{pg_schema}:*"],
+                           capture_output=True, text=True, timeout=30, check=False).stdout.split()  # fmt: skip
+    if found:
+        subprocess.run([REDIS_CLI, "-p", "6379", "del", *found], capture_output=True, timeout=30, check=False)
+
+
 @pytest.mark.parametrize("kind", ["redis", "postgres"])
-async def test_c5_cancellation_storm_never_crosses_keys_or_leaks(kind: str, pg_schema: str) -> None:
+async def test_c5_cancellation_storm_never_crosses_keys_or_leaks(kind: str, scratch: str) -> None:
     """200 rounds of 10 reads through a slow link, 5-9 of them cancelled each round."""
     target = 6379 if kind == "redis" else 5432
     async with FaultProxy(target) as proxy:
-        storage = Storage(_through(kind, proxy.port, pg_schema))
+        storage = Storage(_through(kind, proxy.port, scratch))
         await storage.connect()
         await storage.set_many({f"deal:{i}": {"id": i} for i in range(10)})
         proxy.mode, proxy.delay = "delay", 0.002
@@ -78,11 +90,11 @@ async def test_c5_cancellation_storm_never_crosses_keys_or_leaks(kind: str, pg_s
 
 
 @pytest.mark.parametrize("kind", ["redis", "postgres"])
-async def test_truncated_replies_are_typed_errors_never_partial_values(kind: str, pg_schema: str) -> None:
+async def test_truncated_replies_are_typed_errors_never_partial_values(kind: str, scratch: str) -> None:
     """Half an answer, then the connection cut: a typed error, never a partial or wrong value."""
     async with (
         FaultProxy(6379 if kind == "redis" else 5432) as proxy,
-        Storage(_through(kind, proxy.port, pg_schema)) as storage,
+        Storage(_through(kind, proxy.port, scratch)) as storage,
     ):
         value = {"blob": "x" * 5000, "n": 1}
         await storage.set("deal:1", value)

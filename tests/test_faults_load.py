@@ -45,19 +45,21 @@ def soak_target(kind: str, directory: Path) -> Iterator[tuple[Callable[[], Any],
     elif kind == "postgres":
         with postgres_server() as pg:
             yield (lambda: PostgresBackend(pg.url(), pool_max=10, sweep_interval=None)), pg.client_count
-    else:
+    elif kind == "redis":
         with redis_server(directory / "redis") as server:
-            if kind == "redis":
-                yield (lambda: RedisBackend(server.url, max_connections=16)), server.client_count
-            else:
-                yield (
-                    (
-                        lambda: HybridBackend(
-                            seed_routes(RedisBackend(server.url), SQLiteBackend(sqlite_path, sweep_interval=None))
+            yield (lambda: RedisBackend(server.url, max_connections=16)), server.client_count
+    else:  # the production shape: ephemeral keyspaces on Redis, the rest on PostgreSQL
+        with redis_server(directory / "redis") as server, postgres_server() as pg:
+            yield (
+                (
+                    lambda: HybridBackend(
+                        seed_routes(
+                            RedisBackend(server.url), PostgresBackend(pg.url(), pool_max=10, sweep_interval=None)
                         )
-                    ),
-                    server.client_count,
-                )
+                    )
+                ),
+                lambda: server.client_count() + pg.client_count(),
+            )
 
 
 async def soak_task(storage: Storage, task: int, counters: dict[str, int]) -> int:
