@@ -226,13 +226,14 @@ class PostgresBackend:
             broken = False
             try:
                 return await fn(conn)
+            except TimeoutError as exc:  # before _CONNECTION_LOST: TimeoutError is an OSError
+                # Never retried: the timeout is the caller's whole budget.
+                broken = True
+                _translate(exc, self._url, outcome_unknown=not idempotent)
             except _CONNECTION_LOST as exc:
                 broken = True
                 if attempt == 1 and idempotent:
                     continue  # the first query after a server restart fails; the next succeeds
-                _translate(exc, self._url, outcome_unknown=not idempotent)
-            except TimeoutError as exc:
-                broken = True
                 _translate(exc, self._url, outcome_unknown=not idempotent)
             except Exception as exc:  # noqa: BLE001 - translated in one place
                 _translate(exc, self._url)

@@ -273,6 +273,10 @@ class _RedisKeyValue:
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
             if _pool_exhausted(exc):
                 _translate(exc, self._url)
+            if isinstance(exc, redis_errors.TimeoutError):
+                # The timeout is the caller's whole budget: a retry would double it (a
+                # blackholed server answers the second try no better than the first).
+                _translate(exc, self._url, outcome_unknown=not idempotent and not _never_sent(exc))
             if not (idempotent or _never_sent(exc)):
                 _translate(exc, self._url, outcome_unknown=True)
             first = exc
