@@ -44,6 +44,15 @@ def drop_pg_schema(schema: str) -> None:
     )
 
 
+def drop_redis_prefix(prefix: str) -> None:
+    """Delete the keys a test left under *prefix* on the shared Redis (never FLUSHDB)."""
+    cli = ["redis-cli", "-h", "127.0.0.1", "-p", "6379"]
+    found = subprocess.run([*cli, "--scan", "--pattern", prefix + "*"], capture_output=True, text=True, timeout=30,
+                           check=False).stdout.split()  # fmt: skip
+    if found:
+        subprocess.run([*cli, "DEL", *found], capture_output=True, timeout=30, check=False)
+
+
 def _new_schema() -> str:
     return f"abs_test_{uuid.uuid4().hex[:12]}"
 

@@ -17,7 +17,7 @@ Workers call the storage through :class:`History`, which records each operation 
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +48,6 @@ class Report:
     lost: list[str] = field(default_factory=list)
     foreign_reads: list[str] = field(default_factory=list)
     counter_problems: list[str] = field(default_factory=list)
-    error_types: Counter[str] = field(default_factory=Counter)
 
     @property
     def problems(self) -> list[str]:
@@ -98,9 +97,6 @@ class History:
         """Record a write another process reported as acknowledged (its timing is unknown)."""
         self.operations.append(Operation(who, "set", key, value, 0.0, float("inf"), "ok"))
 
-    def keys(self, kind: str) -> list[str]:
-        return sorted({op.key for op in self.operations if op.kind == kind})
-
     def check(self, final: dict[str, Any]) -> Report:
         """Verify the history against *final*: the value of every key it touched, read after recovery."""
         ops = self.operations
@@ -109,7 +105,6 @@ class History:
             acknowledged=sum(op.outcome == "ok" for op in ops),
             unknown=sum(op.outcome == "unknown" for op in ops),
             failed=sum(op.outcome == "fail" for op in ops),
-            error_types=Counter(op.error for op in ops if op.error),
         )
         writes: dict[str, list[Operation]] = defaultdict(list)
         for op in ops:

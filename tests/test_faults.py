@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,10 +22,11 @@ from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, Unavailab
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
+from tests.conftest import drop_redis_prefix
 from tests.figures import record
 from tests.history import History
 from tests.proxy import FaultProxy
-from tests.servers import REDIS_CLI, free_port, redis_server
+from tests.servers import free_port, redis_server
 
 pytestmark = pytest.mark.faults
 
@@ -46,10 +46,7 @@ def _through(kind: str, proxy_port: int, schema: str) -> Any:
 def scratch(pg_schema: str) -> Iterator[str]:
     """A namespace on the shared servers (schema, Redis key prefix) emptied even if the test fails."""
     yield pg_schema
-    found = subprocess.run([REDIS_CLI, "-p", "6379", "--scan", "--pattern", f"abs-test:{pg_schema}:*"],
-                           capture_output=True, text=True, timeout=30, check=False).stdout.split()  # fmt: skip
-    if found:
-        subprocess.run([REDIS_CLI, "-p", "6379", "del", *found], capture_output=True, timeout=30, check=False)
+    drop_redis_prefix(f"abs-test:{pg_schema}:")
 
 
 @pytest.mark.parametrize("kind", ["redis", "postgres"])

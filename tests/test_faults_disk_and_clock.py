@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ad_buyer_storage import Storage
+from ad_buyer_storage import Storage, StorageBackend
 from ad_buyer_storage.errors import ReadOnlyError, StorageFullError
 from ad_buyer_storage_sqlite import SQLiteBackend
 from tests.conftest import POSTGRES_URL, drop_pg_schema
@@ -93,7 +93,7 @@ SKEW = 3600.0
 _CHILD = textwrap.dedent(
     """
     import asyncio, json, sys, time
-    from ad_buyer_storage import Storage
+    from ad_buyer_storage import Storage, StorageBackend
     from tests.test_faults_disk_and_clock import backend_for
 
     async def main(kind, where, action, key):
@@ -108,7 +108,7 @@ _CHILD = textwrap.dedent(
 )
 
 
-def backend_for(kind: str, where: str) -> SQLiteBackend | object:
+def backend_for(kind: str, where: str) -> StorageBackend:
     if kind == "sqlite":
         return SQLiteBackend(where, sweep_interval=None)
     if kind == "redis":
@@ -141,7 +141,7 @@ async def test_f8_clock_skew_between_writer_and_reader_follows_the_documented_cl
     where = {"sqlite": str(tmp_path / "skew.db"), "redis": f"abs-test:{uuid.uuid4().hex}:",
              "postgres": f"abs_test_{uuid.uuid4().hex[:12]}"}[kind]  # fmt: skip
     try:
-        async with Storage(backend_for(kind, where)) as storage:  # type: ignore[arg-type]
+        async with Storage(backend_for(kind, where)) as storage:
             run_skewed(+SKEW, kind, where, "write", "session:ahead")
             run_skewed(-SKEW, kind, where, "write", "session:behind")
             await storage.set("session:local", {"by": "local"}, ttl=60)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from ad_buyer_storage import (
     UnavailableError,
     get_storage_backend,
 )
+from ad_buyer_storage.testing import increment_in_processes
 from ad_buyer_storage_postgres import PostgresBackend, normalise_dsn
 from tests.servers import postgres_server
 
@@ -62,28 +62,12 @@ async def test_eight_cold_starts_at_once_all_succeed(schema: str) -> None:
     assert column == "jsonb"
 
 
-def _hammer(url: str, schema: str, count: int) -> None:
-    async def main() -> None:
-        async with Storage(PostgresBackend(url, schema=schema, pool_min=1, pool_max=2, sweep_interval=None)) as s:
-            for _ in range(count):
-                await s.incr("counter")
-                await s.update("deal:1", lambda d: {**d, "spend": d["spend"] + 1})
-
-    asyncio.run(main())
-
-
 @pytest.mark.slow
 async def test_four_processes_times_1000_increments_and_versioned_updates_are_exact(schema: str) -> None:
     async with Storage(backend(schema)) as storage:
         await storage.set("deal:1", {"spend": 0})
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_hammer, args=(POSTGRES_URL, schema, 1000)) for _ in range(4)]
-        for proc in procs:
-            proc.start()
-        loop = asyncio.get_running_loop()
-        for proc in procs:
-            await loop.run_in_executor(None, proc.join, 300)
-            assert proc.exitcode == 0
+        recipe = ("tests.test_conformance_postgres:open_backend", (POSTGRES_URL, schema, "kv_store"))
+        await increment_in_processes(recipe, "counter", 1000, "deal:1", join_timeout=300)
         assert await storage.get("counter") == 4000
         assert await storage.get("deal:1") == {"spend": 4000}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -24,7 +22,9 @@ from ad_buyer_storage import (
     UnavailableError,
     get_storage_backend,
 )
+from ad_buyer_storage.testing import increment_in_processes
 from ad_buyer_storage_redis import RedisBackend
+from tests.conftest import drop_redis_prefix
 from tests.proxy import FaultProxy
 from tests.servers import REDIS_CLI, redis_server
 
@@ -41,9 +41,7 @@ def namespace() -> Iterator[str]:
     """A key prefix of this test's own on the shared Redis, emptied afterwards whatever happens."""
     prefix = unique_prefix()
     yield prefix
-    keys = shared_cli("--scan", "--pattern", prefix + "*").split()
-    if keys:
-        shared_cli("DEL", *keys)
+    drop_redis_prefix(prefix)
 
 
 def shared_cli(*args: str) -> str:
@@ -77,29 +75,13 @@ async def test_ttl_is_native_and_kept_in_milliseconds(namespace: str) -> None:
         await storage.clear()
 
 
-def _hammer(url: str, prefix: str, count: int) -> None:
-    async def main() -> None:
-        async with Storage(RedisBackend(url, key_prefix=prefix)) as storage:
-            for _ in range(count):
-                await storage.incr("counter")
-                await storage.update("deal:1", lambda d: {**d, "spend": d["spend"] + 1})
-
-    asyncio.run(main())
-
-
 @pytest.mark.slow
 async def test_four_processes_times_1000_increments_and_versioned_updates_are_exact(namespace: str) -> None:
     prefix = namespace
     async with Storage(RedisBackend(REDIS_URL, key_prefix=prefix)) as storage:
         await storage.set("deal:1", {"spend": 0})
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_hammer, args=(REDIS_URL, prefix, 1000)) for _ in range(4)]
-        for proc in procs:
-            proc.start()
-        loop = asyncio.get_running_loop()
-        for proc in procs:
-            await loop.run_in_executor(None, proc.join, 240)
-            assert proc.exitcode == 0
+        recipe = ("tests.test_conformance_redis:open_backend", (REDIS_URL, prefix))
+        await increment_in_processes(recipe, "counter", 1000, "deal:1")
         assert await storage.get("counter") == 4000
         assert await storage.get("deal:1") == {"spend": 4000}
         await storage.clear()
@@ -203,9 +185,7 @@ def test_demo_and_doctor_on_redis(tmp_path: Path) -> None:
         for fact in ("redis_version", "ping:", env["REDIS_KEY_PREFIX"]):
             assert fact in doctor.stdout
     finally:
-        keys = shared_cli("--scan", "--pattern", env["REDIS_KEY_PREFIX"] + "*").split()
-        if keys:
-            shared_cli("DEL", *keys)
+        drop_redis_prefix(env["REDIS_KEY_PREFIX"])
 
 
 async def test_an_unencoded_password_with_reserved_characters_works(tmp_path) -> None:

@@ -19,7 +19,7 @@ A backend:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -34,6 +34,7 @@ __all__ = [
     "StorageBackend",
     "SupportsPubSub",
     "SupportsRemovePrefix",
+    "SupportsRouting",
     "Write",
 ]
 
@@ -148,6 +149,17 @@ class SupportsRemovePrefix(Protocol):
     """
 
     async def remove_prefix(self, prefix: str) -> int: ...
+
+
+@runtime_checkable
+class SupportsRouting(Protocol):
+    """Optional, for routers: which of its backends serves a key.
+
+    ``Storage`` batches concurrent single-key calls only with calls of the same route, so one
+    backend's failure never fails a call bound for another.
+    """
+
+    def route_of(self, key: str) -> Hashable: ...
 
 
 @runtime_checkable

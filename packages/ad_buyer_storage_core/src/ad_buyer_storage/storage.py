@@ -12,7 +12,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Context, Decimal
 from types import TracebackType
@@ -32,7 +32,17 @@ from .errors import (
     VersionConflictError,
 )
 from .glob import compile_glob
-from .protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, StorageBackend, SupportsPubSub, Write
+from .protocol import (
+    NO_EXPIRY,
+    NO_KEY,
+    Capability,
+    Condition,
+    Record,
+    StorageBackend,
+    SupportsPubSub,
+    SupportsRouting,
+    Write,
+)
 from .validation import check_amount, check_key, ttl_to_ms
 
 __all__ = ["Storage", "Versioned"]
@@ -96,7 +106,7 @@ class Storage(DomainHelpers):
         self._describe = describe
         # Concurrent single-key reads and writes share round trips (see coalesce.py); through a
         # router, only with calls bound for the same route, so one route's outage stays its own.
-        route_of: Callable[[str], Hashable] | None = getattr(backend, "route_of", None)
+        route_of = backend.route_of if isinstance(backend, SupportsRouting) else None
         self._reads: Coalescer[str, Record | None] | None = (
             Coalescer(self._read_batch, lane=route_of) if coalesce else None
         )

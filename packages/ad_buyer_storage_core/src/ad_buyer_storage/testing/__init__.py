@@ -16,7 +16,8 @@ Needs the ``testing`` extra (pytest, pytest-asyncio).
 
 from __future__ import annotations
 
+from ._child import increment_in_processes
 from .contract import StorageContract
 from .harness import Harness, Subject
 
-__all__ = ["Harness", "StorageContract", "Subject"]
+__all__ = ["Harness", "StorageContract", "Subject", "increment_in_processes"]

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import enum
 import math
-import multiprocessing
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -700,16 +699,9 @@ class StorageContract:
         recipe = subject.harness.child_backend
         assert recipe is not None, "MULTI_PROCESS is claimed: the harness must give child_backend"
         await subject.storage.set("deal:mp", {"spend": 0})
-        from ._child import run_increments
+        from ._child import increment_in_processes
 
-        ctx = multiprocessing.get_context("spawn")
-        loop = asyncio.get_running_loop()
-        procs = [ctx.Process(target=run_increments, args=(recipe, "counter:mp", 100, "deal:mp")) for _ in range(4)]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            await loop.run_in_executor(None, proc.join, 120)
-            assert proc.exitcode == 0
+        await increment_in_processes(recipe, "counter:mp", 100, "deal:mp", join_timeout=120)
         assert await subject.storage.get("counter:mp") == 400
         assert await subject.storage.get("deal:mp") == {"spend": 400}
 
