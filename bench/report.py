@@ -9,12 +9,15 @@ from typing import Any
 
 def _ratio_rows(results: dict[str, Any]) -> list[tuple[str, str, dict[str, dict[str, Any]]]]:
     cells: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
-    for m in results["measures"]:
+    for m in results.get("measures", []):
         cells[(m["backend"], m["op"])][m["subject"]] = m
     return [(backend, op, by_subject) for (backend, op), by_subject in cells.items()]
 
 
 def markdown(results: dict[str, Any]) -> str:
+    if "measures" not in results:  # a partial run into an empty directory
+        results = {"when": "-", "calls_per_measure": 0, "repetitions": 0, "measures": [], "scaling": [],
+                   "routing": None, "import": None, **results}  # fmt: skip
     lines = [
         f"Run {results['when']}: {results['calls_per_measure']} calls per measure, median of "
         f"{results['repetitions']} repetitions. *time ratio* = our time per call / the raw driver's "
@@ -42,7 +45,22 @@ def markdown(results: dict[str, Any]) -> str:
     for row in results["scaling"]:
         lines.append(f"| {row['backend']} | {row['keys']:,} | {row['get_us']:.1f} | {row['scan_us_per_key']:.2f} | "
                      f"{row['scan_peak_kib']:,.0f} |")  # fmt: skip
+    if results.get("mirror"):
+        lines += ["", "The mirror (SQLite primary -> PostgreSQL+Redis secondary), calls/s: the primary alone, the same "
+                  "write on both stores one after the other by hand, and through the mirror (which also checks that "
+                  "its copy is current). *ratio* = mirror time per call / the primary alone's.", "",
+                  "| operation | primary alone | both by hand | mirror | ratio vs alone | ratio vs by hand |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for row in results["mirror"]:
+            lines.append(f"| {row['op']} | {row['primary alone']:,.0f} | {row['both by hand']:,.0f} | "
+                         f"{row['mirror']:,.0f} | {row['ratio']:.2f} | {row['ratio_by_hand']:.2f} |")  # fmt: skip
+    if results.get("migration"):
+        mig = results["migration"]
+        lines += ["", f"Migration: {mig['keys']:,} keys (80% deals, 20% sessions with a TTL) SQLite -> "
+                  f"PostgreSQL+Redis in **{mig['seconds']:.1f} s** ({mig['keys_per_s']:,.0f} keys/s)."]  # fmt: skip
     routing, imports = results["routing"], results["import"]
+    if routing is None or imports is None:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         f"Hybrid routing: {routing['hybrid_us']:.2f} us per get through the router vs {routing['direct_us']:.2f} us on "
@@ -63,6 +81,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [(b, op, by) for b, op, by in _ratio_rows(results) if "ours" in by and "raw" in by]
+    if not rows:
+        return
     backends = sorted({b for b, _, _ in rows})
     fig, axes = plt.subplots(1, len(backends) + 1, figsize=(5 * (len(backends) + 1), 6))
     for ax, backend in zip(axes, backends, strict=False):

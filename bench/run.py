@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import mirror, report
 from bench.subjects import Ours, Subject, drop_postgres_schemas, ours, peer, raw
 
 DOC = {
@@ -253,36 +253,53 @@ def import_time(reps: int = 5) -> dict[str, Any]:
     return {"median_ms": statistics.median(samples), "other_drivers_imported": others}
 
 
+SECTIONS = ("backends", "scaling", "routing", "import", "mirror", "migration")
+
+
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backends", default="memory,sqlite,redis,postgres,hybrid")
     parser.add_argument("--quick", action="store_true", help="fewer calls and repetitions, scaling to 10^5")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help="what to run; a partial run replaces only its sections in results.json")  # fmt: skip
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     n, reps = (300, 3) if args.quick else (1000, 5)
     sizes = [1_000, 10_000, 100_000] + ([] if args.quick else [1_000_000])
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    measures: list[Measure] = []
-    scale_rows: list[dict[str, Any]] = []
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    out = Path(args.out)
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    results: dict[str, Any] = dict(previous) if sections != set(SECTIONS) else {}
     try:
-        for backend in backends:
-            print(f"== {backend}", flush=True)
-            measures += await run_backend(backend, n, reps)
-        for backend in backends:
-            if backend != "hybrid":
-                scale_rows += await scaling(backend, sizes)
+        if "backends" in sections:
+            measures: list[Measure] = []
+            for backend in backends:
+                print(f"== {backend}", flush=True)
+                measures += await run_backend(backend, n, reps)
+            results.update({"when": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "calls_per_measure": n,
+                            "repetitions": reps, "measures": [asdict(m) for m in measures]})  # fmt: skip
+        if "scaling" in sections:
+            scale_rows: list[dict[str, Any]] = []
+            for backend in backends:
+                if backend != "hybrid":
+                    scale_rows += await scaling(backend, sizes)
+            results["scaling"] = scale_rows
+        if "mirror" in sections:
+            print("== mirror (SQLite -> PostgreSQL+Redis)", flush=True)
+            results["mirror"] = await mirror.mirror_overhead(reps)
+        if "migration" in sections:
+            print("== migration", flush=True)
+            results["migration"] = await mirror.migration(10_000 if args.quick else 100_000)
     finally:
         await drop_postgres_schemas()
-    results = {
-        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "calls_per_measure": n,
-        "repetitions": reps,
-        "measures": [asdict(m) for m in measures],
-        "scaling": scale_rows,
-        "routing": await routing_overhead(),
-        "import": import_time(),
-    }
-    out = Path(args.out)
+    if "routing" in sections:
+        results["routing"] = await routing_overhead()
+    if "import" in sections:
+        results["import"] = import_time()
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(report.markdown(results))

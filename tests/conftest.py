@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# Fixtures that need the backends' packages live beside the helpers they use.
+pytest_plugins = ["tests._support.fixtures"]
+
 _OUR_VARIABLES = (
     "STORAGE_TYPE",
     "DATABASE_URL",

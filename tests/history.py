@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from ad_buyer_storage import Storage
@@ -29,7 +30,7 @@ from ad_buyer_storage.errors import BackendError, InvalidInputError
 @dataclass
 class Operation:
     who: str
-    kind: str  # "set" | "get" | "incr"
+    kind: str  # "set" | "delete" | "get" | "incr"
     key: str
     value: Any
     invoke: float
@@ -84,13 +85,40 @@ class History:
         op = Operation(who, "set", key, value, time.monotonic())
         await self._run(op, lambda: storage.set(key, value))
 
+    async def delete(self, storage: Storage, who: str, key: str) -> None:
+        op = Operation(who, "delete", key, None, time.monotonic())
+        await self._run(op, lambda: storage.delete(key))
+
+    async def update(self, storage: Storage, who: str, key: str, fn: Callable[[Any], Any], default: Any) -> Any:
+        """An atomic read-modify-write: recorded as a write of the value it produced."""
+        op = Operation(who, "set", key, None, time.monotonic())
+        op.value = await self._run(op, lambda: storage.update(key, fn, default=default))
+        return op.value
+
+    async def set_many(self, storage: Storage, who: str, items: dict[str, Any]) -> None:
+        ops = [Operation(who, "set", key, value, time.monotonic()) for key, value in items.items()]
+        await self._run_many(ops, lambda: storage.set_many(items))
+
+    async def delete_many(self, storage: Storage, who: str, keys: list[str]) -> None:
+        ops = [Operation(who, "delete", key, None, time.monotonic()) for key in keys]
+        await self._run_many(ops, lambda: storage.delete_many(keys))
+
+    async def _run_many(self, ops: list[Operation], call: Callable[[], Awaitable[Any]]) -> None:
+        first, *rest = ops
+        try:
+            await self._run(first, call)
+        finally:
+            for op in rest:
+                op.complete, op.outcome, op.error = first.complete, first.outcome, first.error
+                self.operations.append(op)
+
     async def get(self, storage: Storage, who: str, key: str) -> Any:
         op = Operation(who, "get", key, None, time.monotonic())
         return await self._run(op, lambda: storage.get(key))
 
-    async def incr(self, storage: Storage, who: str, key: str, amount: int = 1) -> int:
+    async def incr(self, storage: Storage, who: str, key: str, amount: int | Decimal = 1) -> int | Decimal:
         op = Operation(who, "incr", key, amount, time.monotonic())
-        result: int = await self._run(op, lambda: storage.incr(key, amount))
+        result: int | Decimal = await self._run(op, lambda: storage.incr(key, amount))
         return result
 
     def acknowledged_set(self, who: str, key: str, value: Any) -> None:
@@ -108,7 +136,7 @@ class History:
         )
         writes: dict[str, list[Operation]] = defaultdict(list)
         for op in ops:
-            if op.kind == "set" and op.outcome in ("ok", "unknown"):
+            if op.kind in ("set", "delete") and op.outcome in ("ok", "unknown"):
                 writes[op.key].append(op)
         for key, key_writes in writes.items():
             acked = [w for w in key_writes if w.outcome == "ok"]
@@ -133,6 +161,8 @@ class History:
             low = sum(op.value for op in incs if op.outcome == "ok")
             high = low + sum(op.value for op in incs if op.outcome == "unknown")
             total = final.get(key) or 0
+            if isinstance(total, str):  # a Decimal counter is kept as its exact text
+                total = Decimal(total)
             if not low <= total <= high:
                 report.counter_problems.append(f"{key} = {total}, expected {low}..{high}")
             returned = [op.result for op in incs if op.outcome == "ok"]

@@ -217,3 +217,37 @@ async def test_an_unencoded_password_with_reserved_characters_works() -> None:
         async with Storage(PostgresBackend(raw, sweep_interval=None)) as storage:
             await storage.set("k", 1)
             assert await storage.get("k") == 1
+
+
+async def test_batches_sharing_keys_in_opposite_orders_never_deadlock(schema: str) -> None:
+    """Two processes' bulk writes and deletes over the same keys, listed in opposite orders."""
+    keys = [f"deal:{i:03d}" for i in range(60)]
+    async with Storage(backend(schema), coalesce=False) as one, Storage(backend(schema), coalesce=False) as two:
+        for round_ in range(30):
+            await asyncio.gather(
+                one.set_many({k: round_ for k in keys}),
+                two.set_many({k: -round_ for k in reversed(keys)}),
+                one.delete_many(keys[::2]),
+                two.delete_many(list(reversed(keys))[::3]),
+            )
+
+
+async def test_a_statement_chosen_as_deadlock_victim_is_sent_again(schema: str) -> None:
+    """A deadlock made on purpose: our batch holds deal:a and waits for deal:b, which another
+    transaction holds while it waits for deal:a. The server rolls our statement back; it is sent
+    again (it cannot have applied) and succeeds once the other transaction is done."""
+    async with Storage(backend(schema)) as storage:
+        await storage.set_many({"deal:a": 0, "deal:b": 0})
+        other = await asyncpg.connect(POSTGRES_URL)
+        try:
+            transaction = other.transaction()
+            await transaction.start()
+            await other.execute(f'UPDATE "{schema}".kv_store SET version = $1 WHERE key = $2', "x", "deal:b")
+            ours = asyncio.create_task(storage.set_many({"deal:a": 1, "deal:b": 1}))
+            await asyncio.sleep(0.2)  # ours has deal:a and waits for deal:b
+            await other.execute(f'UPDATE "{schema}".kv_store SET version = $1 WHERE key = $2', "x", "deal:a")
+            await transaction.commit()
+            await asyncio.wait_for(ours, timeout=30)
+        finally:
+            await other.close()
+        assert await storage.get_many(["deal:a", "deal:b"]) == {"deal:a": 1, "deal:b": 1}

@@ -3,10 +3,16 @@
 ``migrate(source, target)`` streams the source's keys (never the whole keyspace in memory),
 reads values in bulk, and writes them to the target in bulk with their remaining TTL, as
 *set-if-absent* writes: running it again after an interruption finishes the job without
-duplicating anything, and a value already on the target (written there since, for example by
-an application dual-writing through :mod:`ad_buyer_storage.mirror`) is kept unless
-``overwrite=True``. Expired keys are skipped. Values travel as the JSON text the source holds,
-never decoded and re-encoded.
+duplicating anything, and a value already on the target is kept unless ``overwrite=True``.
+Expired keys are skipped. Values travel as the JSON text the source holds, never decoded and
+re-encoded.
+
+An application may be writing meanwhile (dual-writing through :mod:`ad_buyer_storage.mirror`).
+So after each batch lands, the source is read again: a key whose version changed since it was
+read (rewritten, deleted, or with a new expiry) is copied again in its current state, with the
+same settled rounds the mirror uses (:mod:`ad_buyer_storage.replication`). A key the app
+deletes during the copy is therefore never brought back, and one it rewrites keeps the
+app's value.
 
 ``verify(source, target)`` compares, per prefix, the number of keys and an order-independent
 checksum of (key, value), values compared as JSON documents (PostgreSQL's JSONB reorders
@@ -26,12 +32,11 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from .glob import compile_glob
-from .protocol import NO_EXPIRY, NO_KEY, Condition, Record, StorageBackend, Write
+from .protocol import Condition, Record, StorageBackend, Write
+from .replication import Replicator, read_states
 from .storage import Storage
 
 __all__ = ["MigrationReport", "Progress", "VerifyReport", "migrate", "verify"]
-
-_TTL_CONCURRENCY = 64  # TTL reads in flight per batch (one round trip each on most stores)
 
 
 @dataclass
@@ -42,6 +47,8 @@ class MigrationReport:
     kept_on_target: int = 0
     overwritten: int = 0
     expired: int = 0
+    #: Keys the source changed while they were being copied, copied again in their new state.
+    recopied: int = 0
     seconds: float = 0.0
     dry_run: bool = False
     differing_keys: list[str] = field(default_factory=list)  # the first few kept values
@@ -108,16 +115,6 @@ async def _batches(backend: StorageBackend, pattern: str, size: int) -> AsyncIte
         yield batch
 
 
-async def _remaining_ttls(backend: StorageBackend, keys: list[str]) -> list[int]:
-    gate = asyncio.Semaphore(_TTL_CONCURRENCY)
-
-    async def one(key: str) -> int:
-        async with gate:
-            return await backend.get_ttl(key)
-
-    return list(await asyncio.gather(*(one(k) for k in keys)))
-
-
 def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode()
 
@@ -154,23 +151,32 @@ async def migrate(
 ) -> MigrationReport:
     """Copy every live key matching *pattern* from *source* to *target* (see module doc)."""
     src, dst = source._ready(), target._ready()
+    replicator = Replicator(src, dst)
     report = MigrationReport(dry_run=dry_run)
     started = time.monotonic()
     total = await source.count(pattern) if progress else None
     async for keys in _batches(src, pattern, batch_size):
-        records, ttls = await asyncio.gather(src.read(keys), _remaining_ttls(src, keys))
+        states = await read_states(src, keys)
         live: list[tuple[str, Record, int | None]] = []
-        for key, record, ttl in zip(keys, records, ttls, strict=True):
+        for key in keys:
             report.scanned += 1
-            if record is None or ttl == NO_KEY:
+            state = states[key]
+            if state.record is None:
                 report.expired += 1
             else:
-                live.append((key, record, None if ttl == NO_EXPIRY else max(int(ttl), 1)))
+                live.append((key, state.record, state.ttl_ms))
         if live and not dry_run:
             writes = [Write(k, _text(r.value), r.version, t, False, Condition.IF_ABSENT) for k, r, t in live]
             applied = await dst.write(writes)
             report.copied += sum(applied)
-            await _reconcile(dst, live, applied, overwrite, report)
+            # Changed on the source since it was read: the copy just made may be stale.
+            now = await src.read([k for k, _, _ in live])
+            changed = {k for (k, r, _), n in zip(live, now, strict=True) if n is None or n.version != r.version}
+            if changed:
+                await replicator.settle(dict.fromkeys(sorted(changed)))
+                report.recopied += len(changed)
+            steady = [(item, ok) for item, ok in zip(live, applied, strict=True) if item[0] not in changed]
+            await _reconcile(dst, [item for item, _ in steady], [ok for _, ok in steady], overwrite, report)
         elif live:
             present = await dst.read([k for k, _, _ in live])
             report.copied += sum(1 for p in present if p is None)

@@ -1,11 +1,18 @@
 """Dual-write mirror for zero-downtime moves between stores.
 
-Writes go to the primary, then the same write (same version token and expiry) to the
-secondary; reads come from the primary. A sample of reads (``MIRROR_SHADOW_READS``, a
-fraction) is also read from the secondary and compared; mismatches are counted and logged
-with the key hashed, never the value. A write the secondary refuses never passes silently:
-``MIRROR_ON_SECONDARY_FAILURE=fail`` raises it to the caller (the primary has it),
-``record`` appends the key to a repair log that ``ad-buyer-storage mirror-repair`` replays.
+Reads come from the primary. Every write goes to the primary, then the key's resulting state
+on the primary (value, version and expiry, or its absence) is copied to the secondary by a
+:class:`~ad_buyer_storage.replication.Replicator`: the copy is confirmed against the primary
+after it lands, so writers racing on a key, in this process or in others with mirrors of their
+own, leave the secondary with exactly the primary's state once they stop. A write returns once
+its state (or a newer one) is on both stores. Changing a key's expiry through the mirror gives
+it a new version, so that the copy can tell the two expiries apart.
+
+A sample of reads (``MIRROR_SHADOW_READS``, a fraction) is also read from the secondary and
+compared; mismatches are counted and logged with the key hashed, never the value. A copy the
+secondary refuses never passes silently: ``MIRROR_ON_SECONDARY_FAILURE=fail`` raises it to
+the caller (the primary has the write; retrying it copies it again), ``record`` appends the key
+to a repair log that ``ad-buyer-storage mirror-repair`` copies again.
 
 Runbook: README "Moving to another store".
 """
@@ -28,14 +35,18 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .compose import close_all, connect_all
-from .errors import ConfigurationError, StorageError
+from .errors import ConfigurationError, InvalidValueError, StorageError, VersionConflictError
 from .glob import GlobPattern
 from .migrate import canonical
-from .protocol import NO_EXPIRY, NO_KEY, Capability, Record, StorageBackend, SupportsPubSub, Write
+from .protocol import Capability, Condition, Record, StorageBackend, SupportsPubSub, Write, new_version
+from .replication import ABSENT, KeyState, Replicator
 
 __all__ = ["MirrorBackend", "MirrorSettings", "MirrorStats", "create_backend", "repair"]
 
 log = logging.getLogger("ad_buyer_storage.mirror")
+
+_SET_TTL_ATTEMPTS = 200
+_REPAIR_BATCH = 500
 
 
 class MirrorSettings(BaseSettings):
@@ -103,6 +114,7 @@ class MirrorBackend:
         shared = frozenset(primary.capabilities) & frozenset(secondary.capabilities)
         self.capabilities = shared | (frozenset(primary.capabilities) & {Capability.PUBSUB})
         self._connected: list[StorageBackend] = []
+        self._replicator = Replicator(primary, secondary)
 
     def __repr__(self) -> str:
         return f"MirrorBackend(primary={self.primary!r}, secondary={self.secondary!r})"
@@ -130,23 +142,29 @@ class MirrorBackend:
         }
 
     # -- the secondary's side of every write -----------------------------------------------
-    async def _to_secondary(self, keys: Sequence[str], operation: Any) -> None:
+    async def _mirror(self, states: dict[str, KeyState | None]) -> None:
+        """Copy the keys' new states to the secondary; a failure raises or is recorded."""
         try:
-            await operation
-            self.stats.mirrored_writes += len(keys)
+            await self._replicator.settle(states)
+            self.stats.mirrored_writes += len(states)
         except StorageError as exc:
             self.stats.secondary_failures += 1
             if self.on_secondary_failure == "fail":
                 raise
-            self.stats.recorded_for_repair += len(keys)
-            log.warning("secondary write failed (%s); %d key(s) recorded for repair", type(exc).__name__, len(keys))
-            lines = "".join(json.dumps({"key": k}) + "\n" for k in keys)
-            # One append per failure: O_APPEND keeps lines whole across processes.
-            await asyncio.to_thread(_append, self.repair_log, lines)
+            await self._record(list(states), exc)
 
-    async def _expiry_ms(self, key: str) -> int | None:
-        remaining = await self.primary.get_ttl(key)
-        return None if remaining in (NO_EXPIRY, NO_KEY) else remaining
+    async def _record(self, keys: list[str], exc: StorageError) -> None:
+        self.stats.recorded_for_repair += len(keys)
+        log.warning("secondary copy failed (%s); %d key(s) recorded for repair", type(exc).__name__, len(keys))
+        lines = "".join(json.dumps({"key": k}) + "\n" for k in keys)
+        # One append per failure: O_APPEND keeps lines whole across processes.
+        await asyncio.to_thread(_append, self.repair_log, lines)
+
+    async def _on_primary_failure(self, keys: Sequence[str], exc: StorageError) -> None:
+        """The primary may or may not have applied the write: in record mode, copy those keys
+        again at the next repair (a retry by the caller copies them in fail mode)."""
+        if self.on_secondary_failure == "record":
+            await self._record(list(keys), exc)
 
     # -- primitives ------------------------------------------------------------------------
     async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
@@ -166,21 +184,27 @@ class MirrorBackend:
         return mine
 
     async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
-        applied = await self.primary.write(writes)
-        mirrored: list[Write] = []
+        try:
+            applied = await self.primary.write(writes)
+        except StorageError as exc:
+            await self._on_primary_failure([w.key for w in writes], exc)
+            raise
+        states: dict[str, KeyState | None] = {}
         for w, ok in zip(writes, applied, strict=True):
-            if not ok:
-                continue
-            # The secondary gets the outcome, unconditionally: same value, version and expiry.
-            ttl = await self._expiry_ms(w.key) if w.keep_ttl else w.ttl_ms
-            mirrored.append(Write(w.key, w.value, w.version, ttl))
-        if mirrored:
-            await self._to_secondary([w.key for w in mirrored], self.secondary.write(mirrored))
+            if ok:
+                # What the primary now holds: this write (if it kept an expiry, that is read).
+                states[w.key] = KeyState(Record(w.value, w.version), w.ttl_ms, ttl_known=not w.keep_ttl)
+        if states:
+            await self._mirror(states)
         return applied
 
     async def remove(self, keys: Sequence[str]) -> int:
-        removed = await self.primary.remove(keys)
-        await self._to_secondary(keys, self.secondary.remove(keys))
+        try:
+            removed = await self.primary.remove(keys)
+        except StorageError as exc:
+            await self._on_primary_failure(keys, exc)
+            raise
+        await self._mirror(dict.fromkeys(keys, ABSENT))
         return removed
 
     async def count(self, keys: Sequence[str]) -> int:
@@ -193,15 +217,33 @@ class MirrorBackend:
         return await self.primary.get_ttl(key)
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
-        changed = await self.primary.set_ttl(key, ttl_ms)
-        if changed:
-            await self._to_secondary([key], self.secondary.set_ttl(key, ttl_ms))
-        return changed
+        if Capability.ATOMIC not in self.primary.capabilities:
+            changed = await self.primary.set_ttl(key, ttl_ms)
+            if changed:
+                await self._mirror({key: None})
+            return changed
+        # A new expiry is a new state: rewrite the value under a new version (if nothing else
+        # wrote it meanwhile), so that a copy carrying the old expiry can be told from this one.
+        for attempt in range(_SET_TTL_ATTEMPTS):
+            (record,) = await self.primary.read((key,))
+            if record is None:
+                return False
+            write = Write(key, _text(record.value), new_version(), ttl_ms, False, Condition.IF_VERSION, record.version)
+            if (await self.write((write,)))[0]:
+                return True
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+        raise VersionConflictError(f"gave up changing the expiry of {key!r}: it kept changing")
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
-        result = await self.primary.increment(key, amount, version, ttl_ms)
-        write = Write(key, str(result), version, await self._expiry_ms(key))
-        await self._to_secondary([key], self.secondary.write([write]))
+        try:
+            result = await self.primary.increment(key, amount, version, ttl_ms)
+        except InvalidValueError:
+            raise  # refused: nothing changed
+        except StorageError as exc:
+            await self._on_primary_failure([key], exc)
+            raise
+        # Its value and version are known; the expiry it kept (or gave) is read.
+        await self._mirror({key: KeyState(Record(str(result), version), ttl_known=False)})
         return result
 
 
@@ -225,6 +267,10 @@ def _append(path: Path, lines: str) -> None:
         os.close(fd)
 
 
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode()
+
+
 def _backlog(path: Path) -> int:
     try:
         with path.open() as handle:
@@ -246,17 +292,8 @@ async def repair(mirror: MirrorBackend) -> int:
             return 0
         os.replace(log_path, working)
     keys = list(dict.fromkeys(json.loads(line)["key"] for line in working.read_text().splitlines() if line))
-    for start in range(0, len(keys), 500):
-        batch = keys[start : start + 500]
-        records = await mirror.primary.read(batch)
-        present = [(k, r) for k, r in zip(batch, records, strict=True) if r is not None]
-        gone = [k for k, r in zip(batch, records, strict=True) if r is None]
-        writes = [Write(k, r.value if isinstance(r.value, str) else r.value.decode(), r.version,
-                        await mirror._expiry_ms(k)) for k, r in present]  # fmt: skip
-        if writes:
-            await mirror.secondary.write(writes)
-        if gone:
-            await mirror.secondary.remove(gone)
+    for start in range(0, len(keys), _REPAIR_BATCH):
+        await mirror._replicator.settle(dict.fromkeys(keys[start : start + _REPAIR_BATCH]))
     working.unlink()
     return len(keys)
 

@@ -19,6 +19,7 @@ A backend:
 from __future__ import annotations
 
 import enum
+import random
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -36,6 +37,7 @@ __all__ = [
     "SupportsRemovePrefix",
     "SupportsRouting",
     "Write",
+    "new_version",
 ]
 
 #: ``get_ttl`` answers for a missing key and for a key without expiry (Redis's PTTL codes).
@@ -87,6 +89,16 @@ class Write(NamedTuple):
     keep_ttl: bool = False
     condition: Condition = Condition.ALWAYS
     expected_version: str | None = None
+
+
+def new_version() -> str:
+    """A fresh version token: 64 random bits, so versions never repeat after delete/recreate.
+
+    Core mints one for every write; a backend made of other backends (the mirror) may mint its own.
+    ``random`` (not a syscall per token) is enough: tokens need to be unique, not secret, and
+    CPython reseeds it in a forked child.
+    """
+    return f"{random.getrandbits(64):016x}"
 
 
 @runtime_checkable

@@ -42,6 +42,7 @@ from .protocol import (
     SupportsPubSub,
     SupportsRouting,
     Write,
+    new_version,
 )
 from .validation import check_amount, check_key, ttl_to_ms
 
@@ -68,15 +69,6 @@ class _State(enum.Enum):
     NEW = "new"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def new_version() -> str:
-    """A fresh version token: 64 random bits, so versions never repeat after delete/recreate.
-
-    ``random`` (not a syscall per token) is enough: tokens need to be unique, not secret, and
-    CPython reseeds it in a forked child.
-    """
-    return f"{random.getrandbits(64):016x}"
 
 
 class Storage(DomainHelpers):

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -60,6 +61,10 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MAX_NOTIFY_BYTES = 7999  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 # Errors after which the statement certainly did not run: safe to send anything again.
 _NOT_SENT = (asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)
+# The server rolled the statement back to break a deadlock or a serialization conflict: it
+# certainly did not apply, so it may be sent again whatever it does.
+_ROLLED_BACK = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+_ROLLED_BACK_RETRIES = 5
 # A dropped connection: the statement may or may not have run.
 _CONNECTION_LOST = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -206,7 +211,10 @@ class PostgresBackend:
         pool = self._pool
         if pool is None:
             raise NotConnectedError("the PostgreSQL backend is not connected")
-        for attempt in (1, 2):
+        rolled_back = 0
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 conn = await pool.acquire(timeout=self._acquire_timeout)
             except TimeoutError:
@@ -235,6 +243,13 @@ class PostgresBackend:
                 if attempt == 1 and idempotent:
                     continue  # the first query after a server restart fails; the next succeeds
                 _translate(exc, self._url, outcome_unknown=not idempotent)
+            except _ROLLED_BACK as exc:
+                if rolled_back < _ROLLED_BACK_RETRIES:
+                    rolled_back += 1
+                    attempt -= 1  # not a connection problem: the connection retry stays available
+                    await asyncio.sleep(random.uniform(0, 0.002 * 2**rolled_back))
+                    continue
+                _translate(exc, self._url)
             except Exception as exc:  # noqa: BLE001 - translated in one place
                 _translate(exc, self._url)
             finally:
@@ -246,7 +261,6 @@ class PostgresBackend:
                         conn.terminate()
                 with contextlib.suppress(Exception):
                     await pool.release(conn)
-        raise AssertionError("unreachable")
 
     async def _query(self, method: str, sql: str, *args: Any, idempotent: bool) -> Any:
         """``connection.<method>(sql, *args)`` through :meth:`_call`."""
@@ -309,7 +323,7 @@ class PostgresBackend:
         return results
 
     async def remove(self, keys: Sequence[str]) -> int:
-        rows = await self._call(lambda c: c.fetch(self._sql.remove, list(keys)), idempotent=True)
+        rows = await self._call(lambda c: c.fetch(self._sql.remove, sorted(keys)), idempotent=True)
         return sum(1 for (live,) in rows if live)
 
     async def remove_prefix(self, prefix: str) -> int:
@@ -460,6 +474,8 @@ def _translate(exc: BaseException, url: str, *, outcome_unknown: bool = False) -
                 f"{message} (connection lost; the write may or may not have been applied)"
             ) from exc
         raise UnavailableError(message) from exc
+    if isinstance(exc, _ROLLED_BACK):
+        raise BusyError(f"{message} (rolled back each time it was tried)") from exc
     if isinstance(exc, pg.InvalidCatalogNameError):
         raise ConfigurationError(message) from None
     if isinstance(exc, (pg.ClientConfigurationError, ValueError)):
@@ -500,6 +516,9 @@ class _Statements:
             f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
             f"SELECT u.key, u.value::jsonb, u.version, {new_expiry} "
             "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(key, value, version, ttl) "
+            # Rows are locked in key order, as by every other multi-row statement here: two
+            # batches sharing keys wait for each other instead of deadlocking.
+            "ORDER BY u.key "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = "
         )
         self.upsert_many = upsert + "excluded.expires_at"
