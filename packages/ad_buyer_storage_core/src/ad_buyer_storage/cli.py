@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +16,7 @@ from .domain import ENTITIES
 from .errors import StorageError
 from .factory import get_storage_backend, open_storage, resolve
 from .hybrid import HybridBackend
-from .redaction import redact_url
+from .redaction import redact_text
 from .registry import BackendSpec, PluginFailure, registry
 from .settings import StorageSettings, load_settings, url_scheme
 from .storage import Storage
@@ -95,10 +97,10 @@ async def _cmd_doctor(args: argparse.Namespace) -> int:
         "storage_connect_timeout",
         "storage_command_timeout",
         "session_default_ttl",
+        "storage_routes",
     ):
         value = getattr(settings, field)
-        shown = redact_url(value) if field.endswith("_url") and value else value
-        print(f"  {field.upper():<26} {shown if shown is not None else '(unset)'}")
+        print(f"  {field.upper():<26} {settings.shown(field) if value is not None else '(unset)'}")
     choice, spec, _ = resolve(settings=settings)
     print(f"chosen backend: {spec.name}  ({choice.reason})")
     storage = get_storage_backend(settings=settings)
@@ -109,7 +111,7 @@ async def _cmd_doctor(args: argparse.Namespace) -> int:
             latency = await storage.ping()
             info = await storage.info()
     except StorageError as exc:
-        print(f"UNHEALTHY: {type(exc).__name__}: {exc}")
+        print(f"UNHEALTHY: {_describe(exc)}")
         return 1
     print(f"ping: {latency * 1000:.2f} ms")
     for key, value in info.items():
@@ -136,7 +138,7 @@ async def _doctor_routes(router: HybridBackend) -> int:
             finally:
                 await backend.aclose()
         except StorageError as exc:
-            print(f"  {label}: UNAVAILABLE ({type(exc).__name__}: {exc})")
+            print(f"  {label}: UNAVAILABLE ({_describe(exc)})")
             broken.append(f"{label} unavailable: {', '.join(names) or 'default route'} affected")
             continue
         version = next((v for k, v in facts.items() if k.endswith("version") and k != "schema_version"), "")
@@ -325,15 +327,32 @@ _COMMANDS = {
 }
 
 
+# Where URLs come from, so that whatever an error quotes of them is hidden once more.
+_URL_VARIABLES = ("DATABASE_URL", "REDIS_URL", "STORAGE_ROUTES", "MIRROR_PRIMARY", "MIRROR_SECONDARY", "STORAGE_TYPE")
+_URL_OPTIONS = ("database_url", "redis_url", "backend", "source", "target")
+_known_urls: list[str] = []
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, the message already redacted where it was made and redacted again here."""
+    return redact_text(f"{type(exc).__name__}: {exc}", *_known_urls)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _known_urls[:] = [os.environ.get(v) or "" for v in _URL_VARIABLES]
+    _known_urls.extend(str(getattr(args, o, None) or "") for o in _URL_OPTIONS)
     try:
         return asyncio.run(_COMMANDS[args.command](args))
     except StorageError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {_describe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: report it whole, but never a secret in it
+        text = "".join(traceback.format_exception(exc))
+        print(redact_text(text, *_known_urls), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

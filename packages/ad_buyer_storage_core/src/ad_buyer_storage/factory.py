@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,7 @@ def resolve(
     """Which backend would be built, why, and with which settings (checked for mismatches)."""
     settings = settings if settings is not None else load_settings()
     choice = BackendChoice(name.strip().lower(), f"requested by name ({name})") if name else choose_backend(settings)
+    _check_name(choice.name)
     spec = (reg or registry).get(choice.name)
     if spec.url_setting:
         url = getattr(settings, spec.url_setting, None)
@@ -64,6 +66,18 @@ def resolve(
                 "Fix the URL or choose the backend that matches it."
             )
     return choice, spec, settings
+
+
+_NAME = re.compile(r"\s*[A-Za-z0-9_.\-]+\s*")
+
+
+def _check_name(name: str) -> None:
+    """A backend name is a word: anything else is a URL that lost its ``://`` (``redis:/:pw@h``),
+    refused here with its credentials hidden rather than quoted as an unknown name."""
+    if not _NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"{redact_url(name)} is neither a backend name nor a URL (scheme://host/..., with :// after the scheme)"
+        )
 
 
 def backend_from_target(target: str, settings: StorageSettings) -> tuple[StorageBackend, str]:

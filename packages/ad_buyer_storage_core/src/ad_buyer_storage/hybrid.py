@@ -27,6 +27,8 @@ from .domain import ENTITIES
 from .errors import ConfigurationError, StorageError, UnavailableError, UnsupportedOperationError
 from .glob import GlobPattern
 from .protocol import Capability, Record, StorageBackend, SupportsPubSub, Write
+from .redaction import redact_routes
+from .urls import split_routes
 
 __all__ = ["HybridBackend", "Route", "RouteHealth", "check_routes", "create_backend", "default_routes", "parse_routes"]
 
@@ -300,11 +302,15 @@ def parse_routes(text: str) -> dict[str, str]:
         pairs = list(loaded.items())
     else:
         pairs = []
-        for item in filter(None, (part.strip() for part in text.split(","))):
+        for number, item in enumerate(split_routes(text), 1):
             prefix, sep, target = item.partition("=")
+            if not item.strip():
+                continue
             if not sep or not target.strip():
+                # Not quoted: a malformed item may be a piece of a URL, password included.
                 raise ConfigurationError(
-                    f"STORAGE_ROUTES item {item!r} is not PREFIX=BACKEND (use *=... for the default)"
+                    f"STORAGE_ROUTES item {number} is not PREFIX=BACKEND (use *=... for the default): "
+                    f"{redact_routes(text)}"
                 )
             pairs.append((prefix.strip(), target.strip()))
     return {("" if prefix in ("*", "") else prefix): target for prefix, target in pairs}

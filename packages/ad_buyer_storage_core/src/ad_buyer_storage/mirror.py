@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from .compose import close_all, connect_all
 from .errors import ConfigurationError, InvalidValueError, StorageError, VersionConflictError
@@ -40,6 +40,7 @@ from .glob import GlobPattern
 from .migrate import canonical
 from .protocol import Capability, Condition, Record, StorageBackend, SupportsPubSub, Write, new_version
 from .replication import ABSENT, KeyState, Replicator
+from .settings import SettingsBase
 
 __all__ = ["MirrorBackend", "MirrorSettings", "MirrorStats", "create_backend", "repair"]
 
@@ -49,7 +50,7 @@ _SET_TTL_ATTEMPTS = 200
 _REPAIR_BATCH = 500
 
 
-class MirrorSettings(BaseSettings):
+class MirrorSettings(SettingsBase):
     model_config = SettingsConfigDict(env_prefix="MIRROR_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     #: Where reads come from and writes go first: a backend name or URL.

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -35,12 +36,14 @@ import pluggy
 from .errors import BackendNotFoundError, PluginLoadError
 from .hookspecs import PROJECT, BackendHookSpecs
 from .protocol import StorageBackend
+from .redaction import redact_url
 
 __all__ = ["ENTRY_POINT_GROUP", "BackendSpec", "PluginFailure", "Registry", "register_backend", "registry"]
 
 log = logging.getLogger("ad_buyer_storage.registry")
 
 ENTRY_POINT_GROUP = "ad_buyer_storage.backends"
+_SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.\-]*")
 
 #: Where our own backends come from, for the "not installed" hint.
 INSTALL_HINTS = {
@@ -161,11 +164,13 @@ class Registry:
             return spec
         if name in self._failures:
             failure = self._failures[name]
-            raise PluginLoadError(f"storage backend {name!r} is installed but failed to load: {failure.error}")
+            raise PluginLoadError(
+                f"storage backend {redact_url(name)!r} is installed but failed to load: {failure.error}"
+            )
         known = sorted(set(self._specs) | {ep.name for ep in self._entry_points()})
         hint = INSTALL_HINTS.get(name)
         raise BackendNotFoundError(
-            f"unknown storage backend {name!r}; installed: {', '.join(known) or 'none'}"
+            f"unknown storage backend {redact_url(name)!r}; installed: {', '.join(known) or 'none'}"
             + (f". To install it: {hint}" if hint else ". Install the package that provides it.")
         )
 
@@ -178,6 +183,8 @@ class Registry:
     def for_url(self, url: str) -> BackendSpec:
         """The backend that accepts *url*'s scheme."""
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if not _SCHEME_NAME.fullmatch(scheme):
+            scheme = ""  # not a scheme: maybe the start of a pasted password; never quoted
         specs, _ = self.discover()
         for spec in specs.values():
             if scheme in spec.url_schemes:

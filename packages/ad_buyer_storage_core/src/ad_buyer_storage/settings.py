@@ -14,10 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .codec import DEFAULT_MAX_VALUE_BYTES
 from .errors import ConfigurationError
-from .redaction import redact_url
+from .redaction import redact_routes, redact_url
 
 __all__ = [
     "BackendChoice",
+    "SettingsBase",
     "StorageSettings",
     "choose_backend",
     "load_backend_settings",
@@ -28,7 +29,26 @@ __all__ = [
 POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+asyncpg"})
 
 
-class StorageSettings(BaseSettings):
+class SettingsBase(BaseSettings):
+    """Base of every settings model, core's and each backend's: its repr and str show no secret.
+
+    Any string setting may hold a URL (a name field may be given one by mistake), so every
+    string is shown redacted, route tables route by route.
+    """
+
+    def shown(self, name: str) -> object:
+        """The value of setting *name* as it may be printed."""
+        value = getattr(self, name)
+        if not isinstance(value, str):
+            return value
+        return redact_routes(value) if name.endswith("routes") else redact_url(value)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, self.shown(name) if name is not None else value
+
+
+class StorageSettings(SettingsBase):
     """``STORAGE_TYPE``, ``DATABASE_URL``, ``REDIS_URL``, pool sizes, timeouts, TTL defaults."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -72,10 +92,6 @@ class StorageSettings(BaseSettings):
             )
         return self
 
-    def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, redact_url(value) if name is not None and name.endswith("_url") and value else value
-
 
 def load_settings(**overrides: Any) -> StorageSettings:
     """Read settings (environment, ``.env``) with *overrides* on top; raise ConfigurationError.
@@ -86,10 +102,16 @@ def load_settings(**overrides: Any) -> StorageSettings:
     try:
         return StorageSettings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigurationError(f"invalid storage settings: {problems}") from None
+        error = ConfigurationError(f"invalid storage settings: {_problems(exc)}")
+    # Raised outside the handler, so not chained to pydantic's error: that one quotes the inputs.
+    raise error
+
+
+def _problems(exc: ValidationError, env_prefix: str = "") -> str:
+    """Each bad setting and why, by its variable name; never the input (it may hold a password)."""
+    return "; ".join(
+        f"{(env_prefix + '.'.join(map(str, e['loc']))).upper() or 'settings'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -117,8 +139,8 @@ def load_backend_settings(
     try:
         return model(**fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{(env_prefix + '.'.join(map(str, e['loc']))).upper()}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"invalid settings: {problems}") from None
+        error = ConfigurationError(f"invalid settings: {_problems(exc, env_prefix)}")
+    raise error  # outside the handler: see load_settings
 
 
 def url_scheme(url: str | None) -> str:

@@ -1,11 +1,14 @@
-"""URL helpers shared by network backends."""
+"""URL helpers shared by core and the network backends: schemes, credentials, route tables."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import quote
 
-__all__ = ["encode_credentials"]
+__all__ = ["SCHEME", "encode_credentials", "split_routes"]
+
+#: A URL's scheme, its colon and however many slashes follow (none, one, two: malformed URLs too).
+SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/*")
 
 _SCHEME_AND_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>.*)@(?P<rest>[^@]*)$", re.S)
 _NEEDS_ENCODING = re.compile(r"[@/#?\[\] ]|%(?![0-9A-Fa-f]{2})")
@@ -27,3 +30,29 @@ def encode_credentials(url: str) -> str:
         return url
     encoded = quote(user, safe="") + (sep + quote(password, safe="") if sep else "")
     return f"{match.group('scheme')}{encoded}@{match.group('rest')}"
+
+
+def split_routes(text: str) -> list[str]:
+    """Split a ``PREFIX=TARGET,PREFIX=TARGET`` route table into its items.
+
+    A comma may belong to a password pasted unencoded into a target URL: a piece without
+    ``=``, or whose target holds an ``@`` without starting with a scheme (a backend name never
+    holds one), continues the item before it. Parsing and redaction split alike, so no piece
+    of a password ever stands alone as an "item" to quote.
+    """
+    pieces = text.split(",")
+    items: list[str] = []
+    for i, piece in enumerate(pieces):
+        if items and _continues(pieces, i):
+            items[-1] += "," + piece
+        else:
+            items.append(piece)
+    return items
+
+
+def _continues(pieces: list[str], i: int) -> bool:
+    piece = pieces[i]
+    if not piece.strip():  # ",," or a trailing comma: inside a password only if what follows is
+        return i + 1 < len(pieces) and _continues(pieces, i + 1)
+    _, sep, target = piece.partition("=")
+    return not sep or ("@" in target and not SCHEME.match(target.strip()))

@@ -41,6 +41,7 @@ from ad_buyer_storage.errors import (
     NotConnectedError,
     OutcomeUnknownError,
     ReadOnlyError,
+    StorageError,
     StorageFullError,
     StorageTimeoutError,
     TLSError,
@@ -48,7 +49,7 @@ from ad_buyer_storage.errors import (
 )
 from ad_buyer_storage.glob import GlobPattern, prefix_upper_bound
 from ad_buyer_storage.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
-from ad_buyer_storage.redaction import redact_text, redact_url
+from ad_buyer_storage.redaction import raise_redacted, redact_text, redact_url
 from ad_buyer_storage.urls import encode_credentials
 
 __all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
@@ -448,43 +449,48 @@ async def _keep_session(conn: Any) -> None:
 
 def _translate(exc: BaseException, url: str, *, outcome_unknown: bool = False) -> NoReturn:
     """The one place asyncpg and socket errors become storage errors (password redacted)."""
-    message = redact_text(f"PostgreSQL {redact_url(url)}: {type(exc).__name__}: {exc}", url)
-    pg = asyncpg.exceptions
-    if isinstance(exc, (pg.InvalidPasswordError, pg.InvalidAuthorizationSpecificationError)):
-        raise AuthenticationError(message) from None
     if isinstance(exc, ConfigurationError):
         raise exc
+    message = redact_text(f"PostgreSQL {redact_url(url)}: {type(exc).__name__}: {exc}", url)
+    error, chained = _classify(exc, message, url, outcome_unknown)
+    # The driver's own error stays in the chain unless its words would reveal a secret.
+    raise_redacted(error, url, cause=exc if chained else None)
+
+
+def _classify(exc: BaseException, message: str, url: str, outcome_unknown: bool) -> tuple[StorageError, bool]:
+    """The storage error for *exc*, and whether to chain the driver's error to it."""
+    pg = asyncpg.exceptions
+    if isinstance(exc, (pg.InvalidPasswordError, pg.InvalidAuthorizationSpecificationError)):
+        return AuthenticationError(message), False
     if isinstance(exc, ssl.SSLError) or (isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc)):
-        raise TLSError(message) from exc
+        return TLSError(message), True
     if isinstance(exc, pg.ClientConfigurationError) and ("certificate" in str(exc) or "ssl" in str(exc).lower()):
-        raise ConfigurationError(message) from None  # names a missing file, not a secret
+        return ConfigurationError(message), False  # names a missing file, not a secret
     if isinstance(exc, pg.TooManyConnectionsError):
-        raise BusyError(message) from exc
+        return BusyError(message), True
     if isinstance(exc, (pg.DiskFullError, pg.OutOfMemoryError)):
-        raise StorageFullError(message) from exc
+        return StorageFullError(message), True
     if isinstance(exc, pg.ReadOnlySQLTransactionError):
-        raise ReadOnlyError(message) from exc
+        return ReadOnlyError(message), True
     if isinstance(exc, (pg.QueryCanceledError, TimeoutError)):
         if outcome_unknown:
-            raise OutcomeUnknownError(f"{message} (timed out; the write may or may not have been applied)") from exc
-        raise StorageTimeoutError(message) from exc
+            return OutcomeUnknownError(f"{message} (timed out; the write may or may not have been applied)"), True
+        return StorageTimeoutError(message), True
     if isinstance(exc, (_CONNECTION_LOST, pg.CannotConnectNowError)):
         if outcome_unknown:
-            raise OutcomeUnknownError(
-                f"{message} (connection lost; the write may or may not have been applied)"
-            ) from exc
-        raise UnavailableError(message) from exc
+            return OutcomeUnknownError(f"{message} (connection lost; the write may or may not have been applied)"), True
+        return UnavailableError(message), True
     if isinstance(exc, _ROLLED_BACK):
-        raise BusyError(f"{message} (rolled back each time it was tried)") from exc
+        return BusyError(f"{message} (rolled back each time it was tried)"), True
     if isinstance(exc, pg.InvalidCatalogNameError):
-        raise ConfigurationError(message) from None
+        return ConfigurationError(message), False
     if isinstance(exc, (pg.ClientConfigurationError, ValueError)):
         # The parser's own words may quote a piece of the password: say what to check instead.
-        raise ConfigurationError(
+        return ConfigurationError(
             f"DATABASE_URL {redact_url(url)} could not be used ({type(exc).__name__}); expected "
             "postgresql://user:password@host:5432/database with a numeric port"
-        ) from None
-    raise BackendError(message) from exc
+        ), False
+    return BackendError(message), True
 
 
 class _Statements:

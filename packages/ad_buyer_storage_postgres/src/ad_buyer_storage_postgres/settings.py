@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ad_buyer_storage.settings import SettingsBase
 
 __all__ = ["PostgresSettings"]
 
 
-class PostgresSettings(BaseSettings):
+class PostgresSettings(SettingsBase):
     model_config = SettingsConfigDict(
         env_prefix="POSTGRES_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )

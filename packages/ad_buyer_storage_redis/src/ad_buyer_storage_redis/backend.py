@@ -38,6 +38,7 @@ from ad_buyer_storage.errors import (
     NotConnectedError,
     OutcomeUnknownError,
     ReadOnlyError,
+    StorageError,
     StorageFullError,
     StorageTimeoutError,
     TLSError,
@@ -45,7 +46,7 @@ from ad_buyer_storage.errors import (
 )
 from ad_buyer_storage.glob import GlobPattern, escape_glob
 from ad_buyer_storage.protocol import Capability, Condition, Record, Write
-from ad_buyer_storage.redaction import redact_text, redact_url
+from ad_buyer_storage.redaction import raise_redacted, redact_text, redact_url
 from ad_buyer_storage.urls import encode_credentials
 
 __all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url"]
@@ -198,10 +199,13 @@ class _RedisKeyValue:
             _translate(exc, self._url)
         except ValueError as exc:  # a malformed URL; redis-py's words may quote the password
             await self.aclose()
-            raise ConfigurationError(
-                f"REDIS_URL {redact_url(self._url)} could not be used ({type(exc).__name__}); expected "
-                "redis://[user:password@]host:6379/0, rediss://... or unix:///path.sock"
-            ) from None
+            raise_redacted(
+                ConfigurationError(
+                    f"REDIS_URL {redact_url(self._url)} could not be used ({type(exc).__name__}); expected "
+                    "redis://host:6379/0 (credentials before an @), rediss://... or unix:///path.sock"
+                ),
+                self._url,
+            )
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -515,33 +519,42 @@ def _translate(
     """The one place redis-py errors become storage errors (URLs and secrets redacted)."""
     text = str(exc)
     message = redact_text(f"Redis {redact_url(url)}: {type(exc).__name__}: {text}", url)
+    error, chained = _classify(exc, text, message, outcome_unknown)
+    # An unknown outcome is explained by the first failure (the one that may have applied it).
+    chain_to = (cause or exc) if isinstance(error, OutcomeUnknownError) else exc
+    # The driver's own error stays in the chain unless its words would reveal a secret.
+    raise_redacted(error, url, cause=chain_to if chained else None)
+
+
+def _classify(exc: BaseException, text: str, message: str, outcome_unknown: bool) -> tuple[StorageError, bool]:
+    """The storage error for *exc*, and whether to chain the driver's error to it."""
     upper = text.upper()
     if isinstance(exc, redis_errors.AuthenticationError) or "NOAUTH" in upper or "WRONGPASS" in upper:
-        raise AuthenticationError(message) from None
+        return AuthenticationError(message), False
     if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):
-        raise TLSError(message) from exc
+        return TLSError(message), True
     if isinstance(exc, redis_errors.ResponseError) and not isinstance(exc, redis_errors.ConnectionError):
         if "not an integer" in text or "overflow" in text:
-            raise InvalidValueError(
+            return InvalidValueError(
                 "cannot increment: the value is not a 64-bit integer or the result would overflow"
-            ) from None
+            ), False
         if upper.startswith("OOM"):
-            raise StorageFullError(message) from exc
+            return StorageFullError(message), True
         if upper.startswith("READONLY"):
-            raise ReadOnlyError(message) from exc
+            return ReadOnlyError(message), True
         if upper.startswith("BUSY") or upper.startswith("LOADING"):
-            raise BusyError(message) from exc
-        raise BackendError(message) from exc
+            return BusyError(message), True
+        return BackendError(message), True
     if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
         if _pool_exhausted(exc):
-            raise BusyError(message) from exc
+            return BusyError(message), True
         if outcome_unknown:
-            raise OutcomeUnknownError(
+            return OutcomeUnknownError(
                 f"{message} (the write may or may not have been applied; it was not retried)"
-            ) from (cause or exc)
+            ), True
         if isinstance(exc, redis_errors.TimeoutError):
-            raise StorageTimeoutError(message) from exc
-        raise UnavailableError(message) from exc
+            return StorageTimeoutError(message), True
+        return UnavailableError(message), True
     if isinstance(exc, redis_errors.RedisClusterException):
-        raise UnavailableError(message) from exc
-    raise BackendError(message) from exc
+        return UnavailableError(message), True
+    return BackendError(message), True

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ad_buyer_storage.settings import SettingsBase
 
 __all__ = ["RedisSettings"]
 
 
-class RedisSettings(BaseSettings):
+class RedisSettings(SettingsBase):
     model_config = SettingsConfigDict(env_prefix="REDIS_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     #: Every key is stored as PREFIX + key; nothing outside the prefix is read, listed or deleted.

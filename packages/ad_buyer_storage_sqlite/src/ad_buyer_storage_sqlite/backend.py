@@ -44,6 +44,7 @@ from ad_buyer_storage.errors import (
 )
 from ad_buyer_storage.glob import GlobPattern, prefix_upper_bound
 from ad_buyer_storage.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
+from ad_buyer_storage.redaction import redact_url
 from ad_buyer_storage.validation import INT64_MAX, INT64_MIN
 
 __all__ = ["SQLiteBackend", "parse_sqlite_url"]
@@ -59,12 +60,16 @@ def parse_sqlite_url(url: str) -> str:
     """``sqlite:///./x.db`` -> ``./x.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``; memory forms."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("sqlite", "sqlite+aiosqlite"):
-        raise ConfigurationError(f"not a sqlite URL: {url!r}; expected sqlite:///relative.db or sqlite:////abs.db")
+        raise ConfigurationError(
+            f"not a sqlite URL: {redact_url(url)}; expected sqlite:///relative.db or sqlite:////abs.db"
+        )
     rest = rest.split("?", 1)[0]
     if rest in ("", "/", "/:memory:", ":memory:"):
         return ":memory:"
     if not rest.startswith("/"):
-        raise ConfigurationError(f"sqlite URLs name a file after three slashes: sqlite:///{rest} (got {url!r})")
+        raise ConfigurationError(
+            f"sqlite URLs name a file after three slashes: sqlite:///path.db (got {redact_url(url)})"
+        )
     return rest[1:]  # "/./x.db" -> "./x.db", "//abs/x.db" -> "/abs/x.db"
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ad_buyer_storage.settings import SettingsBase
 
 __all__ = ["SQLiteSettings"]
 
 
-class SQLiteSettings(BaseSettings):
+class SQLiteSettings(SettingsBase):
     model_config = SettingsConfigDict(env_prefix="SQLITE_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     #: Table holding this deployment's keys: one table per namespace.
