@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import pkgutil
+import typing
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from ad_buyer_storage import (
     ConfigurationError,
@@ -19,7 +23,7 @@ from ad_buyer_storage import (
     open_storage,
     redact_url,
 )
-from ad_buyer_storage.settings import choose_backend
+from ad_buyer_storage.settings import SettingsBase, StorageSettings, choose_backend, load_backend_settings
 
 SECRET = "s3cr3t-P@ss:w/rd#%"
 
@@ -227,3 +231,113 @@ def test_unencoded_credentials_are_encoded(url: str, expected: str) -> None:
 
     assert encode_credentials(url) == expected
     assert encode_credentials(expected) == expected
+
+
+def _settings_models() -> list[type[BaseSettings]]:
+    """Every settings model of core and of our backends, found by importing their modules."""
+    for package in (
+        "ad_buyer_storage",
+        "ad_buyer_storage_sqlite",
+        "ad_buyer_storage_redis",
+        "ad_buyer_storage_postgres",
+    ):
+        root = importlib.import_module(package)
+        for module in pkgutil.walk_packages(root.__path__, f"{package}."):
+            if ".testing" not in module.name:
+                importlib.import_module(module.name)
+    found, todo = [], [BaseSettings]
+    while todo:
+        for model in todo.pop().__subclasses__():
+            todo.append(model)
+            if model.__module__.startswith("ad_buyer_storage"):
+                found.append(model)
+    return sorted(found, key=lambda m: m.__name__)
+
+
+def _numeric_fields() -> list[tuple[type[BaseSettings], str, type]]:
+    fields = []
+    for model in _settings_models():
+        for name, info in model.model_fields.items():
+            kinds = [t for t in (info.annotation, *typing.get_args(info.annotation)) if t in (int, float)]
+            if kinds:
+                fields.append((model, name, kinds[0]))
+    return fields
+
+
+# The numeric settings for which 0 means something (off, none): every other refuses it.
+ZERO_MEANS = {
+    "postgres_pool_min": "no idle connection kept",
+    "sweep_interval": "no background purge",
+    "health_check_interval": "no idle PING",
+    "statement_cache_size": "no prepared statements (pgbouncer)",
+    "shadow_reads": "no shadow read",
+}
+NUMERIC_FIELDS = _numeric_fields()
+
+
+def test_every_settings_model_is_found_and_derives_from_the_base() -> None:
+    assert {m.__name__ for m, _, _ in NUMERIC_FIELDS} >= {
+        "StorageSettings", "SQLiteSettings", "RedisSettings", "PostgresSettings", "MirrorSettings"
+    }  # fmt: skip
+    assert all(issubclass(m, SettingsBase) for m in _settings_models())  # redacted repr, finite numbers
+
+
+# Infinities and NaN parse as floats; an int beyond 64 bits parses too, and no server takes it.
+BAD_NUMBERS = {float: ("inf", "-inf", "nan", "1e400", "-1", "0"), int: ("inf", "nan", "-1", "0", str(2**63))}
+REFUSALS = [
+    pytest.param(model, name, bad, id=f"{model.__name__}.{name}={bad}")
+    for model, name, kind in NUMERIC_FIELDS
+    for bad in BAD_NUMBERS[kind]
+    if not (bad == "0" and name in ZERO_MEANS)
+]
+
+
+def _load(model: type[BaseSettings]) -> BaseSettings:
+    return load_settings() if model is StorageSettings else load_backend_settings(model, {})
+
+
+def _variable(model: type[BaseSettings], name: str) -> str:
+    return (str(model.model_config.get("env_prefix", "")) + name).upper()
+
+
+@pytest.mark.parametrize(("model", "name", "bad"), REFUSALS)
+def test_a_numeric_setting_that_cannot_work_is_refused_at_load_time(monkeypatch, model, name, bad) -> None:
+    variable = _variable(model, name)
+    monkeypatch.setenv(variable, bad)
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://u:{SECRET}@db/prod")
+    with pytest.raises(ConfigurationError, match=variable) as info:
+        _load(model)
+    assert "s3cr3t" not in str(info.value)
+    assert info.value.__context__ is None  # pydantic's error quotes every input
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [(m, n) for m, n, _ in NUMERIC_FIELDS if n in ZERO_MEANS],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_zero_is_taken_where_it_means_something(monkeypatch, model, name) -> None:
+    monkeypatch.setenv(_variable(model, name), "0")
+    assert getattr(_load(model), name) == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SESSION_DEFAULT_TTL", "1e300"), ("SQLITE_BUSY_TIMEOUT", "2147484"), ("MIRROR_SHADOW_READS", "1.5")],
+)
+def test_numbers_beyond_what_the_store_takes_are_refused(monkeypatch, variable, value) -> None:
+    """SESSION_DEFAULT_TTL must be a TTL set_session takes; SQLite stores its busy timeout as a
+    C int of milliseconds (beyond, it silently waits 0 s)."""
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("STORAGE_TYPE", "mirror")
+    monkeypatch.setenv("MIRROR_PRIMARY", "sqlite")
+    monkeypatch.setenv("MIRROR_SECONDARY", "memory")
+    with pytest.raises(ConfigurationError, match=variable):
+        get_storage_backend()
+
+
+async def test_the_default_session_ttl_reaches_set_session_at_its_largest(monkeypatch) -> None:
+    monkeypatch.setenv("SESSION_DEFAULT_TTL", str(10**9))
+    async with open_storage("memory") as storage:
+        await storage.set_session("s", {})
+        assert await storage.ttl("session:s") == pytest.approx(10**9, abs=5)

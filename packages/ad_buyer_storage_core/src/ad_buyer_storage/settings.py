@@ -13,8 +13,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .codec import DEFAULT_MAX_VALUE_BYTES
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidTTLError
 from .redaction import redact_routes, redact_url
+from .validation import INT64_MAX, INT64_MIN, ttl_to_ms
 
 __all__ = [
     "BackendChoice",
@@ -30,11 +31,23 @@ POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+asyncpg"})
 
 
 class SettingsBase(BaseSettings):
-    """Base of every settings model, core's and each backend's: its repr and str show no secret.
+    """Base of every settings model, core's and each backend's.
 
-    Any string setting may hold a URL (a name field may be given one by mistake), so every
-    string is shown redacted, route tables route by route.
+    * Its repr and str show no secret: any string setting may hold a URL (a name field may be
+      given one by mistake), so every string is shown redacted, route tables route by route.
+    * Numbers are finite (``inf`` and ``nan`` parse as floats, then break the first call that
+      uses them) and integers fit in 64 bits (every server takes them as such); each field
+      adds its own bounds. Refused at load time, naming the setting.
     """
+
+    model_config = SettingsConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _fits_in_64_bits(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError("must fit in a signed 64-bit integer")
+        return value
 
     def shown(self, name: str) -> object:
         """The value of setting *name* as it may be printed."""
@@ -77,6 +90,15 @@ class StorageSettings(SettingsBase):
         if isinstance(value, str):
             value = value.strip().lower()
             return value or None
+        return value
+
+    @field_validator("session_default_ttl")
+    @classmethod
+    def _a_ttl_set_session_accepts(cls, value: float) -> float:
+        try:
+            ttl_to_ms(value)
+        except InvalidTTLError as exc:
+            raise ValueError(f"must be a TTL set_session accepts ({exc})") from None
         return value
 
     @field_validator("redis_url", "storage_routes", mode="before")

@@ -47,13 +47,15 @@ from ad_buyer_storage.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, 
 from ad_buyer_storage.redaction import redact_url
 from ad_buyer_storage.validation import INT64_MAX, INT64_MIN
 
-__all__ = ["SQLiteBackend", "parse_sqlite_url"]
+__all__ = ["MAX_BUSY_TIMEOUT", "SQLiteBackend", "parse_sqlite_url"]
 
 log = logging.getLogger("ad_buyer_storage.sqlite")
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MAX_ROWS_PER_STATEMENT = 1000  # 4 parameters a row, well under SQLite's 32,766 limit
 _MAX_KEYS_PER_STATEMENT = 5000
+#: Seconds. PRAGMA busy_timeout holds milliseconds in a C int: above that, SQLite silently waits 0.
+MAX_BUSY_TIMEOUT = (2**31 - 1) // 1000
 
 
 def parse_sqlite_url(url: str) -> str:
@@ -120,6 +122,8 @@ class SQLiteBackend:
     ) -> None:
         if not _IDENTIFIER.match(table):
             raise ConfigurationError(f"SQLite table names are identifiers ([A-Za-z_][A-Za-z0-9_]*), not {table!r}")
+        if not 0 < busy_timeout <= MAX_BUSY_TIMEOUT:  # also refuses nan
+            raise ConfigurationError(f"SQLITE_BUSY_TIMEOUT must be > 0 and <= {MAX_BUSY_TIMEOUT} seconds")
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ConfigurationError(f"SQLITE_SYNCHRONOUS is NORMAL or FULL, not {synchronous!r}")
         self._synchronous = synchronous.upper()

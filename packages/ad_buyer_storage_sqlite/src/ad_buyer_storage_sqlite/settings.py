@@ -9,6 +9,8 @@ from pydantic_settings import SettingsConfigDict
 
 from ad_buyer_storage.settings import SettingsBase
 
+from .backend import MAX_BUSY_TIMEOUT
+
 __all__ = ["SQLiteSettings"]
 
 
@@ -18,7 +20,7 @@ class SQLiteSettings(SettingsBase):
     #: Table holding this deployment's keys: one table per namespace.
     table: str = "kv_store"
     #: Seconds a writer waits for another process's write lock before a BusyError.
-    busy_timeout: float = Field(5.0, gt=0)
+    busy_timeout: float = Field(5.0, gt=0, le=MAX_BUSY_TIMEOUT)
     #: Seconds between background purges of expired rows (0 disables the sweeper).
     sweep_interval: float = Field(60.0, ge=0)
     #: Rows deleted per purge statement, so a purge never holds the write lock for long.
