@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -9,6 +10,10 @@ import subprocess
 import sys
 
 import pytest
+
+from ad_buyer_storage import InvalidInputError, open_storage
+from ad_buyer_storage.cli import _parser, main
+from ad_buyer_storage.migrate import MAX_BATCH_SIZE, migrate, verify
 
 SECRET = "Sup3rS3cretPW"
 
@@ -90,7 +95,7 @@ def test_operator_commands(tmp_path) -> None:
     assert "JSON" in bad.stderr
     refused = run("set", "k", "1", "--ttl", "0", cwd=tmp_path)
     assert refused.returncode == 2
-    assert "InvalidTTLError" in refused.stderr
+    assert "argument --ttl: ttl must be > 0 seconds" in refused.stderr
     assert run("clear", cwd=tmp_path).returncode == 2  # needs --yes
     cleared = run("clear", "--yes", cwd=tmp_path)
     assert cleared.returncode == 0
@@ -107,3 +112,70 @@ def test_any_plugin_runs_the_demo(tmp_path, backend) -> None:
     else:
         assert result.returncode == 0
         assert "ok: 250.00 expected" in result.stdout
+
+
+BAD_NUMBERS = [
+    ("set", "k", "1", "--ttl", "0"),
+    ("set", "k", "1", "--ttl", "-1"),
+    ("set", "k", "1", "--ttl", "nan"),
+    ("set", "k", "1", "--ttl", "inf"),
+    ("set", "k", "1", "--ttl", "1e300"),
+    ("set", "k", "1", "--ttl", "soon"),
+    ("keys", "--limit", "-1"),
+    ("keys", "--limit", "0"),
+    ("keys", "--limit", "1.5"),
+    ("migrate", "--from", "sqlite:///./a.db", "--to", "sqlite:///./b.db", "--batch-size", "0"),
+    ("migrate", "--from", "sqlite:///./a.db", "--to", "sqlite:///./b.db", "--batch-size", "-5"),
+    ("migrate", "--from", "sqlite:///./a.db", "--to", "sqlite:///./b.db", "--batch-size", "10000001"),
+    ("migrate", "--from", "sqlite:///./a.db", "--to", "sqlite:///./b.db", "--batch-size", "many"),
+]
+
+
+@pytest.mark.parametrize("argv", BAD_NUMBERS, ids=" ".join)
+def test_a_bad_number_is_one_line_and_exit_2_before_anything_is_touched(tmp_path, monkeypatch, capsys, argv) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["set", "k", "0"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert f"argument {argv[-2]}:" in err
+    assert "Traceback" not in err
+    assert main(["get", "k"]) == 0  # nothing was written or copied
+    assert capsys.readouterr().out.strip() == "0"
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_good_numbers_at_their_bounds_still_work(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["set", "deal:1", "1", "--ttl", "60"]) == 0
+    assert main(["set", "deal:2", "2", "--ttl", "30.5"]) == 0
+    capsys.readouterr()
+    assert main(["keys", "--limit", "1"]) == 0
+    assert json.loads(capsys.readouterr().out) == ["deal:1"]
+    argv = ["migrate", "--from", "sqlite:///./ad_buyer.db", "--to", "sqlite:///./b.db", "--batch-size", "1", "--quiet"]
+    assert main(argv) == 0
+    assert "copied 2 of 2 keys" in capsys.readouterr().out
+
+
+def test_every_numeric_option_is_validated() -> None:
+    """A new numeric option must use one of the checked types, never bare int or float."""
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.type not in (int, float), f"{name} {action.option_strings}: use a checked type"
+
+
+async def test_migrate_refuses_a_batch_size_that_cannot_work() -> None:
+    async with open_storage("memory") as source, open_storage("memory") as target:
+        await source.set("k", 1)
+        for bad in (0, -1, MAX_BATCH_SIZE + 1, 2.5, True):
+            with pytest.raises(InvalidInputError, match="batch_size"):
+                await migrate(source, target, batch_size=bad)  # type: ignore[arg-type]
+            with pytest.raises(InvalidInputError, match="batch_size"):
+                await verify(source, target, batch_size=bad)  # type: ignore[arg-type]
+        assert await target.keys() == []

@@ -9,17 +9,19 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from .domain import ENTITIES
-from .errors import StorageError
+from .errors import InvalidTTLError, StorageError
 from .factory import get_storage_backend, open_storage, resolve
 from .hybrid import HybridBackend
+from .migrate import MAX_BATCH_SIZE
 from .redaction import redact_text
 from .registry import BackendSpec, PluginFailure, registry
 from .settings import StorageSettings, load_settings, url_scheme
 from .storage import Storage
+from .validation import ttl_to_ms
 
 __all__ = ["main"]
 
@@ -274,8 +276,44 @@ async def _cmd_mirror_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr and exit 2 (argparse would add the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _ttl(text: str) -> float:
+    """``--ttl``: the rule of ``Storage.set``, checked before anything is opened."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    try:
+        ttl_to_ms(seconds)
+    except InvalidTTLError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return seconds
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from *low* to *high* (a negative ``--limit`` would slice from the end)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("must be a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, not {value}")
+        return value
+
+    parse.__name__ = "count"  # argparse names the type in its own messages
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ad-buyer-storage", description=__doc__)
+    parser = _Parser(prog="ad-buyer-storage", description=__doc__)
     parser.add_argument("--backend", help="backend name (overrides STORAGE_TYPE)")
     parser.add_argument("--database-url", help="overrides DATABASE_URL")
     parser.add_argument("--redis-url", help="overrides REDIS_URL")
@@ -288,12 +326,12 @@ def _parser() -> argparse.ArgumentParser:
     put = sub.add_parser("set", help="store the JSON VALUE under KEY")
     put.add_argument("key")
     put.add_argument("value", help="a JSON document")
-    put.add_argument("--ttl", type=float, help="seconds before the key expires")
+    put.add_argument("--ttl", type=_ttl, help="seconds before the key expires (> 0)")
     delete = sub.add_parser("delete", help="delete KEY")
     delete.add_argument("key")
     keys = sub.add_parser("keys", help="list keys matching a glob PATTERN (Redis grammar)")
     keys.add_argument("pattern", nargs="?", default="*")
-    keys.add_argument("--limit", type=int)
+    keys.add_argument("--limit", type=_count(1, sys.maxsize), help="print at most N keys (N >= 1)")
     for command, text in (("migrate", "copy keys (with their TTL) from one store to another, then verify"),
                           ("verify", "compare two stores: counts and checksums per prefix")):  # fmt: skip
         cmd = sub.add_parser(command, help=text)
@@ -303,7 +341,9 @@ def _parser() -> argparse.ArgumentParser:
         if command == "migrate":
             cmd.add_argument("--dry-run", action="store_true", help="count what would be copied; write nothing")
             cmd.add_argument("--overwrite", action="store_true", help="replace values that differ on the target")
-            cmd.add_argument("--batch-size", type=int, default=1000)
+            cmd.add_argument(
+                "--batch-size", type=_count(1, MAX_BATCH_SIZE), default=1000, help="keys read and written at once"
+            )
             cmd.add_argument("--no-verify", action="store_true", help="skip the verification pass")
             cmd.add_argument("--quiet", action="store_true", help="no progress output")
     sub.add_parser("mirror-repair", help="copy the keys a mirror recorded (secondary failures) again")

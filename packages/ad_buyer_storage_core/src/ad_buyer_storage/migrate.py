@@ -31,12 +31,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TextIO
 
+from .errors import InvalidInputError
 from .glob import compile_glob
 from .protocol import Condition, Record, StorageBackend, Write
 from .replication import Replicator, read_states
 from .storage import Storage
 
-__all__ = ["MigrationReport", "Progress", "VerifyReport", "migrate", "verify"]
+__all__ = ["MAX_BATCH_SIZE", "MigrationReport", "Progress", "VerifyReport", "check_batch_size", "migrate", "verify"]
+
+#: Keys per batch at most: a batch is held in memory and written in one go.
+MAX_BATCH_SIZE = 1_000_000
 
 
 @dataclass
@@ -115,6 +119,15 @@ async def _batches(backend: StorageBackend, pattern: str, size: int) -> AsyncIte
         yield batch
 
 
+def check_batch_size(batch_size: object) -> int:
+    """*batch_size* if it is a whole number of keys from 1 to MAX_BATCH_SIZE, else InvalidInputError."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise InvalidInputError(f"batch_size must be an int, not {type(batch_size).__name__}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise InvalidInputError(f"batch_size must be from 1 to {MAX_BATCH_SIZE:,} keys, not {batch_size}")
+    return batch_size
+
+
 def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode()
 
@@ -150,6 +163,7 @@ async def migrate(
     progress: Callable[[int, int | None], None] | None = None,
 ) -> MigrationReport:
     """Copy every live key matching *pattern* from *source* to *target* (see module doc)."""
+    check_batch_size(batch_size)
     src, dst = source._ready(), target._ready()
     replicator = Replicator(src, dst)
     report = MigrationReport(dry_run=dry_run)
@@ -216,6 +230,7 @@ async def _reconcile(
 
 async def verify(source: Storage, target: Storage, *, pattern: str = "*", batch_size: int = 1000) -> VerifyReport:
     """Counts and checksums per prefix on both sides, and the keys that differ (first 20 each)."""
+    check_batch_size(batch_size)
     src, dst = source._ready(), target._ready()
     sums: dict[str, list[int]] = {}
     missing: list[str] = []
