@@ -22,12 +22,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -447,6 +449,17 @@ async def _keep_session(conn: Any) -> None:
     so the default RESET ALL round trip on every release is skipped."""
 
 
+_TLS_NEGOTIATION_FAILED = ("rejected SSL upgrade", "error response during SSL exchange")
+_TLS_REQUIRED = frozenset({"require", "verify-ca", "verify-full"})
+
+
+def _tls_required(url: str) -> bool:
+    """Whether *url* (or PGSSLMODE, which asyncpg also reads) insists on TLS."""
+    query = parse_qs(urlsplit(url).query)
+    mode = (query.get("sslmode") or query.get("ssl") or [os.environ.get("PGSSLMODE", "")])[0]
+    return mode.lower() in _TLS_REQUIRED or mode.lower() == "true"
+
+
 def _translate(exc: BaseException, url: str, *, outcome_unknown: bool = False) -> NoReturn:
     """The one place asyncpg and socket errors become storage errors (password redacted)."""
     if isinstance(exc, ConfigurationError):
@@ -462,8 +475,16 @@ def _classify(exc: BaseException, message: str, url: str, outcome_unknown: bool)
     pg = asyncpg.exceptions
     if isinstance(exc, (pg.InvalidPasswordError, pg.InvalidAuthorizationSpecificationError)):
         return AuthenticationError(message), False
-    if isinstance(exc, ssl.SSLError) or (isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc)):
+    if isinstance(exc, ssl.SSLError):
         return TLSError(message), True
+    if isinstance(exc, ConnectionError) and any(s in str(exc) for s in _TLS_NEGOTIATION_FAILED):
+        if _tls_required(url):
+            return TLSError(f"{message} (the URL requires TLS)"), True
+        # Without sslmode=require asyncpg still asks for TLS first: a PostgreSQL server answers
+        # yes or no, anything else is another kind of server.
+        return BackendError(
+            f"{message} (the server does not speak the PostgreSQL protocol: another service's port?)"
+        ), True
     if isinstance(exc, pg.ClientConfigurationError) and ("certificate" in str(exc) or "ssl" in str(exc).lower()):
         return ConfigurationError(message), False  # names a missing file, not a secret
     if isinstance(exc, pg.TooManyConnectionsError):

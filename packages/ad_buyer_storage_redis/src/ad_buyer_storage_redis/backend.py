@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -52,6 +53,7 @@ from ad_buyer_storage.urls import encode_credentials
 __all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url"]
 
 T = TypeVar("T")
+_UNEXPECTED_OPTION = re.compile(r"unexpected keyword argument '(\w+)'")
 _BATCH = 500  # keys per script call: bounded work per server call, so no call blocks Redis long
 
 
@@ -203,6 +205,17 @@ class _RedisKeyValue:
                 ConfigurationError(
                     f"REDIS_URL {redact_url(self._url)} could not be used ({type(exc).__name__}); expected "
                     "redis://host:6379/0 (credentials before an @), rediss://... or unix:///path.sock"
+                ),
+                self._url,
+            )
+        except TypeError as exc:  # redis-py passes URL options on as keywords: one it does not take
+            await self.aclose()
+            option = _UNEXPECTED_OPTION.search(str(exc))
+            raise_redacted(
+                ConfigurationError(
+                    f"REDIS_URL {redact_url(self._url)} could not be used: option "
+                    f"{option.group(1) if option else '?'!r} is not one this kind of connection takes "
+                    "(ssl_* options need rediss://)"
                 ),
                 self._url,
             )
@@ -533,6 +546,8 @@ def _classify(exc: BaseException, text: str, message: str, outcome_unknown: bool
         return AuthenticationError(message), False
     if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):
         return TLSError(message), True
+    if isinstance(exc, redis_errors.InvalidResponse):
+        return BackendError(f"{message} (the server does not speak the Redis protocol: another service's port?)"), True
     if isinstance(exc, redis_errors.ResponseError) and not isinstance(exc, redis_errors.ConnectionError):
         if "not an integer" in text or "overflow" in text:
             return InvalidValueError(

@@ -122,6 +122,8 @@ class SQLiteBackend:
     ) -> None:
         if not _IDENTIFIER.match(table):
             raise ConfigurationError(f"SQLite table names are identifiers ([A-Za-z_][A-Za-z0-9_]*), not {table!r}")
+        if "\x00" in str(path):
+            raise ConfigurationError("an SQLite path cannot contain a NUL character (check DATABASE_URL)")
         if not 0 < busy_timeout <= MAX_BUSY_TIMEOUT:  # also refuses nan
             raise ConfigurationError(f"SQLITE_BUSY_TIMEOUT must be > 0 and <= {MAX_BUSY_TIMEOUT} seconds")
         if synchronous.upper() not in ("NORMAL", "FULL"):
