@@ -53,6 +53,11 @@ from ad_buyer_storage.urls import encode_credentials
 __all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url"]
 
 T = TypeVar("T")
+# Everything redis-py raises on purpose: its cluster client's own errors (cannot connect, slot
+# not covered...) do not derive from RedisError.
+_DRIVER_ERRORS = (redis_errors.RedisError, redis_errors.RedisClusterException)
+# The cluster refused the command (down, resharding, failing over): nothing was applied.
+_CLUSTER_UNAVAILABLE = (redis_errors.ClusterDownError, redis_errors.TryAgainError, redis_errors.MasterDownError)
 _UNEXPECTED_OPTION = re.compile(r"unexpected keyword argument '(\w+)'")
 _BATCH = 500  # keys per script call: bounded work per server call, so no call blocks Redis long
 
@@ -196,7 +201,7 @@ class _RedisKeyValue:
                 )
                 self._client = aioredis.Redis(connection_pool=self._pool)
                 await self._client.ping()
-        except redis_errors.RedisError as exc:
+        except _DRIVER_ERRORS as exc:
             await self.aclose()
             _translate(exc, self._url)
         except ValueError as exc:  # a malformed URL; redis-py's words may quote the password
@@ -297,12 +302,12 @@ class _RedisKeyValue:
             if not (idempotent or _never_sent(exc)):
                 _translate(exc, self._url, outcome_unknown=True)
             first = exc
-        except redis_errors.RedisError as exc:
+        except _DRIVER_ERRORS as exc:
             _translate(exc, self._url)
         # The connection was dropped; the pool reconnects. One more try, then give up.
         try:
             return await fn(client)
-        except redis_errors.RedisError as exc:
+        except _DRIVER_ERRORS as exc:
             _translate(exc, self._url, outcome_unknown=not idempotent and not _never_sent(exc), cause=first)
 
     async def _script(self, client: Any, script: _Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
@@ -421,7 +426,7 @@ class _RedisKeyValue:
                     raw = await iterator.__anext__()
                 except StopAsyncIteration:
                     return
-                except redis_errors.RedisError as exc:
+                except _DRIVER_ERRORS as exc:
                     _translate(exc, self._url)
                 key = self._accept(raw, pattern, seen)
                 if key is not None:
@@ -493,7 +498,7 @@ class RedisBackend(_RedisKeyValue):
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(full)
-        except redis_errors.RedisError as exc:
+        except _DRIVER_ERRORS as exc:
             await pubsub.aclose()
             _translate(exc, self._url)
 
@@ -502,7 +507,7 @@ class RedisBackend(_RedisKeyValue):
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         yield message["data"].decode()
-            except redis_errors.RedisError as exc:
+            except _DRIVER_ERRORS as exc:
                 _translate(exc, self._url)
 
         try:
@@ -546,6 +551,13 @@ def _classify(exc: BaseException, text: str, message: str, outcome_unknown: bool
         return AuthenticationError(message), False
     if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):
         return TLSError(message), True
+    if isinstance(exc, redis_errors.RedisClusterException) and "Cluster mode is not enabled" in text:
+        return ConfigurationError(
+            f"{message} (REDIS_URL names a Redis Cluster, redis+cluster:// or REDIS_CLUSTER=true, but the "
+            "server is a single Redis: use redis:// and REDIS_CLUSTER=false)"
+        ), False
+    if isinstance(exc, _CLUSTER_UNAVAILABLE):
+        return UnavailableError(message), True
     if isinstance(exc, redis_errors.InvalidResponse):
         return BackendError(f"{message} (the server does not speak the Redis protocol: another service's port?)"), True
     if isinstance(exc, redis_errors.ResponseError) and not isinstance(exc, redis_errors.ConnectionError):
