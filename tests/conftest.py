@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from ad_buyer_storage_redis.namespaces import NAMESPACES_KEY
+
 # Fixtures that need the backends' packages live beside the helpers they use.
 pytest_plugins = ["tests._support.fixtures"]
 
@@ -48,12 +50,14 @@ def drop_pg_schema(schema: str) -> None:
 
 
 def drop_redis_prefix(prefix: str) -> None:
-    """Delete the keys a test left under *prefix* on the shared Redis (never FLUSHDB)."""
+    """Delete the keys a test left under *prefix* on the shared Redis (never FLUSHDB), and
+    unregister the namespace (see ad_buyer_storage_redis.namespaces)."""
     cli = ["redis-cli", "-h", "127.0.0.1", "-p", "6379"]
     found = subprocess.run([*cli, "--scan", "--pattern", prefix + "*"], capture_output=True, text=True, timeout=30,
                            check=False).stdout.split()  # fmt: skip
     if found:
         subprocess.run([*cli, "DEL", *found], capture_output=True, timeout=30, check=False)
+    subprocess.run([*cli, "SREM", NAMESPACES_KEY, prefix], capture_output=True, timeout=30, check=False)
 
 
 def _new_schema() -> str:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from ad_buyer_storage import (
     AuthenticationError,
     BusyError,
+    ConfigurationError,
     OutcomeUnknownError,
     Storage,
     UnavailableError,
@@ -24,6 +25,7 @@ from ad_buyer_storage import (
 )
 from ad_buyer_storage.testing import increment_in_processes
 from ad_buyer_storage_redis import RedisBackend
+from ad_buyer_storage_redis.namespaces import NAMESPACES_KEY
 from tests.conftest import drop_redis_prefix
 from tests.proxy import FaultProxy
 from tests.servers import REDIS_CLI, redis_server
@@ -64,6 +66,74 @@ async def test_nothing_outside_the_namespace_is_read_listed_or_deleted() -> None
             assert shared_cli("GET", key) == "foreign"
     finally:
         shared_cli("DEL", *foreign)
+
+
+def _registered(prefix: str) -> bool:
+    return shared_cli("SISMEMBER", NAMESPACES_KEY, prefix) == "1"
+
+
+async def test_a_namespace_nested_in_another_is_refused_both_ways(namespace: str) -> None:
+    """With prefix app:, the keys of app:staging: would look like keys staging:... of app:."""
+    inner = f"{namespace}staging:"
+    try:
+        async with Storage(RedisBackend(REDIS_URL, key_prefix=inner)) as staging:
+            await staging.set("x", 1)
+            for outer_first in (False, True):
+                with pytest.raises(ConfigurationError) as info:
+                    async with Storage(RedisBackend(REDIS_URL, key_prefix=namespace)) as app:
+                        assert await app.keys() == [], "app: lists the keys of app:staging:"
+                assert repr(namespace) in str(info.value)
+                assert repr(inner) in str(info.value)
+                assert not _registered(namespace)
+                if outer_first:
+                    break
+            # Siblings and a second process of the same deployment are fine.
+            async with Storage(RedisBackend(REDIS_URL, key_prefix=f"{namespace}prod:")) as prod:
+                await prod.set("x", 2)
+                await prod.clear()
+            async with Storage(RedisBackend(REDIS_URL, key_prefix=inner)) as same:
+                assert await same.get("x") == 1
+            # clear() frees the namespace; the next write claims it again.
+            assert await staging.clear() == 1
+            assert not _registered(inner)
+            async with Storage(RedisBackend(REDIS_URL, key_prefix=namespace)) as app:
+                with pytest.raises(ConfigurationError, match="overlaps"):
+                    await staging.set("y", 1)  # app: holds the Redis now
+                await app.set("k", 1)
+                await app.clear()
+            await staging.set("y", 1)
+            assert _registered(inner)
+            with pytest.raises(ConfigurationError, match="overlaps"):
+                async with Storage(RedisBackend(REDIS_URL, key_prefix=namespace)):
+                    pass
+            await staging.clear()
+    finally:
+        drop_redis_prefix(inner)
+    assert not _registered(inner)
+
+
+def test_a_prefix_that_would_hold_the_registry_is_refused() -> None:
+    for prefix in ("ad_buyer_storage:", "ad_", NAMESPACES_KEY):
+        with pytest.raises(ConfigurationError, match="registered"):
+            RedisBackend(REDIS_URL, key_prefix=prefix)
+
+
+async def test_drop_redis_prefix_leaves_no_registration(namespace: str) -> None:
+    async with Storage(RedisBackend(REDIS_URL, key_prefix=namespace)) as storage:
+        await storage.set("k", 1)
+    assert _registered(namespace)
+    drop_redis_prefix(namespace)
+    assert not _registered(namespace)
+
+
+async def test_an_acl_that_forbids_the_registry_skips_the_check(tmp_path, caplog) -> None:
+    with redis_server(tmp_path / "r") as server:
+        server.cli("ACL", "SETUSER", "app", "on", ">app-password", "~app:*", "+@all", "-@dangerous")
+        url = f"redis://app:app-password@127.0.0.1:{server.port}/0"
+        async with Storage(RedisBackend(url, key_prefix="app:")) as storage:
+            await storage.set("k", 1)
+            assert await storage.clear() == 1
+    assert any("not registered" in r.getMessage() for r in caplog.records)
 
 
 async def test_ttl_is_native_and_kept_in_milliseconds(namespace: str) -> None:

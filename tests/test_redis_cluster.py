@@ -87,10 +87,12 @@ def nodes(tmp_path: Path) -> Iterator[list[RedisServer]]:
 
 
 async def test_a_dead_node_then_a_dead_cluster_fail_typed_on_every_path(nodes: list[RedisServer]) -> None:
-    backend = RedisClusterBackend(
-        f"redis+cluster://127.0.0.1:{nodes[0].port}", key_prefix="abs-test:", connect_timeout=1, command_timeout=2
-    )
+    backend_url = f"redis+cluster://127.0.0.1:{nodes[0].port}"
+    backend = RedisClusterBackend(backend_url, key_prefix="abs-test:", connect_timeout=1, command_timeout=2)
     async with Storage(backend) as storage:
+        with pytest.raises(ConfigurationError, match="overlaps"):  # the registry lives in one slot
+            async with Storage(RedisClusterBackend(backend_url, key_prefix="abs-test:nested:")):
+                pass
         assert set((await _outcomes(storage)).values()) <= NOT_FAILURES
         nodes[1].kill()
         assert set((await _outcomes(storage)).values()) <= NOT_FAILURES | UNAVAILABLE  # its slots are gone

@@ -8,9 +8,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from .protocol import StorageBackend
+from .protocol import StorageBackend, SupportsReleaseNamespace
 
-__all__ = ["Sweeper", "close_all", "connect_all", "sweep_forever"]
+__all__ = ["Sweeper", "close_all", "connect_all", "release_all", "sweep_forever"]
 
 
 async def connect_all(backends: Sequence[StorageBackend]) -> list[StorageBackend]:
@@ -27,6 +27,20 @@ async def connect_all(backends: Sequence[StorageBackend]) -> list[StorageBackend
             raise
         opened.append(backend)
     return opened
+
+
+async def release_all(backends: Sequence[StorageBackend]) -> None:
+    """Pass ``release_namespace`` on to the backends that have it (see the protocol), going on
+    past failures; raise the first one."""
+    first: BaseException | None = None
+    for backend in backends:
+        if isinstance(backend, SupportsReleaseNamespace):
+            try:
+                await backend.release_namespace()
+            except Exception as exc:  # noqa: BLE001 - release them all, then report
+                first = first or exc
+    if first is not None:
+        raise first
 
 
 async def close_all(backends: Sequence[StorageBackend]) -> None:

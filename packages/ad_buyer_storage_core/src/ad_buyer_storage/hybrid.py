@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from .compose import close_all, connect_all
+from .compose import close_all, connect_all, release_all
 from .domain import ENTITIES
 from .errors import ConfigurationError, StorageError, UnavailableError, UnsupportedOperationError
 from .glob import GlobPattern
@@ -151,6 +151,9 @@ class HybridBackend:
     async def aclose(self) -> None:
         connected, self._connected = self._connected, []
         await close_all(connected)
+
+    async def release_namespace(self) -> None:
+        await release_all(self._backends)
 
     async def route_health(self) -> list[RouteHealth]:
         """Ping every backend; say which prefixes each failure affects."""

@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from .compose import close_all, connect_all
+from .compose import close_all, connect_all, release_all
 from .errors import ConfigurationError, InvalidValueError, StorageError, VersionConflictError
 from .glob import GlobPattern
 from .migrate import canonical
@@ -127,6 +127,9 @@ class MirrorBackend:
     async def aclose(self) -> None:
         connected, self._connected = self._connected, []
         await close_all(connected)
+
+    async def release_namespace(self) -> None:
+        await release_all([self.primary, self.secondary])
 
     async def ping(self) -> None:
         await asyncio.gather(self.primary.ping(), self.secondary.ping())

@@ -34,6 +34,7 @@ __all__ = [
     "Record",
     "StorageBackend",
     "SupportsPubSub",
+    "SupportsReleaseNamespace",
     "SupportsRemovePrefix",
     "SupportsRouting",
     "Write",
@@ -161,6 +162,18 @@ class SupportsRemovePrefix(Protocol):
     """
 
     async def remove_prefix(self, prefix: str) -> int: ...
+
+
+@runtime_checkable
+class SupportsReleaseNamespace(Protocol):
+    """Optional: give up whatever claims this namespace once ``Storage.clear()`` emptied it.
+
+    The Redis backend registers its key prefix so that no other deployment nests in it; a
+    cleared namespace is released (the backend claims it again at its next write). Routers and
+    mirrors pass it on to the backends they hold.
+    """
+
+    async def release_namespace(self) -> None: ...
 
 
 @runtime_checkable

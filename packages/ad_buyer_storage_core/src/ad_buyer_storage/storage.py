@@ -28,6 +28,7 @@ from .errors import (
     KeyNotFoundError,
     NotConnectedError,
     StorageClosedError,
+    StorageError,
     UnsupportedOperationError,
     VersionConflictError,
 )
@@ -40,6 +41,7 @@ from .protocol import (
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsReleaseNamespace,
     SupportsRouting,
     Write,
     new_version,
@@ -460,8 +462,14 @@ class Storage(DomainHelpers):
         return deleted
 
     async def clear(self) -> int:
-        """Delete every key of this namespace (and nothing outside it)."""
-        return await self.delete_pattern("*")
+        """Delete every key of this namespace (and nothing outside it), then release it."""
+        deleted = await self.delete_pattern("*")
+        if isinstance(self._backend, SupportsReleaseNamespace):
+            try:
+                await self._backend.release_namespace()
+            except StorageError as exc:  # the keys are gone: the claim left behind only reserves the name
+                log.warning("cleared, but the namespace was not released: %s", exc)
+        return deleted
 
     # -- expiry ------------------------------------------------------------------------------
     async def ttl(self, key: str) -> float | None:

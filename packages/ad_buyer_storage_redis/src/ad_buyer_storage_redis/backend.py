@@ -12,12 +12,14 @@ server); bulk reads and writes are one script call per batch (per hash slot on a
   error; a write that may have reached the server raises ``OutcomeUnknownError`` instead of
   being sent twice (an ``INCR`` retried after a lost reply would count twice).
 * Driver errors are translated in :func:`_translate`, the one place, with URLs redacted.
+* The key prefix is registered on connect so that no namespace nests in another (namespaces.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -50,8 +52,11 @@ from ad_buyer_storage.protocol import Capability, Condition, Record, Write
 from ad_buyer_storage.redaction import raise_redacted, redact_text, redact_url
 from ad_buyer_storage.urls import encode_credentials
 
+from .namespaces import NAMESPACES_KEY, REGISTER_SCRIPT, check_prefix, overlap_error
+
 __all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url"]
 
+log = logging.getLogger("ad_buyer_storage.redis")
 T = TypeVar("T")
 # Everything redis-py raises on purpose: its cluster client's own errors (cannot connect, slot
 # not covered...) do not derive from RedisError.
@@ -136,6 +141,9 @@ return 1
 )
 
 
+_REGISTER = _Script(REGISTER_SCRIPT)
+
+
 def is_cluster_url(url: str) -> bool:
     return url.split("://", 1)[0].lower().endswith("+cluster")
 
@@ -160,6 +168,7 @@ class _RedisKeyValue:
     ) -> None:
         if not key_prefix:
             raise ConfigurationError("REDIS_KEY_PREFIX must not be empty: it is what keeps other data out of reach")
+        check_prefix(key_prefix)
         self._url = url
         self._connect_url = encode_credentials(url)
         self.key_prefix = key_prefix
@@ -179,6 +188,7 @@ class _RedisKeyValue:
         self._client: Any = None
         self._pool: Any = None
         self._limiter: asyncio.Semaphore | None = None
+        self._registered = False
         self.capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS})
 
     def __repr__(self) -> str:
@@ -224,6 +234,29 @@ class _RedisKeyValue:
                 ),
                 self._url,
             )
+        try:
+            await self._register()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _register(self) -> None:
+        """Claim our namespace (see namespaces.py); refuse one nested in another."""
+        keys, args = [NAMESPACES_KEY.encode()], [self._prefix_bytes]
+        other = await self._on_registry(lambda c: self._script(c, _REGISTER, keys, args))
+        if other is not None:
+            raise overlap_error(self.key_prefix, other.decode())
+        self._registered = True
+
+    async def _on_registry(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        """*fn* on the namespace registry; None if the ACL keeps this user out of it."""
+        try:
+            return await self._call(fn, idempotent=True)
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, redis_errors.NoPermissionError):
+                raise
+            log.warning("Redis namespace %r not registered: the ACL forbids %s", self.key_prefix, NAMESPACES_KEY)
+            return None
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -386,6 +419,8 @@ class _RedisKeyValue:
         return out
 
     async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        if not self._registered:  # written again after clear(): claim the namespace again
+            await self._register()
         full = [self._full(w.key) for w in writes]
         groups = self._groups(full)
         calls: list[tuple[list[bytes], list[Any]]] = []
@@ -452,6 +487,11 @@ class _RedisKeyValue:
         key = raw[self._cut :].decode()
         return key if pattern.is_prefix_only or pattern.matches(key) else None
 
+    async def release_namespace(self) -> None:
+        """Storage.clear() emptied the namespace: a deployment nested in it may use this Redis now."""
+        await self._on_registry(lambda c: c.srem(NAMESPACES_KEY, self._prefix_bytes))
+        self._registered = False
+
     async def get_ttl(self, key: str) -> int:
         # PTTL answers -2 (missing) and -1 (no expiry): the protocol's NO_KEY and NO_EXPIRY.
         return int(await self._call(lambda c: c.pttl(self._full(key)), idempotent=True))
@@ -463,6 +503,8 @@ class _RedisKeyValue:
         return bool(await self._call(lambda c: c.pexpire(full, ttl_ms), idempotent=True))
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        if not self._registered:
+            await self._register()
         full = self._full(key)
         args = (amount, version, "" if ttl_ms is None else str(ttl_ms))
         return int(await self._call(lambda c: self._script(c, _INCREMENT, [full], args), idempotent=False))
