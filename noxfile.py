@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests", "faults", "demo", "demo_redis", "demo_postgres"]
@@ -31,21 +35,47 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-m", "not faults", *session.posargs)
 
 
-# What the reliability suite drives: it fails (never skips) when one is missing.
-FAULT_TOOLS = ("redis-server", "redis-cli", "psql", "runuser", "openssl", "faketime", "ip", "iptables", "mount")
+# What the reliability suite drives, and the Debian package of each: the session installs the
+# missing ones itself, so the README's one command passes on a fresh machine (root, Debian).
+FAULT_TOOLS = {
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",
+    "psql": "postgresql-client",
+    "runuser": "util-linux",
+    "openssl": "openssl",
+    "faketime": "faketime",
+    "ip": "iproute2",
+    "iptables": "iptables",
+    "mount": "mount",
+}
+
+
+def install_fault_tools(session: nox.Session) -> None:
+    """apt-get install what is missing (after one apt-get update if the package lists are stale
+    or absent, as in a fresh container); then fail, never skip, if anything still is."""
+    missing = sorted({package for tool, package in FAULT_TOOLS.items() if not shutil.which(tool)})
+    if not missing:
+        return
+    if not shutil.which("apt-get"):
+        session.error(f"missing tools; install these packages (Debian names): {', '.join(missing)}")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+    session.log(f"installing {', '.join(missing)}")
+    if subprocess.run(install, env={**os.environ, **env}, capture_output=True, check=False).returncode:
+        session.run("apt-get", "update", "-qq", external=True, env=env, silent=True)
+        session.run(*install, external=True, env=env, silent=True)
+    still = [tool for tool in FAULT_TOOLS if not shutil.which(tool)]
+    if still:
+        session.error(f"missing tools after installing {', '.join(missing)}: {', '.join(still)}")
 
 
 @nox.session(python=PYTHON)
 def faults(session: nox.Session) -> None:
     """Run the reliability suite (root: private servers, netns, tmpfs, faketime); refresh RELIABILITY.md."""
+    if os.geteuid():
+        session.error("the fault suite runs as root (private servers, network namespaces, tmpfs, iptables)")
+    install_fault_tools(session)
     install_project(session)
-    session.run(
-        "python",
-        "-c",
-        "import os, shutil, sys; "
-        f"missing = [t for t in {FAULT_TOOLS!r} if not shutil.which(t)]; "
-        "sys.exit('the fault suite runs as root' if os.geteuid() else f'missing tools: {missing}' if missing else 0)",
-    )
     # Only a whole run may speak for RELIABILITY.md: a selection (-k ...) would drop the other cases' figures.
     report = {} if session.posargs else {"ABS_RELIABILITY_REPORT": "RELIABILITY.md"}
     session.run("pytest", "-m", "faults", *session.posargs, env=report)

@@ -123,7 +123,7 @@ def backend_for(kind: str, where: str) -> StorageBackend:
 def run_skewed(skew: float, kind: str, where: str, action: str, key: str) -> dict[str, object]:
     """Run the child with its clock *skew* seconds off (libfaketime), the server's left alone."""
     if LIBFAKETIME is None or shutil.which("faketime") is None:
-        pytest.fail("F8 needs libfaketime: apt-get install faketime (.ci/run installs it)")
+        pytest.fail("F8 needs libfaketime: apt-get install faketime (nox -s faults installs it)")
     env = {**os.environ, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"{skew:+.0f}",
            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}  # fmt: skip
     out = subprocess.run([sys.executable, "-c", _CHILD, kind, where, action, key], env=env, capture_output=True,
