@@ -87,3 +87,11 @@ def test_a_factory_that_cannot_import_gives_an_install_hint() -> None:
 
 def test_default_registry_is_shared() -> None:
     assert registry.get("memory").name == "memory"
+
+
+@pytest.mark.parametrize("first", ["import ad_buyer_storage.factory", "import ad_buyer_storage.registry", "pass"])
+def test_the_default_registry_is_the_registry_whatever_was_imported_first(first: str) -> None:
+    """`registry` is also a submodule's name: importing that submodule must not shadow it."""
+    code = f"{first}\nfrom ad_buyer_storage import registry\nprint(type(registry).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "Registry"

@@ -12,6 +12,8 @@ from __future__ import annotations
 # Imports are lazy (PEP 562): `from ad_buyer_storage import registry` loads the registry and
 # nothing else, so resolving a backend by name stays fast and imports no other driver.
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -203,3 +205,18 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """``registry`` names both a submodule and the default Registry it holds. Once a submodule is
+    loaded, the import system binds it on its package, and that binding would shadow the lazy
+    attribute: ``from ad_buyer_storage import registry`` would give the module or the Registry
+    depending on what was imported first. Submodules are reached through ``sys.modules`` anyway."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _WHERE:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
