@@ -4,8 +4,7 @@ One sweep: many URL shapes (well-formed, percent-encoded, unencoded with reserve
 missing slashes, no scheme, unknown schemes, userless, token-only, query passwords, inside
 STORAGE_ROUTES and MIRROR_*), pushed through every output a user or an operator sees:
 settings and storage reprs, exceptions with their whole chain and traceback, DEBUG logs, and
-every CLI command (in-process for each shape, and as a real subprocess: one command per shape,
-every command at least once).
+every CLI command (in-process for each shape, and each command once as a real subprocess).
 """
 
 from __future__ import annotations
@@ -279,8 +278,9 @@ def _sweep(sweep: list[Shape], monkeypatch, caplog, tmp_path, isolation) -> None
             for name, value in {**isolation, **shape.env}.items():
                 patch.setenv(name, value)
             _in_process(shape, caplog)
-    # As a user runs it, as a subprocess: one command per shape, every command at least once.
-    jobs = [(shape, COMMANDS[i % len(COMMANDS)]) for i, shape in enumerate(sweep)]
+    # As a user runs it, as a subprocess: each command once, on shapes spread over the sweep
+    # (in-process, above, every command ran on every shape through the same code).
+    jobs = [(sweep[i * len(sweep) // len(COMMANDS)], command) for i, command in enumerate(COMMANDS)]
     with ThreadPoolExecutor(4) as pool:
         runs = pool.map(lambda job: _subprocess(job[0], job[1], isolation, tmp_path), jobs)
         for (shape, _), text in zip(jobs, runs, strict=True):
