@@ -423,6 +423,24 @@ class StorageContract:
         assert not await storage.exists("k")
         assert await storage.get("k") is None
 
+    async def test_bad_input_fails_alone_among_concurrent_writes(self, subject: Subject) -> None:
+        storage = subject.storage
+        outcomes = await asyncio.gather(
+            storage.set("deal:a", 1),
+            storage.set("deal:b", 2),
+            storage.set("deal:c", 3, ttl=10**13),
+            storage.set("deal:d", math.nan),
+            storage.set("deal:e", 5),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[2], InvalidTTLError), f"a 10**13 s TTL gave {outcomes[2]!r}"
+        assert isinstance(outcomes[3], InvalidValueError), f"NaN gave {outcomes[3]!r}"
+        failed = [o for i, o in enumerate(outcomes) if i not in (2, 3) and isinstance(o, BaseException)]
+        assert not failed, f"valid writes failed beside invalid ones: {failed!r}"
+        assert await storage.get_many(["deal:a", "deal:b", "deal:c", "deal:d", "deal:e"]) == {
+            "deal:a": 1, "deal:b": 2, "deal:e": 5
+        }  # fmt: skip
+
     async def test_a_write_the_store_refuses_fails_alone(self, subject: Subject) -> None:
         refuse = subject.harness.fail_writes_to
         if refuse is None:
