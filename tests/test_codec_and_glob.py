@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ad_buyer_storage import InvalidPatternError, InvalidValueError, JsonCodec, compile_glob, escape_glob
+from ad_buyer_storage.codec import MAX_NESTING
 from ad_buyer_storage.glob import prefix_upper_bound
 
 orjson_codec = JsonCodec(use_orjson=True)
@@ -125,3 +126,20 @@ def test_redis_grammar(pattern, key, matches) -> None:
 def test_malformed_patterns(pattern) -> None:
     with pytest.raises(InvalidPatternError):
         compile_glob(pattern)
+
+
+def _nested(levels: int, leaf: object = 1) -> object:
+    value = leaf
+    for level in range(levels):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("codec", [orjson_codec, stdlib_codec], ids=["orjson", "stdlib"])
+def test_both_encoders_take_exactly_max_nesting_levels(codec: JsonCodec) -> None:
+    assert codec.decode(codec.encode(_nested(MAX_NESTING))) == _nested(MAX_NESTING)
+    for too_deep in (_nested(MAX_NESTING + 1), _nested(5000)):
+        with pytest.raises(InvalidValueError, match="nest at most"):
+            codec.encode(too_deep)
+    # Brackets inside strings are text, not nesting.
+    assert codec.decode(codec.encode(["[{" * 400, {"k": "]}" * 400}])) == ["[{" * 400, {"k": "]}" * 400}]

@@ -14,6 +14,7 @@ from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
+from tests._support.refusals import postgres_refuses, sqlite_refuses
 from tests.conftest import POSTGRES_URL
 from tests.test_conformance_redis import REDIS_URL
 
@@ -43,7 +44,11 @@ class TestHybridMemorySQLiteContract(StorageContract):
     @pytest.fixture
     def harness(self, tmp_path) -> Harness:
         path = str(tmp_path / "durable.db")
-        return Harness(lambda clock: memory_and_sqlite(path, clock), storage_options={"max_value_bytes": 64 * 1024})
+        return Harness(
+            lambda clock: memory_and_sqlite(path, clock),
+            storage_options={"max_value_bytes": 64 * 1024},
+            fail_writes_to=lambda key: sqlite_refuses(path, key),  # deal: keys route to SQLite
+        )
 
 
 class TestHybridPostgresRedisContract(StorageContract):
@@ -56,4 +61,5 @@ class TestHybridPostgresRedisContract(StorageContract):
             uses_clock=False,
             child_backend=("tests.test_conformance_hybrid:postgres_and_redis", (pg_schema, table, prefix)),
             storage_options={"max_value_bytes": 64 * 1024},
+            fail_writes_to=lambda key: postgres_refuses(POSTGRES_URL, pg_schema, table, key),  # deal: -> PostgreSQL
         )

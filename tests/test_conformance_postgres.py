@@ -8,6 +8,7 @@ import pytest
 
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend
+from tests._support.refusals import postgres_refuses
 from tests.conftest import POSTGRES_URL
 
 
@@ -25,4 +26,5 @@ class TestPostgresContract(StorageContract):
             uses_clock=False,
             child_backend=("tests.test_conformance_postgres:open_backend", (POSTGRES_URL, pg_module_schema, table)),
             storage_options={"max_value_bytes": 64 * 1024},
+            fail_writes_to=lambda key: postgres_refuses(POSTGRES_URL, pg_module_schema, table, key),
         )

@@ -10,6 +10,7 @@ import pytest
 
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_redis import RedisBackend, RedisClusterBackend
+from tests._support.refusals import redis_refuses
 
 REDIS_URL = os.environ.get("AD_BUYER_STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -29,6 +30,7 @@ class TestRedisContract(StorageContract):
             uses_clock=False,
             child_backend=("tests.test_conformance_redis:open_backend", (REDIS_URL, prefix)),
             storage_options={"max_value_bytes": 64 * 1024},
+            fail_writes_to=lambda key: redis_refuses(REDIS_URL, prefix, key),
         )
 
 
@@ -49,4 +51,5 @@ class TestRedisClusterContract(StorageContract):
             uses_clock=False,
             child_backend=("tests.test_conformance_redis:open_backend", (cluster_url, prefix)),
             storage_options={"max_value_bytes": 64 * 1024},
+            fail_writes_to=lambda key: redis_refuses(cluster_url, prefix, key),
         )

@@ -4,6 +4,7 @@ import pytest
 
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_sqlite import SQLiteBackend
+from tests._support.refusals import sqlite_refuses
 
 
 def open_file_backend(path: str) -> SQLiteBackend:
@@ -19,6 +20,7 @@ class TestSQLiteFileContract(StorageContract):
             lambda clock: SQLiteBackend(path, clock=clock),
             child_backend=("tests.test_conformance_sqlite:open_file_backend", (path,)),
             storage_options={"max_value_bytes": 64 * 1024},
+            fail_writes_to=lambda key: sqlite_refuses(path, key),
         )
 
 

@@ -20,6 +20,7 @@ from ad_buyer_storage.mirror import MirrorBackend, repair
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
+from tests._support.refusals import sqlite_refuses
 from tests.conftest import drop_pg_schema
 from tests.test_conformance_hybrid import postgres_and_redis
 from tests.test_conformance_redis import REDIS_URL
@@ -35,7 +36,11 @@ class TestMirrorContract(StorageContract):
             secondary._clock = clock
             return MirrorBackend(SQLiteBackend(path, clock=clock), secondary, shadow_reads=1.0)
 
-        return Harness(make, storage_options={"max_value_bytes": 64 * 1024})
+        return Harness(
+            make,
+            storage_options={"max_value_bytes": 64 * 1024},
+            fail_writes_to=lambda key: sqlite_refuses(path, key),  # the primary refuses it
+        )
 
 
 def test_canonical_json_ignores_key_order_and_number_spelling() -> None:

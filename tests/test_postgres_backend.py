@@ -58,8 +58,48 @@ async def test_eight_cold_starts_at_once_all_succeed(schema: str) -> None:
         )
     finally:
         await conn.close()
-    assert version == 1
-    assert column == "jsonb"
+    assert version == 2
+    assert column == "json"
+
+
+async def test_a_version_1_table_is_upgraded_in_place_and_keeps_its_values(schema: str) -> None:
+    """Tables made by the first release hold values as jsonb; the upgrade keeps every value."""
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(
+            f'CREATE TABLE "{schema}".kv_store (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL, '
+            "version text NOT NULL, expires_at timestamptz)"
+        )
+        await conn.execute(
+            f'CREATE TABLE "{schema}".ad_buyer_storage_schema (table_name text PRIMARY KEY, '
+            "schema_version integer NOT NULL, updated_at timestamptz DEFAULT now())"
+        )
+        await conn.execute(f'INSERT INTO "{schema}".ad_buyer_storage_schema VALUES ($1, 1)', "kv_store")
+        await conn.execute(
+            f'INSERT INTO "{schema}".kv_store VALUES (\'deal:1\', \'{{"b": 1, "a": [2.5, "x"]}}\', \'v1\', NULL),'
+            f"('session:1', '7', 'v2', now() + interval '1 hour')"
+        )
+    finally:
+        await conn.close()
+    async with Storage(backend(schema)) as storage:
+        assert await storage.get("deal:1") == {"a": [2.5, "x"], "b": 1}
+        assert await storage.incr("session:1") == 8
+        remaining = await storage.ttl("session:1")
+        assert remaining is not None
+        assert 3500 < remaining <= 3600
+        await storage.set("deal:2", {"f": 1e23})
+        assert type((await storage.get("deal:2"))["f"]) is float
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        version = await conn.fetchval(f'SELECT schema_version FROM "{schema}".ad_buyer_storage_schema')
+        column = await conn.fetchval(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'value'",
+            schema,
+        )
+    finally:
+        await conn.close()
+    assert (version, column) == (2, "json")
 
 
 @pytest.mark.slow

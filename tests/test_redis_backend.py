@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from ad_buyer_storage import (
     AuthenticationError,
+    BackendError,
     BusyError,
     ConfigurationError,
     OutcomeUnknownError,
@@ -26,6 +28,7 @@ from ad_buyer_storage import (
 from ad_buyer_storage.testing import increment_in_processes
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_redis.namespaces import NAMESPACES_KEY
+from tests._support.refusals import redis_refuses
 from tests.conftest import drop_redis_prefix
 from tests.proxy import FaultProxy
 from tests.servers import REDIS_CLI, redis_server
@@ -297,3 +300,18 @@ def test_the_glob_grammar_is_redis_s_own(namespace: str, keys: list[str], patter
     finally:
         client.delete(*(f"{namespace}{key}" for key in keys))
         client.close()
+
+
+async def test_a_key_the_server_refuses_to_read_fails_alone(namespace: str) -> None:
+    """Another program's string in our namespace: reading it is WRONGTYPE, for that key only."""
+    async with Storage(RedisBackend(REDIS_URL, key_prefix=namespace)) as storage:
+        await storage.set_many({"deal:a": 1, "deal:c": 3})
+        await redis_refuses(REDIS_URL, namespace, "deal:b")
+        # The first read goes alone; the two behind it share one round trip (one script call).
+        outcomes = await asyncio.gather(
+            storage.get("deal:a"), storage.get("deal:b"), storage.get("deal:c"), return_exceptions=True
+        )
+        assert outcomes[0] == 1
+        assert outcomes[2] == 3
+        assert isinstance(outcomes[1], BackendError)
+        assert "WRONGTYPE" in str(outcomes[1])

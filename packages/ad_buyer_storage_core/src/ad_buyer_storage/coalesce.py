@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
+
+from .errors import PartialBatchError
 
 __all__ = ["Coalescer"]
 
@@ -39,7 +41,8 @@ class Coalescer(Generic[Item, Result]):
     holds the same target twice (a second write to it starts the next batch), so a store that
     applies a batch in one statement never sees a key repeated. Without it (reads), repeats
     share a batch. With *lane*, items batch only with items of the same lane, and each lane has
-    its own call in flight.
+    its own call in flight. If *run* raises :class:`~ad_buyer_storage.errors.PartialBatchError`,
+    each caller gets its own item's outcome; any other error goes to every caller of the batch.
     """
 
     def __init__(
@@ -63,6 +66,8 @@ class Coalescer(Generic[Item, Result]):
             try:
                 (result,) = await self._run((item,))
                 return result
+            except PartialBatchError as exc:
+                raise exc.first_error() from None
             finally:
                 lane.in_flight = False
                 self._flush(lane)
@@ -97,6 +102,14 @@ class Coalescer(Generic[Item, Result]):
             for _, future in batch:
                 future.cancel()
             raise
+        except PartialBatchError as exc:  # each caller gets its own outcome
+            for (_, future), outcome in zip(batch, exc.outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(cast(Result, outcome))
         except Exception as exc:  # noqa: BLE001 - every caller of the batch hears of it
             for _, future in batch:
                 if not future.done():

@@ -11,6 +11,8 @@ Rules (the contract's "Values" section):
   (``{1: "a"}`` is stored as ``{"1": "a"}``, as ``json.dumps`` does);
 * integers must fit in signed 64 bits (JSON readers such as orjson turn bigger ones into
   floats, silently inexact); store bigger numbers as ``Decimal``;
+* containers nest at most :data:`MAX_NESTING` (254) levels deep, the most orjson writes, so
+  that whatever is stored reads back through every reader and helper without recursing out;
 * NaN, +-Infinity, NUL characters inside strings (or dict keys), lone surrogates, integers
   outside 64 bits and documents larger than the size cap raise :class:`InvalidValueError`
   before any I/O.
@@ -43,9 +45,10 @@ try:  # optional accelerator
 except ImportError:  # pragma: no cover - exercised in the no-orjson test session
     _orjson = None  # type: ignore[assignment]
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "JsonCodec", "decode", "encode", "to_jsonable", "validate_as"]
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "MAX_NESTING", "JsonCodec", "decode", "encode", "to_jsonable", "validate_as"]
 
 DEFAULT_MAX_VALUE_BYTES = 8 * 1024 * 1024
+MAX_NESTING = 254
 T = TypeVar("T")
 
 
@@ -96,6 +99,23 @@ def _check_numbers(obj: Any) -> None:
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+
+
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+_TOO_DEEP = f"values nest at most {MAX_NESTING} levels of objects and arrays"
+
+
+def _too_deep(text: str) -> bool:
+    """True if the JSON *text* nests deeper than MAX_NESTING (strings' brackets do not count)."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:  # cannot be deeper: skip the scan
+        return False
+    depth = 0
+    for bracket in _BRACKET.findall(_STRING_LITERAL.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_NESTING:
+            return True
+    return False
 
 
 def _has_nul(text: str) -> bool:
@@ -152,16 +172,22 @@ class JsonCodec:
                 cause = exc.__cause__ or exc.__context__
                 if isinstance(cause, InvalidValueError):
                     raise cause from None
+                if "Recursion limit" in str(exc):
+                    raise InvalidValueError(_TOO_DEEP) from None
                 # orjson refuses ints beyond 64 bits, non-str dict keys and surrogates; fall through
                 # to the stdlib so both codecs accept exactly the same values.
         try:
             text = json.dumps(value, default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except InvalidValueError:
             raise
-        except (TypeError, ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise InvalidValueError(_TOO_DEEP) from None
+        except (TypeError, ValueError) as exc:
             raise InvalidValueError(f"value cannot be stored as JSON: {exc}") from None
         if _LONG_DIGITS.search(text):  # the stdlib takes ints of any size
             _check_numbers(value)
+        if _too_deep(text):
+            raise InvalidValueError(_TOO_DEEP)
         return text, False
 
     def decode(self, text: str | bytes) -> Any:

@@ -5,7 +5,8 @@ default routes read. Adding an entity is one line (``register_entity(Entity("pro
 "product:"))``); it is then reachable as ``storage.collection("product")``.
 
 Lists are done with bulk reads (one round trip per 500 values, never one per key) and
-filters match top-level fields exactly: an unknown field matches nothing.
+filters match top-level fields by JSON equality (:func:`same_json`): an unknown field matches
+nothing.
 """
 
 from __future__ import annotations
@@ -113,7 +114,23 @@ def entity_by_name(name: str) -> Entity:
 def _matches(value: Any, filters: Mapping[str, Any]) -> bool:
     if not isinstance(value, dict):
         return False
-    return all(not (field not in value or value[field] != expected) for field, expected in filters.items())
+    return all(field in value and same_json(value[field], expected) for field, expected in filters.items())
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equality of JSON values: a bool equals only a bool (``True`` is not ``1``), numbers by
+    value (``1`` is ``1.0``), strings, null, arrays and objects only the same JSON."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 class EntityCollection:

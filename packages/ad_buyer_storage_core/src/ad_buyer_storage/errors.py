@@ -26,6 +26,7 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
     │   ├── NotConnectedError               used before connect()
     │   └── StorageClosedError              used after aclose()
     └── BackendError                        a driver/server error, translated in one place per backend
+        ├── PartialBatchError               some items of a batch failed on their own (backends -> core)
         ├── UnavailableError                refused, reset, unreachable
         │   ├── StorageTimeoutError         no answer within the timeout (TimeoutError)
         │   └── BusyError                   pool exhausted / database locked
@@ -42,8 +43,11 @@ whose words would reveal one is cut from the chain (:func:`~ad_buyer_storage.red
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AuthenticationError",
+    "PartialBatchError",
     "BackendError",
     "BackendNotFoundError",
     "BusyError",
@@ -71,6 +75,7 @@ __all__ = [
     "UnavailableError",
     "UnsupportedOperationError",
     "VersionConflictError",
+    "fails_alone",
 ]
 
 
@@ -156,6 +161,32 @@ class StorageClosedError(LifecycleError):
 
 class BackendError(StorageError):
     """An error reported by the driver or server, translated by the backend."""
+
+
+class PartialBatchError(BackendError):
+    """Some items of a batch failed on their own, the others did not.
+
+    A backend raises it from ``read``/``write`` when the server refused some rows (a trigger,
+    a key of the wrong type...) but served the rest: :attr:`outcomes` holds, per item in
+    order, its result or its error. Core gives every caller of a coalesced batch its own
+    outcome, so one bad row never fails its batch-mates; it never reaches users as such.
+    """
+
+    def __init__(self, outcomes: Sequence[object]) -> None:
+        self.outcomes = list(outcomes)
+        failed = [o for o in self.outcomes if isinstance(o, BaseException)]
+        first = failed[0] if failed else None
+        super().__init__(f"{len(failed)} of {len(self.outcomes)} items failed; the first: {first}")
+
+    def first_error(self) -> BaseException:
+        return next(o for o in self.outcomes if isinstance(o, BaseException))
+
+
+def fails_alone(exc: BaseException) -> bool:
+    """True for an error about one item's data (the server refused that row), which says
+    nothing about the others: a batch that met it is worth trying row by row. Errors about the
+    store itself (unreachable, busy, full, read-only, auth...) are not."""
+    return type(exc) is BackendError or isinstance(exc, InvalidInputError)
 
 
 class UnavailableError(BackendError, ConnectionError):

@@ -49,6 +49,11 @@ def compile_glob(pattern: str) -> GlobPattern:
         raise InvalidPatternError(f"patterns must be str, not {type(pattern).__name__}")
     if "\x00" in pattern:
         raise InvalidPatternError("patterns must not contain NUL characters")
+    if not pattern.isascii():
+        try:
+            pattern.encode("utf-8")
+        except UnicodeEncodeError:  # no key holds one (keys refuse them): refuse it like a key
+            raise InvalidPatternError("patterns must not contain lone surrogates") from None
     parts: list[str] = []
     prefix_chars: list[str] = []
     in_prefix = True

@@ -17,18 +17,20 @@ mandatory. Every operation of the contract works through the router:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .compose import close_all, connect_all, release_all
 from .domain import ENTITIES
-from .errors import ConfigurationError, StorageError, UnavailableError, UnsupportedOperationError
+from .errors import ConfigurationError, PartialBatchError, StorageError, UnavailableError, UnsupportedOperationError
 from .glob import GlobPattern
 from .protocol import Capability, Record, StorageBackend, SupportsPubSub, Write
 from .redaction import redact_routes
 from .urls import split_routes
+
+T = TypeVar("T")
 
 __all__ = ["HybridBackend", "Route", "RouteHealth", "check_routes", "create_backend", "default_routes", "parse_routes"]
 
@@ -204,30 +206,45 @@ class HybridBackend:
                 group[1].append(i)
         return groups
 
+    async def _per_route(
+        self, keys: Sequence[str], call: Callable[[StorageBackend, list[int]], Awaitable[Sequence[T]]]
+    ) -> list[T]:
+        """Run *call* once per route over the indexes of *keys* it serves, concurrently; merge
+        in order. A route that fails fails only its own items (PartialBatchError)."""
+        out: list[object] = [None] * len(keys)
+        failed = False
+
+        async def run(backend: StorageBackend, idx: list[int]) -> None:
+            nonlocal failed
+            results: Sequence[object]
+            try:
+                results = await call(backend, idx)
+            except PartialBatchError as exc:
+                results, failed = exc.outcomes, True
+            except StorageError as exc:
+                results, failed = [exc] * len(idx), True
+            for i, result in zip(idx, results, strict=True):
+                out[i] = result
+
+        await asyncio.gather(*(run(b, idx) for b, idx in self._split(keys).values()))
+        if failed:
+            errors = {id(o) for o in out if isinstance(o, BaseException)}
+            if len(errors) == 1 and all(isinstance(o, BaseException) for o in out):
+                raise cast(BaseException, out[0])  # one route, one error: as it was
+            raise PartialBatchError(out)
+        return cast(list[T], out)
+
     async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
         if len(keys) == 1:
             return await self._table.route(keys[0]).backend.read(keys)
-        out: list[Record | None] = [None] * len(keys)
-
-        async def run(backend: StorageBackend, idx: list[int]) -> None:
-            for i, record in zip(idx, await backend.read([keys[i] for i in idx]), strict=True):
-                out[i] = record
-
-        await asyncio.gather(*(run(b, idx) for b, idx in self._split(keys).values()))
-        return out
+        return await self._per_route(keys, lambda backend, idx: backend.read([keys[i] for i in idx]))
 
     async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
         if len(writes) == 1:
             return await self._table.route(writes[0].key).backend.write(writes)
-        out = [False] * len(writes)
-
-        async def run(backend: StorageBackend, idx: list[int]) -> None:
-            for i, applied in zip(idx, await backend.write([writes[i] for i in idx]), strict=True):
-                out[i] = applied
-
-        groups = self._split([w.key for w in writes])
-        await asyncio.gather(*(run(b, idx) for b, idx in groups.values()))
-        return out
+        return await self._per_route(
+            [w.key for w in writes], lambda backend, idx: backend.write([writes[i] for i in idx])
+        )
 
     async def remove(self, keys: Sequence[str]) -> int:
         groups = self._split(keys)

@@ -35,7 +35,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from .compose import close_all, connect_all, release_all
-from .errors import ConfigurationError, InvalidValueError, StorageError, VersionConflictError
+from .errors import ConfigurationError, InvalidValueError, PartialBatchError, StorageError, VersionConflictError
 from .glob import GlobPattern
 from .migrate import canonical
 from .protocol import Capability, Condition, Record, StorageBackend, SupportsPubSub, Write, new_version
@@ -188,19 +188,25 @@ class MirrorBackend:
         return mine
 
     async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        partial: PartialBatchError | None = None
         try:
-            applied = await self.primary.write(writes)
+            outcomes: Sequence[object] = await self.primary.write(writes)
+        except PartialBatchError as exc:  # copy what did apply; each caller still hears its own
+            partial, outcomes = exc, exc.outcomes
+            await self._on_primary_failure([w.key for w, o in zip(writes, outcomes, strict=True) if o is not True], exc)
         except StorageError as exc:
             await self._on_primary_failure([w.key for w in writes], exc)
             raise
         states: dict[str, KeyState | None] = {}
-        for w, ok in zip(writes, applied, strict=True):
-            if ok:
+        for w, ok in zip(writes, outcomes, strict=True):
+            if ok is True:
                 # What the primary now holds: this write (if it kept an expiry, that is read).
                 states[w.key] = KeyState(Record(w.value, w.version), w.ttl_ms, ttl_known=not w.keep_ttl)
         if states:
             await self._mirror(states)
-        return applied
+        if partial is not None:
+            raise partial
+        return [bool(o) for o in outcomes]
 
     async def remove(self, keys: Sequence[str]) -> int:
         try:

@@ -27,6 +27,7 @@ from .errors import (
     InvalidValueError,
     KeyNotFoundError,
     NotConnectedError,
+    PartialBatchError,
     StorageClosedError,
     StorageError,
     UnsupportedOperationError,
@@ -115,18 +116,28 @@ class Storage(DomainHelpers):
         unique = list(dict.fromkeys(keys))
         if len(unique) == len(keys):
             return await self._backend.read(keys)
-        found = dict(zip(unique, await self._backend.read(unique), strict=True))
+        try:
+            found = dict(zip(unique, await self._backend.read(unique), strict=True))
+        except PartialBatchError as exc:  # back to the callers' positions
+            outcomes = dict(zip(unique, exc.outcomes, strict=True))
+            raise PartialBatchError([outcomes[k] for k in keys]) from None
         return [found[k] for k in keys]
 
     async def _read_one(self, backend: StorageBackend, key: str) -> Record | None:
         if self._reads is None:
-            (record,) = await backend.read((key,))
+            try:
+                (record,) = await backend.read((key,))
+            except PartialBatchError as exc:
+                raise exc.first_error() from None
             return record
         return await self._reads.submit(key)
 
     async def _write_one(self, backend: StorageBackend, write: Write) -> bool:
         if self._writes is None:
-            (applied,) = await backend.write((write,))
+            try:
+                (applied,) = await backend.write((write,))
+            except PartialBatchError as exc:
+                raise exc.first_error() from None
             return bool(applied)
         return await self._writes.submit(write)
 
@@ -391,7 +402,10 @@ class Storage(DomainHelpers):
         unique = list(dict.fromkeys(check_key(k) for k in keys))
         if not unique:
             return {}
-        records = await backend.read(unique)
+        try:
+            records = await backend.read(unique)
+        except PartialBatchError as exc:
+            raise exc.first_error() from None
         decode = self._codec.decode
         out: dict[str, Any] = {}
         for key, record in zip(unique, records, strict=True):
@@ -401,7 +415,10 @@ class Storage(DomainHelpers):
         return out
 
     async def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], ttl: Any = None) -> None:
-        """Store every item (all validated and encoded before any I/O), in one round trip."""
+        """Store every item (all validated and encoded before any I/O), in one round trip.
+
+        Not atomic: if the store refuses one item, the others are stored and its error is raised.
+        """
         backend = self._ready()
         ttl_ms = ttl_to_ms(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
@@ -411,7 +428,10 @@ class Storage(DomainHelpers):
             for key in staged if self._caps_for is not None else (None,):
                 self._require(Capability.EXPIRY, "expiry", key)
         if staged:
-            await backend.write([Write(k, text, new_version(), ttl_ms) for k, text in staged.items()])
+            try:
+                await backend.write([Write(k, text, new_version(), ttl_ms) for k, text in staged.items()])
+            except PartialBatchError as exc:
+                raise exc.first_error() from None
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete *keys* in one round trip; return how many held live values."""

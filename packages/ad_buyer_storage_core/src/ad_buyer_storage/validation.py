@@ -9,9 +9,21 @@ from typing import Any
 
 from .errors import InvalidInputError, InvalidKeyError, InvalidTTLError, KeyTypeError
 
-__all__ = ["INT64_MAX", "INT64_MIN", "MAX_KEY_BYTES", "TTLInput", "check_amount", "check_key", "ttl_to_ms"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_KEY_BYTES",
+    "MAX_TTL_SECONDS",
+    "TTLInput",
+    "check_amount",
+    "check_key",
+    "ttl_to_ms",
+]
 
 MAX_KEY_BYTES = 1024
+#: The longest TTL any backend accepts: 100 years (PostgreSQL timestamps end in 294276 AD,
+#: Redis and SQLite count milliseconds in 64 bits; one bound for all). Longer: no expiry.
+MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
@@ -44,7 +56,8 @@ def check_key(key: object) -> str:
 
 
 def ttl_to_ms(ttl: Any) -> int | None:
-    """Validate a TTL (seconds as int/float/timedelta, > 0, or None) and return milliseconds.
+    """Validate a TTL (seconds as int/float/timedelta, > 0 and at most :data:`MAX_TTL_SECONDS`,
+    or None) and return milliseconds.
 
     Rounded up to the millisecond, so a positive TTL never becomes 0.
     """
@@ -57,10 +70,9 @@ def ttl_to_ms(ttl: Any) -> int | None:
         raise InvalidTTLError(f"ttl must be a finite number of seconds, not {ttl!r}")
     if seconds <= 0:
         raise InvalidTTLError(f"ttl must be > 0 seconds (use None for no expiry), not {ttl!r}")
-    ms = math.ceil(seconds * 1000) if isinstance(seconds, float) else seconds * 1000
-    if ms > INT64_MAX // 2:
-        raise InvalidTTLError(f"ttl {ttl!r} is too large")
-    return int(ms)
+    if seconds > MAX_TTL_SECONDS:
+        raise InvalidTTLError(f"ttl must be at most {MAX_TTL_SECONDS} seconds (100 years; use None for no expiry)")
+    return math.ceil(seconds * 1000) if isinstance(seconds, float) else int(seconds * 1000)
 
 
 def check_amount(amount: Any) -> int | Decimal:

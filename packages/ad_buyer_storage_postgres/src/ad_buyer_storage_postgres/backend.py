@@ -1,4 +1,4 @@
-"""PostgreSQL backend on an asyncpg pool: one JSONB table per namespace.
+"""PostgreSQL backend on an asyncpg pool: one table per namespace.
 
 * Every primitive is one statement (bulk ones with ``= ANY($1)`` and ``unnest``), atomic on
   its own; set-if-absent, increments and versioned writes included.
@@ -8,9 +8,10 @@
 * The table is created on first connect under an advisory lock (concurrent cold starts race
   on ``CREATE TABLE IF NOT EXISTS`` otherwise) and its schema version recorded.
 * Keys are ``text COLLATE "C"``: byte order, so prefix listing is a primary-key range scan.
-* Values: a JSONB codec on every pool connection passes our JSON text through in binary
-  form; core decodes it, so reads return dicts, never JSON strings. JSONB normalises numbers
-  (``1e16`` reads back as ``10000000000000000``, an equal int) and orders object keys.
+* Values are a ``json`` column: PostgreSQL checks that the text is JSON and keeps it verbatim,
+  so a value reads back exactly as written (``1e23`` stays a float, ``-0.0`` keeps its sign),
+  as on every other backend; ``jsonb`` would respell numbers and reorder keys. Core decodes
+  the text. Schema version 1 tables (``jsonb``) are converted in place on first connect.
 * Idempotent operations are retried once after a dropped connection (the first query after a
   server restart fails); others raise ``OutcomeUnknownError``. Driver errors are translated in
   :func:`_translate`, with the password redacted.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -33,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
+from ad_buyer_storage.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.compose import Sweeper
 from ad_buyer_storage.errors import (
     AuthenticationError,
@@ -59,7 +62,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
 log = logging.getLogger("ad_buyer_storage.postgres")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: value jsonb; 2: value json (exact text)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MAX_NOTIFY_BYTES = 7999  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 # Errors after which the statement certainly did not run: safe to send anything again.
@@ -154,7 +157,6 @@ class PostgresBackend:
                 timeout=self._connect_timeout,
                 command_timeout=self._command_timeout,
                 statement_cache_size=self._statement_cache_size,
-                init=_init_connection,
                 reset=_keep_session,
             )
             await self._create_schema()
@@ -177,7 +179,10 @@ class PostgresBackend:
                 )
             await conn.execute(self._sql.create_table)
             await conn.execute(self._sql.create_index)
-            # Future versions migrate here, in place, before recording their number.
+            if found == 1:
+                # jsonb kept values as respelt documents; json keeps text. Their text is
+                # already jsonb's, so nothing changes for them but their type.
+                await conn.execute(self._sql.upgrade_to_json)
             await conn.execute(self._sql.write_version, self.table, SCHEMA_VERSION)
 
     async def aclose(self) -> None:
@@ -279,51 +284,57 @@ class PostgresBackend:
         return [found.get(key) for key in keys]
 
     async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
-        results: list[bool] = [False] * len(writes)
+        outcomes: list[object] = [False] * len(writes)
+
+        async def each_in_bulk(indexes: list[int], bulk: Any, one: Any) -> None:
+            rows = [writes[i] for i in indexes]
+            for i, outcome in zip(indexes, await in_bulk_or_each(rows, bulk, one), strict=True):
+                outcomes[i] = outcome
+
         for keep in (False, True):
             batch = [i for i, w in enumerate(writes) if w.condition is Condition.ALWAYS and w.keep_ttl is keep]
-            if not batch:
-                continue
-            # One statement for all of them (unnest); idempotent: the same value and version again.
-            columns = (
-                [writes[i].key for i in batch],
-                [writes[i].value for i in batch],
-                [writes[i].version for i in batch],
-                [writes[i].ttl_ms for i in batch],
-            )
-            sql = self._sql.upsert_many_keep_ttl if keep else self._sql.upsert_many
-            await self._query("execute", sql, *columns, idempotent=True)
-            for i in batch:
-                results[i] = True
+            if batch:
+                sql = self._sql.upsert_many_keep_ttl if keep else self._sql.upsert_many
+                await each_in_bulk(
+                    batch, functools.partial(self._upsert, sql), functools.partial(self._upsert_row, sql)
+                )
         absent = [i for i, w in enumerate(writes) if w.condition is Condition.IF_ABSENT]
         if len(absent) > 1 and len({writes[i].key for i in absent}) == len(absent):
             # Many set-if-absent writes (a bulk copy): one statement, the applied keys returned.
-            columns = (
-                [writes[i].key for i in absent],
-                [writes[i].value for i in absent],
-                [writes[i].version for i in absent],
-                [writes[i].ttl_ms for i in absent],
-            )
-            rows = await self._query("fetch", self._sql.insert_many_if_absent, *columns, idempotent=False)
-            applied_keys = {row[0] for row in rows}
-            for i in absent:
-                results[i] = writes[i].key in applied_keys
-            absent_done = True
+            await each_in_bulk(absent, self._insert_many_if_absent, self._insert_if_absent)
         else:
-            absent_done = False
+            for i in absent:
+                outcomes[i] = await each_or_error(functools.partial(self._insert_if_absent, writes[i]))
         for i, w in enumerate(writes):
-            if w.condition is Condition.IF_ABSENT and not absent_done:
-                applied = await self._query(
-                    "fetchval", self._sql.insert_if_absent, w.key, w.value, w.version, w.ttl_ms, idempotent=False
-                )
-                results[i] = bool(applied)
-            elif w.condition is Condition.IF_VERSION:
-                applied = await self._query(
-                    "fetchval", self._sql.update_if_version,
-                    w.key, w.value, w.version, w.ttl_ms, w.keep_ttl, w.expected_version, idempotent=False,
-                )  # fmt: skip
-                results[i] = bool(applied)
-        return results
+            if w.condition is Condition.IF_VERSION:
+                outcomes[i] = await each_or_error(functools.partial(self._update_if_version, w))
+        return results_or_raise(outcomes)
+
+    @staticmethod
+    def _columns(rows: Sequence[Write]) -> tuple[list[str], list[str], list[str], list[int | None]]:
+        return [w.key for w in rows], [w.value for w in rows], [w.version for w in rows], [w.ttl_ms for w in rows]
+
+    async def _upsert(self, sql: str, rows: Sequence[Write]) -> list[bool]:
+        # One statement for all of them (unnest); idempotent: the same value and version again.
+        await self._query("execute", sql, *self._columns(rows), idempotent=True)
+        return [True] * len(rows)
+
+    async def _upsert_row(self, sql: str, row: Write) -> bool:
+        (applied,) = await self._upsert(sql, (row,))
+        return applied
+
+    async def _insert_many_if_absent(self, rows: Sequence[Write]) -> list[bool]:
+        found = await self._query("fetch", self._sql.insert_many_if_absent, *self._columns(rows), idempotent=False)
+        applied = {row[0] for row in found}
+        return [w.key in applied for w in rows]
+
+    async def _insert_if_absent(self, w: Write) -> bool:
+        args = (w.key, w.value, w.version, w.ttl_ms)
+        return bool(await self._query("fetchval", self._sql.insert_if_absent, *args, idempotent=False))
+
+    async def _update_if_version(self, w: Write) -> bool:
+        args = (w.key, w.value, w.version, w.ttl_ms, w.keep_ttl, w.expected_version)
+        return bool(await self._query("fetchval", self._sql.update_if_version, *args, idempotent=False))
 
     async def remove(self, keys: Sequence[str]) -> int:
         rows = await self._call(lambda c: c.fetch(self._sql.remove, sorted(keys)), idempotent=True)
@@ -433,17 +444,6 @@ class PostgresBackend:
             await asyncio.sleep(0)
 
 
-async def _init_connection(conn: Any) -> None:
-    """JSONB in binary form: a version byte, then our JSON text, passed through untouched."""
-    await conn.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        encoder=lambda text: b"\x01" + text.encode(),
-        decoder=lambda data: data[1:],
-        format="binary",
-    )
-
-
 async def _keep_session(conn: Any) -> None:
     """Pool reset hook: asyncpg still rolls back open transactions; we change no session state,
     so the default RESET ALL round trip on every release is skipped."""
@@ -531,9 +531,10 @@ class _Statements:
             "ON CONFLICT (table_name) DO UPDATE SET schema_version = excluded.schema_version, updated_at = now()"
         )
         self.create_table = (
-            f'CREATE TABLE IF NOT EXISTS {t} (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL, '
+            f'CREATE TABLE IF NOT EXISTS {t} (key text COLLATE "C" PRIMARY KEY, value json NOT NULL, '
             "version text NOT NULL, expires_at timestamptz)"
         )
+        self.upgrade_to_json = f"ALTER TABLE {t} ALTER COLUMN value TYPE json USING value::text::json"
         index = t.split(".")[1][:-1] + '_expires_at"'
         self.create_index = f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
         self.read_one = f"SELECT value, version FROM {t} WHERE key = $1 AND {live}"
@@ -541,7 +542,7 @@ class _Statements:
         new_expiry = expiry.format(ms="u.ttl")
         upsert = (
             f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
-            f"SELECT u.key, u.value::jsonb, u.version, {new_expiry} "
+            f"SELECT u.key, u.value::json, u.version, {new_expiry} "
             "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(key, value, version, ttl) "
             # Rows are locked in key order, as by every other multi-row statement here: two
             # batches sharing keys wait for each other instead of deadlocking.
@@ -558,13 +559,13 @@ class _Statements:
         )
         self.insert_if_absent = (
             f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
-            f"VALUES ($1, $2::text::jsonb, $3, {expiry.format(ms='$4::bigint')}) "
+            f"VALUES ($1, $2::text::json, $3, {expiry.format(ms='$4::bigint')}) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, "
             "expires_at = excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now() "
             "RETURNING true"
         )
         self.update_if_version = (
-            f"UPDATE {t} SET value = $2::text::jsonb, version = $3, "
+            f"UPDATE {t} SET value = $2::text::json, version = $3, "
             f"expires_at = CASE WHEN $5::bool THEN expires_at ELSE {expiry.format(ms='$4::bigint')} END "
             f"WHERE key = $1 AND version = $6 AND {live} RETURNING true"
         )
@@ -588,14 +589,14 @@ class _Statements:
         current = "(kv.value #>> '{}')"
         self.increment = (
             f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
-            f"VALUES ($1, to_jsonb($2::bigint), $3, {expiry.format(ms='$4::bigint')}) "
+            f"VALUES ($1, to_json($2::bigint), $3, {expiry.format(ms='$4::bigint')}) "
             f"ON CONFLICT (key) DO UPDATE SET "
             f"value = CASE WHEN {expired} THEN excluded.value "
-            f"ELSE to_jsonb(({current})::numeric + $2::bigint) END, "
+            f"ELSE to_json(({current})::numeric + $2::bigint) END, "
             f"version = excluded.version, "
             f"expires_at = CASE WHEN {expired} THEN excluded.expires_at ELSE kv.expires_at END "
             # Only a JSON integer, and only if the sum stays in 64 bits: else nothing is written.
-            f"WHERE {expired} OR (jsonb_typeof(kv.value) = 'number' AND {current} ~ '^-?[0-9]+$' "
+            f"WHERE {expired} OR (json_typeof(kv.value) = 'number' AND {current} ~ '^-?[0-9]+$' "
             f"AND ({current})::numeric + $2::bigint BETWEEN -9223372036854775808 AND 9223372036854775807) "
             "RETURNING (value #>> '{}')::bigint"
         )

@@ -32,6 +32,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ad_buyer_storage.batches import results_or_raise
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -73,13 +74,20 @@ class _Script:
         self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
+# A key the server refuses (say, another program's string where our hash should be) fails on
+# its own: its slot holds 'E' and the error, the other keys are served (see _item_error).
 _READ = _Script(
     """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local row = redis.call('HMGET', key, 'd', 'v')
-  out[2 * i - 1] = row[1]
-  out[2 * i] = row[2]
+  local ok, row = pcall(redis.call, 'HMGET', key, 'd', 'v')
+  if ok then
+    out[2 * i - 1] = row[1]
+    out[2 * i] = row[2]
+  else
+    out[2 * i - 1] = false
+    out[2 * i] = 'E' .. (type(row) == 'table' and row.err or tostring(row))
+  end
 end
 return out
 """
@@ -89,30 +97,28 @@ return out
 # JSON, new version, ttl in ms ('' none), keep ttl ('1'/'0').
 _WRITE = _Script(
     """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local b = (i - 1) * 6
+local function apply(key, b)
   local cond, expected = ARGV[b + 1], ARGV[b + 2]
   local exists = redis.call('EXISTS', key) == 1
-  local ok = true
-  if cond == 'a' then
-    ok = not exists
-  elseif cond == 'v' then
-    ok = exists and redis.call('HGET', key, 'v') == expected
+  if cond == 'a' and exists then
+    return 0
+  elseif cond == 'v' and not (exists and redis.call('HGET', key, 'v') == expected) then
+    return 0
   end
-  if ok then
-    redis.call('HSET', key, 'd', ARGV[b + 3], 'v', ARGV[b + 4])
-    if ARGV[b + 6] == '1' and exists then
-      -- HSET keeps the key's expiry
-    elseif ARGV[b + 5] ~= '' then
-      redis.call('PEXPIRE', key, ARGV[b + 5])
-    else
-      redis.call('PERSIST', key)
-    end
-    out[i] = 1
+  redis.call('HSET', key, 'd', ARGV[b + 3], 'v', ARGV[b + 4])
+  if ARGV[b + 6] == '1' and exists then
+    -- HSET keeps the key's expiry
+  elseif ARGV[b + 5] ~= '' then
+    redis.call('PEXPIRE', key, ARGV[b + 5])
   else
-    out[i] = 0
+    redis.call('PERSIST', key)
   end
+  return 1
+end
+local out = {}
+for i, key in ipairs(KEYS) do
+  local ok, result = pcall(apply, key, (i - 1) * 6)
+  out[i] = ok and result or ('E' .. (type(result) == 'table' and result.err or tostring(result)))
 end
 return out
 """
@@ -410,13 +416,15 @@ class _RedisKeyValue:
             return [None if value is None else Record(value, version.decode())]
         groups = self._groups(full)
         replies = await self._run_scripts(_READ, [([full[i] for i in g], []) for g in groups], idempotent=True)
-        out: list[Record | None] = [None] * len(full)
+        out: list[object] = [None] * len(full)
         for group, flat in zip(groups, replies, strict=True):
             for n, i in enumerate(group):
-                value = flat[2 * n]
+                value, version = flat[2 * n], flat[2 * n + 1]
                 if value is not None:
-                    out[i] = Record(value, flat[2 * n + 1].decode())
-        return out
+                    out[i] = Record(value, version.decode())
+                elif version is not None:
+                    out[i] = self._item_error(version)
+        return results_or_raise(out)
 
     async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
         if not self._registered:  # written again after clear(): claim the namespace again
@@ -435,11 +443,18 @@ class _RedisKeyValue:
         # Unconditional writes are idempotent (same value, same version): safe to send again.
         idempotent = all(w.condition is Condition.ALWAYS for w in writes)
         replies = await self._run_scripts(_WRITE, calls, idempotent=idempotent)
-        out = [False] * len(writes)
+        out: list[object] = [False] * len(writes)
         for group, applied in zip(groups, replies, strict=True):
             for n, i in enumerate(group):
-                out[i] = applied[n] == 1
-        return out
+                out[i] = self._item_error(applied[n]) if isinstance(applied[n], bytes) else applied[n] == 1
+        return results_or_raise(out)
+
+    def _item_error(self, marker: bytes) -> StorageError:
+        """The error a script reported for one key (``b"E" + the server's message``)."""
+        try:
+            _translate(redis_errors.ResponseError(marker[1:].decode(errors="replace")), self._url)
+        except StorageError as exc:
+            return exc
 
     async def remove(self, keys: Sequence[str]) -> int:
         return await self._per_slot("DEL", [self._full(k) for k in keys])

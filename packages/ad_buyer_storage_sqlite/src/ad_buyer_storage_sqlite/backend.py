@@ -19,6 +19,7 @@ Design (see ``driver-facts.md``):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ from typing import Any, NoReturn
 
 import aiosqlite
 
+from ad_buyer_storage.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.clock import Clock, system_clock
 from ad_buyer_storage.compose import Sweeper
 from ad_buyer_storage.errors import (
@@ -231,40 +233,45 @@ class SQLiteBackend:
 
     async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
         now = self._now_ms()
-        results: list[bool] = []
+        outcomes: list[object] = []
         i = 0
         while i < len(writes):
-            w = writes[i]
-            if w.condition is Condition.ALWAYS:
-                # Batch consecutive unconditional writes with the same keep_ttl into one statement.
-                j = i
+            if writes[i].condition is Condition.ALWAYS:
+                # Consecutive unconditional writes with the same keep_ttl go in one statement.
+                j, keep = i, writes[i].keep_ttl
                 while (
                     j < len(writes)
                     and j - i < _MAX_ROWS_PER_STATEMENT
                     and writes[j].condition is Condition.ALWAYS
-                    and writes[j].keep_ttl == w.keep_ttl
+                    and writes[j].keep_ttl == keep
                 ):
                     j += 1
-                params: list[Any] = []
-                for item in writes[i:j]:
-                    expires = None if item.ttl_ms is None else now + item.ttl_ms
-                    params += (item.key, item.value, item.version, expires)
-                if w.keep_ttl:
-                    params.append(now)
-                await self._fetch(self._sql.upsert(j - i, w.keep_ttl), params)
-                results += [True] * (j - i)
+                outcomes += await in_bulk_or_each(writes[i:j], lambda rows: self._upsert(rows, now),
+                                                  lambda row: self._upsert((row,), now))  # fmt: skip
                 i = j
-                continue
-            expires = None if w.ttl_ms is None else now + w.ttl_ms
-            if w.condition is Condition.IF_ABSENT:
-                rows = await self._fetch(self._sql.insert_if_absent, (w.key, w.value, w.version, expires, now))
             else:
-                sql = self._sql.update_if_version_keep if w.keep_ttl else self._sql.update_if_version
-                args = (w.value, w.version) + (() if w.keep_ttl else (expires,)) + (w.key, w.expected_version, now)
-                rows = await self._fetch(sql, args)
-            results.append(bool(rows))
-            i += 1
-        return results
+                outcomes.append(await each_or_error(functools.partial(self._conditional, writes[i], now)))
+                i += 1
+        return results_or_raise(outcomes)
+
+    async def _upsert(self, rows: Sequence[Write], now: int) -> list[bool]:
+        params: list[Any] = []
+        for row in rows:
+            params += (row.key, row.value, row.version, None if row.ttl_ms is None else now + row.ttl_ms)
+        if rows[0].keep_ttl:
+            params.append(now)
+        await self._fetch(self._sql.upsert(len(rows), rows[0].keep_ttl), params)
+        return [True] * len(rows)
+
+    async def _conditional(self, w: Write, now: int) -> bool:
+        expires = None if w.ttl_ms is None else now + w.ttl_ms
+        if w.condition is Condition.IF_ABSENT:
+            rows = await self._fetch(self._sql.insert_if_absent, (w.key, w.value, w.version, expires, now))
+        else:
+            sql = self._sql.update_if_version_keep if w.keep_ttl else self._sql.update_if_version
+            args = (w.value, w.version) + (() if w.keep_ttl else (expires,)) + (w.key, w.expected_version, now)
+            rows = await self._fetch(sql, args)
+        return bool(rows)
 
     async def remove(self, keys: Sequence[str]) -> int:
         now = self._now_ms()

@@ -8,7 +8,7 @@ import datetime as dt
 import enum
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +17,9 @@ import pytest_asyncio
 from pydantic import BaseModel
 
 from ..clock import ManualClock
+from ..codec import MAX_NESTING
 from ..errors import (
+    BackendError,
     InvalidKeyError,
     InvalidPatternError,
     InvalidTTLError,
@@ -32,6 +34,7 @@ from ..errors import (
 from ..glob import compile_glob
 from ..protocol import Capability, StorageBackend, SupportsPubSub
 from ..storage import Storage
+from ..validation import MAX_TTL_SECONDS
 from .harness import Harness, Subject
 
 __all__ = ["StorageContract"]
@@ -81,6 +84,17 @@ PATTERNS = [
     "ünï*",
     "*\r\n*",
 ]
+
+
+def _exactly(value: Any) -> Any:
+    """A form of a JSON value that differs whenever types or float bits differ (1 vs 1.0, -0.0 vs 0.0)."""
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, dict):
+        return ("dict", sorted((k, _exactly(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("list", [_exactly(v) for v in value])
+    return (type(value).__name__, value)
 
 
 class Color(enum.Enum):
@@ -265,13 +279,22 @@ class StorageContract:
             2**63 - 1,
             -(2**63),
             [[[[[]]]]],
+            # Floats stay floats with the same bits, whatever a store does to numbers.
+            1e23,
+            1e16,
+            1.7976931348623157e308,
+            5e-324,
+            -0.0,
+            0.1 + 0.2,
+            {"max_bid": 1e23, "cap": 1e19, "n": 10, "z": -0.0, "tiny": 1e-7},
         ],
     )
     async def test_plain_json_round_trips_equal(self, subject: Subject, value: Any) -> None:
         await subject.storage.set("v", value)
         got = await subject.storage.get("v", default="<missing>")
-        assert got == value
-        assert type(got) is type(value)
+        assert _exactly(got) == _exactly(value), f"read back {got!r} for {value!r} (types or float bits differ)"
+        listed = await subject.storage.get_many(["v"])
+        assert _exactly(listed["v"]) == _exactly(value), "a bulk read gives another value than a single read"
 
     async def test_falsy_values_are_stored_and_listed(self, subject: Subject) -> None:
         storage = subject.storage
@@ -351,6 +374,25 @@ class StorageContract:
             await storage.set_many({"ok": 1, "v": bad_value})
         assert await storage.keys() == []
 
+    async def test_the_deepest_value_reads_back_through_every_helper(self, subject: Subject) -> None:
+        storage = subject.storage
+        tree: Any = "leaf"
+        for level in range(MAX_NESTING - 1):
+            tree = [tree] if level % 2 else {"k": tree}
+        deepest = {"status": "deep", "tree": tree}  # MAX_NESTING levels in all
+        await storage.set_deal("deep", deepest)
+        await storage.set_deal("plain", {"status": "plain"})
+        assert await storage.get_deal("deep") == deepest
+        assert await storage.get_many(["deal:deep"]) == {"deal:deep": deepest}
+        assert await storage.list_deals({"status": "deep"}) == [deepest]
+        assert len(await storage.list_deals()) == 2, "one deep deal must not break listing the others"
+        if Capability.ATOMIC in storage.capabilities:
+            updated = await storage.update_deal("deep", lambda d: {**d, "seen": True})
+            assert updated == {**deepest, "seen": True}
+        with pytest.raises(InvalidValueError):
+            await storage.set_deal("deeper", {"status": "deep", "tree": [tree]})
+        assert await storage.get_deal("deeper") is None
+
     async def test_a_backslash_u0000_text_is_not_a_nul(self, subject: Subject) -> None:
         await subject.storage.set("v", "literal \\u0000 text")
         assert await subject.storage.get("v") == "literal \\u0000 text"
@@ -380,6 +422,59 @@ class StorageContract:
         assert await storage.delete("k")
         assert not await storage.exists("k")
         assert await storage.get("k") is None
+
+    async def test_bad_input_fails_alone_among_concurrent_writes(self, subject: Subject) -> None:
+        storage = subject.storage
+        outcomes = await asyncio.gather(
+            storage.set("deal:a", 1),
+            storage.set("deal:b", 2),
+            storage.set("deal:c", 3, ttl=10**13),
+            storage.set("deal:d", math.nan),
+            storage.set("deal:e", 5),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[2], InvalidTTLError), f"a 10**13 s TTL gave {outcomes[2]!r}"
+        assert isinstance(outcomes[3], InvalidValueError), f"NaN gave {outcomes[3]!r}"
+        failed = [o for i, o in enumerate(outcomes) if i not in (2, 3) and isinstance(o, BaseException)]
+        assert not failed, f"valid writes failed beside invalid ones: {failed!r}"
+        assert await storage.get_many(["deal:a", "deal:b", "deal:c", "deal:d", "deal:e"]) == {
+            "deal:a": 1, "deal:b": 2, "deal:e": 5
+        }  # fmt: skip
+
+    async def test_a_write_the_store_refuses_fails_alone(self, subject: Subject) -> None:
+        refuse = subject.harness.fail_writes_to
+        if refuse is None:
+            pytest.skip("the harness gives no way to make the store refuse a key (Harness.fail_writes_to)")
+        storage = subject.storage
+        await storage.set("deal:v", 0)
+        held = await storage.get_versioned("deal:v") if Capability.ATOMIC in storage.capabilities else None
+        await refuse("deal:refused")
+        # Concurrent single-key calls share round trips: the first goes alone, the rest together.
+        ttl = 60 if Capability.EXPIRY in storage.capabilities else None
+        calls: list[Awaitable[object]] = [
+            storage.set("deal:a", 1),
+            storage.set("deal:b", 2),
+            storage.set("deal:refused", 3),
+            storage.set("deal:d", 4, ttl=ttl),
+        ]
+        if held is not None:
+            calls += [storage.set_if_absent("deal:e", 5), storage.set("deal:v", 6, if_version=held.version)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        refused = outcomes.pop(2)
+        assert isinstance(refused, BackendError), f"the refused write gave {refused!r}, not its own BackendError"
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        assert not failed, f"writes that shared a round trip with the refused one failed too: {failed!r}"
+        expected = {"deal:a": 1, "deal:b": 2, "deal:d": 4} | ({"deal:e": 5, "deal:v": 6} if held else {})
+        assert await storage.get_many(list(expected)) == expected
+        try:
+            stored = await storage.get("deal:refused")
+        except BackendError:  # a store may refuse reading it too
+            stored = None
+        assert stored != 3, "a write reported as refused was stored"
+        # set_many is not atomic: the refused item raises, the others are stored.
+        with pytest.raises(BackendError):
+            await storage.set_many({"deal:f": 7, "deal:refused": 8, "deal:g": 9})
+        assert await storage.get_many(["deal:f", "deal:g"]) == {"deal:f": 7, "deal:g": 9}
 
     # -- bulk ------------------------------------------------------------------------------
     async def test_bulk_operations(self, subject: Subject) -> None:
@@ -430,9 +525,13 @@ class StorageContract:
         assert len(set(seen)) == 2500
 
     async def test_malformed_patterns_are_refused(self, subject: Subject) -> None:
-        for pattern in ("deal:[1", "deal:\\", "[", "a\x00"):
+        storage = subject.storage
+        for pattern in ("deal:[1", "deal:\\", "[", "a\x00", "deal:\ud800*", "*\udfff", "[\ud800]"):
+            for call in (storage.keys, storage.count, storage.delete_pattern):
+                with pytest.raises(InvalidPatternError):
+                    await call(pattern)
             with pytest.raises(InvalidPatternError):
-                await subject.storage.keys(pattern)
+                await anext(aiter(storage.scan(pattern)))
 
     async def test_delete_pattern(self, subject: Subject) -> None:
         storage = subject.storage
@@ -454,7 +553,11 @@ class StorageContract:
         assert await subject.storage.keys() == ["keep"]
 
     # -- TTL -------------------------------------------------------------------------------
-    @pytest.mark.parametrize("bad_ttl", [0, -1, 0.0, -0.5, True, False, "2", math.nan, math.inf, dt.timedelta(0)])
+    @pytest.mark.parametrize(
+        "bad_ttl",
+        [0, -1, 0.0, -0.5, True, False, "2", math.nan, math.inf, dt.timedelta(0), MAX_TTL_SECONDS + 1, 10**13,
+         dt.timedelta(days=365 * 101), 1e300],
+    )  # fmt: skip
     async def test_bad_ttls_are_refused_before_io(self, subject: Subject, bad_ttl: Any) -> None:
         storage = subject.storage
         for call in (
@@ -465,6 +568,17 @@ class StorageContract:
             with pytest.raises(InvalidTTLError):
                 await call()
         assert not await storage.exists("k")
+
+    async def test_the_longest_ttl_is_accepted_everywhere(self, subject: Subject) -> None:
+        self._needs_expiry(subject)
+        storage = subject.storage
+        await storage.set("long", 1, ttl=MAX_TTL_SECONDS)
+        await storage.set("long_delta", 1, ttl=dt.timedelta(seconds=MAX_TTL_SECONDS))
+        assert await storage.expire("long_delta", MAX_TTL_SECONDS)
+        for key in ("long", "long_delta"):
+            remaining = await storage.ttl(key)
+            assert remaining is not None
+            assert MAX_TTL_SECONDS - 60 < remaining <= MAX_TTL_SECONDS, f"ttl({key!r}) = {remaining}"
 
     def _needs_expiry(self, subject: Subject) -> None:
         if Capability.EXPIRY not in subject.storage.capabilities:
@@ -583,8 +697,9 @@ class StorageContract:
                 await storage.incr("counter", bad)
         await storage.set("text", "abc")
         await storage.set("float", 1.5)
+        await storage.set("whole_float", 1e16)  # a float with an integral value is still a float
         await storage.set("doc", {"a": 1})
-        for key in ("text", "float", "doc"):
+        for key in ("text", "float", "whole_float", "doc"):
             with pytest.raises(InvalidValueError):
                 await storage.incr(key)
         assert await storage.get("text") == "abc"
@@ -725,6 +840,27 @@ class StorageContract:
         assert await storage.list_campaigns() == [{"status": "active"}]
         assert await storage.delete_deal("d2")
         assert await storage.collection("deal").ids() == ["d1", "d3"]
+
+    async def test_filters_compare_json_values(self, subject: Subject) -> None:
+        storage = subject.storage
+        flags: list[Any] = [True, 1, 1.0, "true", None, False, 0, [1], [True], {"a": 1}, {"a": True}]
+        for n, flag in enumerate(flags):
+            await storage.set_deal(f"f{n:02d}", {"flag": flag, "n": n})
+
+        async def matching(expected: Any) -> list[int]:
+            return [d["n"] for d in await storage.list_deals({"flag": expected})]
+
+        assert await matching(True) == [0], "True must match only true, never 1 or 1.0"
+        assert await matching(1) == [1, 2], "numbers match by value: 1 and 1.0"
+        assert await matching(1.0) == [1, 2]
+        assert await matching("true") == [3]
+        assert await matching(None) == [4]
+        assert await matching(False) == [5], "False must match only false, never 0"
+        assert await matching(0) == [6]
+        assert await matching([1]) == [7]
+        assert await matching([True]) == [8]
+        assert await matching({"a": 1}) == [9]
+        assert await matching({"a": True}) == [10]
 
     async def test_session_helpers_and_index(self, subject: Subject) -> None:
         storage = subject.storage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,10 @@ class Harness:
     child_backend: tuple[str, tuple[Any, ...]] | None = None
     #: Settings for the Storage wrapper (``max_value_bytes`` ...).
     storage_options: dict[str, Any] = field(default_factory=dict)
+    #: Optional: make the *store itself* refuse every write to a key from now on (a trigger, a
+    #: value of another type...), called after connect. With it, the kit checks that a write
+    #: the server refuses fails alone, never the writes that shared its round trip.
+    fail_writes_to: Callable[[str], Awaitable[None]] | None = None
 
 
 @dataclass
