@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from ad_buyer_storage import InvalidInputError, open_storage
-from ad_buyer_storage.cli import _parser, main
-from ad_buyer_storage.migrate import MAX_BATCH_SIZE, migrate, verify
+from ad_buyer_storage.cli.main import _parser, main
+from ad_buyer_storage.ops.migrate import MAX_BATCH_SIZE, migrate, verify
 
 SECRET = "Sup3rS3cretPW"
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from ad_buyer_storage import Record, Storage, UnavailableError, VersionConflictError, Write
-from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.backends.memory import MemoryBackend
 
 
 class Recording(MemoryBackend):

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ad_buyer_storage import InvalidPatternError, InvalidValueError, JsonCodec, compile_glob, escape_glob
-from ad_buyer_storage.codec import MAX_NESTING
-from ad_buyer_storage.glob import prefix_upper_bound
+from ad_buyer_storage.client.codec import MAX_NESTING
+from ad_buyer_storage.contract.glob import prefix_upper_bound
 
 orjson_codec = JsonCodec(use_orjson=True)
 stdlib_codec = JsonCodec(use_orjson=False)

@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from ad_buyer_storage import HybridBackend, Route
-from ad_buyer_storage.clock import Clock, system_clock
-from ad_buyer_storage.hybrid import default_routes
-from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.contract.clock import Clock, system_clock
+from ad_buyer_storage.plugins.composition import default_routes
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.testing import Harness, StorageContract
 
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from ad_buyer_storage import ENTITIES, Entity, InvalidInputError, Record, Storage, register_entity
-from ad_buyer_storage.domain import EPHEMERAL_PREFIXES
-from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.domain.entities import ephemeral_prefixes
 
 
 class CountingBackend(MemoryBackend):
@@ -67,7 +67,7 @@ def test_the_entity_table_covers_the_seed_prefixes() -> None:
     assert {e.prefix for e in ENTITIES.values() if not e.durable} == {
         "session:", "session_index:", "cache:", "lock:", "pubsub:", "rate_limit:"
     }  # fmt: skip
-    assert set(EPHEMERAL_PREFIXES) == {"cache:", "lock:", "pubsub:", "rate_limit:"}
+    assert set(ephemeral_prefixes()) == {"session:", "session_index:", "cache:", "lock:", "pubsub:", "rate_limit:"}
 
 
 async def test_a_new_entity_is_one_line() -> None:

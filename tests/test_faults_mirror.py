@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from ad_buyer_storage import HybridBackend, Storage
-from ad_buyer_storage.mirror import MirrorBackend, repair
+from ad_buyer_storage.composed.mirror import MirrorBackend
+from ad_buyer_storage.ops.repair import repair
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ad_buyer_storage import Storage
+from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.errors import UnavailableError
-from ad_buyer_storage.memory import MemoryBackend
 from tests.history import History, Operation
 
 

@@ -24,8 +24,8 @@ from ad_buyer_storage import (
     compile_glob,
     get_storage_backend,
 )
-from ad_buyer_storage.hybrid import parse_routes
-from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.plugins.composition import entity_requirements, parse_routes
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from tests.conftest import POSTGRES_URL, drop_pg_schema
@@ -123,11 +123,13 @@ def test_route_tables_are_validated_with_a_readable_report() -> None:
     class NoAtomics(MemoryBackend):
         capabilities = frozenset()
 
-    with pytest.raises(ConfigurationError) as info:
-        HybridBackend([Route("", MemoryBackend(), "memory"), Route("lock:", NoAtomics(), "plain")])
+    routes = [Route("", MemoryBackend(), "memory"), Route("lock:", NoAtomics(), "plain")]
+    with pytest.raises(ConfigurationError) as info:  # what the entities need reaches the router as data
+        HybridBackend(routes, entity_requirements())
     message = str(info.value)
     assert "'lock:' (lock) is routed to plain, which lacks atomic, expiry" in message
     assert "'rate_limit:'" not in message  # rate limits still go to the default, which can serve them
+    HybridBackend(routes)  # a router knows no entity: with no requirement given, any table that routes is valid
 
 
 async def test_capabilities_are_per_route() -> None:

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from ad_buyer_storage import ManualClock, Storage, UnavailableError
-from ad_buyer_storage.memory import MemoryBackend
-from ad_buyer_storage.migrate import canonical, migrate, verify
-from ad_buyer_storage.mirror import MirrorBackend, repair
+from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.client.codec import canonical
+from ad_buyer_storage.composed.mirror import MirrorBackend
+from ad_buyer_storage.ops.migrate import migrate, verify
+from ad_buyer_storage.ops.repair import repair
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from ad_buyer_storage import Storage, UnavailableError
-from ad_buyer_storage.memory import MemoryBackend
-from ad_buyer_storage.mirror import MirrorBackend
+from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed.mirror import MirrorBackend
 from tests._support import mirror_workload
 from tests._support.convergence import differences
 from tests._support.mirror_workload import Stores, assert_converged, backfill_racing_the_app, open_mirror, run_processes

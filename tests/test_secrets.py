@@ -31,8 +31,8 @@ import pytest
 
 from ad_buyer_storage import get_storage_backend, load_settings, open_storage
 from ad_buyer_storage.cli import main
-from ad_buyer_storage.mirror import MirrorSettings
-from ad_buyer_storage.settings import load_backend_settings
+from ad_buyer_storage.plugins.composition import MirrorSettings
+from ad_buyer_storage.plugins.settings import load_backend_settings
 from ad_buyer_storage_postgres.settings import PostgresSettings
 from ad_buyer_storage_redis.settings import RedisSettings
 from ad_buyer_storage_sqlite.settings import SQLiteSettings
@@ -139,9 +139,9 @@ def shapes(auth_port: int) -> list[Shape]:
         ),
         Shape(  # pydantic's own error quotes the inputs: it must not be chained to ours
             "invalid settings beside a URL",
-            {"POSTGRES_POOL_MIN": "11", "STORAGE_ROUTES": f"*=redis://:{pw}@{DEAD}"},
+            {"STORAGE_COMMAND_TIMEOUT": "-1", "STORAGE_ROUTES": f"*=redis://:{pw}@{DEAD}"},
             "hybrid",
-            "POSTGRES_POOL_MIN (11) must be <= POSTGRES_POOL_MAX",
+            "STORAGE_COMMAND_TIMEOUT",
         ),
         Shape(
             "MIRROR_SECONDARY",

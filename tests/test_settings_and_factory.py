@@ -23,7 +23,8 @@ from ad_buyer_storage import (
     open_storage,
     redact_url,
 )
-from ad_buyer_storage.settings import SettingsBase, StorageSettings, choose_backend, load_backend_settings
+from ad_buyer_storage.plugins.settings import SettingsBase, StorageSettings, choose_backend, load_backend_settings
+from ad_buyer_storage_postgres.settings import PostgresSettings
 
 SECRET = "s3cr3t-P@ss:w/rd#%"
 
@@ -50,27 +51,29 @@ def test_backend_choice_follows_the_documented_rule(monkeypatch, env, expected) 
 
 def test_defaults() -> None:
     settings = load_settings()
-    assert settings.database_url == "sqlite:///./ad_buyer.db"
-    assert (settings.postgres_pool_min, settings.postgres_pool_max) == (2, 10)
-    assert settings.redis_url is None
+    # The URL settings are learned from the installed backends, with the default SQLite declares.
+    assert settings.url("database_url") == "sqlite:///./ad_buyer.db"
+    assert settings.url("redis_url") is None
+    assert getattr(settings, "database_url") == "sqlite:///./ad_buyer.db"  # noqa: B009 - the seed's attribute, on a model built at run time
+    postgres = load_backend_settings(PostgresSettings, {})
+    assert (postgres.pool_min, postgres.pool_max) == (2, 10)
 
 
 def test_dotenv_is_read(tmp_path, monkeypatch) -> None:
     (tmp_path / ".env").write_text("STORAGE_TYPE=memory\nPOSTGRES_POOL_MAX=20\n")
     monkeypatch.chdir(tmp_path)
-    settings = load_settings()
-    assert settings.storage_type == "memory"
-    assert settings.postgres_pool_max == 20
+    assert load_settings().storage_type == "memory"
+    assert load_backend_settings(PostgresSettings, {}).pool_max == 20  # a backend's own settings read .env too
 
 
 def test_pool_bounds_are_validated_without_echoing_secrets(monkeypatch) -> None:
     monkeypatch.setenv("DATABASE_URL", f"postgresql://user:{SECRET}@db/prod")
     with pytest.raises(ConfigurationError, match="POSTGRES_POOL_MIN") as info:
-        load_settings(postgres_pool_min=11, postgres_pool_max=10)
+        get_storage_backend(postgres_pool_min=11, postgres_pool_max=10)
     assert SECRET not in str(info.value)
     assert "s3cr3t" not in str(info.value)
     with pytest.raises(ConfigurationError, match="POSTGRES_POOL_MAX"):
-        load_settings(postgres_pool_max=0)
+        get_storage_backend(postgres_pool_max=0)
 
 
 def test_settings_repr_redacts_urls(monkeypatch) -> None:
@@ -227,7 +230,7 @@ async def test_a_misspelt_override_is_refused_not_ignored(tmp_path) -> None:
     ],
 )
 def test_unencoded_credentials_are_encoded(url: str, expected: str) -> None:
-    from ad_buyer_storage.urls import encode_credentials
+    from ad_buyer_storage.kit.urls import encode_credentials
 
     assert encode_credentials(url) == expected
     assert encode_credentials(expected) == expected
@@ -266,7 +269,7 @@ def _numeric_fields() -> list[tuple[type[BaseSettings], str, type]]:
 
 # The numeric settings for which 0 means something (off, none): every other refuses it.
 ZERO_MEANS = {
-    "postgres_pool_min": "no idle connection kept",
+    "pool_min": "no idle connection kept",
     "sweep_interval": "no background purge",
     "health_check_interval": "no idle PING",
     "statement_cache_size": "no prepared statements (pgbouncer)",

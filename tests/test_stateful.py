@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from ad_buyer_storage import InvalidValueError, ManualClock, Storage, compile_glob, escape_glob
-from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ad_buyer_storage import GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
-from ad_buyer_storage.memory import MemoryBackend
+from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.sync import SyncStorage
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend

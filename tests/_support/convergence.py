@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ad_buyer_storage import Storage
-from ad_buyer_storage.migrate import canonical
+from ad_buyer_storage.client.codec import canonical
 
 
 async def differences(primary: Storage, secondary: Storage, *, ttl_tolerance: float = 2.0) -> list[str]:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ad_buyer_storage import Storage
+from ad_buyer_storage.composed.mirror import MirrorBackend
+from ad_buyer_storage.contract.protocol import StorageBackend
 from ad_buyer_storage.errors import StorageError, VersionConflictError
-from ad_buyer_storage.migrate import MigrationReport, migrate, verify
-from ad_buyer_storage.mirror import MirrorBackend
-from ad_buyer_storage.protocol import StorageBackend
+from ad_buyer_storage.ops.migrate import MigrationReport, migrate, verify
 from ad_buyer_storage.testing.harness import load_callable
 from ad_buyer_storage_sqlite import SQLiteBackend
 from tests._support.convergence import differences

@@ -22,8 +22,9 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .errors import LifecycleError, StorageClosedError
-from .storage import Storage
+from ad_buyer_storage.domain.storage import Storage
+from ad_buyer_storage.errors import LifecycleError, StorageClosedError
+from ad_buyer_storage.plugins.factory import get_storage_backend
 
 __all__ = ["SyncStorage"]
 
@@ -36,8 +37,6 @@ class SyncStorage:
     def __init__(self, storage: Storage | None = None, *, timeout: float | None = 60.0, **overrides: Any) -> None:
         """*storage* (unconnected or connected), or one built by ``get_storage_backend(**overrides)``."""
         if storage is None:
-            from .factory import get_storage_backend
-
             storage = get_storage_backend(**overrides)
         self._storage = storage
         self._timeout = timeout

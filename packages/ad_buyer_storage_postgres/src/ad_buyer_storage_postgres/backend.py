@@ -35,8 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from ad_buyer_storage.batches import each_or_error, in_bulk_or_each, results_or_raise
-from ad_buyer_storage.compose import Sweeper
+from ad_buyer_storage.contract.glob import GlobPattern, prefix_upper_bound
+from ad_buyer_storage.contract.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -52,10 +52,10 @@ from ad_buyer_storage.errors import (
     TLSError,
     UnavailableError,
 )
-from ad_buyer_storage.glob import GlobPattern, prefix_upper_bound
-from ad_buyer_storage.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
-from ad_buyer_storage.redaction import raise_redacted, redact_text, redact_url
-from ad_buyer_storage.urls import encode_credentials
+from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
+from ad_buyer_storage.kit.redaction import raise_redacted, redact_text, redact_url
+from ad_buyer_storage.kit.sweeper import Sweeper
+from ad_buyer_storage.kit.urls import encode_credentials
 
 __all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ad_buyer_storage import BackendSpec, hookimpl
+from ad_buyer_storage import BackendSpec, Capability, hookimpl
 
 
 @hookimpl
@@ -11,8 +11,12 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
         BackendSpec(
             "postgres",
             "ad_buyer_storage_postgres.factory:create_backend",
-            description="PostgreSQL JSONB table (asyncpg pool): durable, many writers, LISTEN/NOTIFY",
+            description="PostgreSQL table (asyncpg pool): durable, many writers, LISTEN/NOTIFY",
             url_setting="database_url",
             url_schemes=("postgresql", "postgres", "postgresql+asyncpg"),
+            settings="ad_buyer_storage_postgres.settings:PostgresSettings",
+            install_hint="pip install ad-buyer-storage-postgres   (or: pip install 'ad-buyer-storage[postgres]')",
+            rank=20,
+            capabilities=frozenset(Capability),
         )
     ]

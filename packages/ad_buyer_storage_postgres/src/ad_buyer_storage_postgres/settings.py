@@ -1,11 +1,11 @@
-"""``POSTGRES_*`` settings (the server from ``DATABASE_URL``; pool bounds and timeouts from core)."""
+"""``POSTGRES_*`` settings (the server from ``DATABASE_URL``; timeouts from core's settings)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from ad_buyer_storage.settings import SettingsBase
+from ad_buyer_storage.plugins.settings import SettingsBase
 
 __all__ = ["PostgresSettings"]
 
@@ -18,6 +18,9 @@ class PostgresSettings(SettingsBase):
     #: Schema and table of this namespace (created on first connect if missing).
     schema_name: str = Field("public", alias="POSTGRES_SCHEMA")
     table: str = "kv_store"
+    #: Connections kept open, and the most opened, per process (the backend checks min <= max).
+    pool_min: int = Field(2, ge=0)
+    pool_max: int = Field(10, ge=1)
     #: Seconds to wait for a free pooled connection, then BusyError.
     acquire_timeout: float = Field(5.0, gt=0)
     #: Prepared statements cached per connection; 0 behind pgbouncer in transaction mode.

@@ -32,7 +32,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ad_buyer_storage.batches import results_or_raise
+from ad_buyer_storage.contract.glob import GlobPattern, escape_glob
+from ad_buyer_storage.contract.protocol import Capability, Condition, Record, Write
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -48,10 +49,9 @@ from ad_buyer_storage.errors import (
     TLSError,
     UnavailableError,
 )
-from ad_buyer_storage.glob import GlobPattern, escape_glob
-from ad_buyer_storage.protocol import Capability, Condition, Record, Write
-from ad_buyer_storage.redaction import raise_redacted, redact_text, redact_url
-from ad_buyer_storage.urls import encode_credentials
+from ad_buyer_storage.kit.batches import results_or_raise
+from ad_buyer_storage.kit.redaction import raise_redacted, redact_text, redact_url
+from ad_buyer_storage.kit.urls import encode_credentials
 
 from .namespaces import NAMESPACES_KEY, REGISTER_SCRIPT, check_prefix, overlap_error
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ad_buyer_storage.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from ad_buyer_storage.settings import StorageSettings
+from ad_buyer_storage.plugins.settings import StorageSettings, load_backend_settings
 
 from .backend import RedisBackend, RedisClusterBackend, is_cluster_url
+from .settings import RedisSettings
 
 __all__ = ["create_backend"]
 
 
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> RedisBackend | RedisClusterBackend:
     """``overrides`` may name any ``REDIS_*`` setting (``key_prefix=``, ``cluster=``...) or ``url=``."""
-    # Imported here: resolving a backend by name must not pay for pydantic-settings.
-    from ad_buyer_storage.settings import load_backend_settings
-
-    from .settings import RedisSettings
-
     redis_settings = load_backend_settings(RedisSettings, overrides, extra=("url",))
-    url = overrides.get("url") or settings.redis_url
+    url = overrides.get("url") or settings.url("redis_url")
     if not url:
         raise ConfigurationError("the 'redis' backend needs REDIS_URL (for example redis://127.0.0.1:6379/0)")
     backend_class = RedisClusterBackend if (redis_settings.cluster or is_cluster_url(url)) else RedisBackend

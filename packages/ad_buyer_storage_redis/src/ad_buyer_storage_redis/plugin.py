@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ad_buyer_storage import BackendSpec, hookimpl
+from ad_buyer_storage import BackendSpec, Capability, hookimpl
 
 
 @hookimpl
@@ -11,8 +11,13 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
         BackendSpec(
             "redis",
             "ad_buyer_storage_redis.factory:create_backend",
-            description="Redis or Redis Cluster (redis.asyncio): native TTL, pub/sub",
+            description="Redis or Redis Cluster (redis.asyncio): native TTL, pub/sub (not on a cluster)",
             url_setting="redis_url",
             url_schemes=("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"),
+            settings="ad_buyer_storage_redis.settings:RedisSettings",
+            install_hint="pip install ad-buyer-storage-redis   (or: pip install 'ad-buyer-storage[redis]')",
+            rank=10,
+            fast=True,  # in memory: the hybrid router's home for sessions, caches, locks, rate limits
+            capabilities=frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS, Capability.PUBSUB}),
         )
     ]

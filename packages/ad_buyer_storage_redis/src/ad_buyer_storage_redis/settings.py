@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from ad_buyer_storage.settings import SettingsBase
+from ad_buyer_storage.plugins.settings import SettingsBase
 
 __all__ = ["RedisSettings"]
 

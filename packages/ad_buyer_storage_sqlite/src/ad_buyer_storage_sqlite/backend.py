@@ -31,9 +31,18 @@ from typing import Any, NoReturn
 
 import aiosqlite
 
-from ad_buyer_storage.batches import each_or_error, in_bulk_or_each, results_or_raise
-from ad_buyer_storage.clock import Clock, system_clock
-from ad_buyer_storage.compose import Sweeper
+from ad_buyer_storage.contract.clock import Clock, system_clock
+from ad_buyer_storage.contract.glob import GlobPattern, prefix_upper_bound
+from ad_buyer_storage.contract.protocol import (
+    INT64_MAX,
+    INT64_MIN,
+    NO_EXPIRY,
+    NO_KEY,
+    Capability,
+    Condition,
+    Record,
+    Write,
+)
 from ad_buyer_storage.errors import (
     BackendError,
     BusyError,
@@ -44,10 +53,9 @@ from ad_buyer_storage.errors import (
     StorageFullError,
     UnavailableError,
 )
-from ad_buyer_storage.glob import GlobPattern, prefix_upper_bound
-from ad_buyer_storage.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
-from ad_buyer_storage.redaction import redact_url
-from ad_buyer_storage.validation import INT64_MAX, INT64_MIN
+from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
+from ad_buyer_storage.kit.redaction import redact_url
+from ad_buyer_storage.kit.sweeper import Sweeper
 
 __all__ = ["MAX_BUSY_TIMEOUT", "SQLiteBackend", "parse_sqlite_url"]
 

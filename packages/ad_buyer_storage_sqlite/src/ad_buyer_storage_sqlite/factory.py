@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ad_buyer_storage.settings import StorageSettings
+from ad_buyer_storage.errors import ConfigurationError
+from ad_buyer_storage.plugins.settings import StorageSettings, load_backend_settings
 
 from .backend import SQLiteBackend, parse_sqlite_url
+from .settings import SQLiteSettings
 
 __all__ = ["create_backend"]
 
@@ -15,16 +16,16 @@ __all__ = ["create_backend"]
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> SQLiteBackend:
     """``overrides`` may name any ``SQLITE_*`` setting (``table=``, ``busy_timeout=``...), ``path=``
     (instead of ``DATABASE_URL``) and ``clock=`` (tests)."""
-    # Imported here: resolving a backend by name must not pay for pydantic-settings.
-    from ad_buyer_storage.settings import load_backend_settings
-
-    from .settings import SQLiteSettings
-
     sqlite_settings = load_backend_settings(SQLiteSettings, overrides, extra=("path", "clock", "read_only"))
     path = overrides.get("path")
+    if path is None:
+        url = settings.url("database_url")
+        if url is None:
+            raise ConfigurationError("the 'sqlite' backend needs DATABASE_URL (for example sqlite:///./ad_buyer.db)")
+        path = parse_sqlite_url(url)
     extra = {k: overrides[k] for k in ("clock", "read_only") if k in overrides}
     return SQLiteBackend(
-        parse_sqlite_url(settings.database_url) if path is None else str(path),
+        str(path),
         table=sqlite_settings.table,
         busy_timeout=sqlite_settings.busy_timeout,
         sweep_interval=sqlite_settings.sweep_interval or None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ad_buyer_storage import BackendSpec, hookimpl
+from ad_buyer_storage import BackendSpec, Capability, hookimpl
 
 
 @hookimpl
@@ -14,5 +14,12 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
             description="embedded SQLite file (aiosqlite): the default, one host",
             url_setting="database_url",
             url_schemes=("sqlite", "sqlite+aiosqlite"),
+            url_default="sqlite:///./ad_buyer.db",  # the embedded default, with nothing configured
+            settings="ad_buyer_storage_sqlite.settings:SQLiteSettings",
+            install_hint="pip install ad-buyer-storage-sqlite",
+            rank=0,
+            capabilities=frozenset(
+                {Capability.EXPIRY, Capability.ATOMIC, Capability.DURABLE, Capability.MULTI_PROCESS}
+            ),
         )
     ]

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from ad_buyer_storage.settings import SettingsBase
+from ad_buyer_storage.plugins.settings import SettingsBase
 
 from .backend import MAX_BUSY_TIMEOUT
 

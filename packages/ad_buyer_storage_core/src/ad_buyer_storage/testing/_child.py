@@ -6,7 +6,8 @@ import asyncio
 import multiprocessing
 from typing import Any
 
-from ..storage import Storage
+from ad_buyer_storage.domain.storage import Storage
+
 from .harness import load_callable
 
 

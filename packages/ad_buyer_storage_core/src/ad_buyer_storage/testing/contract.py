@@ -16,9 +16,13 @@ import pytest
 import pytest_asyncio
 from pydantic import BaseModel
 
-from ..clock import ManualClock
-from ..codec import MAX_NESTING
-from ..errors import (
+from ad_buyer_storage.client.codec import MAX_NESTING
+from ad_buyer_storage.client.validation import MAX_TTL_SECONDS
+from ad_buyer_storage.contract.clock import ManualClock
+from ad_buyer_storage.contract.glob import compile_glob
+from ad_buyer_storage.contract.protocol import Capability, StorageBackend, SupportsPubSub
+from ad_buyer_storage.domain.storage import Storage
+from ad_buyer_storage.errors import (
     BackendError,
     InvalidKeyError,
     InvalidPatternError,
@@ -31,10 +35,7 @@ from ..errors import (
     UnsupportedOperationError,
     VersionConflictError,
 )
-from ..glob import compile_glob
-from ..protocol import Capability, StorageBackend, SupportsPubSub
-from ..storage import Storage
-from ..validation import MAX_TTL_SECONDS
+
 from .harness import Harness, Subject
 
 __all__ = ["StorageContract"]
@@ -398,7 +399,7 @@ class StorageContract:
         assert await subject.storage.get("v") == "literal \\u0000 text"
 
     async def test_value_size_cap(self, subject: Subject) -> None:
-        cap = subject.storage._codec.max_value_bytes
+        cap = subject.storage.max_value_bytes
         at_cap = "x" * (cap - 2)  # the two quotes make it exactly `cap` bytes
         await subject.storage.set("big", at_cap)
         assert await subject.storage.get("big") == at_cap
@@ -878,7 +879,7 @@ class StorageContract:
         assert len(await storage.list_sessions()) == 2  # the index is not a session
 
     async def test_every_entity_has_get_set_delete_list(self, subject: Subject) -> None:
-        from ..domain import ENTITIES
+        from ad_buyer_storage.domain.entities import ENTITIES
 
         storage = subject.storage
         for name in ENTITIES:

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clock import ManualClock
-from ..protocol import StorageBackend
-from ..storage import Storage
+from ad_buyer_storage.contract.clock import ManualClock
+from ad_buyer_storage.contract.protocol import StorageBackend
+from ad_buyer_storage.domain.storage import Storage
 
 __all__ = ["Harness", "Subject", "load_callable"]
 

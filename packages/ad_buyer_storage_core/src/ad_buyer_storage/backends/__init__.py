@@ -1,0 +1,1 @@
+"""The backends that ship in core: ``memory``, the contract's reference implementation."""

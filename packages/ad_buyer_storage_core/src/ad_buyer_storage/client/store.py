@@ -1,0 +1,597 @@
+"""``Store``: the whole generic key/value API, built on a backend's few primitives.
+
+Validation (keys, TTLs, patterns, amounts) and encoding happen here, before any I/O, so every
+backend refuses bad input identically and a backend author implements only
+:class:`~ad_buyer_storage.contract.protocol.StorageBackend`. The buyer agent's domain
+(deals, sessions...) is a layer on top (:class:`ad_buyer_storage.Storage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from decimal import Context, Decimal
+from types import TracebackType
+from typing import Any, ClassVar, NamedTuple, TypeVar, overload
+
+from ad_buyer_storage.client.coalesce import Coalescer
+from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, validate_as
+from ad_buyer_storage.client.validation import check_amount, check_key, ttl_to_ms
+from ad_buyer_storage.contract.glob import compile_glob
+from ad_buyer_storage.contract.protocol import (
+    NO_EXPIRY,
+    NO_KEY,
+    Capability,
+    Condition,
+    Record,
+    StorageBackend,
+    SupportsPubSub,
+    SupportsReleaseNamespace,
+    SupportsRemovePrefix,
+    SupportsRouting,
+    Write,
+    new_version,
+)
+from ad_buyer_storage.errors import (
+    InvalidInputError,
+    InvalidPatternError,
+    InvalidValueError,
+    KeyNotFoundError,
+    NotConnectedError,
+    PartialBatchError,
+    StorageClosedError,
+    StorageError,
+    UnsupportedOperationError,
+    VersionConflictError,
+)
+
+__all__ = ["TTL", "Store", "Versioned"]
+
+log = logging.getLogger("ad_buyer_storage")
+
+T = TypeVar("T")
+D = TypeVar("D")
+#: A time to live: seconds (int or float, > 0) or a timedelta, at most 100 years; None: no expiry.
+TTL = int | float | timedelta | None
+_MISSING: Any = object()
+_SCAN_BATCH = 500
+_LIST_BATCH = 5000
+_DELETE_BATCH = 500
+_DECIMAL_CONTEXT = Context(prec=200)  # wide enough that money sums are exact, never rounded
+
+
+class Versioned(NamedTuple):
+    """A value read together with the version token a conditional write can check."""
+
+    value: Any
+    version: str
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Store:
+    """Async key/value store with TTL, atomics, versions, listing and pub/sub, on one backend.
+
+    ``async with Store(backend) as store:`` connects and closes; ``aclose()`` is idempotent;
+    any use before ``connect()`` or after ``aclose()`` raises a
+    :class:`~ad_buyer_storage.errors.LifecycleError`.
+    """
+
+    #: ``update(..., default=NO_DEFAULT)``: a missing key raises KeyNotFoundError.
+    NO_DEFAULT: ClassVar[Any] = _MISSING
+    #: Keys per round trip while streaming a listing.
+    SCAN_BATCH: ClassVar[int] = _SCAN_BATCH
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        *,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        describe: str | None = None,
+        coalesce: bool = True,
+    ) -> None:
+        self._backend = backend
+        self._codec = JsonCodec(max_value_bytes=max_value_bytes)
+        self._caps = frozenset(backend.capabilities)
+        # A router (hybrid) answers per key: its routes may differ (pub/sub on Redis only...).
+        self._caps_for = backend.capabilities_for if isinstance(backend, SupportsRouting) else None
+        self._state = _State.NEW
+        self._connect_lock: asyncio.Lock | None = None
+        self._describe = describe
+        # Concurrent single-key reads and writes share round trips (see coalesce.py); through a
+        # router, only with calls bound for the same route, so one route's outage stays its own.
+        route_of = backend.route_of if isinstance(backend, SupportsRouting) else None
+        self._reads: Coalescer[str, Record | None] | None = (
+            Coalescer(self._read_batch, lane=route_of) if coalesce else None
+        )
+        self._writes: Coalescer[Write, bool] | None = (
+            Coalescer(backend.write, key=lambda w: w.key, lane=None if route_of is None else lambda w: route_of(w.key))
+            if coalesce
+            else None
+        )
+
+    async def _read_batch(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        unique = list(dict.fromkeys(keys))
+        if len(unique) == len(keys):
+            return await self._backend.read(keys)
+        try:
+            found = dict(zip(unique, await self._backend.read(unique), strict=True))
+        except PartialBatchError as exc:  # back to the callers' positions
+            outcomes = dict(zip(unique, exc.outcomes, strict=True))
+            raise PartialBatchError([outcomes[k] for k in keys]) from None
+        return [found[k] for k in keys]
+
+    async def _read_one(self, backend: StorageBackend, key: str) -> Record | None:
+        if self._reads is None:
+            try:
+                (record,) = await backend.read((key,))
+            except PartialBatchError as exc:
+                raise exc.first_error() from None
+            return record
+        return await self._reads.submit(key)
+
+    async def _write_one(self, backend: StorageBackend, write: Write) -> bool:
+        if self._writes is None:
+            try:
+                (applied,) = await backend.write((write,))
+            except PartialBatchError as exc:
+                raise exc.first_error() from None
+            return bool(applied)
+        return await self._writes.submit(write)
+
+    # -- identity ----------------------------------------------------------------------------
+    @property
+    def backend(self) -> StorageBackend:
+        """The backend doing the I/O."""
+        return self._backend
+
+    @property
+    def name(self) -> str:
+        return self._backend.name
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self._caps
+
+    def capabilities_for(self, key: str) -> frozenset[Capability]:
+        """What operations on *key* may use: the route's capabilities behind a router."""
+        return self._caps if self._caps_for is None else self._caps_for(key)
+
+    @property
+    def max_value_bytes(self) -> int:
+        """The largest encoded value accepted (bytes of UTF-8 JSON)."""
+        return self._codec.max_value_bytes
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is _State.OPEN
+
+    def __repr__(self) -> str:
+        where = f" {self._describe}" if self._describe else ""
+        return f"<Store {self._backend.name}{where} {self._state.value}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def connect(self) -> Store:
+        """Connect the backend (once; later calls return at once). Returns ``self``."""
+        if self._state is _State.OPEN:
+            return self
+        if self._state is _State.CLOSED:
+            raise StorageClosedError(f"{self!r} was closed; create a new one")
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            # The state may have changed while we waited for the lock.
+            if self.is_open:
+                return self
+            if self._is_closed():
+                raise StorageClosedError(f"{self!r} was closed while connecting")
+            try:
+                await self._backend.connect()
+            except BaseException:
+                # A half-open backend (pool up, schema failed...) must not leak.
+                try:
+                    await self._backend.aclose()
+                except Exception as close_error:  # noqa: BLE001 - the connect error is the one to report
+                    log.debug("closing %s after a failed connect also failed: %r", self, close_error)
+                raise
+            self._state = _State.OPEN
+        return self
+
+    async def aclose(self) -> None:
+        """Close the backend. Idempotent; the object cannot be reopened."""
+        if self._state is _State.CLOSED:
+            return
+        was_open = self._state is _State.OPEN
+        self._state = _State.CLOSED
+        if was_open:
+            await self._backend.aclose()
+
+    # The seed's names.
+    async def disconnect(self) -> None:
+        await self.aclose()
+
+    async def __aenter__(self) -> Store:
+        return await self.connect()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def _is_closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    def require_open(self) -> StorageBackend:
+        """The backend, once connected; else the lifecycle error. For tools that work on the
+        backend's primitives directly (migration, verification)."""
+        if self._state is not _State.OPEN:
+            if self._state is _State.NEW:
+                raise NotConnectedError(f"{self!r} is not connected: use 'async with' or 'await connect()' first")
+            raise StorageClosedError(f"{self!r} is closed")
+        return self._backend
+
+    def _require(self, capability: Capability, what: str, key: str | None = None) -> None:
+        caps = self._caps if key is None or self._caps_for is None else self._caps_for(key)
+        if capability not in caps:
+            where = f" for {key!r}" if key is not None and self._caps_for is not None else ""
+            raise UnsupportedOperationError(
+                f"the {self._backend.name!r} backend does not support {what}{where} (capability {capability.value!r})"
+            )
+
+    def _ttl_ms(self, ttl: TTL, key: str | None = None) -> int | None:
+        ttl_ms = ttl_to_ms(ttl)
+        if ttl_ms is not None:
+            self._require(Capability.EXPIRY, "expiry", key)
+        return ttl_ms
+
+    # -- single keys -------------------------------------------------------------------------
+    @overload
+    async def get(self, key: str, default: Any = None, *, model: None = None) -> Any: ...
+    @overload
+    async def get(self, key: str, default: None = None, *, model: type[T]) -> T | None: ...
+    @overload
+    async def get(self, key: str, default: D, *, model: type[T]) -> T | D: ...
+    async def get(self, key: str, default: Any = None, *, model: type[Any] | None = None) -> Any:
+        """The value at *key*, or *default* if missing or expired. ``model=`` restores rich types."""
+        backend = self.require_open()
+        key = check_key(key)
+        record = await self._read_one(backend, key)
+        if record is None:
+            return default
+        value = self._codec.decode(record.value)
+        return value if model is None else validate_as(model, value)
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: TTL = None,
+        *,
+        keep_ttl: bool = False,
+        if_version: str | None = None,
+    ) -> str:
+        """Store *value*; return its new version token.
+
+        Without *ttl* an earlier expiry is removed, unless ``keep_ttl=True``. With
+        ``if_version=`` the write applies only if the live value still has that version, else
+        :class:`~ad_buyer_storage.errors.VersionConflictError`.
+        """
+        backend = self.require_open()
+        key = check_key(key)
+        ttl_ms = self._ttl_ms(ttl, key)
+        if keep_ttl and ttl_ms is not None:
+            raise InvalidInputError("pass either ttl= or keep_ttl=True, not both")
+        text = self._codec.encode(value)
+        version = new_version()
+        if if_version is None:
+            write = Write(key, text, version, ttl_ms, keep_ttl)
+        else:
+            self._require(Capability.ATOMIC, "version-checked writes", key)
+            write = Write(key, text, version, ttl_ms, keep_ttl, Condition.IF_VERSION, str(if_version))
+        if not await self._write_one(backend, write):
+            raise VersionConflictError(f"{key!r} is no longer at version {if_version!r}")
+        return version
+
+    async def set_if_absent(self, key: str, value: Any, ttl: TTL = None) -> bool:
+        """Store *value* only if *key* holds no live value; return whether it was stored."""
+        backend = self.require_open()
+        key = check_key(key)
+        self._require(Capability.ATOMIC, "set-if-absent", key)
+        ttl_ms = self._ttl_ms(ttl, key)
+        write = Write(key, self._codec.encode(value), new_version(), ttl_ms, False, Condition.IF_ABSENT)
+        return await self._write_one(backend, write)
+
+    async def delete(self, key: str) -> bool:
+        """Delete *key*; True if it held a live value."""
+        backend = self.require_open()
+        return await backend.remove((check_key(key),)) == 1
+
+    async def exists(self, key: str) -> bool:
+        backend = self.require_open()
+        return await backend.count((check_key(key),)) == 1
+
+    # -- versions and read-modify-write --------------------------------------------------------
+    async def get_versioned(self, key: str, *, model: type[Any] | None = None) -> Versioned | None:
+        """The value and its version token, or None if missing or expired."""
+        backend = self.require_open()
+        key = check_key(key)
+        self._require(Capability.ATOMIC, "versioned reads", key)
+        record = await self._read_one(backend, key)
+        if record is None:
+            return None
+        value = self._codec.decode(record.value)
+        return Versioned(value if model is None else validate_as(model, value), record.version)
+
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any] | Callable[[Any], Awaitable[Any]],
+        *,
+        default: Any = _MISSING,
+        ttl: TTL = None,
+        max_attempts: int = 200,
+    ) -> Any:
+        """Atomically replace the value at *key* with ``fn(current)``; return the new value.
+
+        Optimistic concurrency: read with version, compute, write if the version still
+        matches, retry with jittered backoff otherwise. *fn* may run more than once; it must
+        not mutate shared state. A missing key raises :class:`KeyNotFoundError` unless
+        *default* is given. The existing expiry is kept unless *ttl* is given; *ttl* also
+        applies when the key is created.
+        """
+        self.require_open()
+        key = check_key(key)
+        self._require(Capability.ATOMIC, "atomic updates", key)
+        return await self._update(key, fn, default, self._ttl_ms(ttl, key), False, max_attempts)
+
+    async def _update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        default: Any,
+        ttl_ms: int | None,
+        ttl_on_create_only: bool,
+        max_attempts: int,
+    ) -> Any:
+        backend = self.require_open()
+        for attempt in range(max_attempts):
+            record = await self._read_one(backend, key)
+            if record is None:
+                if default is _MISSING:
+                    raise KeyNotFoundError(f"{key!r} does not exist")
+                current = self._codec.decode(self._codec.encode(default))  # a private copy
+                write_ttl, keep = ttl_ms, False
+                condition, expected = Condition.IF_ABSENT, None
+            else:
+                current = self._codec.decode(record.value)
+                write_ttl = None if ttl_on_create_only else ttl_ms
+                keep = write_ttl is None
+                condition, expected = Condition.IF_VERSION, record.version
+            new_value = fn(current)
+            if isinstance(new_value, Awaitable):
+                new_value = await new_value
+            write = Write(key, self._codec.encode(new_value), new_version(), write_ttl, keep, condition, expected)
+            if await self._write_one(backend, write):
+                return new_value
+            # Jittered exponential backoff spreads the losers of a race over time.
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+        raise VersionConflictError(f"gave up updating {key!r} after {max_attempts} conflicting attempts")
+
+    @overload
+    async def incr(self, key: str, amount: int = 1, *, ttl: TTL = None) -> int: ...
+    @overload
+    async def incr(self, key: str, amount: Decimal, *, ttl: TTL = None) -> Decimal: ...
+    async def incr(self, key: str, amount: int | Decimal = 1, *, ttl: TTL = None) -> int | Decimal:
+        """Atomically add *amount* (absent counts as 0) and return the new value.
+
+        ``int`` amounts run on the server (64-bit). ``Decimal`` amounts are exact (money): the
+        value is kept as decimal text and updated with a version check. *ttl* applies only
+        when this call creates the key.
+        """
+        backend = self.require_open()
+        key = check_key(key)
+        self._require(Capability.ATOMIC, "atomic increments", key)
+        amount = check_amount(amount)
+        ttl_ms = self._ttl_ms(ttl, key)
+        if isinstance(amount, Decimal):
+            decimal_amount = amount
+
+            def add(current: Any) -> str:
+                return str(_DECIMAL_CONTEXT.add(_as_decimal(current, key), decimal_amount))
+
+            return Decimal(await self._update(key, add, "0", ttl_ms, True, 1000))
+        return await backend.increment(key, amount, new_version(), ttl_ms)
+
+    # -- bulk --------------------------------------------------------------------------------
+    @overload
+    async def get_many(self, keys: Iterable[str], *, model: None = None) -> dict[str, Any]: ...
+    @overload
+    async def get_many(self, keys: Iterable[str], *, model: type[T]) -> dict[str, T]: ...
+    async def get_many(self, keys: Iterable[str], *, model: type[Any] | None = None) -> dict[str, Any]:
+        """Live values for *keys* in one round trip; missing and expired keys are left out."""
+        backend = self.require_open()
+        unique = list(dict.fromkeys(check_key(k) for k in keys))
+        if not unique:
+            return {}
+        try:
+            records = await backend.read(unique)
+        except PartialBatchError as exc:
+            raise exc.first_error() from None
+        decode = self._codec.decode
+        out: dict[str, Any] = {}
+        for key, record in zip(unique, records, strict=True):
+            if record is not None:
+                value = decode(record.value)
+                out[key] = value if model is None else validate_as(model, value)
+        return out
+
+    async def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], ttl: TTL = None) -> None:
+        """Store every item (all validated and encoded before any I/O), in one round trip.
+
+        Not atomic: if the store refuses one item, the others are stored and its error is raised.
+        """
+        backend = self.require_open()
+        ttl_ms = ttl_to_ms(ttl)
+        pairs = items.items() if isinstance(items, Mapping) else items
+        encode = self._codec.encode
+        staged = {check_key(k): encode(v) for k, v in pairs}  # last value wins for repeated keys
+        if ttl_ms is not None:
+            for key in staged if self._caps_for is not None else (None,):
+                self._require(Capability.EXPIRY, "expiry", key)
+        if staged:
+            try:
+                await backend.write([Write(k, text, new_version(), ttl_ms) for k, text in staged.items()])
+            except PartialBatchError as exc:
+                raise exc.first_error() from None
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete *keys* in one round trip; return how many held live values."""
+        backend = self.require_open()
+        unique = list(dict.fromkeys(check_key(k) for k in keys))
+        return await backend.remove(unique) if unique else 0
+
+    # -- listing -----------------------------------------------------------------------------
+    async def scan(self, pattern: str = "*", *, batch_size: int = _SCAN_BATCH) -> AsyncIterator[str]:
+        """Stream live keys matching the glob *pattern*, each once, in no particular order."""
+        backend = self.require_open()
+        compiled = compile_glob(pattern)
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be >= 1")
+        async for key in backend.scan(compiled, batch_size):
+            yield key
+
+    async def keys(self, pattern: str = "*") -> list[str]:
+        """Every live key matching *pattern*, sorted."""
+        # The whole list is wanted: big pages mean few round trips.
+        return sorted([key async for key in self.scan(pattern, batch_size=_LIST_BATCH)])
+
+    async def count(self, pattern: str = "*") -> int:
+        """How many live keys match *pattern*."""
+        n = 0
+        async for _ in self.scan(pattern):
+            n += 1
+        return n
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every live key matching *pattern*; ``"*"`` (explicit) deletes the namespace."""
+        if pattern == "":
+            raise InvalidPatternError("refusing an empty pattern; pass '*' to delete everything")
+        backend = self.require_open()
+        compiled = compile_glob(pattern)
+        if compiled.is_prefix_only and isinstance(backend, SupportsRemovePrefix):
+            return await backend.remove_prefix(compiled.prefix)  # one range DELETE on SQL stores
+        deleted = 0
+        batch: list[str] = []
+        async for key in backend.scan(compiled, _SCAN_BATCH):
+            batch.append(key)
+            if len(batch) >= _DELETE_BATCH:
+                deleted += await backend.remove(batch)
+                batch = []
+        if batch:
+            deleted += await backend.remove(batch)
+        return deleted
+
+    async def clear(self) -> int:
+        """Delete every key of this namespace (and nothing outside it), then release it."""
+        deleted = await self.delete_pattern("*")
+        if isinstance(self._backend, SupportsReleaseNamespace):
+            try:
+                await self._backend.release_namespace()
+            except StorageError as exc:  # the keys are gone: the claim left behind only reserves the name
+                log.warning("cleared, but the namespace was not released: %s", exc)
+        return deleted
+
+    # -- expiry ------------------------------------------------------------------------------
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left before *key* expires, None if it never does; KeyNotFoundError if missing."""
+        backend = self.require_open()
+        key = check_key(key)
+        if Capability.EXPIRY not in self.capabilities_for(key):
+            if await backend.count((key,)) == 0:
+                raise KeyNotFoundError(f"{key!r} does not exist")
+            return None
+        remaining = await backend.get_ttl(key)
+        if remaining == NO_KEY:
+            raise KeyNotFoundError(f"{key!r} does not exist")
+        return None if remaining == NO_EXPIRY else remaining / 1000
+
+    async def expire(self, key: str, ttl: TTL) -> bool:
+        """Give a live *key* a new TTL; False if it does not exist."""
+        backend = self.require_open()
+        key = check_key(key)
+        if ttl is None:
+            raise InvalidInputError("expire() needs a ttl; use persist() to remove an expiry")
+        return await backend.set_ttl(key, self._ttl_ms(ttl, key))
+
+    async def persist(self, key: str) -> bool:
+        """Remove the expiry of a live *key*; False if it does not exist."""
+        backend = self.require_open()
+        key = check_key(key)
+        self._require(Capability.EXPIRY, "expiry", key)
+        return await backend.set_ttl(key, None)
+
+    # -- pub/sub -----------------------------------------------------------------------------
+    def _pubsub(self, channel: str) -> SupportsPubSub:
+        backend = self.require_open()
+        self._require(Capability.PUBSUB, "publish/subscribe", channel)
+        if not isinstance(backend, SupportsPubSub):
+            raise UnsupportedOperationError(f"{backend.name!r} claims pub/sub but does not implement it")
+        return backend
+
+    async def publish(self, channel: str, message: Any) -> int:
+        """Publish a JSON-encodable *message*; return how many subscribers got it (-1: unknown)."""
+        channel = check_key(channel)
+        backend = self._pubsub(channel)
+        return await backend.publish(channel, self._codec.encode(message))
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Any]]:
+        """``async with storage.subscribe(ch) as messages: async for m in messages: ...``"""
+        channel = check_key(channel)
+        backend = self._pubsub(channel)
+        decode = self._codec.decode
+        async with backend.subscribe(channel) as raw:
+
+            async def decoded() -> AsyncIterator[Any]:
+                async for text in raw:
+                    yield decode(text)
+
+            yield decoded()
+
+    # -- health ------------------------------------------------------------------------------
+    async def ping(self) -> float:
+        """One round trip; return its latency in seconds."""
+        backend = self.require_open()
+        start = time.perf_counter()
+        await backend.ping()
+        return time.perf_counter() - start
+
+    async def info(self) -> dict[str, object]:
+        """What ``doctor`` shows: backend facts (never a secret) and capabilities."""
+        backend = self.require_open()
+        facts = dict(await backend.info())
+        facts.setdefault("backend", backend.name)
+        facts["capabilities"] = sorted(c.value for c in self._caps)
+        return facts
+
+
+def _as_decimal(current: Any, key: str) -> Decimal:
+    if isinstance(current, bool) or not isinstance(current, (int, str)):
+        raise InvalidValueError(f"the value at {key!r} is not a decimal amount (found {type(current).__name__})")
+    try:
+        value = Decimal(current)
+    except ArithmeticError:
+        raise InvalidValueError(f"the value at {key!r} is not a decimal amount: {current!r}") from None
+    if not value.is_finite():
+        raise InvalidValueError(f"the value at {key!r} is not a finite amount")
+    return value

@@ -1,0 +1,1 @@
+"""Backends made of backends: the hybrid router, the mirror, and the replication they share."""

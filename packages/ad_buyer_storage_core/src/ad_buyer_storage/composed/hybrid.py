@@ -1,0 +1,331 @@
+"""The hybrid router: several backends behind one, chosen per key by prefix.
+
+Like httpx mounts: the longest matching prefix wins and a default route (prefix ``""``) is
+mandatory. Every operation of the contract works through the router:
+
+* single-key operations go to the key's route;
+* bulk operations are split by route, run concurrently, and merged in order;
+* listing (and so delete-by-pattern) fans out only to the routes the pattern's literal prefix
+  can reach, and a backend's key is accepted only if it still routes to that backend, so
+  results never repeat and keys left behind by an older route table stay invisible;
+* capabilities are per key (:meth:`HybridBackend.capabilities_for`): pub/sub and locks work on
+  the routes that offer them; the declared set is what every route offers;
+* what keyspaces need (locks need atomics and expiry...) reaches the router as data
+  (:class:`Requirement`): a table that cannot serve them is refused with a report;
+* connecting is exception-safe (a failing route closes those already open); closing continues
+  past a failing route; health is reported per route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import TypeVar, cast
+
+from ad_buyer_storage.composed.lifecycle import close_all, connect_all, release_all
+from ad_buyer_storage.contract.glob import GlobPattern
+from ad_buyer_storage.contract.protocol import Capability, Record, StorageBackend, SupportsPubSub, Write
+from ad_buyer_storage.errors import (
+    ConfigurationError,
+    PartialBatchError,
+    StorageError,
+    UnavailableError,
+    UnsupportedOperationError,
+)
+
+__all__ = ["HybridBackend", "Requirement", "Route", "RouteHealth", "check_routes"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Keys starting with *prefix* live on *backend*; *label* names it in reports."""
+
+    prefix: str
+    backend: StorageBackend
+    label: str
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Keys starting with *prefix* (named *name* in reports) need *capabilities* where they live."""
+
+    prefix: str
+    name: str
+    capabilities: frozenset[Capability]
+
+
+@dataclass(frozen=True)
+class RouteHealth:
+    """One backend of the router: its label, the prefixes it serves, and how it answered."""
+
+    label: str
+    healthy: bool
+    prefixes: tuple[str, ...]
+    latency_ms: float | None = None
+    error: StorageError | None = None
+    version: str = ""  # the server's version, when asked to describe
+
+
+def check_routes(routes: Sequence[Route], requirements: Sequence[Requirement] = ()) -> None:
+    """Refuse a route table that cannot serve what its keys need, with a readable report."""
+    problems: list[str] = []
+    prefixes = [r.prefix for r in routes]
+    if "" not in prefixes:
+        problems.append("no default route: add one for the prefix '' (every key must have a home)")
+    duplicates = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if duplicates:
+        problems.append(f"prefixes routed twice: {', '.join(map(repr, duplicates))}")
+    router = _Table(routes) if not problems else None
+    if router is not None:
+        for need in requirements:
+            route = router.route(need.prefix)
+            missing = need.capabilities - route.backend.capabilities
+            if missing:
+                problems.append(
+                    f"{need.prefix!r} ({need.name}) is routed to {route.label}, which lacks "
+                    f"{', '.join(sorted(c.value for c in missing))}"
+                )
+    if problems:
+        raise ConfigurationError("invalid route table:\n  - " + "\n  - ".join(problems))
+
+
+class _Table:
+    """Longest-prefix lookup.
+
+    Fast path: keys look like ``head:rest``; the route of a head that no deeper route extends
+    is cached, so most lookups are one ``find`` and one dict probe. Otherwise one dict probe
+    per distinct prefix length, longest first.
+    """
+
+    _CACHE_LIMIT = 4096
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.by_prefix = {r.prefix: r for r in routes}
+        self.lengths = sorted({len(p) for p in self.by_prefix}, reverse=True)
+        self.by_head: dict[str, Route] = {}
+
+    def route(self, key: str) -> Route:
+        cut = key.find(":") + 1
+        if cut:
+            cached = self.by_head.get(key[:cut])
+            if cached is not None:
+                return cached
+        by_prefix = self.by_prefix
+        for length in self.lengths:
+            route = by_prefix.get(key[:length])
+            if route is not None:
+                if cut and len(self.by_head) < self._CACHE_LIMIT and length <= cut:
+                    head = key[:cut]
+                    # Cache only if no route is deeper than the head (e.g. "session:vip:").
+                    if not any(len(p) > cut and p.startswith(head) for p in by_prefix):
+                        self.by_head[head] = route
+                return route
+        raise ConfigurationError("no default route")  # check_routes makes this unreachable
+
+
+class HybridBackend:
+    """A :class:`~ad_buyer_storage.protocol.StorageBackend` made of other backends."""
+
+    name = "hybrid"
+
+    def __init__(self, routes: Sequence[Route], requirements: Sequence[Requirement] = ()) -> None:
+        check_routes(routes, requirements)
+        self.routes = tuple(sorted(routes, key=lambda r: (-len(r.prefix), r.prefix)))
+        self._table = _Table(self.routes)
+        # Distinct backends (one Redis may serve six prefixes), in route order.
+        self._backends: list[StorageBackend] = []
+        for route in self.routes:
+            if not any(b is route.backend for b in self._backends):
+                self._backends.append(route.backend)
+        self.capabilities = frozenset.intersection(*(frozenset(b.capabilities) for b in self._backends))
+        self._connected: list[StorageBackend] = []
+
+    def __repr__(self) -> str:
+        table = ", ".join(f"{r.prefix or '*'}->{r.label}" for r in self.routes)
+        return f"HybridBackend({table})"
+
+    def backend_for(self, key: str) -> StorageBackend:
+        return self._table.route(key).backend
+
+    def route_for(self, key: str) -> Route:
+        return self._table.route(key)
+
+    def capabilities_for(self, key: str) -> frozenset[Capability]:
+        return self._table.route(key).backend.capabilities
+
+    def _label(self, backend: StorageBackend) -> str:
+        return next(r.label for r in self.routes if r.backend is backend)
+
+    def prefixes_of(self, backend: StorageBackend) -> tuple[str, ...]:
+        return tuple(r.prefix or "*" for r in self.routes if r.backend is backend)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def connect(self) -> None:
+        self._connected = await connect_all(self._backends)
+
+    async def aclose(self) -> None:
+        connected, self._connected = self._connected, []
+        await close_all(connected)
+
+    async def release_namespace(self) -> None:
+        await release_all(self._backends)
+
+    async def route_health(self, *, standalone: bool = False) -> list[RouteHealth]:
+        """Ping every backend; say which prefixes each failure affects.
+
+        ``standalone=True`` (a router that was not connected, as ``doctor`` has it): each
+        backend is connected, pinged, asked its version and closed on its own, so one dead
+        store still leaves a report for the others.
+        """
+
+        async def check(backend: StorageBackend) -> RouteHealth:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            version = ""
+            try:
+                if standalone:
+                    await backend.connect()
+                try:
+                    await backend.ping()
+                    if standalone:
+                        facts = await backend.info()
+                        version = next((str(v) for k, v in facts.items() if k.endswith("_version")), "")
+                finally:
+                    if standalone:
+                        await backend.aclose()
+            except StorageError as exc:
+                return RouteHealth(self._label(backend), False, self.prefixes_of(backend), error=exc)
+            elapsed = (loop.time() - started) * 1000
+            return RouteHealth(self._label(backend), True, self.prefixes_of(backend), elapsed, version=version)
+
+        return list(await asyncio.gather(*(check(b) for b in self._backends)))
+
+    async def ping(self) -> None:
+        report = await self.route_health()
+        failed = [h for h in report if not h.healthy]
+        if failed:
+            ok = [p for h in report if h.healthy for p in h.prefixes]
+            lines = [f"{h.label} unavailable ({', '.join(h.prefixes)} affected): {h.error}" for h in failed]
+            raise UnavailableError("; ".join(lines) + (f"; still OK: {', '.join(ok)}" if ok else ""))
+
+    async def info(self) -> Mapping[str, object]:
+        facts: dict[str, object] = {
+            "backend": "hybrid",
+            "routes": {r.prefix or "*": r.label for r in self.routes},
+        }
+        for backend in self._backends:
+            details = dict(await backend.info())
+            facts[self._label(backend)] = details
+        return facts
+
+    # -- primitives ------------------------------------------------------------------------
+    def route_of(self, key: str) -> int:
+        """Which backend serves *key* (an identity): callers that batch keep routes apart by it."""
+        return id(self._table.route(key).backend)
+
+    def _split(self, keys: Sequence[str]) -> dict[int, tuple[StorageBackend, list[int]]]:
+        groups: dict[int, tuple[StorageBackend, list[int]]] = {}
+        route = self._table.route
+        for i, key in enumerate(keys):
+            backend = route(key).backend
+            group = groups.get(id(backend))
+            if group is None:
+                groups[id(backend)] = (backend, [i])
+            else:
+                group[1].append(i)
+        return groups
+
+    async def _per_route(
+        self, keys: Sequence[str], call: Callable[[StorageBackend, list[int]], Awaitable[Sequence[T]]]
+    ) -> list[T]:
+        """Run *call* once per route over the indexes of *keys* it serves, concurrently; merge
+        in order. A route that fails fails only its own items (PartialBatchError)."""
+        out: list[object] = [None] * len(keys)
+        failed = False
+
+        async def run(backend: StorageBackend, idx: list[int]) -> None:
+            nonlocal failed
+            results: Sequence[object]
+            try:
+                results = await call(backend, idx)
+            except PartialBatchError as exc:
+                results, failed = exc.outcomes, True
+            except StorageError as exc:
+                results, failed = [exc] * len(idx), True
+            for i, result in zip(idx, results, strict=True):
+                out[i] = result
+
+        await asyncio.gather(*(run(b, idx) for b, idx in self._split(keys).values()))
+        if failed:
+            errors = {id(o) for o in out if isinstance(o, BaseException)}
+            if len(errors) == 1 and all(isinstance(o, BaseException) for o in out):
+                raise cast(BaseException, out[0])  # one route, one error: as it was
+            raise PartialBatchError(out)
+        return cast(list[T], out)
+
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        if len(keys) == 1:
+            return await self._table.route(keys[0]).backend.read(keys)
+        return await self._per_route(keys, lambda backend, idx: backend.read([keys[i] for i in idx]))
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        if len(writes) == 1:
+            return await self._table.route(writes[0].key).backend.write(writes)
+        return await self._per_route(
+            [w.key for w in writes], lambda backend, idx: backend.write([writes[i] for i in idx])
+        )
+
+    async def remove(self, keys: Sequence[str]) -> int:
+        groups = self._split(keys)
+        counts = await asyncio.gather(*(b.remove([keys[i] for i in idx]) for b, idx in groups.values()))
+        return sum(counts)
+
+    async def count(self, keys: Sequence[str]) -> int:
+        groups = self._split(keys)
+        counts = await asyncio.gather(*(b.count([keys[i] for i in idx]) for b, idx in groups.values()))
+        return sum(counts)
+
+    def reachable(self, pattern: GlobPattern) -> list[StorageBackend]:
+        """Backends that can hold a live key matching *pattern* (by its literal prefix)."""
+        literal = pattern.prefix
+        deepest = self._table.route(literal)  # every key starting with `literal` routes here or deeper
+        found: list[StorageBackend] = [deepest.backend]
+        for route in self.routes:
+            deeper = route.prefix.startswith(literal) and len(route.prefix) > len(deepest.prefix)
+            if deeper and not any(b is route.backend for b in found):
+                found.append(route.backend)
+        return found
+
+    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        route = self._table.route
+        for backend in self.reachable(pattern):
+            async for key in backend.scan(pattern, batch_size):
+                # Only keys that live here under today's table: no duplicates, no stale copies.
+                if route(key).backend is backend:
+                    yield key
+
+    async def get_ttl(self, key: str) -> int:
+        return await self._table.route(key).backend.get_ttl(key)
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        return await self._table.route(key).backend.set_ttl(key, ttl_ms)
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        return await self._table.route(key).backend.increment(key, amount, version, ttl_ms)
+
+    # -- pub/sub: on the channel's route -----------------------------------------------------
+    def _pubsub_for(self, channel: str) -> SupportsPubSub:
+        backend = self._table.route(channel).backend
+        if not isinstance(backend, SupportsPubSub) or Capability.PUBSUB not in backend.capabilities:
+            raise UnsupportedOperationError(f"the route of {channel!r} ({self._label(backend)}) has no pub/sub")
+        return backend
+
+    async def publish(self, channel: str, message: str) -> int:
+        return await self._pubsub_for(channel).publish(channel, message)
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        return self._pubsub_for(channel).subscribe(channel)

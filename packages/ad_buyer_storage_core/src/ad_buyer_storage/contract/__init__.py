@@ -1,0 +1,1 @@
+"""What a backend implements: the protocol, the glob grammar patterns arrive in, clocks."""

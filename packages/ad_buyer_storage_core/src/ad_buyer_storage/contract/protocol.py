@@ -1,0 +1,211 @@
+"""The backend contract: the few primitives a backend implements.
+
+Everything a user calls (``get``/``set``/``keys``/``incr``/versioned writes, and on top of
+them the domain helpers, locks and rate limits) is built in core by
+:class:`ad_buyer_storage.Store` on these primitives.
+Core validates keys, patterns and TTLs and encodes values *before* calling a backend, so a
+backend receives only valid keys, JSON text, millisecond TTLs and compiled patterns, and
+every backend rejects bad input identically.
+
+A backend:
+
+* stores, per key, the JSON text, an opaque version token (chosen by core on every write) and
+  an optional expiry; an expired key is invisible to every primitive from the instant of expiry;
+* makes each primitive atomic per key (a batch is a batch of atomic single-key operations);
+* translates its driver's errors into :mod:`ad_buyer_storage.errors` in one place;
+* declares its optional :class:`Capability` set, and implements :class:`SupportsPubSub` only
+  if it claims ``PUBSUB``.
+
+Optional abilities beyond the primitives are optional protocols, each checked with
+``isinstance``: :class:`SupportsPubSub`, :class:`SupportsRemovePrefix`,
+:class:`SupportsReleaseNamespace`, and :class:`SupportsRouting` for backends made of others.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from ad_buyer_storage.contract.glob import GlobPattern
+
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "NO_EXPIRY",
+    "NO_KEY",
+    "Capability",
+    "Condition",
+    "Record",
+    "StorageBackend",
+    "SupportsPubSub",
+    "SupportsReleaseNamespace",
+    "SupportsRemovePrefix",
+    "SupportsRouting",
+    "Write",
+    "new_version",
+]
+
+#: ``get_ttl`` answers for a missing key and for a key without expiry (Redis's PTTL codes).
+NO_KEY = -2
+NO_EXPIRY = -1
+#: The range of a counter: ``increment`` works on signed 64-bit integers on every backend.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class Capability(enum.StrEnum):
+    """Optional abilities a backend declares; the conformance kit tests each claim."""
+
+    #: Keys can be given a TTL and expire (``ttl=``, ``expire``, ``ttl()``).
+    EXPIRY = "expiry"
+    #: Server-side set-if-absent, increment and version-checked writes.
+    ATOMIC = "atomic"
+    #: ``publish``/``subscribe`` (see :class:`SupportsPubSub`).
+    PUBSUB = "pubsub"
+    #: Several processes (or hosts) may use the same store at once, atomics included.
+    MULTI_PROCESS = "multi_process"
+    #: Data written survives closing the backend and opening a new one on the same store.
+    DURABLE = "durable"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Condition(enum.Enum):
+    """When a :class:`Write` applies."""
+
+    ALWAYS = "always"
+    IF_ABSENT = "if_absent"  # no live (unexpired) value under the key
+    IF_VERSION = "if_version"  # the live value's version equals ``Write.expected_version``
+
+
+class Record(NamedTuple):
+    """A live value as stored: JSON text (``str``, or UTF-8 ``bytes`` straight off a socket)
+    and its version token."""
+
+    value: str | bytes
+    version: str
+
+
+class Write(NamedTuple):
+    """One single-key write. ``ttl_ms`` None means no expiry, unless ``keep_ttl`` keeps the live one."""
+
+    key: str
+    value: str
+    version: str
+    ttl_ms: int | None = None
+    keep_ttl: bool = False
+    condition: Condition = Condition.ALWAYS
+    expected_version: str | None = None
+
+
+def new_version() -> str:
+    """A fresh version token: 64 random bits, so versions never repeat after delete/recreate.
+
+    Core mints one for every write; a backend made of other backends (the mirror) may mint its own.
+    ``random`` (not a syscall per token) is enough: tokens need to be unique, not secret, and
+    CPython reseeds it in a forked child.
+    """
+    return f"{random.getrandbits(64):016x}"
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """What a backend implements. Keys, patterns, TTLs and values arrive validated."""
+
+    #: The registry name (``"sqlite"``, ``"redis"``, a stranger's ``"dynamodb"``).
+    name: str
+    #: What this backend offers beyond the mandatory primitives.
+    capabilities: frozenset[Capability]
+
+    async def connect(self) -> None:
+        """Open connections/pools; create schema if needed. Called once."""
+
+    async def aclose(self) -> None:
+        """Release everything. Called once, also after a failed ``connect``."""
+
+    async def ping(self) -> None:
+        """One round trip to the store; raise a translated error if it is unhealthy."""
+
+    async def info(self) -> Mapping[str, object]:
+        """Facts for ``doctor``: server version, file, pool state... never a secret."""
+
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        """Live records for *keys*, in order, ``None`` where missing or expired. One round trip."""
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        """Apply *writes* in order; per write, whether its condition held and it was applied."""
+
+    async def remove(self, keys: Sequence[str]) -> int:
+        """Delete *keys*; return how many were live (expired leftovers may be dropped too)."""
+
+    async def count(self, keys: Sequence[str]) -> int:
+        """How many of *keys* (distinct) are live."""
+
+    def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        """Stream live keys matching *pattern* (each once), a batch per round trip, any order."""
+
+    async def get_ttl(self, key: str) -> int:
+        """Remaining milliseconds (> 0), :data:`NO_EXPIRY` or :data:`NO_KEY`."""
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        """Set (or with None remove) the expiry of a live key; False if it is not live."""
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        """Atomically add *amount* to a live integer (absent counts as 0) and return the result.
+
+        *ttl_ms* applies only when this call creates the key; an existing expiry is kept.
+        Raise :class:`~ad_buyer_storage.errors.InvalidValueError` if the live value is not a
+        JSON integer or the result leaves the signed 64-bit range (nothing written).
+        """
+
+
+@runtime_checkable
+class SupportsRemovePrefix(Protocol):
+    """Optional: delete every live key starting with a prefix in one server call.
+
+    ``Storage.delete_pattern`` uses it for ``prefix*`` patterns when a backend has it; it must
+    return how many live keys it deleted (expired leftovers may go too) and touch nothing else.
+    """
+
+    async def remove_prefix(self, prefix: str) -> int: ...
+
+
+@runtime_checkable
+class SupportsReleaseNamespace(Protocol):
+    """Optional: give up whatever claims this namespace once ``Storage.clear()`` emptied it.
+
+    The Redis backend registers its key prefix so that no other deployment nests in it; a
+    cleared namespace is released (the backend claims it again at its next write). Routers and
+    mirrors pass it on to the backends they hold.
+    """
+
+    async def release_namespace(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsRouting(Protocol):
+    """Optional, for backends made of others (the hybrid router): which one serves a key.
+
+    ``Store`` batches concurrent single-key calls only with calls of the same route, so one
+    backend's failure never fails a call bound for another, and checks capabilities per key:
+    a router's declared ``capabilities`` are what *every* route offers, while
+    ``capabilities_for(key)`` is what the key's route offers (pub/sub on one route only...).
+    """
+
+    def route_of(self, key: str) -> Hashable: ...
+
+    def capabilities_for(self, key: str) -> frozenset[Capability]: ...
+
+
+@runtime_checkable
+class SupportsPubSub(Protocol):
+    """Implemented by backends that claim :attr:`Capability.PUBSUB`."""
+
+    async def publish(self, channel: str, message: str) -> int:
+        """Send JSON text *message*; return how many subscribers received it (best effort)."""
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        """Subscribe on enter; iterate JSON text messages published after that; leave to stop."""

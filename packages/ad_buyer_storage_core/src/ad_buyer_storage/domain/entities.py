@@ -1,0 +1,91 @@
+"""The buyer agent's entities, declared once.
+
+:data:`ENTITIES` is the single table the domain helpers, the docs and the hybrid router's
+default routes and route checks read. Adding an entity is one line (``register_entity(Entity(
+"product", "product:"))``); it is then reachable as ``storage.collection("product")``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ad_buyer_storage.contract.protocol import Capability
+from ad_buyer_storage.errors import InvalidInputError
+
+__all__ = ["ENTITIES", "Entity", "entity_by_name", "ephemeral_prefixes", "register_entity"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A keyspace: its prefix, whether it is business data, its default TTL, what it needs."""
+
+    name: str
+    prefix: str
+    #: Durable (business data: deals, orders) or ephemeral (sessions, caches: may be lost).
+    durable: bool = True
+    #: Seconds; None = no expiry. Overridable per deployment (``SESSION_DEFAULT_TTL``).
+    default_ttl: float | None = None
+    #: Capabilities a backend must offer to hold these keys (checked by the hybrid router).
+    needs: frozenset[Capability] = frozenset()
+
+    def key(self, entity_id: str) -> str:
+        if not isinstance(entity_id, str) or not entity_id:
+            raise InvalidInputError(f"{self.name} ids must be non-empty str, not {entity_id!r}")
+        return self.prefix + entity_id
+
+
+_EXPIRY = frozenset({Capability.EXPIRY})
+_ATOMIC_EXPIRY = frozenset({Capability.ATOMIC, Capability.EXPIRY})
+_ATOMIC = frozenset({Capability.ATOMIC})
+
+ENTITIES: dict[str, Entity] = {
+    e.name: e
+    for e in (
+        Entity("deal", "deal:", needs=_ATOMIC),  # update_deal: optimistic concurrency
+        Entity("campaign", "campaign:"),
+        Entity("order", "order:"),
+        Entity("session", "session:", durable=False, default_ttl=86_400, needs=_EXPIRY),
+        Entity("conversion", "conversion:"),
+        Entity("optimization_decision", "opt_decision:"),
+        Entity("experiment", "experiment:"),
+        Entity("supply_path_score", "supply_path:"),
+        Entity("quote", "quote:", default_ttl=86_400, needs=_EXPIRY),
+        Entity("negotiation", "negotiation:"),
+        Entity("model_artifact", "model:"),
+        Entity("pacing_snapshot", "pacing:"),
+        Entity("session_index", "session_index:", durable=False, default_ttl=86_400, needs=_ATOMIC_EXPIRY),
+        # Short-lived coordination data (no seed helpers; see LeaseLock and RateLimiter).
+        Entity("cache", "cache:", durable=False, needs=_EXPIRY),
+        Entity("lock", "lock:", durable=False, needs=_ATOMIC_EXPIRY),
+        # Not a hard need: a deployment without pub/sub still starts; publishing on a route
+        # without it fails at the call with UnsupportedOperationError.
+        Entity("pubsub", "pubsub:", durable=False),
+        Entity("rate_limit", "rate_limit:", durable=False, needs=_ATOMIC_EXPIRY),
+    )
+}
+
+
+def register_entity(entity: Entity) -> Entity:
+    """Add an entity (for example the seller agent's ``product``) to the table."""
+    existing = ENTITIES.get(entity.name)
+    if existing is not None and existing != entity:
+        raise InvalidInputError(f"entity {entity.name!r} is already declared as {existing}")
+    for other in ENTITIES.values():
+        if other.name != entity.name and (
+            other.prefix.startswith(entity.prefix) or entity.prefix.startswith(other.prefix)
+        ):
+            raise InvalidInputError(f"prefix {entity.prefix!r} overlaps {other.name!r} ({other.prefix!r})")
+    ENTITIES[entity.name] = entity
+    return entity
+
+
+def entity_by_name(name: str) -> Entity:
+    try:
+        return ENTITIES[name]
+    except KeyError:
+        raise InvalidInputError(f"unknown entity {name!r}; declared: {', '.join(sorted(ENTITIES))}") from None
+
+
+def ephemeral_prefixes() -> list[str]:
+    """The keyspaces of data that may be lost (sessions, caches, locks...): the fast store's."""
+    return [e.prefix for e in ENTITIES.values() if not e.durable]

@@ -1,0 +1,1 @@
+"""Operations across stores: migrate and verify, mirror repair, progress display."""

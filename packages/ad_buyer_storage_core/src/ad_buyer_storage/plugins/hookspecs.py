@@ -1,0 +1,20 @@
+"""The one hook a storage plugin implements (pluggy), and its markers."""
+
+from __future__ import annotations
+
+import pluggy
+
+from ad_buyer_storage.plugins.spec import BackendSpec
+
+__all__ = ["PROJECT", "BackendHookSpecs", "hookimpl", "hookspec"]
+
+PROJECT = "ad_buyer_storage"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class BackendHookSpecs:
+    @hookspec
+    def ad_buyer_storage_backends(self) -> list[BackendSpec]:
+        """Return the backends this plugin provides. Must not import any driver."""
+        return []  # a specification: pluggy calls the plugins' implementations, never this

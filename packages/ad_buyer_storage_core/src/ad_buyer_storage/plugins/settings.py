@@ -1,0 +1,276 @@
+"""Settings, read from the environment and ``.env``.
+
+Core owns ``STORAGE_*`` and ``SESSION_DEFAULT_TTL``. The URL settings (``DATABASE_URL``,
+``REDIS_URL``, a plugin's ``DBM_URL``...) are learned from the installed backends'
+registrations, and each backend reads its own settings model (``SQLITE_*``, ``REDIS_*``,
+``POSTGRES_*``...) in its factory. Which backend the settings select when ``STORAGE_TYPE`` is
+unset is decided from the registrations too (:func:`choose_backend`). Secrets never reach a
+repr, log line or error message.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES
+from ad_buyer_storage.client.validation import ttl_to_ms
+from ad_buyer_storage.contract.protocol import INT64_MAX, INT64_MIN
+from ad_buyer_storage.errors import ConfigurationError, InvalidTTLError
+from ad_buyer_storage.kit.redaction import redact_routes, redact_url
+from ad_buyer_storage.plugins.registry import Registry, registry
+from ad_buyer_storage.plugins.spec import BackendSpec
+
+__all__ = [
+    "BackendChoice",
+    "Candidate",
+    "SettingsBase",
+    "StorageSettings",
+    "choose_backend",
+    "composition",
+    "load_backend_settings",
+    "load_settings",
+    "settings_model",
+    "url_candidates",
+    "url_scheme",
+]
+
+
+class SettingsBase(BaseSettings):
+    """Base of every settings model, core's and each backend's.
+
+    * Its repr and str show no secret: any string setting may hold a URL (a name field may be
+      given one by mistake), so every string is shown redacted, route tables route by route.
+    * Numbers are finite (``inf`` and ``nan`` parse as floats, then break the first call that
+      uses them) and integers fit in 64 bits (every server takes them as such); each field
+      adds its own bounds. Refused at load time, naming the setting.
+    """
+
+    model_config = SettingsConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _fits_in_64_bits(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError("must fit in a signed 64-bit integer")
+        return value
+
+    def shown(self, name: str) -> object:
+        """The value of setting *name* as it may be printed."""
+        value = getattr(self, name)
+        if not isinstance(value, str):
+            return value
+        return redact_routes(value) if name.endswith("routes") else redact_url(value)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, self.shown(name) if name is not None else value
+
+
+class StorageSettings(SettingsBase):
+    """``STORAGE_TYPE``, timeouts, value size, route table, session TTL; and, in the model
+    :func:`settings_model` builds, every URL setting the installed backends read."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    #: The URL settings of this model (``database_url``...), learned from the registrations.
+    URL_SETTINGS: ClassVar[tuple[str, ...]] = ()
+
+    #: ``sqlite``, ``redis``, ``postgres``, ``hybrid``, ``memory`` or any installed plugin name.
+    #: Unset: chosen from the URLs (see :func:`choose_backend`).
+    storage_type: str | None = None
+    #: Seconds allowed to open a connection.
+    storage_connect_timeout: float = Field(5.0, gt=0)
+    #: Seconds allowed for one command or query before a typed timeout error.
+    storage_command_timeout: float = Field(10.0, gt=0)
+    #: Default TTL of ``set_session`` (seconds).
+    session_default_ttl: float = Field(86_400, gt=0)
+    #: Largest encoded value accepted (bytes of UTF-8 JSON).
+    storage_max_value_bytes: int = Field(DEFAULT_MAX_VALUE_BYTES, gt=0)
+    #: Hybrid route table: ``"session:=redis,cache:=redis,*=postgres"`` or JSON; names or URLs.
+    storage_routes: str | None = None
+
+    @field_validator("storage_type", mode="before")
+    @classmethod
+    def _normalise_type(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return value or None
+        return value
+
+    @field_validator("session_default_ttl")
+    @classmethod
+    def _a_ttl_set_session_accepts(cls, value: float) -> float:
+        try:
+            ttl_to_ms(value)
+        except InvalidTTLError as exc:
+            raise ValueError(f"must be a TTL set_session accepts ({exc})") from None
+        return value
+
+    @field_validator("storage_routes", mode="before")
+    @classmethod
+    def _empty_routes_are_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_urls_are_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in cls.URL_SETTINGS:
+                if isinstance(data.get(name), str) and not data[name].strip():
+                    data[name] = None
+        return data
+
+    def url(self, setting: str) -> str | None:
+        """The URL in *setting* (``"database_url"``...), its default if unset, None if neither."""
+        if setting not in type(self).URL_SETTINGS:
+            return None
+        value = getattr(self, setting)
+        return value if isinstance(value, str) else None
+
+
+@functools.lru_cache(maxsize=16)
+def _model_with(urls: tuple[tuple[str, str | None], ...]) -> type[StorageSettings]:
+    fields: dict[str, Any] = {name: (str | None, default) for name, default in urls}
+    model = create_model("StorageSettings", __base__=StorageSettings, **fields)
+    model.URL_SETTINGS = tuple(name for name, _ in urls)
+    return model
+
+
+def settings_model(reg: Registry | None = None) -> type[StorageSettings]:
+    """The settings model with every URL setting the installed backends read."""
+    return _model_with(tuple((reg or registry).url_settings().items()))
+
+
+def load_settings(**overrides: Any) -> StorageSettings:
+    """Read settings (environment, ``.env``) with *overrides* on top; raise ConfigurationError.
+
+    The error lists each bad setting and why, never the offending input (it may be a URL
+    with a password in it).
+    """
+    try:
+        return settings_model()(**overrides)
+    except ValidationError as exc:
+        error = ConfigurationError(f"invalid storage settings: {_problems(exc)}")
+    # Raised outside the handler, so not chained to pydantic's error: that one quotes the inputs.
+    raise error
+
+
+def _problems(exc: ValidationError, env_prefix: str = "") -> str:
+    """Each bad setting and why, by its variable name; never the input (it may hold a password)."""
+    return "; ".join(
+        f"{(env_prefix + '.'.join(map(str, e['loc']))).upper() or 'settings'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_backend_settings(
+    model: type[SettingsT], overrides: dict[str, Any], *, extra: tuple[str, ...] = ()
+) -> SettingsT:
+    """A backend's settings (``REDIS_*``...) from the environment, with keyword *overrides* on top.
+
+    An override may use the field name (``key_prefix``) or the variable name
+    (``redis_key_prefix``). A name that is neither, nor in *extra*, is a ConfigurationError:
+    a silently ignored misspelling could point a deployment at the wrong namespace.
+    """
+    env_prefix = str(model.model_config.get("env_prefix", "")).lower()
+    fields: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name in extra:
+            continue
+        field = name[len(env_prefix) :] if env_prefix and name.lower().startswith(env_prefix) else name
+        if field not in model.model_fields:
+            valid = sorted(model.model_fields) + list(extra)
+            raise ConfigurationError(f"unknown setting {name!r}; valid here: {', '.join(valid)}")
+        fields[field] = value
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        error = ConfigurationError(f"invalid settings: {_problems(exc, env_prefix)}")
+    raise error  # outside the handler: see load_settings
+
+
+def url_scheme(url: str | None) -> str:
+    if not url or "://" not in url:
+        return ""
+    return url.split("://", 1)[0].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class BackendChoice:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A backend the URL in *setting* selects."""
+
+    setting: str
+    spec: BackendSpec
+
+
+def url_candidates(settings: StorageSettings, reg: Registry | None = None) -> list[Candidate]:
+    """Per URL setting that holds a URL, the backend that accepts it (several may read one
+    setting: ``DATABASE_URL`` is SQLite's or PostgreSQL's by its scheme)."""
+    specs, _ = (reg or registry).discover()
+    found = []
+    for setting in type(settings).URL_SETTINGS:
+        scheme = url_scheme(settings.url(setting))
+        for spec in specs.values():
+            if spec.url_setting == setting and scheme in spec.url_schemes:
+                found.append(Candidate(setting, spec))
+                break
+    return found
+
+
+def composition(settings: StorageSettings, reg: Registry | None = None) -> tuple[Candidate, Candidate] | None:
+    """(durable, fast) when the URLs call for the hybrid router's default composition: a fast
+    store's URL (Redis) beside a durable store's that ranks at least as high (PostgreSQL).
+    Beside a lower-ranked one (the embedded SQLite), the fast store alone is the choice."""
+    candidates = url_candidates(settings, reg)
+    durable = [c for c in candidates if not c.spec.fast]
+    fast = [c for c in candidates if c.spec.fast]
+    if not durable or not fast:
+        return None
+    best_durable, best_fast = max(durable, key=_rank), max(fast, key=_rank)
+    return (best_durable, best_fast) if best_durable.spec.rank >= best_fast.spec.rank else None
+
+
+def _rank(candidate: Candidate) -> int:
+    return candidate.spec.rank
+
+
+def choose_backend(settings: StorageSettings, reg: Registry | None = None) -> BackendChoice:
+    """Which backend the settings select, and why (the CLI and the logs show the reason)."""
+    if settings.storage_type:
+        return BackendChoice(settings.storage_type, f"STORAGE_TYPE={settings.storage_type}")
+    pair = composition(settings, reg)
+    if pair is not None:
+        durable, fast = pair
+        return BackendChoice(
+            "hybrid",
+            f"STORAGE_TYPE unset; {durable.setting.upper()} selects {durable.spec.name} and {fast.setting.upper()} "
+            f"selects {fast.spec.name}: durable keyspaces on {durable.spec.name}, ephemeral ones on {fast.spec.name}",
+        )
+    candidates = url_candidates(settings, reg)
+    if not candidates:
+        raise ConfigurationError(
+            "no backend is configured: set STORAGE_TYPE, or a URL setting an installed backend reads "
+            f"({', '.join(s.upper() for s in type(settings).URL_SETTINGS) or 'none installed'})"
+        )
+    best = max(candidates, key=_rank)
+    others = [c for c in candidates if c is not best]
+    if best.setting in settings.model_fields_set:
+        why = f"STORAGE_TYPE unset; {best.setting.upper()} selects {best.spec.name}"
+    else:
+        why = f"STORAGE_TYPE and {best.setting.upper()} unset: {best.spec.name}, the embedded default"
+    if others:
+        why += " (ranked above " + ", ".join(f"{c.spec.name} from {c.setting.upper()}" for c in others) + ")"
+    return BackendChoice(best.spec.name, why)
