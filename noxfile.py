@@ -18,8 +18,15 @@ REDIS = "packages/ad_buyer_storage_redis"
 POSTGRES = "packages/ad_buyer_storage_postgres"
 EXAMPLE_PLUGIN = "tests/example_plugin"
 PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src", f"{POSTGRES}/src"]
-# Backends with a conformance file of their own under tests/.
-BACKENDS = ["memory", "sqlite", "redis", "postgres", "hybrid", "example_plugin"]
+# Where each backend's conformance file is: its package's tests, or tests/ for core's and a stranger's.
+CONFORMANCE = {
+    "memory": "tests/test_conformance_memory.py",
+    "sqlite": f"{SQLITE}/tests/test_sqlite_conformance.py",
+    "redis": f"{REDIS}/tests/test_redis_conformance.py",
+    "postgres": f"{POSTGRES}/tests/test_postgres_conformance.py",
+    "hybrid": "tests/test_conformance_hybrid.py",
+    "example_plugin": "tests/test_conformance_example_plugin.py",
+}
 
 
 def install_project(session: nox.Session) -> None:
@@ -82,11 +89,11 @@ def faults(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("backend", BACKENDS)
+@nox.parametrize("backend", list(CONFORMANCE))
 def conformance(session: nox.Session, backend: str) -> None:
     """Run the conformance kit against one backend."""
     install_project(session)
-    session.run("pytest", f"tests/test_conformance_{backend}.py", *session.posargs)
+    session.run("pytest", CONFORMANCE[backend], *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -103,7 +110,8 @@ def typecheck(session: nox.Session) -> None:
     install_project(session)
     session.install("mypy>=1.10", "nox")
     session.run("mypy", *PACKAGES, *session.posargs)
-    session.run("mypy", "tests", "noxfile.py", "bench", "--exclude", "tests/example_plugin")
+    tests = ["tests", f"{SQLITE}/tests", f"{REDIS}/tests", f"{POSTGRES}/tests", "conftest.py"]
+    session.run("mypy", *tests, "noxfile.py", "bench", "--exclude", "tests/example_plugin")
 
 
 def assert_no_driver_but(session: nox.Session, allowed: str) -> None:

@@ -22,11 +22,11 @@ from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, Unavailab
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
-from tests.conftest import drop_redis_prefix
-from tests.figures import record
-from tests.history import History
-from tests.proxy import FaultProxy
-from tests.servers import free_port, redis_server
+from tests._support.figures import record
+from tests._support.history import History
+from tests._support.proxy import FaultProxy
+from tests._support.servers import free_port, redis_server
+from tests._support.shared import drop_redis_prefix
 
 pytestmark = pytest.mark.faults
 

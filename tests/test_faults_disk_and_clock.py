@@ -21,10 +21,12 @@ import pytest
 
 from ad_buyer_storage import Storage, StorageBackend
 from ad_buyer_storage.errors import ReadOnlyError, StorageFullError
+from ad_buyer_storage_postgres import PostgresBackend
+from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
-from tests.conftest import POSTGRES_URL, drop_pg_schema
-from tests.figures import record
-from tests.history import History
+from tests._support.figures import record
+from tests._support.history import History
+from tests._support.shared import POSTGRES_URL, REDIS_URL, drop_pg_schema
 
 pytestmark = pytest.mark.faults
 
@@ -112,11 +114,7 @@ def backend_for(kind: str, where: str) -> StorageBackend:
     if kind == "sqlite":
         return SQLiteBackend(where, sweep_interval=None)
     if kind == "redis":
-        from ad_buyer_storage_redis import RedisBackend
-
-        return RedisBackend("redis://127.0.0.1:6379/0", key_prefix=where)
-    from ad_buyer_storage_postgres import PostgresBackend
-
+        return RedisBackend(REDIS_URL, key_prefix=where)
     return PostgresBackend(POSTGRES_URL, schema=where, sweep_interval=None)
 
 

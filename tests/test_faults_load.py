@@ -22,9 +22,9 @@ from ad_buyer_storage import HybridBackend, Storage
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
-from tests.figures import record
-from tests.servers import postgres_server, redis_server
-from tests.test_conformance_hybrid import seed_routes
+from tests._support.figures import record
+from tests._support.recipes import seed_routes
+from tests._support.servers import postgres_server, redis_server
 
 pytestmark = pytest.mark.faults
 

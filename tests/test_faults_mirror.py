@@ -23,6 +23,7 @@ from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
 from tests._support.convergence import differences
+from tests._support.figures import record
 from tests._support.mirror_workload import (
     Stores,
     Writers,
@@ -30,10 +31,9 @@ from tests._support.mirror_workload import (
     backfill_racing_the_app,
     run_processes,
 )
-from tests.conftest import POSTGRES_URL
-from tests.figures import record
-from tests.servers import redis_server
-from tests.test_conformance_hybrid import seed_routes
+from tests._support.recipes import seed_routes
+from tests._support.servers import redis_server
+from tests._support.shared import POSTGRES_URL
 
 pytestmark = pytest.mark.faults
 

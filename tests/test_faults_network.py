@@ -14,11 +14,11 @@ from ad_buyer_storage import HybridBackend, Storage
 from ad_buyer_storage.errors import OutcomeUnknownError, StorageTimeoutError, UnavailableError
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
-from tests.figures import record
-from tests.netns import network_namespace
-from tests.servers import RedisServer, postgres_server
-from tests.test_conformance_hybrid import seed_routes
-from tests.test_conformance_redis import REDIS_URL
+from tests._support.figures import record
+from tests._support.netns import network_namespace
+from tests._support.recipes import seed_routes
+from tests._support.servers import RedisServer, postgres_server
+from tests._support.shared import REDIS_URL
 from tests.test_faults_servers import until_ok
 
 pytestmark = pytest.mark.faults

@@ -16,11 +16,11 @@ from ad_buyer_storage import HybridBackend, Storage
 from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, StorageTimeoutError, UnavailableError
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
-from tests.conftest import POSTGRES_URL
-from tests.figures import record
-from tests.history import History
-from tests.servers import PostgresServer, postgres_server, redis_server
-from tests.test_conformance_hybrid import seed_routes
+from tests._support.figures import record
+from tests._support.history import History
+from tests._support.recipes import seed_routes
+from tests._support.servers import PostgresServer, postgres_server, redis_server
+from tests._support.shared import POSTGRES_URL
 
 pytestmark = pytest.mark.faults
 

@@ -7,7 +7,7 @@ import pytest
 from ad_buyer_storage import Storage
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.errors import UnavailableError
-from tests.history import History, Operation
+from tests._support.history import History, Operation
 
 
 def op(kind: str, key: str, value: object, invoke: float, complete: float, outcome: str = "ok", result: object = None):

@@ -4,6 +4,9 @@ configuration, locks and rate limits."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -28,9 +31,9 @@ from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.plugins.composition import entity_requirements, parse_routes
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
-from tests.conftest import POSTGRES_URL, drop_pg_schema
-from tests.servers import redis_server
-from tests.test_conformance_hybrid import memory_and_sqlite, seed_routes
+from tests._support.recipes import memory_and_sqlite, seed_routes
+from tests._support.servers import redis_server
+from tests._support.shared import POSTGRES_URL, drop_pg_schema
 
 KEYS = st.text(alphabet="abcdeilnopst:_*?[]\\é", min_size=1, max_size=16)
 
@@ -267,10 +270,6 @@ async def test_rate_limiter_counts_per_window() -> None:
 
 
 def test_demo_and_doctor_on_hybrid(tmp_path) -> None:
-    import os
-    import subprocess
-    import sys
-
     schema, prefix = f"abs_test_{uuid.uuid4().hex[:12]}", f"abs-test:{uuid.uuid4().hex}:"
     env = {
         **os.environ,

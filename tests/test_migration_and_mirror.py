@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ad_buyer_storage import ManualClock, Storage, UnavailableError
+from ad_buyer_storage import ManualClock, Storage, UnavailableError, get_storage_backend
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.client.codec import canonical
 from ad_buyer_storage.composed.mirror import MirrorBackend
@@ -22,10 +22,9 @@ from ad_buyer_storage.ops.repair import repair
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
+from tests._support.recipes import postgres_and_redis
 from tests._support.refusals import sqlite_refuses
-from tests.conftest import drop_pg_schema
-from tests.test_conformance_hybrid import postgres_and_redis
-from tests.test_conformance_redis import REDIS_URL
+from tests._support.shared import REDIS_URL, drop_pg_schema
 
 
 class TestMirrorContract(StorageContract):
@@ -271,8 +270,6 @@ async def test_the_runbook_sqlite_to_hybrid_with_real_servers(tmp_path) -> None:
 
 
 def test_mirror_is_selectable_by_settings(monkeypatch, tmp_path) -> None:
-    from ad_buyer_storage import get_storage_backend
-
     monkeypatch.setenv("STORAGE_TYPE", "mirror")
     monkeypatch.setenv("MIRROR_PRIMARY", f"sqlite:///{tmp_path}/a.db")
     monkeypatch.setenv("MIRROR_SECONDARY", "memory")

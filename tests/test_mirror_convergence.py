@@ -18,8 +18,8 @@ from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.composed.mirror import MirrorBackend
 from tests._support import mirror_workload
 from tests._support.convergence import differences
+from tests._support.history import History
 from tests._support.mirror_workload import Stores, assert_converged, backfill_racing_the_app, open_mirror, run_processes
-from tests.history import History
 
 DIRECTIONS = ["sqlite->hybrid", "hybrid->sqlite"]
 

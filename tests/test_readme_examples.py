@@ -52,12 +52,14 @@ def test_there_are_examples_in_every_package_readme() -> None:
 def test_every_test_reliability_md_names_exists() -> None:
     """RELIABILITY.md maps each plan case to tests: a renamed or deleted test must not rot it."""
     named = set(re.findall(r"(test_[a-z0-9_]+)(?:\*)?", (ROOT / "RELIABILITY.md").read_text()))
-    sources = [*ROOT.glob("tests/*.py"), *ROOT.glob("packages/ad_buyer_storage_core/src/ad_buyer_storage/testing/*.py")]
+    test_dirs = [ROOT / "tests", *ROOT.glob("packages/*/tests")]
+    sources = [path for d in test_dirs for path in d.glob("*.py")]
+    sources += ROOT.glob("packages/ad_buyer_storage_core/src/ad_buyer_storage/testing/*.py")
     defined = "\n".join(path.read_text() for path in sources)
     missing = []
     for name in sorted(named):
         stem = name.rstrip("_")
-        is_file = (ROOT / "tests" / f"{stem}.py").exists()
+        is_file = any((d / f"{stem}.py").exists() for d in test_dirs)
         if not is_file and not re.search(rf"def {re.escape(stem)}", defined):
             missing.append(name)
     assert len(named) > 30

@@ -33,11 +33,13 @@ from ad_buyer_storage import get_storage_backend, load_settings, open_storage
 from ad_buyer_storage.cli import main
 from ad_buyer_storage.plugins.composition import MirrorSettings
 from ad_buyer_storage.plugins.settings import load_backend_settings
+from ad_buyer_storage_postgres.backend import _translate as postgres_translate
 from ad_buyer_storage_postgres.settings import PostgresSettings
+from ad_buyer_storage_redis.backend import _translate as redis_translate
 from ad_buyer_storage_redis.settings import RedisSettings
 from ad_buyer_storage_sqlite.settings import SQLiteSettings
-from tests.conftest import drop_pg_schema, drop_redis_prefix
-from tests.servers import redis_server
+from tests._support.servers import redis_server
+from tests._support.shared import drop_pg_schema, drop_redis_prefix
 
 # Every reserved character a pasted password may hold, between fragments that cannot appear
 # by chance: a leak of any piece of it is caught, not only of the whole.
@@ -291,14 +293,8 @@ def _sweep(sweep: list[Shape], monkeypatch, caplog, tmp_path, isolation) -> None
 @pytest.mark.parametrize("backend", ["redis", "postgres"])
 def test_a_driver_error_quoting_the_password_is_not_chained(backend: str) -> None:
     """Drivers' own words may quote a URL; the translated error keeps them out of its chain."""
-    if backend == "redis":
-        from ad_buyer_storage_redis.backend import _translate
-
-        url = f"redis://:{ENCODED}@{DEAD}/0"
-    else:
-        from ad_buyer_storage_postgres.backend import _translate  # type: ignore[assignment]
-
-        url = f"postgresql://app:{ENCODED}@{DEAD}/db"
+    _translate = redis_translate if backend == "redis" else postgres_translate
+    url = f"redis://:{ENCODED}@{DEAD}/0" if backend == "redis" else f"postgresql://app:{ENCODED}@{DEAD}/db"
 
     def translated(driver_error: Exception) -> BaseException:
         try:

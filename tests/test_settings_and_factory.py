@@ -23,6 +23,7 @@ from ad_buyer_storage import (
     open_storage,
     redact_url,
 )
+from ad_buyer_storage.kit.urls import encode_credentials
 from ad_buyer_storage.plugins.settings import SettingsBase, StorageSettings, choose_backend, load_backend_settings
 from ad_buyer_storage_postgres.settings import PostgresSettings
 
@@ -230,8 +231,6 @@ async def test_a_misspelt_override_is_refused_not_ignored(tmp_path) -> None:
     ],
 )
 def test_unencoded_credentials_are_encoded(url: str, expected: str) -> None:
-    from ad_buyer_storage.kit.urls import encode_credentials
-
     assert encode_credentials(url) == expected
     assert encode_credentials(expected) == expected
 

@@ -23,9 +23,8 @@ from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
-from tests.conftest import POSTGRES_URL, drop_pg_schema
-from tests.test_conformance_hybrid import memory_and_sqlite
-from tests.test_conformance_redis import REDIS_URL
+from tests._support.recipes import memory_and_sqlite
+from tests._support.shared import POSTGRES_URL, REDIS_URL, drop_pg_schema
 
 KEY = st.text(alphabet="ab:_%*?[]\\'\"é\r\n ", min_size=1, max_size=6)
 VALUE: st.SearchStrategy[Any] = st.one_of(

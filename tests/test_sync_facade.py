@@ -19,7 +19,7 @@ from ad_buyer_storage.sync import SyncStorage
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
-from tests.conftest import POSTGRES_URL
+from tests._support.shared import POSTGRES_URL
 
 
 class ThroughTheFacade:

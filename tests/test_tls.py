@@ -13,7 +13,7 @@ from ad_buyer_storage import Storage
 from ad_buyer_storage.errors import BackendError, ConfigurationError, StorageTimeoutError, TLSError
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
-from tests.servers import Certificates, make_certificates, postgres_server, redis_server
+from tests._support.servers import Certificates, make_certificates, postgres_server, redis_server
 
 pytestmark = pytest.mark.faults
 

@@ -1,7 +1,8 @@
-"""Fixtures shared by several test modules (loaded by ``conftest.py``)."""
+"""Fixtures for every test of the repository (root and packages), loaded by ``conftest.py``."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,44 @@ from pathlib import Path
 import pytest
 
 from tests._support.mirror_workload import Stores
-from tests.conftest import drop_pg_schema, drop_redis_prefix
+from tests._support.shared import drop_pg_schema, drop_redis_prefix, new_schema
+
+# Every variable a test could inherit that would change what the settings select.
+_OUR_VARIABLES = (
+    "STORAGE_TYPE",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SESSION_DEFAULT_TTL",
+    "STORAGE_MAX_VALUE_BYTES",
+    "STORAGE_CONNECT_TIMEOUT",
+    "STORAGE_COMMAND_TIMEOUT",
+    "STORAGE_ROUTES",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test starts without our variables and in an empty directory (no .env, no ad_buyer.db)."""
+    for name in list(os.environ):
+        if name in _OUR_VARIABLES or name.startswith(("SQLITE_", "REDIS_", "POSTGRES_", "MIRROR_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema name for one test, dropped afterwards (never a shared database)."""
+    schema = new_schema()
+    yield schema
+    drop_pg_schema(schema)
+
+
+@pytest.fixture(scope="module")
+def pg_module_schema() -> Iterator[str]:
+    """The same, shared by the tests of one module."""
+    schema = new_schema()
+    yield schema
+    drop_pg_schema(schema)
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from ad_buyer_storage.ops.migrate import MigrationReport, migrate, verify
 from ad_buyer_storage.testing.harness import load_callable
 from ad_buyer_storage_sqlite import SQLiteBackend
 from tests._support.convergence import differences
-from tests.history import History, Operation
-from tests.test_conformance_hybrid import postgres_and_redis
+from tests._support.history import History, Operation
+from tests._support.recipes import postgres_and_redis
 
 # 60 keys: durable ones (deal:, campaign:) and ephemeral ones (session:, rate_limit:), so a hybrid
 # store sees both of its routes.

@@ -16,7 +16,8 @@ __all__ = ["PostgresBackend", "normalise_dsn"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import backend
+        # PEP 562: the entry point (plugin.py) lives in this package, and must not import the driver.
+        from . import backend  # noqa: PLC0415
 
         return getattr(backend, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -229,7 +229,8 @@ def to_jsonable(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=256)
 def _adapter(model: Any) -> Callable[[Any], Any]:
-    from pydantic import TypeAdapter
+    # Imported on the first typed read: pydantic costs ~30 ms to import, and untyped use never needs it.
+    from pydantic import TypeAdapter  # noqa: PLC0415
 
     return cast(Callable[[Any], Any], TypeAdapter(model).validate_python)
 

@@ -21,6 +21,7 @@ from ad_buyer_storage.client.validation import MAX_TTL_SECONDS
 from ad_buyer_storage.contract.clock import ManualClock
 from ad_buyer_storage.contract.glob import compile_glob
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend, SupportsPubSub
+from ad_buyer_storage.domain.entities import ENTITIES
 from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import (
     BackendError,
@@ -36,6 +37,7 @@ from ad_buyer_storage.errors import (
     VersionConflictError,
 )
 
+from ._child import increment_in_processes
 from .harness import Harness, Subject
 
 __all__ = ["StorageContract"]
@@ -815,8 +817,6 @@ class StorageContract:
         recipe = subject.harness.child_backend
         assert recipe is not None, "MULTI_PROCESS is claimed: the harness must give child_backend"
         await subject.storage.set("deal:mp", {"spend": 0})
-        from ._child import increment_in_processes
-
         await increment_in_processes(recipe, "counter:mp", 100, "deal:mp", join_timeout=120)
         assert await subject.storage.get("counter:mp") == 400
         assert await subject.storage.get("deal:mp") == {"spend": 400}
@@ -879,8 +879,6 @@ class StorageContract:
         assert len(await storage.list_sessions()) == 2  # the index is not a session
 
     async def test_every_entity_has_get_set_delete_list(self, subject: Subject) -> None:
-        from ad_buyer_storage.domain.entities import ENTITIES
-
         storage = subject.storage
         for name in ENTITIES:
             items = storage.collection(name)

@@ -7,18 +7,13 @@ from ad_buyer_storage_sqlite import SQLiteBackend
 from tests._support.refusals import sqlite_refuses
 
 
-def open_file_backend(path: str) -> SQLiteBackend:
-    """Child-process recipe for the kit's multi-process test."""
-    return SQLiteBackend(path)
-
-
 class TestSQLiteFileContract(StorageContract):
     @pytest.fixture
     def harness(self, tmp_path) -> Harness:
         path = str(tmp_path / "contract.db")
         return Harness(
             lambda clock: SQLiteBackend(path, clock=clock),
-            child_backend=("tests.test_conformance_sqlite:open_file_backend", (path,)),
+            child_backend=("tests._support.recipes:sqlite_file", (path,)),
             storage_options={"max_value_bytes": 64 * 1024},
             fail_writes_to=lambda key: sqlite_refuses(path, key),
         )

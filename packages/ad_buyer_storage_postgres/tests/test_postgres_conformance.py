@@ -9,12 +9,7 @@ import pytest
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend
 from tests._support.refusals import postgres_refuses
-from tests.conftest import POSTGRES_URL
-
-
-def open_backend(url: str, schema: str, table: str) -> PostgresBackend:
-    """Child-process recipe for the kit's multi-process test."""
-    return PostgresBackend(url, schema=schema, table=table, sweep_interval=None)
+from tests._support.shared import POSTGRES_URL
 
 
 class TestPostgresContract(StorageContract):
@@ -24,7 +19,7 @@ class TestPostgresContract(StorageContract):
         return Harness(
             lambda clock: PostgresBackend(POSTGRES_URL, schema=pg_module_schema, table=table, pool_min=1, pool_max=10),
             uses_clock=False,
-            child_backend=("tests.test_conformance_postgres:open_backend", (POSTGRES_URL, pg_module_schema, table)),
+            child_backend=("tests._support.recipes:postgres", (POSTGRES_URL, pg_module_schema, table)),
             storage_options={"max_value_bytes": 64 * 1024},
             fail_writes_to=lambda key: postgres_refuses(POSTGRES_URL, pg_module_schema, table, key),
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -11,14 +10,8 @@ import pytest
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_redis import RedisBackend, RedisClusterBackend
 from tests._support.refusals import redis_refuses
-
-REDIS_URL = os.environ.get("AD_BUYER_STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def open_backend(url: str, prefix: str) -> RedisBackend | RedisClusterBackend:
-    """Child-process recipe for the kit's multi-process test."""
-    backend_class = RedisClusterBackend if url.startswith("redis+cluster") else RedisBackend
-    return backend_class(url, key_prefix=prefix)
+from tests._support.servers import redis_cluster
+from tests._support.shared import REDIS_URL
 
 
 class TestRedisContract(StorageContract):
@@ -28,7 +21,7 @@ class TestRedisContract(StorageContract):
         return Harness(
             lambda clock: RedisBackend(REDIS_URL, key_prefix=prefix),
             uses_clock=False,
-            child_backend=("tests.test_conformance_redis:open_backend", (REDIS_URL, prefix)),
+            child_backend=("tests._support.recipes:redis", (REDIS_URL, prefix)),
             storage_options={"max_value_bytes": 64 * 1024},
             fail_writes_to=lambda key: redis_refuses(REDIS_URL, prefix, key),
         )
@@ -36,8 +29,6 @@ class TestRedisContract(StorageContract):
 
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory) -> Iterator[str]:
-    from tests.servers import redis_cluster
-
     with redis_cluster(tmp_path_factory.mktemp("cluster")) as nodes:
         yield f"redis+cluster://127.0.0.1:{nodes[0].port}"
 
@@ -49,7 +40,7 @@ class TestRedisClusterContract(StorageContract):
         return Harness(
             lambda clock: RedisClusterBackend(cluster_url, key_prefix=prefix),
             uses_clock=False,
-            child_backend=("tests.test_conformance_redis:open_backend", (cluster_url, prefix)),
+            child_backend=("tests._support.recipes:redis", (cluster_url, prefix)),
             storage_options={"max_value_bytes": 64 * 1024},
             fail_writes_to=lambda key: redis_refuses(cluster_url, prefix, key),
         )

@@ -24,9 +24,10 @@ from ad_buyer_storage import (
 )
 from ad_buyer_storage.testing import increment_in_processes
 from ad_buyer_storage_postgres import PostgresBackend, normalise_dsn
-from tests.servers import postgres_server
+from tests._support.proxy import FaultProxy
+from tests._support.servers import free_port, postgres_server
+from tests._support.shared import POSTGRES_URL
 
-POSTGRES_URL = os.environ.get("AD_BUYER_STORAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = "p@ss:w/rd#%-Pg-S3cret"
 
 
@@ -106,15 +107,13 @@ async def test_a_version_1_table_is_upgraded_in_place_and_keeps_its_values(schem
 async def test_four_processes_times_1000_increments_and_versioned_updates_are_exact(schema: str) -> None:
     async with Storage(backend(schema)) as storage:
         await storage.set("deal:1", {"spend": 0})
-        recipe = ("tests.test_conformance_postgres:open_backend", (POSTGRES_URL, schema, "kv_store"))
+        recipe = ("tests._support.recipes:postgres", (POSTGRES_URL, schema, "kv_store"))
         await increment_in_processes(recipe, "counter", 1000, "deal:1", join_timeout=300)
         assert await storage.get("counter") == 4000
         assert await storage.get("deal:1") == {"spend": 4000}
 
 
 async def test_a_lost_reply_is_retried_only_when_that_cannot_double_apply(schema: str) -> None:
-    from tests.proxy import FaultProxy
-
     async with FaultProxy(5432) as proxy:
         url = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
         pg = PostgresBackend(url, schema=schema, pool_min=1, pool_max=1, command_timeout=3, sweep_interval=None)
@@ -207,8 +206,6 @@ def test_bad_urls_and_names_are_config_errors() -> None:
 
 
 async def test_a_refused_port_is_unavailable_quickly() -> None:
-    from tests.servers import free_port
-
     started = time.monotonic()
     with pytest.raises(UnavailableError) as info:
         await Storage(

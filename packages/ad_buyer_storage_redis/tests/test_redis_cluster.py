@@ -24,7 +24,7 @@ from ad_buyer_storage import (
     open_storage,
 )
 from ad_buyer_storage_redis import RedisClusterBackend
-from tests.servers import RedisServer, redis_cluster
+from tests._support.servers import RedisServer, redis_cluster
 
 pytestmark = pytest.mark.slow
 

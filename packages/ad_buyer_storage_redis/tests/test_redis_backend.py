@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,20 +21,21 @@ from ad_buyer_storage import (
     BackendError,
     BusyError,
     ConfigurationError,
+    InvalidPatternError,
     OutcomeUnknownError,
     Storage,
     UnavailableError,
+    compile_glob,
     get_storage_backend,
 )
 from ad_buyer_storage.testing import increment_in_processes
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_redis.namespaces import NAMESPACES_KEY
+from tests._support.proxy import FaultProxy
 from tests._support.refusals import redis_refuses
-from tests.conftest import drop_redis_prefix
-from tests.proxy import FaultProxy
-from tests.servers import REDIS_CLI, redis_server
+from tests._support.servers import REDIS_CLI, free_port, redis_server
+from tests._support.shared import REDIS_URL, drop_redis_prefix
 
-REDIS_URL = os.environ.get("AD_BUYER_STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "Redis-S3cret-Pw"
 
 
@@ -153,7 +155,7 @@ async def test_four_processes_times_1000_increments_and_versioned_updates_are_ex
     prefix = namespace
     async with Storage(RedisBackend(REDIS_URL, key_prefix=prefix)) as storage:
         await storage.set("deal:1", {"spend": 0})
-        recipe = ("tests.test_conformance_redis:open_backend", (REDIS_URL, prefix))
+        recipe = ("tests._support.recipes:redis", (REDIS_URL, prefix))
         await increment_in_processes(recipe, "counter", 1000, "deal:1")
         assert await storage.get("counter") == 4000
         assert await storage.get("deal:1") == {"spend": 4000}
@@ -224,8 +226,6 @@ async def test_unix_socket_and_database_number(tmp_path) -> None:
 
 
 async def test_refused_port_is_unavailable_quickly() -> None:
-    from tests.servers import free_port
-
     started = time.monotonic()
     with pytest.raises(UnavailableError):
         await Storage(RedisBackend(f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", connect_timeout=1)).connect()
@@ -279,10 +279,6 @@ async def test_an_unencoded_password_with_reserved_characters_works(tmp_path) ->
 )
 def test_the_glob_grammar_is_redis_s_own(namespace: str, keys: list[str], pattern: str) -> None:
     """An independent oracle: Redis's SCAN MATCH decides, our matcher must agree (ASCII keys)."""
-    import redis as sync_redis
-
-    from ad_buyer_storage import InvalidPatternError, compile_glob
-
     try:
         ours = compile_glob(pattern)
     except InvalidPatternError:
