@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ad_buyer_storage import GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
 from ad_buyer_storage.backends.memory import MemoryBackend
-from ad_buyer_storage.sync import SyncStorage
+from ad_buyer_storage.domain.collections import EntityCollection
+from ad_buyer_storage.sync import SyncCollection, SyncStorage
 from ad_buyer_storage.testing import Harness, StorageContract
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
 from tests._support.shared import POSTGRES_URL
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ThroughTheFacade:
@@ -111,7 +116,9 @@ def _hammer(facade: SyncStorage, threads: int = 16, rounds: int = 50) -> None:
     for thread in pool:
         thread.join(120)
     assert not errors, errors[:3]
-    assert facade.get_deal("d1")["spend"] == threads * rounds
+    deal = facade.get_deal("d1")
+    assert deal is not None
+    assert deal["spend"] == threads * rounds
     assert facade.get("deal_bids:d1") == threads * rounds
     assert len(facade.keys("deal:t*")) == threads * rounds
 
@@ -167,3 +174,54 @@ def test_a_script_that_never_closes_exits_cleanly(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "{'ok': True}"
     assert result.stderr == ""
+
+
+# The lifecycle is the facade's own (built connected, closed by close() or at exit).
+_OWN_LIFECYCLE = {"connect", "aclose", "disconnect", "require_open"}
+
+
+def _public(cls: type) -> dict[str, Any]:
+    return {name: value for name, value in vars(cls).items() if not name.startswith("_")}
+
+
+@pytest.mark.parametrize(("async_cls", "sync_cls"), [(Storage, SyncStorage), (EntityCollection, SyncCollection)])
+def test_every_public_method_has_a_blocking_twin(async_cls: type, sync_cls: type) -> None:
+    """Walks the async API: each method exists on the facade with the same parameters, and
+    nothing it returns is async (iterators and context managers included)."""
+    missing, different = [], []
+    for name, member in _public(async_cls).items():
+        if name in _OWN_LIFECYCLE:
+            continue
+        twin = getattr(sync_cls, name, None)
+        if twin is None:
+            missing.append(name)
+            continue
+        if isinstance(member, property):
+            continue
+        assert not inspect.iscoroutinefunction(twin), f"SyncStorage.{name} is a coroutine function"
+        if list(inspect.signature(member).parameters) != list(inspect.signature(twin).parameters):
+            different.append(name)
+    assert not missing, f"without a blocking twin: {missing}"
+    assert not different, f"with other parameters than the async method: {different}"
+
+
+def test_the_facade_is_what_the_generator_writes() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "generate_sync.py"), "--check"],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_iterators_collections_and_subscriptions_are_plain(tmp_path) -> None:
+    with SyncStorage(Storage(MemoryBackend())) as facade:
+        facade.set_many({f"deal:{i}": {"n": i, "even": i % 2 == 0} for i in range(7)})
+        scanned = facade.scan("deal:*", batch_size=2)
+        assert not isinstance(scanned, AsyncIterator)
+        assert sorted(scanned) == [f"deal:{i}" for i in range(7)]
+        deals = facade.collection("deal")
+        assert [d["n"] for d in deals.list({"even": True})] == [0, 2, 4, 6]
+        assert deals.ids() == [str(i) for i in range(7)]
+        deals.set("9", {"n": 9})
+        assert deals.update("9", lambda d: {**d, "seen": True}) == {"n": 9, "seen": True}
+        with facade.subscribe("pubsub:deals") as messages:
+            facade.publish("pubsub:deals", {"hello": 1})
+            assert next(iter(messages)) == {"hello": 1}

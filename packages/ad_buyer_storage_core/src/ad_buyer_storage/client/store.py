@@ -51,7 +51,7 @@ from ad_buyer_storage.errors import (
     VersionConflictError,
 )
 
-__all__ = ["TTL", "Store", "Versioned"]
+__all__ = ["TTL", "Store", "Updater", "Versioned"]
 
 log = logging.getLogger("ad_buyer_storage")
 
@@ -59,6 +59,8 @@ T = TypeVar("T")
 D = TypeVar("D")
 #: A time to live: seconds (int or float, > 0) or a timedelta, at most 100 years; None: no expiry.
 TTL = int | float | timedelta | None
+#: ``update(key, fn)``: *fn* takes the current value and returns (or awaits to) the new one.
+Updater = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
 _MISSING: Any = object()
 _SCAN_BATCH = 500
 _LIST_BATCH = 5000
@@ -335,7 +337,7 @@ class Store:
     async def update(
         self,
         key: str,
-        fn: Callable[[Any], Any] | Callable[[Any], Awaitable[Any]],
+        fn: Updater,
         *,
         default: Any = _MISSING,
         ttl: TTL = None,

@@ -8,27 +8,26 @@ nothing.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ad_buyer_storage.client.codec import to_jsonable, validate_as
-from ad_buyer_storage.client.store import TTL, Store
+from ad_buyer_storage.client.store import TTL, Store, Updater
 from ad_buyer_storage.contract.glob import escape_glob
 from ad_buyer_storage.domain.entities import Entity
 from ad_buyer_storage.errors import InvalidInputError
 
-__all__ = ["ENTITY_DEFAULT", "EntityCollection", "same_json"]
+__all__ = ["ENTITY_DEFAULT", "DefaultTTL", "EntityCollection", "same_json"]
 
 _LIST_BATCH = 500
-_NO_DEFAULT: Any = object()
 
 
-class _Default(enum.Enum):
-    TTL = "the entity's default TTL"
+class DefaultTTL(enum.Enum):
+    ENTITY = "the entity's default TTL"
 
 
 #: ``ttl=ENTITY_DEFAULT``: the entity's default TTL (SESSION_DEFAULT_TTL for sessions...).
-ENTITY_DEFAULT = _Default.TTL
+ENTITY_DEFAULT = DefaultTTL.ENTITY
 
 
 def _matches(value: Any, filters: Mapping[str, Any]) -> bool:
@@ -64,19 +63,17 @@ class EntityCollection:
     async def get(self, entity_id: str, *, model: type[Any] | None = None) -> Any:
         return await self.store.get(self.entity.key(entity_id), model=model)
 
-    async def set(self, entity_id: str, data: Any, ttl: TTL | _Default = ENTITY_DEFAULT) -> None:
+    async def set(self, entity_id: str, data: Any, ttl: TTL | DefaultTTL = ENTITY_DEFAULT) -> None:
         """Store *data*; *ttl* defaults to the entity's default TTL (None = never expires)."""
-        await self.store.set(self.entity.key(entity_id), data, self.default_ttl if isinstance(ttl, _Default) else ttl)
+        await self.store.set(self.entity.key(entity_id), data, self.default_ttl if isinstance(ttl, DefaultTTL) else ttl)
 
     async def delete(self, entity_id: str) -> bool:
         return await self.store.delete(self.entity.key(entity_id))
 
-    async def update(
-        self, entity_id: str, fn: Callable[[Any], Any] | Callable[[Any], Awaitable[Any]], *, default: Any = _NO_DEFAULT
-    ) -> Any:
+    async def update(self, entity_id: str, fn: Updater, *, default: Any = Store.NO_DEFAULT) -> Any:
         """Atomic read-modify-write of one record (optimistic concurrency, retried on conflict)."""
         key = self.entity.key(entity_id)
-        if default is _NO_DEFAULT:
+        if default is Store.NO_DEFAULT:
             return await self.store.update(key, fn)
         return await self.store.update(key, fn, default=default, ttl=self.default_ttl)
 

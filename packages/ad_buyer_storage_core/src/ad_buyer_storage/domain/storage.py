@@ -8,14 +8,14 @@ plus ``delete_*``/``list_*`` for every entity on :class:`EntityCollection`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES
-from ad_buyer_storage.client.store import TTL, Store, Versioned
+from ad_buyer_storage.client.store import TTL, Store, Updater, Versioned
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, EntityCollection
 from ad_buyer_storage.domain.entities import entity_by_name
@@ -128,7 +128,7 @@ class Storage:
     async def update(
         self,
         key: str,
-        fn: Callable[[Any], Any] | Callable[[Any], Awaitable[Any]],
+        fn: Updater,
         *,
         default: Any = Store.NO_DEFAULT,
         ttl: TTL = None,
@@ -213,7 +213,7 @@ class Storage:
     async def list_deals(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
         return await self.collection("deal").list(filters, limit)
 
-    async def update_deal(self, deal_id: str, fn: Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]) -> Any:
+    async def update_deal(self, deal_id: str, fn: Updater) -> Any:
         """Atomically apply ``fn(deal) -> deal`` (for example adding to ``spend``)."""
         return await self.collection("deal").update(deal_id, fn)
 
