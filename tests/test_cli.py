@@ -64,6 +64,10 @@ def test_doctor_healthy_shows_choice_reason_and_latency(tmp_path) -> None:
     assert "ping:" in result.stdout
     assert "healthy" in result.stdout
     assert "sqlite_version" in result.stdout
+    # The stranger's broken plugin (tests/example_plugin) is reported here, once, not warned about.
+    assert result.stdout.count("'broken_example'") == 1
+    assert "No module named 'ad_buyer_storage_no_such_driver'" in result.stdout
+    assert result.stderr == ""
 
 
 def test_doctor_unhealthy_exits_non_zero(tmp_path) -> None:

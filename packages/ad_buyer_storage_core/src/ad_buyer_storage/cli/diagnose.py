@@ -55,6 +55,9 @@ async def doctor(args: argparse.Namespace) -> int:
                 prefix = str(own.model_config.get("env_prefix", ""))
                 _print_settings(backend_settings, sorted(own.model_fields), prefix)
     print(f"chosen backend: {spec.name}  ({choice.reason})")
+    _, failures = registry.discover()
+    for name, failure in failures.items():  # recorded once, shown here and by `backends`
+        print(f"plugin {name!r} ({failure.distribution or '?'}) failed to load and is skipped: {failure.error}")
     storage = get_storage_backend(settings=settings)
     if isinstance(storage.backend, HybridBackend):
         return _route_report(storage.backend, await storage.backend.route_health(standalone=True))
