@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 from ad_buyer_storage.contract.protocol import INT64_MAX, INT64_MIN
 from ad_buyer_storage.errors import InvalidInputError, InvalidKeyError, InvalidTTLError, KeyTypeError
@@ -52,7 +51,7 @@ def check_key(key: object) -> str:
     return key
 
 
-def ttl_to_ms(ttl: Any) -> int | None:
+def ttl_to_ms(ttl: object) -> int | None:
     """Validate a TTL (seconds as int/float/timedelta, > 0 and at most :data:`MAX_TTL_SECONDS`,
     or None) and return milliseconds.
 
@@ -72,7 +71,7 @@ def ttl_to_ms(ttl: Any) -> int | None:
     return math.ceil(seconds * 1000) if isinstance(seconds, float) else int(seconds * 1000)
 
 
-def check_amount(amount: Any) -> int | Decimal:
+def check_amount(amount: object) -> int | Decimal:
     """Validate an increment amount: an int within 64 bits, or a finite Decimal."""
     if isinstance(amount, bool) or not isinstance(amount, (int, Decimal)):
         raise InvalidInputError(
