@@ -20,8 +20,12 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[1] / "packages/ad_buyer_storage_core/src/ad_buyer_storage"
 TARGET = CORE / "sync.py"
-# The facade manages its own lifecycle: these are not delegated.
+# The facade manages its own lifecycle: these are not delegated; transact() is written by hand
+# (its callback is blocking too).
 LIFECYCLE = {"__init__", "__repr__", "connect", "aclose", "disconnect", "__aenter__", "__aexit__", "require_open"}
+HAND_WRITTEN = {"transact"}
+# Async classes the API hands out, and their blocking twins (generated here too).
+TWINS = {"EntityCollection": "SyncCollection", "Transaction": "SyncTransaction"}
 
 HEADER = '''"""A blocking facade over the storage, for code that runs without an event loop.
 
@@ -42,7 +46,9 @@ edit by hand; change the async API or the generator, then run it.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -51,13 +57,14 @@ from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 from ad_buyer_storage.client.store import TTL, Store, Updater, Versioned
+from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, DefaultTTL, EntityCollection
 from ad_buyer_storage.domain.storage import Filters, Storage
-from ad_buyer_storage.errors import LifecycleError, StorageClosedError
+from ad_buyer_storage.errors import InvalidInputError, LifecycleError, StorageClosedError, TransactionConflictError
 from ad_buyer_storage.plugins.factory import get_storage_backend
 
-__all__ = ["SyncCollection", "SyncStorage"]
+__all__ = ["SyncCollection", "SyncStorage", "SyncTransaction"]
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -141,6 +148,22 @@ class SyncStorage:
         else:
             self._call(manager.__aexit__(None, None, None))
 
+    def transact(self, fn: Callable[[SyncTransaction], T], *, attempts: int = 10) -> T:
+        """Run ``fn(tx)`` (blocking) in a transaction and commit; on a conflict, run it again
+        (jittered backoff), up to *attempts* times; return what *fn* returned."""
+        if attempts < 1:
+            raise InvalidInputError("attempts must be >= 1")
+        for attempt in range(attempts):
+            try:
+                with self.transaction() as tx:
+                    result = fn(tx)
+                return result
+            except TransactionConflictError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+        raise AssertionError("unreachable")
+
     def close(self) -> None:
         """Close the storage and stop the loop thread. Idempotent."""
         if threading.current_thread() is self._thread:
@@ -184,7 +207,10 @@ def _class(path: Path, name: str) -> ast.ClassDef:
 
 def _sync_type(annotation: ast.expr | None) -> str:
     text = ast.unparse(annotation) if annotation is not None else "None"
-    return text.replace("AsyncIterator", "Iterator").replace("EntityCollection", "SyncCollection")
+    text = text.replace("AsyncIterator", "Iterator")
+    for async_name, sync_name in TWINS.items():
+        text = text.replace(async_name, sync_name)
+    return text
 
 
 def _call_args(args: ast.arguments) -> str:
@@ -203,7 +229,7 @@ def _methods(cls: ast.ClassDef, target: str) -> list[str]:
     out: list[str] = []
     overloaded = {n.name for n in cls.body if isinstance(n, ast.AsyncFunctionDef) and "overload" in _decorators(n)}
     for node in cls.body:
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name in LIFECYCLE:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name in LIFECYCLE | HAND_WRITTEN:
             continue
         if node.name.startswith("_"):
             continue
@@ -218,9 +244,13 @@ def _methods(cls: ast.ClassDef, target: str) -> list[str]:
             out.append(f"    @property\n    def {node.name}({params}) -> {returns}:\n        {body}\n")
         elif "asynccontextmanager" in decorators:
             inner = returns.removeprefix("Iterator[").removesuffix("]")
-            body = f"with self._entered({call}) as entered:\n            yield self._iterate(entered)"
-            if not inner.startswith("Iterator["):
-                body = f"with self._entered({call}) as entered:\n            yield entered"
+            if inner.startswith("Iterator["):
+                wrapped = "self._iterate(entered)"
+            elif inner in TWINS.values():
+                wrapped = f"{inner}(self, entered)"
+            else:
+                wrapped = "entered"
+            body = f"with self._entered({call}) as entered:\n            yield {wrapped}"
             out.append(f"    @contextmanager\n    def {node.name}({params}) -> {returns}:\n        {body}\n")
         elif isinstance(node, ast.AsyncFunctionDef) and node.name in overloaded:
             # The overloads say what comes back; the union of them types the implementation.
@@ -232,22 +262,35 @@ def _methods(cls: ast.ClassDef, target: str) -> list[str]:
             out.append(f"    def {node.name}({params}) -> {returns}:\n        return self._call({call})\n")
         elif returns.startswith("Iterator["):
             out.append(f"    def {node.name}({params}) -> {returns}:\n        return self._iterate({call})\n")
-        elif returns == "SyncCollection":
-            out.append(f"    def {node.name}({params}) -> {returns}:\n        return SyncCollection(self, {call})\n")
+        elif returns in TWINS.values():
+            out.append(f"    def {node.name}({params}) -> {returns}:\n        return {returns}(self, {call})\n")
         else:
             out.append(f"    def {node.name}({params}) -> {returns}:\n        return {call}\n")
     return out
 
 
+def _twin(async_cls: ast.ClassDef, doc: str, extra: str = "") -> str:
+    """The blocking twin of an async class the API hands out, calling through the facade."""
+    name = TWINS[async_cls.name]
+    methods = [m.replace("self._call(", "self._facade._call(") for m in _methods(async_cls, "self._wrapped")]
+    return (
+        f"\n\nclass {name}:\n"
+        f'    """{doc}"""\n\n'
+        f"    def __init__(self, facade: SyncStorage, wrapped: {async_cls.name}) -> None:\n"
+        "        self._facade, self._wrapped = facade, wrapped\n\n" + extra + "\n".join(methods)
+    )
+
+
 def render() -> str:
     storage = _class(CORE / "domain/storage.py", "Storage")
-    collection = _class(CORE / "domain/collections.py", "EntityCollection")
-    coll_methods = [m.replace("self._call(", "self._facade._call(") for m in _methods(collection, "self._collection")]
-    collection_class = (
-        "\n\nclass SyncCollection:\n"
-        '    """The blocking twin of :class:`EntityCollection`: one entity\'s records, through the facade."""\n\n'
-        "    def __init__(self, facade: SyncStorage, collection: EntityCollection) -> None:\n"
-        "        self._facade, self._collection = facade, collection\n\n" + "\n".join(coll_methods)
+    collection_class = _twin(
+        _class(CORE / "domain/collections.py", "EntityCollection"),
+        "The blocking twin of :class:`EntityCollection`: one entity's records, through the facade.",
+    )
+    transaction_class = _twin(
+        _class(CORE / "client/transaction.py", "Transaction"),
+        "The blocking twin of :class:`Transaction`, for ``with storage.transaction() as tx``.",
+        "    @property\n    def versions(self) -> dict[str, str]:\n        return self._wrapped.versions\n\n",
     )
     facade = (
         FACADE.rstrip()
@@ -256,7 +299,7 @@ def render() -> str:
         + "\n"
         + "\n".join(_methods(storage, "self._storage"))
     )
-    return HEADER + facade.lstrip("\n") + collection_class.rstrip() + "\n" + FOOTER
+    return HEADER + facade.lstrip("\n") + collection_class.rstrip() + "\n" + transaction_class.rstrip() + "\n" + FOOTER
 
 
 def main(argv: list[str]) -> int:

@@ -6,6 +6,8 @@ from ad_buyer_storage.client.codec import JsonCodec as JsonCodec
 from ad_buyer_storage.client.store import TTL as TTL
 from ad_buyer_storage.client.store import Store as Store
 from ad_buyer_storage.client.store import Versioned as Versioned
+from ad_buyer_storage.client.transaction import MAX_TRANSACTION_WRITES as MAX_TRANSACTION_WRITES
+from ad_buyer_storage.client.transaction import Transaction as Transaction
 from ad_buyer_storage.composed.hybrid import HybridBackend as HybridBackend
 from ad_buyer_storage.composed.hybrid import Requirement as Requirement
 from ad_buyer_storage.composed.hybrid import Route as Route
@@ -26,6 +28,7 @@ from ad_buyer_storage.contract.protocol import SupportsPubSub as SupportsPubSub
 from ad_buyer_storage.contract.protocol import SupportsReleaseNamespace as SupportsReleaseNamespace
 from ad_buyer_storage.contract.protocol import SupportsRemovePrefix as SupportsRemovePrefix
 from ad_buyer_storage.contract.protocol import SupportsRouting as SupportsRouting
+from ad_buyer_storage.contract.protocol import SupportsTransactions as SupportsTransactions
 from ad_buyer_storage.contract.protocol import Write as Write
 from ad_buyer_storage.contract.protocol import new_version as new_version
 from ad_buyer_storage.domain.collections import EntityCollection as EntityCollection
@@ -39,6 +42,7 @@ from ad_buyer_storage.domain.storage import Storage as Storage
 from ad_buyer_storage.errors import AuthenticationError as AuthenticationError
 from ad_buyer_storage.errors import BackendError as BackendError
 from ad_buyer_storage.errors import BackendNotFoundError as BackendNotFoundError
+from ad_buyer_storage.errors import BudgetExceededError as BudgetExceededError
 from ad_buyer_storage.errors import BusyError as BusyError
 from ad_buyer_storage.errors import ConfigurationError as ConfigurationError
 from ad_buyer_storage.errors import InvalidInputError as InvalidInputError
@@ -62,6 +66,8 @@ from ad_buyer_storage.errors import StorageError as StorageError
 from ad_buyer_storage.errors import StorageFullError as StorageFullError
 from ad_buyer_storage.errors import StorageTimeoutError as StorageTimeoutError
 from ad_buyer_storage.errors import TLSError as TLSError
+from ad_buyer_storage.errors import TransactionConflictError as TransactionConflictError
+from ad_buyer_storage.errors import TransactionTooLargeError as TransactionTooLargeError
 from ad_buyer_storage.errors import UnavailableError as UnavailableError
 from ad_buyer_storage.errors import UnsupportedOperationError as UnsupportedOperationError
 from ad_buyer_storage.errors import VersionConflictError as VersionConflictError

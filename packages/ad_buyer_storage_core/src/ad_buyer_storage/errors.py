@@ -15,9 +15,12 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
     │   │   └── KeyTypeError                key is not a str (TypeError)
     │   ├── InvalidValueError               NaN, NUL, over the size cap, not an integer, ...
     │   ├── InvalidTTLError
-    │   └── InvalidPatternError
+    │   ├── InvalidPatternError
+    │   └── TransactionTooLargeError        over MAX_TRANSACTION_WRITES writes in one transaction
     ├── KeyNotFoundError                    TTL of a missing key (KeyError)
     ├── VersionConflictError                conditional write lost the race
+    │   └── TransactionConflictError        a key a transaction read changed before it committed
+    ├── BudgetExceededError                 a booking would take a campaign over its budget
     ├── LockError
     │   ├── LockNotOwnedError               release/extend of a lease that expired or changed hands
     │   └── LockTimeoutError                lease not acquired in time (TimeoutError)
@@ -50,6 +53,7 @@ __all__ = [
     "PartialBatchError",
     "BackendError",
     "BackendNotFoundError",
+    "BudgetExceededError",
     "BusyError",
     "ConfigurationError",
     "InvalidInputError",
@@ -72,6 +76,8 @@ __all__ = [
     "StorageFullError",
     "StorageTimeoutError",
     "TLSError",
+    "TransactionConflictError",
+    "TransactionTooLargeError",
     "UnavailableError",
     "UnsupportedOperationError",
     "VersionConflictError",
@@ -119,6 +125,10 @@ class InvalidPatternError(InvalidInputError):
     """A glob pattern that is malformed, or empty where that is refused."""
 
 
+class TransactionTooLargeError(InvalidInputError):
+    """A transaction staged more writes than one commit takes."""
+
+
 class KeyNotFoundError(StorageError, KeyError):
     """The key does not exist (or has expired)."""
 
@@ -129,6 +139,14 @@ class KeyNotFoundError(StorageError, KeyError):
 
 class VersionConflictError(StorageError):
     """A conditional write found another version than the one expected."""
+
+
+class TransactionConflictError(VersionConflictError):
+    """A key the transaction read (or required) changed before it committed: nothing was applied."""
+
+
+class BudgetExceededError(StorageError):
+    """A booking would take a campaign's spend over its budget: nothing was applied."""
 
 
 class LockError(StorageError):

@@ -17,7 +17,9 @@ edit by hand; change the async API or the generator, then run it.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -26,13 +28,14 @@ from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 from ad_buyer_storage.client.store import TTL, Store, Updater, Versioned
+from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, DefaultTTL, EntityCollection
 from ad_buyer_storage.domain.storage import Filters, Storage
-from ad_buyer_storage.errors import LifecycleError, StorageClosedError
+from ad_buyer_storage.errors import InvalidInputError, LifecycleError, StorageClosedError, TransactionConflictError
 from ad_buyer_storage.plugins.factory import get_storage_backend
 
-__all__ = ["SyncCollection", "SyncStorage"]
+__all__ = ["SyncCollection", "SyncStorage", "SyncTransaction"]
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -113,6 +116,22 @@ class SyncStorage:
                 raise
         else:
             self._call(manager.__aexit__(None, None, None))
+
+    def transact(self, fn: Callable[[SyncTransaction], T], *, attempts: int = 10) -> T:
+        """Run ``fn(tx)`` (blocking) in a transaction and commit; on a conflict, run it again
+        (jittered backoff), up to *attempts* times; return what *fn* returned."""
+        if attempts < 1:
+            raise InvalidInputError("attempts must be >= 1")
+        for attempt in range(attempts):
+            try:
+                with self.transaction() as tx:
+                    result = fn(tx)
+                return result
+            except TransactionConflictError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Close the storage and stop the loop thread. Idempotent."""
@@ -243,6 +262,11 @@ class SyncStorage:
         with self._entered(self._storage.subscribe(channel)) as entered:
             yield self._iterate(entered)
 
+    @contextmanager
+    def transaction(self) -> Iterator[SyncTransaction]:
+        with self._entered(self._storage.transaction()) as entered:
+            yield SyncTransaction(self, entered)
+
     def ping(self) -> float:
         return self._call(self._storage.ping())
 
@@ -278,6 +302,22 @@ class SyncStorage:
 
     def list_campaigns(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
         return self._call(self._storage.list_campaigns(filters, limit))
+
+    def book_order(
+        self, order_id: str, order: Any, *, campaign_id: str, amount: Decimal | int | str, attempts: int = 10
+    ) -> dict[str, Any]:
+        return self._call(
+            self._storage.book_order(order_id, order, campaign_id=campaign_id, amount=amount, attempts=attempts)
+        )
+
+    def record_negotiation(
+        self, proposal_id: str, negotiation: Any, *, deal_id: str, status: str, attempts: int = 10
+    ) -> dict[str, Any]:
+        return self._call(
+            self._storage.record_negotiation(
+                proposal_id, negotiation, deal_id=deal_id, status=status, attempts=attempts
+            )
+        )
 
     def get_order(self, order_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_order(order_id))
@@ -415,28 +455,82 @@ class SyncStorage:
 class SyncCollection:
     """The blocking twin of :class:`EntityCollection`: one entity's records, through the facade."""
 
-    def __init__(self, facade: SyncStorage, collection: EntityCollection) -> None:
-        self._facade, self._collection = facade, collection
+    def __init__(self, facade: SyncStorage, wrapped: EntityCollection) -> None:
+        self._facade, self._wrapped = facade, wrapped
 
     def get(self, entity_id: str, *, model: type[Any] | None = None) -> Any:
-        return self._facade._call(self._collection.get(entity_id, model=model))
+        return self._facade._call(self._wrapped.get(entity_id, model=model))
 
     def set(self, entity_id: str, data: Any, ttl: TTL | DefaultTTL = ENTITY_DEFAULT) -> None:
-        return self._facade._call(self._collection.set(entity_id, data, ttl))
+        return self._facade._call(self._wrapped.set(entity_id, data, ttl))
 
     def delete(self, entity_id: str) -> bool:
-        return self._facade._call(self._collection.delete(entity_id))
+        return self._facade._call(self._wrapped.delete(entity_id))
 
     def update(self, entity_id: str, fn: Updater, *, default: Any = Store.NO_DEFAULT) -> Any:
-        return self._facade._call(self._collection.update(entity_id, fn, default=default))
+        return self._facade._call(self._wrapped.update(entity_id, fn, default=default))
 
     def ids(self) -> list[str]:
-        return self._facade._call(self._collection.ids())
+        return self._facade._call(self._wrapped.ids())
 
     def list(
         self, filters: Mapping[str, Any] | None = None, limit: int | None = None, *, model: type[Any] | None = None
     ) -> list[Any]:
-        return self._facade._call(self._collection.list(filters, limit, model=model))
+        return self._facade._call(self._wrapped.list(filters, limit, model=model))
+
+
+class SyncTransaction:
+    """The blocking twin of :class:`Transaction`, for ``with storage.transaction() as tx``."""
+
+    def __init__(self, facade: SyncStorage, wrapped: Transaction) -> None:
+        self._facade, self._wrapped = facade, wrapped
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return self._wrapped.versions
+
+    @property
+    def is_open(self) -> bool:
+        return self._wrapped.is_open
+
+    @overload
+    def get(self, key: str, default: Any = None, *, model: None = None) -> Any: ...
+
+    @overload
+    def get(self, key: str, default: None = None, *, model: type[T]) -> T | None: ...
+
+    @overload
+    def get(self, key: str, default: D, *, model: type[T]) -> T | D: ...
+
+    def get(self, key: str, default: Any = None, *, model: type[Any] | None = None) -> Any:
+        return self._facade._call(cast(Awaitable[Any], self._wrapped.get(key, default, model=model)))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return self._facade._call(self._wrapped.get_many(keys))
+
+    def exists(self, key: str) -> bool:
+        return self._facade._call(self._wrapped.exists(key))
+
+    def set(self, key: str, value: Any, ttl: TTL = None, *, keep_ttl: bool = False) -> None:
+        return self._wrapped.set(key, value, ttl, keep_ttl=keep_ttl)
+
+    def delete(self, key: str) -> None:
+        return self._wrapped.delete(key)
+
+    def incr(self, key: str, amount: int | Decimal = 1, *, ttl: TTL = None) -> Any:
+        return self._facade._call(self._wrapped.incr(key, amount, ttl=ttl))
+
+    def require_absent(self, key: str) -> None:
+        return self._wrapped.require_absent(key)
+
+    def require_version(self, key: str, version: str) -> None:
+        return self._wrapped.require_version(key, version)
+
+    def commit(self) -> None:
+        return self._facade._call(self._wrapped.commit())
+
+    def discard(self) -> None:
+        return self._wrapped.discard()
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:

@@ -21,6 +21,7 @@ from ad_buyer_storage.contract.protocol import (
     NO_EXPIRY,
     NO_KEY,
     Capability,
+    Check,
     Condition,
     Record,
     Write,
@@ -40,7 +41,7 @@ class MemoryBackend:
     """A dict with expiry, versions and atomic operations (atomic because nothing awaits)."""
 
     name = "memory"
-    capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.PUBSUB})
+    capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.PUBSUB, Capability.TRANSACTIONS})
 
     def __init__(self, *, clock: Clock = system_clock) -> None:
         self._clock = clock
@@ -93,13 +94,28 @@ class MemoryBackend:
             if w.condition is Condition.IF_VERSION and (current is None or current.version != w.expected_version):
                 results.append(False)
                 continue
-            if w.keep_ttl and current is not None:
-                expires = current.expires_at_ms
-            else:
-                expires = None if w.ttl_ms is None else now + w.ttl_ms
-            self._data[w.key] = _Entry(w.value, w.version, expires)
+            self._apply(w, current, now)
             results.append(True)
         return results
+
+    def _apply(self, w: Write, current: _Entry | None, now: int) -> None:
+        expires = current.expires_at_ms if w.keep_ttl and current is not None else None
+        if not (w.keep_ttl and current is not None) and w.ttl_ms is not None:
+            expires = now + w.ttl_ms
+        self._data[w.key] = _Entry(w.value, w.version, expires)
+
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        # Atomic because nothing here awaits.
+        now = self._now_ms()
+        for key, version in checks:
+            entry = self._live(key, now)
+            if (None if entry is None else entry.version) != version:
+                return False
+        for w in writes:
+            self._apply(w, self._live(w.key, now), now)
+        for key in deletes:
+            self._data.pop(key, None)
+        return True
 
     async def remove(self, keys: Sequence[str]) -> int:
         now = self._now_ms()

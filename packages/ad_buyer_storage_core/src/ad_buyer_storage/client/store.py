@@ -15,14 +15,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from decimal import Context, Decimal
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, TypeVar, overload
 
 from ad_buyer_storage.client.coalesce import Coalescer
 from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, validate_as
-from ad_buyer_storage.client.validation import check_amount, check_key, ttl_to_ms
+from ad_buyer_storage.client.transaction import Transaction
+from ad_buyer_storage.client.validation import TTL, check_amount, check_key, ttl_to_ms
 from ad_buyer_storage.contract.glob import compile_glob
 from ad_buyer_storage.contract.protocol import (
     NO_EXPIRY,
@@ -47,6 +47,7 @@ from ad_buyer_storage.errors import (
     PartialBatchError,
     StorageClosedError,
     StorageError,
+    TransactionConflictError,
     UnsupportedOperationError,
     VersionConflictError,
 )
@@ -57,8 +58,6 @@ log = logging.getLogger("ad_buyer_storage")
 
 T = TypeVar("T")
 D = TypeVar("D")
-#: A time to live: seconds (int or float, > 0) or a timedelta, at most 100 years; None: no expiry.
-TTL = int | float | timedelta | None
 #: ``update(key, fn)``: *fn* takes the current value and returns (or awaits to) the new one.
 Updater = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
 _MISSING: Any = object()
@@ -541,6 +540,41 @@ class Store:
         key = check_key(key)
         self._require(Capability.EXPIRY, "expiry", key)
         return await backend.set_ttl(key, None)
+
+    # -- transactions ------------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """``async with store.transaction() as tx:`` reads and stages writes of several keys;
+        leaving the block applies them all atomically iff no key read changed since it was read
+        (else :class:`~ad_buyer_storage.errors.TransactionConflictError`, nothing applied). An
+        exception leaving the block applies nothing. See :mod:`ad_buyer_storage.client.transaction`."""
+        backend = self.require_open()
+        if self._caps_for is None:  # behind a router, each key's route decides (at the call)
+            self._require(Capability.TRANSACTIONS, "transactions")
+        tx = Transaction(backend, self._codec)
+        try:
+            yield tx
+        except BaseException:
+            tx.discard()
+            raise
+        if tx.is_open:  # unless the block committed it itself
+            await tx.commit()
+
+    async def transact(self, fn: Callable[[Transaction], Awaitable[T]], *, attempts: int = 10) -> T:
+        """Run ``fn(tx)`` in a transaction and commit; on a conflict, run it again (jittered
+        backoff), up to *attempts* times; return what *fn* returned."""
+        if attempts < 1:
+            raise InvalidInputError("attempts must be >= 1")
+        for attempt in range(attempts):
+            try:
+                async with self.transaction() as tx:
+                    result = await fn(tx)
+                return result
+            except TransactionConflictError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+        raise AssertionError("unreachable")
 
     # -- pub/sub -----------------------------------------------------------------------------
     def _pubsub(self, channel: str) -> SupportsPubSub:

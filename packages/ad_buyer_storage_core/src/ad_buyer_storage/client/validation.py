@@ -12,7 +12,7 @@ from ad_buyer_storage.errors import InvalidInputError, InvalidKeyError, InvalidT
 __all__ = [
     "MAX_KEY_BYTES",
     "MAX_TTL_SECONDS",
-    "TTLInput",
+    "TTL",
     "check_amount",
     "check_key",
     "ttl_to_ms",
@@ -23,7 +23,8 @@ MAX_KEY_BYTES = 1024
 #: Redis and SQLite count milliseconds in 64 bits; one bound for all). Longer: no expiry.
 MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
 
-TTLInput = int | float | timedelta | None
+#: A time to live: seconds (int or float, > 0) or a timedelta, at most 100 years; None: no expiry.
+TTL = int | float | timedelta | None
 
 
 def check_key(key: object) -> str:

@@ -26,7 +26,15 @@ from typing import TypeVar, cast
 
 from ad_buyer_storage.composed.lifecycle import close_all, connect_all, release_all
 from ad_buyer_storage.contract.glob import GlobPattern
-from ad_buyer_storage.contract.protocol import Capability, Record, StorageBackend, SupportsPubSub, Write
+from ad_buyer_storage.contract.protocol import (
+    Capability,
+    Check,
+    Record,
+    StorageBackend,
+    SupportsPubSub,
+    SupportsTransactions,
+    Write,
+)
 from ad_buyer_storage.errors import (
     ConfigurationError,
     PartialBatchError,
@@ -278,6 +286,21 @@ class HybridBackend:
         return await self._per_route(
             [w.key for w in writes], lambda backend, idx: backend.write([writes[i] for i in idx])
         )
+
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        """On the one backend every key of the transaction routes to; no transaction spans two
+        stores (there is no two-phase commit across them): that is refused before anything is written."""
+        keys = [k for k, _ in checks] + [w.key for w in writes] + list(deletes)
+        groups = self._split(keys)
+        if len(groups) > 1:
+            where = "; ".join(
+                f"{self._label(b)} ({', '.join(sorted({keys[i] for i in idx})[:3])})" for b, idx in groups.values()
+            )
+            raise UnsupportedOperationError(f"a transaction's keys must live on one route; these span several: {where}")
+        ((backend, _),) = groups.values()
+        if not isinstance(backend, SupportsTransactions) or Capability.TRANSACTIONS not in backend.capabilities:
+            raise UnsupportedOperationError(f"the route {self._label(backend)} has no transactions")
+        return await backend.commit(checks, writes, deletes)
 
     async def remove(self, keys: Sequence[str]) -> int:
         groups = self._split(keys)

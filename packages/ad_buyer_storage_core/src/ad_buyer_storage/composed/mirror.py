@@ -36,10 +36,12 @@ from ad_buyer_storage.composed.replication import ABSENT, KeyState, Replicator
 from ad_buyer_storage.contract.glob import GlobPattern
 from ad_buyer_storage.contract.protocol import (
     Capability,
+    Check,
     Condition,
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsTransactions,
     Write,
     new_version,
 )
@@ -48,6 +50,7 @@ from ad_buyer_storage.errors import (
     InvalidValueError,
     PartialBatchError,
     StorageError,
+    UnsupportedOperationError,
     VersionConflictError,
 )
 
@@ -101,7 +104,10 @@ class MirrorBackend:
         self.repair_log = Path(repair_log)
         self.stats = MirrorStats()
         # Every write must land on both: only what both offer (pub/sub: see PubSubMirrorBackend).
-        self.capabilities = frozenset(primary.capabilities) & frozenset(secondary.capabilities) - {Capability.PUBSUB}
+        # A transaction commits on the primary alone; its outcome is copied like any write.
+        shared = frozenset(primary.capabilities) & frozenset(secondary.capabilities) - {Capability.PUBSUB}
+        transactional = isinstance(primary, SupportsTransactions) and Capability.TRANSACTIONS in primary.capabilities
+        self.capabilities = shared | ({Capability.TRANSACTIONS} if transactional else set())
         self._connected: list[StorageBackend] = []
         self._replicator = Replicator(primary, secondary)
 
@@ -208,6 +214,24 @@ class MirrorBackend:
             raise
         await self._mirror(dict.fromkeys(keys, ABSENT))
         return removed
+
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        primary = self.primary
+        if not isinstance(primary, SupportsTransactions) or Capability.TRANSACTIONS not in self.capabilities:
+            raise UnsupportedOperationError(f"the mirror's primary ({primary.name}) has no transactions")
+        keys = [w.key for w in writes] + list(deletes)
+        try:
+            committed = await primary.commit(checks, writes, deletes)
+        except StorageError as exc:
+            await self._on_primary_failure(keys, exc)
+            raise
+        if committed:
+            states: dict[str, KeyState | None] = {
+                w.key: KeyState(Record(w.value, w.version), w.ttl_ms, ttl_known=not w.keep_ttl) for w in writes
+            }
+            states.update(dict.fromkeys(deletes, ABSENT))
+            await self._mirror(states)
+        return committed
 
     async def count(self, keys: Sequence[str]) -> int:
         return await self.primary.count(keys)

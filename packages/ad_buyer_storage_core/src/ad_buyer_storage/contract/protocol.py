@@ -17,8 +17,9 @@ A backend:
   if it claims ``PUBSUB``.
 
 Optional abilities beyond the primitives are optional protocols, each checked with
-``isinstance``: :class:`SupportsPubSub`, :class:`SupportsRemovePrefix`,
-:class:`SupportsReleaseNamespace`, and :class:`SupportsRouting` for backends made of others.
+``isinstance``: :class:`SupportsPubSub`, :class:`SupportsTransactions`,
+:class:`SupportsRemovePrefix`, :class:`SupportsReleaseNamespace`, and :class:`SupportsRouting`
+for backends made of others.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ad_buyer_storage.contract.glob import GlobPattern
 
 __all__ = [
     "INT64_MAX",
+    "Check",
     "INT64_MIN",
     "NO_EXPIRY",
     "NO_KEY",
@@ -44,6 +46,7 @@ __all__ = [
     "SupportsReleaseNamespace",
     "SupportsRemovePrefix",
     "SupportsRouting",
+    "SupportsTransactions",
     "Write",
     "new_version",
 ]
@@ -66,6 +69,8 @@ class Capability(enum.StrEnum):
     PUBSUB = "pubsub"
     #: Several processes (or hosts) may use the same store at once, atomics included.
     MULTI_PROCESS = "multi_process"
+    #: Several keys change together or not at all (see :class:`SupportsTransactions`).
+    TRANSACTIONS = "transactions"
     #: Data written survives closing the backend and opening a new one on the same store.
     DURABLE = "durable"
 
@@ -209,3 +214,18 @@ class SupportsPubSub(Protocol):
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
         """Subscribe on enter; iterate JSON text messages published after that; leave to stop."""
+
+
+#: What a transaction checks at commit: *key* still at *version* (None: still absent).
+Check = tuple[str, str | None]
+
+
+@runtime_checkable
+class SupportsTransactions(Protocol):
+    """Implemented by backends that claim :attr:`Capability.TRANSACTIONS`."""
+
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        """Atomically: if every *check* holds (the key's live version is the one given, or it is
+        absent where None is given), apply every write (unconditional; ``keep_ttl`` honoured)
+        and every delete, and return True; else apply nothing and return False. Keys of
+        *writes* and *deletes* are distinct. Nothing of it is visible to others before all of it."""

@@ -8,7 +8,7 @@ plus ``delete_*``/``list_*`` for every entity on :class:`EntityCollection`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from types import TracebackType
@@ -16,9 +16,11 @@ from typing import Any, TypeVar, cast, overload
 
 from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES
 from ad_buyer_storage.client.store import TTL, Store, Updater, Versioned
+from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, EntityCollection
 from ad_buyer_storage.domain.entities import entity_by_name
+from ad_buyer_storage.errors import BudgetExceededError, InvalidInputError, KeyNotFoundError, VersionConflictError
 
 __all__ = ["Storage"]
 
@@ -188,6 +190,14 @@ class Storage:
         async with self.store.subscribe(channel) as messages:
             yield messages
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self.store.transaction() as tx:
+            yield tx
+
+    async def transact(self, fn: Callable[[Transaction], Awaitable[T]], *, attempts: int = 10) -> T:
+        return await self.store.transact(fn, attempts=attempts)
+
     async def ping(self) -> float:
         return await self.store.ping()
 
@@ -229,6 +239,58 @@ class Storage:
 
     async def list_campaigns(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
         return await self.collection("campaign").list(filters, limit)
+
+    # bookings: several entities changed together (transactions)
+    async def book_order(
+        self, order_id: str, order: Any, *, campaign_id: str, amount: Decimal | int | str, attempts: int = 10
+    ) -> dict[str, Any]:
+        """Book *order* against the campaign's budget, atomically, from any number of processes:
+        the order is written and the campaign's ``spent`` raised by *amount* together, iff
+        ``spent + amount <= budget`` (fields of the campaign, decimal text); otherwise
+        :class:`~ad_buyer_storage.errors.BudgetExceededError` and nothing is written. An order
+        id is booked once (:class:`~ad_buyer_storage.errors.VersionConflictError` after). Returns
+        the campaign as booked."""
+        cost = _amount(amount)
+        if cost <= 0:
+            raise InvalidInputError(f"a booking costs a positive amount, not {amount!r}")
+        campaigns, orders = self.collection("campaign"), self.collection("order")
+        campaign_key, order_key = campaigns.entity.key(campaign_id), orders.entity.key(order_id)
+
+        async def book(tx: Transaction) -> dict[str, Any]:
+            campaign = await tx.get(campaign_key)
+            if not isinstance(campaign, dict):
+                raise KeyNotFoundError(f"campaign {campaign_id!r} does not exist")
+            if await tx.exists(order_key):
+                raise VersionConflictError(f"order {order_id!r} is already booked")
+            spent = _amount(campaign.get("spent", "0")) + cost
+            if spent > _amount(campaign.get("budget", "0")):
+                raise BudgetExceededError(
+                    f"booking {cost} on campaign {campaign_id!r} would spend {spent} of {campaign.get('budget')}"
+                )
+            booked = {**campaign, "spent": str(spent)}
+            tx.set(campaign_key, booked, keep_ttl=True)
+            tx.set(order_key, order, orders.default_ttl)
+            return booked
+
+        return await self.transact(book, attempts=attempts)
+
+    async def record_negotiation(
+        self, proposal_id: str, negotiation: Any, *, deal_id: str, status: str, attempts: int = 10
+    ) -> dict[str, Any]:
+        """Store a negotiation and move its deal to *status*, together or not at all. Returns the deal."""
+        deals, negotiations = self.collection("deal"), self.collection("negotiation")
+        deal_key, negotiation_key = deals.entity.key(deal_id), negotiations.entity.key(proposal_id)
+
+        async def record(tx: Transaction) -> dict[str, Any]:
+            deal = await tx.get(deal_key)
+            if not isinstance(deal, dict):
+                raise KeyNotFoundError(f"deal {deal_id!r} does not exist")
+            moved = {**deal, "status": status}
+            tx.set(deal_key, moved, keep_ttl=True)
+            tx.set(negotiation_key, negotiation)
+            return moved
+
+        return await self.transact(record, attempts=attempts)
 
     # orders
     async def get_order(self, order_id: str) -> dict[str, Any] | None:
@@ -382,3 +444,16 @@ class Storage:
 
     async def list_pacing_snapshots(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
         return await self.collection("pacing_snapshot").list(filters, limit)
+
+
+def _amount(value: object) -> Decimal:
+    """Money: a Decimal, an int or decimal text; never a binary float."""
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
+        raise InvalidInputError(f"amounts are Decimal, int or decimal text, not {type(value).__name__}")
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        raise InvalidInputError(f"not an amount: {value!r}") from None
+    if not amount.is_finite():
+        raise InvalidInputError(f"not a finite amount: {value!r}")
+    return amount
