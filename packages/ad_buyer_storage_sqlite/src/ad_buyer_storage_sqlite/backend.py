@@ -1,6 +1,6 @@
 """SQLite backend on aiosqlite.
 
-Design (see ``driver-facts.md``):
+Design (two driver facts: aiosqlite serves a connection from one worker thread; SQLite has one writer at a time):
 
 * every primitive is ONE SQL statement in autocommit mode: atomic on its own, one thread hop
   per call, and no multi-statement transaction that concurrent coroutines could interleave

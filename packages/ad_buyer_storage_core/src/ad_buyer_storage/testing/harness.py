@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ad_buyer_storage.contract.clock import ManualClock
-from ad_buyer_storage.contract.protocol import StorageBackend
+from ad_buyer_storage.contract.protocol import Capability, StorageBackend
 from ad_buyer_storage.domain.storage import Storage
 
 __all__ = ["Harness", "Subject", "load_callable"]
@@ -57,6 +57,21 @@ class Subject:
     def reopen(self) -> Storage:
         """A new, unconnected Storage on the same store (same clock)."""
         return Storage(self.harness.make_backend(self.clock), **self.harness.storage_options)
+
+    def claims(self, capability: Capability, key: str | None = None) -> bool:
+        """Whether the backend claims *capability* (for *key*'s route, behind a router)."""
+        claimed = self.storage.capabilities if key is None else self.storage.capabilities_for(key)
+        return capability in claimed
+
+    def move_clock_to(self, instant: float) -> None:
+        """Set the kit's clock to exactly *instant* (seconds since the epoch; never backwards).
+
+        ``ManualClock.advance`` adds floats, which may land a hair off a millisecond; this lands
+        on the very float given, so a test can stand on an expiry instant.
+        """
+        self.clock.advance(instant - self.clock())
+        if self.clock() != instant:  # pragma: no cover - float addition is exact between near values
+            raise RuntimeError(f"the clock reads {self.clock()!r}, not {instant!r}")
 
 
 def load_callable(path: str) -> Callable[..., Any]:

@@ -1,0 +1,196 @@
+"""Atomics: the ATOMIC claim (set-if-absent, increments, versioned writes, update) or its refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+from ad_buyer_storage.contract.protocol import Capability
+from ad_buyer_storage.errors import (
+    InvalidInputError,
+    InvalidValueError,
+    KeyNotFoundError,
+    UnsupportedOperationError,
+    VersionConflictError,
+)
+
+from ._base import ContractBase, certifies, fails_with
+from .harness import Subject
+
+__all__ = ["AtomicContract"]
+
+
+class AtomicContract(ContractBase):
+    """Area ``atomic``: what ATOMIC promises under contention, or its refusal."""
+
+    @certifies("atomic", absent=Capability.ATOMIC)
+    async def test_atomics_are_refused_when_not_claimed(self, subject: Subject) -> None:
+        storage = subject.storage
+        rule = "a backend that does not claim ATOMIC must refuse {} with UnsupportedOperationError"
+        await fails_with(UnsupportedOperationError, storage.set_if_absent("k", 1), rule.format("set_if_absent()"))
+        await fails_with(UnsupportedOperationError, storage.incr("k"), rule.format("incr()"))
+        await fails_with(UnsupportedOperationError, storage.get_versioned("k"), rule.format("get_versioned()"))
+        await fails_with(
+            UnsupportedOperationError, storage.update("k", lambda v: v, default=0), rule.format("update()")
+        )
+        assert not await storage.exists("k"), "a refused atomic operation must store nothing"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_set_if_absent(self, subject: Subject) -> None:
+        storage = subject.storage
+        assert await storage.set_if_absent("lock:a", "me"), "set_if_absent() of a missing key must write and be True"
+        assert not await storage.set_if_absent("lock:a", "you"), "set_if_absent() of a live key must be False"
+        got = await storage.get("lock:a")
+        assert got == "me", f"a set_if_absent() that returned False must not write: read {got!r}"
+
+    @certifies("atomic", Capability.ATOMIC, Capability.EXPIRY)
+    async def test_set_if_absent_takes_an_expired_key(self, subject: Subject) -> None:
+        storage = subject.storage
+        assert await storage.set_if_absent("lock:b", "me", ttl=0.2), "set_if_absent(ttl=) of a missing key must write"
+        await subject.elapse(0.3)
+        assert await storage.set_if_absent("lock:b", "you"), "an expired key must count as absent for set_if_absent()"
+        got = await storage.get("lock:b")
+        assert got == "you", f"set_if_absent() over an expired key must write its value: read {got!r}"
+        assert await storage.ttl("lock:b") is None, "set_if_absent() without ttl must not inherit the expired TTL"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_concurrent_set_if_absent_has_one_winner(self, subject: Subject) -> None:
+        results = await asyncio.gather(*(subject.storage.set_if_absent("lock:x", i) for i in range(50)))
+        assert sum(results) == 1, (
+            f"50 concurrent set_if_absent() of one key must have exactly one winner: {sum(results)}"
+        )
+        got = await subject.storage.get("lock:x")
+        assert got == results.index(True), f"the value stored must be the winner's: {got!r}"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_incr(self, subject: Subject) -> None:
+        storage = subject.storage
+        assert await storage.incr("counter") == 1, "incr() of a missing key must start from 0"
+        assert await storage.incr("counter", 41) == 42, "incr(k, 41) must add 41 and return the sum"
+        assert await storage.incr("counter", -50) == -8, "incr() must accept negative amounts"
+        assert await storage.get("counter") == -8, "the counter's value must read back as a JSON integer"
+        bad_amounts: list[Any] = [1.5, True, "1", None]
+        for bad in bad_amounts:
+            await fails_with(InvalidInputError, storage.incr("counter", bad), f"incr() must refuse the amount {bad!r}")
+        await storage.set("text", "abc")
+        await storage.set("float", 1.5)
+        await storage.set("whole_float", 1e16)  # a float with an integral value is still a float
+        await storage.set("doc", {"a": 1})
+        for key in ("text", "float", "whole_float", "doc"):
+            await fails_with(InvalidValueError, storage.incr(key), f"incr() of a non-integer value ({key}) must fail")
+        assert await storage.get("text") == "abc", "a failed incr() must leave the value alone"
+        await storage.set("max", 2**63 - 1)
+        await fails_with(InvalidValueError, storage.incr("max"), "incr() past 2**63 - 1 must fail, never wrap or widen")
+        assert await storage.get("max") == 2**63 - 1, "an overflowing incr() must write nothing"
+        assert await storage.incr("max", -1) == 2**63 - 2, "incr() must work at the edge of 64 bits"
+
+    @certifies("atomic", Capability.ATOMIC, Capability.EXPIRY)
+    async def test_incr_ttl_applies_on_create_only(self, subject: Subject) -> None:
+        storage = subject.storage
+        assert await storage.incr("rate_limit:w", ttl=10) == 1, "incr(ttl=) of a missing key must create it at 1"
+        assert await storage.incr("rate_limit:w", ttl=100) == 2, "incr(ttl=) of a live key must increment it"
+        remaining = await storage.ttl("rate_limit:w")
+        assert remaining is not None, "incr(ttl=) must give the key it creates that TTL"
+        assert remaining <= 10, f"incr(ttl=) must not change the TTL of a key that exists: {remaining}"
+        await storage.set("plain", 5)
+        assert await storage.incr("plain") == 6, "incr() must add to an existing integer"
+        assert await storage.ttl("plain") is None, "incr() must not give a key an expiry"
+        await storage.set("keeps", 1, ttl=30)
+        await storage.incr("keeps")
+        remaining = await storage.ttl("keeps")
+        assert remaining is not None, "incr() must keep the key's expiry"
+        assert 25 < remaining <= 30, f"incr() must keep the key's remaining TTL: {remaining}"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_100_concurrent_increments_end_at_100(self, subject: Subject) -> None:
+        storage = subject.storage
+        await asyncio.gather(*(storage.incr("deal:spend") for _ in range(100)))
+        got = await storage.get("deal:spend")
+        assert got == 100, f"100 concurrent incr() must add up to 100, none lost: {got!r}"
+        await asyncio.gather(*(storage.incr("deal:money", Decimal("0.10")) for _ in range(100)))
+        got = await storage.get("deal:money")
+        assert got == "10.00", f"100 concurrent incr(Decimal('0.10')) must add up to exactly '10.00': {got!r}"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_decimal_increments_are_exact(self, subject: Subject) -> None:
+        storage = subject.storage
+        for _ in range(3):
+            await storage.incr("budget", Decimal("0.1"))
+        got = await storage.get("budget")
+        assert got == "0.3", f"Decimal increments must be exact: 0.1 three times is '0.3', not {got!r}"
+        total = await storage.incr("budget", Decimal("1500.10"))
+        assert total == Decimal("1500.40"), f"incr(Decimal) must return the exact Decimal sum: {total!r}"
+        total = await storage.incr("budget", Decimal("12345678901234567890.000000001"))
+        assert total == Decimal("12345678901234569390.400000001"), f"Decimal increments must not round: {total!r}"
+        await storage.set("text", "abc")
+        await fails_with(InvalidValueError, storage.incr("text", Decimal("1")), "incr(Decimal) of a text must fail")
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_versioned_writes(self, subject: Subject) -> None:
+        storage = subject.storage
+        assert await storage.get_versioned("deal:v") is None, "get_versioned() of a missing key must be None"
+        v1 = await storage.set("deal:v", {"spend": 1})
+        read = await storage.get_versioned("deal:v")
+        assert read is not None, "get_versioned() of a live key must not be None"
+        assert read.value == {"spend": 1}, f"get_versioned() must give the value: {read.value!r}"
+        assert read.version == v1, "get_versioned() must give the version token set() returned"
+        v2 = await storage.set("deal:v", {"spend": 2}, if_version=v1)
+        assert v2 != v1, "every write must mint a new version token"
+        await fails_with(
+            VersionConflictError,
+            storage.set("deal:v", {"spend": 99}, if_version=v1),
+            "set(if_version=) with a stale version must raise VersionConflictError",
+        )
+        got = await storage.get("deal:v")
+        assert got == {"spend": 2}, f"a conflicting versioned write must write nothing: read {got!r}"
+        await storage.delete("deal:v")
+        await storage.set("deal:v", {"spend": 2})
+        await fails_with(
+            VersionConflictError,
+            storage.set("deal:v", {"spend": 3}, if_version=v2),
+            "a version token must not match a key deleted and written again, even with the same value",
+        )
+        await fails_with(
+            VersionConflictError,
+            storage.set("deal:none", 1, if_version=v1),
+            "set(if_version=) of a missing key must raise VersionConflictError",
+        )
+        assert not await storage.exists("deal:none"), "a conflicting versioned write must not create the key"
+
+    @certifies("atomic", Capability.ATOMIC, Capability.EXPIRY)
+    async def test_versioned_write_keeps_ttl_when_asked(self, subject: Subject) -> None:
+        storage = subject.storage
+        v1 = await storage.set("session:s", 1, ttl=40)
+        await storage.set("session:s", 2, keep_ttl=True, if_version=v1)
+        remaining = await storage.ttl("session:s")
+        assert remaining is not None, "set(keep_ttl=True, if_version=) must keep the key's expiry"
+        assert 35 < remaining <= 40, f"set(keep_ttl=True, if_version=) must keep the remaining TTL: {remaining}"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_update_is_atomic_under_contention(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set_deal("d1", {"deal_id": "d1", "spend": 0, "status": "active"})
+
+        def add_one(deal: dict[str, Any]) -> dict[str, Any]:
+            return {**deal, "spend": deal["spend"] + 1}
+
+        await asyncio.gather(*(storage.update_deal("d1", add_one) for _ in range(100)))
+        got = await storage.get_deal("d1")
+        assert got == {"deal_id": "d1", "spend": 100, "status": "active"}, (
+            f"100 concurrent update() of one key must each apply once, none lost: {got!r}"
+        )
+        await fails_with(
+            KeyNotFoundError, storage.update("missing", add_one), "update() of a missing key needs a default"
+        )
+        created = await storage.update("created", lambda v: [*v, 1], default=[])
+        assert created == [1], f"update(default=) of a missing key must start from the default: {created!r}"
+
+    @certifies("atomic", Capability.ATOMIC, Capability.EXPIRY)
+    async def test_update_keeps_expiry(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("session:u", {"n": 1}, ttl=30)
+        await storage.update("session:u", lambda s: {"n": s["n"] + 1})
+        remaining = await storage.ttl("session:u")
+        assert remaining is not None, "update() must keep the key's expiry"
+        assert 25 < remaining <= 30, f"update() must keep the remaining TTL: {remaining}"
