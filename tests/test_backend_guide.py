@@ -50,7 +50,7 @@ def _run(plugin_dir: Path, *argv: str, **env: str) -> subprocess.CompletedProces
 
 
 def test_the_guide_s_test_file_passes_the_kit(plugin_dir: Path) -> None:
-    result = _run(plugin_dir, "-m", "pytest", "test_my_dbm.py", "-q", "-p", "no:cacheprovider")
+    result = _run(plugin_dir, "-m", "pytest", "test_my_dbm.py", "-q", "-p", "no:cacheprovider", "-W", "error")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 

@@ -75,6 +75,11 @@ certified without the buyer-agent helpers:
   millisecond, boundary included; without it, the refusal of TTLs.
 * :class:`AtomicContract`, area ``atomic``: with ATOMIC, set-if-absent, increments, versioned
   writes and ``update`` under contention; without it, their refusal.
+* :class:`TransactionsContract`, area ``transactions``: with TRANSACTIONS, a transaction
+  commits every write and delete together, only if no key it read changed (deleted and
+  written again included), never after an exception; concurrent transfers keep their total;
+  ``book_order`` never overspends from many tasks (and, with MULTI_PROCESS, four processes);
+  without it, the refusal.
 * :class:`PubSubContract`, area ``pubsub``: with PUBSUB, a subscriber receives what is published;
   without it, the refusal.
 * :class:`MultiProcessContract`, area ``multi_process``: with MULTI_PROCESS (and ATOMIC), four
@@ -178,6 +183,11 @@ Atomicity
   that lose nothing under concurrency and fail (writing nothing) on overflow or a non-integer
   value, exact ``Decimal`` increments, and version-checked writes; ``update`` is built on them.
   MULTI_PROCESS promises the same across processes (and hosts) sharing the store.
+* TRANSACTIONS promises :meth:`~ad_buyer_storage.SupportsTransactions.commit`: given checks
+  (key, version or None for "absent"), writes and deletes, apply all of it in one atomic step
+  iff every check holds against the *live* state (an expired key is absent), else nothing, and
+  say which. Nobody may see part of it. Core does the rest: reads that remember versions,
+  staged writes, retries (``transact``), at most 1,000 writes and deletes per commit.
 
 Lifecycle
 ---------
@@ -234,6 +244,7 @@ pytest.register_assert_rewrite(
     "ad_buyer_storage.testing.listing",
     "ad_buyer_storage.testing.multiprocess",
     "ad_buyer_storage.testing.pubsub",
+    "ad_buyer_storage.testing.transactions",
     "ad_buyer_storage.testing.ttl",
     "ad_buyer_storage.testing._child",
 )
@@ -249,6 +260,7 @@ from .lifecycle import LifecycleContract  # noqa: E402
 from .listing import ListingContract  # noqa: E402
 from .multiprocess import MultiProcessContract  # noqa: E402
 from .pubsub import PubSubContract  # noqa: E402
+from .transactions import TransactionsContract  # noqa: E402
 from .ttl import TTLContract  # noqa: E402
 
 __all__ = [
@@ -260,6 +272,7 @@ __all__ = [
     "ListingContract",
     "TTLContract",
     "AtomicContract",
+    "TransactionsContract",
     "PubSubContract",
     "MultiProcessContract",
     "DomainContract",

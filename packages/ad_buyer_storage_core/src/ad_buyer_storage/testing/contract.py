@@ -9,6 +9,7 @@ from .lifecycle import LifecycleContract
 from .listing import ListingContract
 from .multiprocess import MultiProcessContract
 from .pubsub import PubSubContract
+from .transactions import TransactionsContract
 from .ttl import TTLContract
 
 __all__ = ["StorageContract"]
@@ -20,6 +21,7 @@ class StorageContract(
     ListingContract,
     TTLContract,
     AtomicContract,
+    TransactionsContract,
     PubSubContract,
     MultiProcessContract,
     DomainContract,

@@ -1,8 +1,8 @@
 """pytest plugin (entry point ``pytest11``): the kit's markers, and its certification report.
 
 At the end of a run that ran kit tests, it prints per tested class (one backend through one
-harness) and per area (lifecycle, kv, listing, ttl, atomic, pubsub, multi_process, durable,
-domain) how many tests passed, failed and were skipped, and why they were skipped::
+harness) and per area (lifecycle, kv, listing, ttl, atomic, transactions, pubsub,
+multi_process, durable, domain) how many tests passed, failed and were skipped, and why they were skipped::
 
     ad-buyer-storage conformance: TestMyBackendContract [mybackend (expiry)]  CERTIFIED
       lifecycle      3/3 passed
@@ -29,7 +29,7 @@ import pytest
 __all__ = ["AREA_PROPERTY", "AREAS", "BACKEND_PROPERTY"]
 
 #: The areas a backend is certified by, in report order; a capability's area is named after it.
-AREAS = ("lifecycle", "kv", "listing", "ttl", "atomic", "pubsub", "multi_process", "durable", "domain")
+AREAS = ("lifecycle", "kv", "listing", "ttl", "atomic", "transactions", "pubsub", "multi_process", "durable", "domain")
 #: ``user_properties`` names kit tests carry into their reports (so they also cross xdist).
 AREA_PROPERTY = "ad_buyer_storage.certifies"
 BACKEND_PROPERTY = "ad_buyer_storage.backend"

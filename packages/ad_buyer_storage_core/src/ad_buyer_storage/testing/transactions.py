@@ -1,0 +1,308 @@
+"""Transactions: the TRANSACTIONS claim (several keys change together or not at all) or its refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ad_buyer_storage.client.transaction import MAX_TRANSACTION_WRITES, Transaction
+from ad_buyer_storage.contract.protocol import Capability
+from ad_buyer_storage.errors import (
+    BudgetExceededError,
+    InvalidInputError,
+    InvalidValueError,
+    LifecycleError,
+    TransactionConflictError,
+    TransactionTooLargeError,
+    UnsupportedOperationError,
+    VersionConflictError,
+)
+
+from ._base import ContractBase, certifies, fails_with
+from ._child import book_in_processes
+from .harness import Subject
+
+__all__ = ["TransactionsContract"]
+
+
+class _Abort(Exception):
+    pass
+
+
+class TransactionsContract(ContractBase):
+    """Area ``transactions``: ``Storage.transaction()`` commits all or nothing, and only if
+    nothing it read changed; ``book_order`` never overspends, from many tasks or processes."""
+
+    @certifies("transactions", absent=Capability.TRANSACTIONS)
+    async def test_transactions_are_refused_when_not_claimed(self, subject: Subject) -> None:
+        storage = subject.storage
+
+        async def write_two() -> None:
+            async with storage.transaction() as tx:
+                tx.set("deal:t1", 1)
+                tx.set("deal:t2", 2)
+
+        await fails_with(
+            UnsupportedOperationError, write_two(), "a backend without TRANSACTIONS must refuse transaction()"
+        )
+        assert not await storage.exists("deal:t1"), "a refused transaction must store nothing"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_commit_applies_every_write_and_delete(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("deal:gone", "old")
+        async with storage.transaction() as tx:
+            tx.set("deal:a", {"n": 1})
+            tx.set("deal:b", [1, 2])
+            tx.delete("deal:gone")
+            tx.delete("deal:never")  # deleting a missing key is not a conflict
+        got = await storage.get_many(["deal:a", "deal:b", "deal:gone"])
+        assert got == {"deal:a": {"n": 1}, "deal:b": [1, 2]}, f"a commit must apply every write and delete: {got}"
+        for key in ("deal:a", "deal:b"):
+            read = await storage.get_versioned(key) if subject.claims(Capability.ATOMIC) else None
+            if read is not None:
+                assert read.version == tx.versions[key], f"tx.versions must hold the version {key!r} now has"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_reads_see_the_transactions_own_writes(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("deal:mine", "stored")
+        async with storage.transaction() as tx:
+            assert await tx.get("deal:mine") == "stored", "a transaction must read the store's value"
+            tx.set("deal:mine", "staged")
+            assert await tx.get("deal:mine") == "staged", "a transaction must read its own staged write"
+            tx.delete("deal:mine")
+            assert await tx.get("deal:mine", "gone") == "gone", "a transaction must see its own staged delete"
+            assert not await tx.exists("deal:mine"), "exists() in a transaction must see its own delete"
+            tx.set("deal:other", 7)
+            assert await tx.get_many(["deal:mine", "deal:other"]) == {"deal:other": 7}, (
+                "get_many() in a transaction must see its own writes and deletes"
+            )
+            assert await storage.get("deal:other") is None, "staged writes must be invisible before the commit"
+        assert await storage.get("deal:mine") is None, "the staged delete must be applied at the commit"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_an_exception_applies_nothing(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("deal:keep", "before")
+        tx: Transaction | None = None
+
+        async def abort() -> None:
+            nonlocal tx
+            async with storage.transaction() as tx:
+                tx.set("deal:keep", "after")
+                tx.set("deal:new", 1)
+                raise _Abort
+
+        await fails_with(_Abort, abort(), "an exception inside the block must leave it")
+        assert tx is not None, "transaction() must give the block a transaction"
+        assert await storage.get("deal:keep") == "before", "an exception leaving the block must apply nothing"
+        assert not await storage.exists("deal:new"), "an exception leaving the block must create nothing"
+        assert not tx.is_open, "a transaction ended by an exception is over"
+        with pytest.raises(LifecycleError):
+            tx.set("deal:late", 1)
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_a_changed_read_fails_the_commit_and_applies_nothing(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("campaign:c", {"spent": 0})
+
+        async def interleaved(interfere: Any) -> None:
+            async with storage.transaction() as tx:
+                campaign = await tx.get("campaign:c")
+                await tx.get("order:absent")  # absent when read: must still be absent at the commit
+                await interfere()
+                tx.set("campaign:c", {"spent": campaign["spent"] + 10})
+                tx.set("order:o1", {"amount": 10})
+
+        async def overwrite() -> None:
+            await storage.set("campaign:c", {"spent": 5})
+
+        await fails_with(TransactionConflictError, interleaved(overwrite), "a read key written since must conflict")
+        assert await storage.get("campaign:c") == {"spent": 5}, "a conflicting commit must write nothing"
+        assert not await storage.exists("order:o1"), "a conflicting commit must create nothing"
+
+        async def create() -> None:
+            await storage.set("order:absent", "someone")
+
+        await fails_with(
+            TransactionConflictError, interleaved(create), "a key read absent, created since, must conflict"
+        )
+        assert await storage.get("campaign:c") == {"spent": 5}, "a conflicting commit must write nothing"
+
+        await storage.delete("order:absent")
+
+        async def recreate_same_value() -> None:
+            await storage.delete("campaign:c")
+            await storage.set("campaign:c", {"spent": 5})
+
+        await fails_with(
+            TransactionConflictError,
+            interleaved(recreate_same_value),
+            "a key deleted and written again with the same value since it was read must conflict (no ABA)",
+        )
+        assert not await storage.exists("order:o1"), "a conflicting commit must create nothing"
+
+        async def delete() -> None:
+            await storage.delete("campaign:c")
+
+        await storage.set("campaign:c", {"spent": 5})
+        await fails_with(TransactionConflictError, interleaved(delete), "a read key deleted since must conflict")
+        assert not await storage.exists("campaign:c"), "a conflicting commit must not bring a deleted key back"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_required_versions_and_absence(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("deal:r", 1)
+        async with storage.transaction() as tx:
+            tx.require_absent("deal:free")
+            tx.set("deal:free", "taken")
+        assert await storage.get("deal:free") == "taken", "require_absent() of an absent key must commit"
+
+        async def take_again() -> None:
+            async with storage.transaction() as tx:
+                tx.require_absent("deal:free")
+                tx.set("deal:free", "again")
+
+        await fails_with(TransactionConflictError, take_again(), "require_absent() of a live key must conflict")
+        assert await storage.get("deal:free") == "taken", "a conflicting commit must write nothing"
+        if subject.claims(Capability.ATOMIC):
+            read = await storage.get_versioned("deal:r")
+            assert read is not None, "get_versioned() of a live key must not be None"
+            async with storage.transaction() as tx:
+                tx.require_version("deal:r", read.version)
+                tx.set("deal:r", 2)
+
+            async def stale() -> None:
+                async with storage.transaction() as tx:
+                    tx.require_version("deal:r", read.version)
+                    tx.set("deal:r", 3)
+
+            await fails_with(TransactionConflictError, stale(), "require_version() of a stale version must conflict")
+            assert await storage.get("deal:r") == 2, "a conflicting commit must write nothing"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_concurrent_transactions_are_serializable(self, subject: Subject) -> None:
+        storage = subject.storage
+        accounts = [f"account:{i}" for i in range(4)]
+        await storage.set_many({key: 100 for key in accounts})
+
+        async def move(step: int) -> None:
+            source, target = accounts[step % 4], accounts[(step * 3 + 1) % 4]
+            if source == target:
+                target = accounts[(step + 1) % 4]
+
+            async def transfer(tx: Transaction) -> None:
+                balances = await tx.get_many([source, target])
+                tx.set(source, balances[source] - 7)
+                tx.set(target, balances[target] + 7)
+
+            await storage.transact(transfer, attempts=1000)
+
+        await asyncio.gather(*(move(step) for step in range(40)))
+        balances = await storage.get_many(accounts)
+        assert sum(balances.values()) == 400, f"40 concurrent transfers must keep the total at 400: {balances}"
+        counts = await asyncio.gather(*(storage.transact(lambda tx: tx.incr("counter:tx"), attempts=1000)
+                                        for _ in range(30)))  # fmt: skip
+        assert sorted(counts) == list(range(1, 31)), f"30 concurrent tx.incr() must each see one value: {counts}"
+        assert await storage.get("counter:tx") == 30, "30 concurrent tx.incr() must add up to 30"
+
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.EXPIRY)
+    async def test_expiry_inside_transactions(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("session:kept", 1, ttl=40)
+        async with storage.transaction() as tx:
+            tx.set("session:new", "x", ttl=30)
+            tx.set("session:kept", 2, keep_ttl=True)
+            await tx.incr("counter:made", ttl=20)
+        remaining = {key: await storage.ttl(key) or 0.0 for key in ("session:new", "session:kept", "counter:made")}
+        assert 25 < remaining["session:new"] <= 30, f"tx.set(ttl=) must give the key that TTL: {remaining}"
+        assert 35 < remaining["session:kept"] <= 40, f"tx.set(keep_ttl=True) must keep the remaining TTL: {remaining}"
+        assert 0 < remaining["counter:made"] <= 20, f"tx.incr(ttl=) must give the key it creates that TTL: {remaining}"
+
+        await storage.set("session:brief", "v", ttl=0.2)
+
+        async def read_then_expire() -> None:
+            async with storage.transaction() as tx:
+                await tx.get("session:brief")
+                await subject.elapse(0.3)
+                tx.set("session:other", 1)
+
+        await fails_with(
+            TransactionConflictError, read_then_expire(), "a key read live that expired before the commit must conflict"
+        )
+        assert not await storage.exists("session:other"), "a conflicting commit must write nothing"
+        await storage.set("session:leftover", "v", ttl=0.2)
+        await subject.elapse(0.3)
+        async with storage.transaction() as tx:
+            assert await tx.get("session:leftover") is None, "an expired key must read as absent in a transaction"
+            tx.set("session:leftover", "new")
+        assert await storage.get("session:leftover") == "new", "a key read absent because expired must commit"
+        assert await storage.ttl("session:leftover") is None, "a write without ttl must not inherit the expired TTL"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_bad_input_is_refused_at_the_call(self, subject: Subject) -> None:
+        storage = subject.storage
+        async with storage.transaction() as tx:
+            with pytest.raises(InvalidValueError):
+                tx.set("deal:nan", float("nan"))
+            with pytest.raises(InvalidInputError):
+                tx.set("", 1)
+            tx.set("deal:fine", 1)
+        assert await storage.get_many(["deal:nan", "deal:fine"]) == {"deal:fine": 1}, (
+            "a refused tx.set() must stage nothing, and the rest must commit"
+        )
+
+        async def too_large() -> None:
+            async with storage.transaction() as tx:
+                for i in range(MAX_TRANSACTION_WRITES + 1):
+                    tx.set(f"deal:big{i}", i)
+
+        await fails_with(
+            TransactionTooLargeError, too_large(), f"more than {MAX_TRANSACTION_WRITES} writes must be refused"
+        )
+        assert not await storage.exists("deal:big0"), "a transaction refused as too large must write nothing"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_book_order_never_overspends(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set_campaign("c1", {"budget": "200.00", "spent": "0"})
+
+        async def book(i: int) -> bool:
+            while True:
+                try:
+                    await storage.book_order(f"o{i}", {"n": i}, campaign_id="c1", amount=Decimal("10.00"))
+                    return True
+                except BudgetExceededError:
+                    return False
+                except TransactionConflictError:
+                    continue  # book_order retried and still lost: the caller decides, and we retry
+
+        booked = await asyncio.gather(*(book(i) for i in range(30)))
+        campaign = await storage.get_campaign("c1") or {}
+        assert sum(booked) == 20, f"a 200.00 budget takes exactly 20 bookings of 10.00: {sum(booked)} booked"
+        assert Decimal(campaign["spent"]) == Decimal("200.00"), f"spent must equal what was booked: {campaign}"
+        orders = await storage.get_many([f"order:o{i}" for i in range(30)])
+        assert len(orders) == 20, f"exactly the booked orders must exist: {sorted(orders)}"
+        await fails_with(
+            VersionConflictError,
+            storage.book_order(next(f"o{i}" for i, ok in enumerate(booked) if ok), {}, campaign_id="c1", amount=1),
+            "an order id is booked once",
+        )
+
+    @pytest.mark.multiprocess
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_book_order_across_processes(self, subject: Subject) -> None:
+        recipe = subject.harness.child_backend
+        assert recipe is not None, "a backend claiming MULTI_PROCESS needs a harness with child_backend"
+        await subject.storage.set_campaign("mp", {"budget": "100.00", "spent": "0"})
+        await book_in_processes(recipe, "mp", 40, "2.50", join_timeout=180)
+        campaign = await subject.storage.get_campaign("mp") or {}
+        orders = await subject.storage.list_orders()
+        assert Decimal(campaign["spent"]) == Decimal("100.00"), (
+            f"4 processes x 40 bookings of 2.50 on a 100.00 budget must spend exactly 100.00: {campaign}"
+        )
+        assert len(orders) == 40, f"exactly 40 of the 160 bookings fit the budget: {len(orders)} orders"
