@@ -271,6 +271,7 @@ ZERO_MEANS = {
     "pool_min": "no idle connection kept",
     "sweep_interval": "no background purge",
     "health_check_interval": "no idle PING",
+    "storage_breaker_threshold": "no circuit breakers",
     "statement_cache_size": "no prepared statements (pgbouncer)",
     "shadow_reads": "no shadow read",
 }

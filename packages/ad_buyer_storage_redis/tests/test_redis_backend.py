@@ -28,6 +28,7 @@ from ad_buyer_storage import (
     compile_glob,
     get_storage_backend,
 )
+from ad_buyer_storage.composed.breaker import unwrap
 from ad_buyer_storage.testing import increment_in_processes
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_redis.namespaces import NAMESPACES_KEY
@@ -236,11 +237,12 @@ async def test_settings_select_redis_and_the_cluster_class(monkeypatch) -> None:
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     storage = get_storage_backend()
     assert storage.name == "redis"
-    assert type(storage.backend).__name__ == "RedisBackend"
+    assert type(unwrap(storage.backend)).__name__ == "RedisBackend"
+    assert storage.backend is not unwrap(storage.backend)  # behind its circuit breaker
     monkeypatch.setenv("REDIS_KEY_PREFIX", "custom:")
     assert get_storage_backend().backend.key_prefix == "custom:"  # type: ignore[attr-defined]
     monkeypatch.setenv("REDIS_URL", "redis+cluster://127.0.0.1:7000")
-    assert type(get_storage_backend().backend).__name__ == "RedisClusterBackend"
+    assert type(unwrap(get_storage_backend().backend)).__name__ == "RedisClusterBackend"
 
 
 def test_demo_and_doctor_on_redis(tmp_path: Path) -> None:

@@ -8,6 +8,10 @@ from ad_buyer_storage.client.store import Store as Store
 from ad_buyer_storage.client.store import Versioned as Versioned
 from ad_buyer_storage.client.transaction import MAX_TRANSACTION_WRITES as MAX_TRANSACTION_WRITES
 from ad_buyer_storage.client.transaction import Transaction as Transaction
+from ad_buyer_storage.composed.breaker import BreakerPolicy as BreakerPolicy
+from ad_buyer_storage.composed.breaker import CircuitBreaker as CircuitBreaker
+from ad_buyer_storage.composed.breaker import guarded as guarded
+from ad_buyer_storage.composed.breaker import unwrap as unwrap
 from ad_buyer_storage.composed.hybrid import HybridBackend as HybridBackend
 from ad_buyer_storage.composed.hybrid import Requirement as Requirement
 from ad_buyer_storage.composed.hybrid import Route as Route
@@ -44,6 +48,7 @@ from ad_buyer_storage.errors import BackendError as BackendError
 from ad_buyer_storage.errors import BackendNotFoundError as BackendNotFoundError
 from ad_buyer_storage.errors import BudgetExceededError as BudgetExceededError
 from ad_buyer_storage.errors import BusyError as BusyError
+from ad_buyer_storage.errors import CircuitOpenError as CircuitOpenError
 from ad_buyer_storage.errors import ConfigurationError as ConfigurationError
 from ad_buyer_storage.errors import InvalidInputError as InvalidInputError
 from ad_buyer_storage.errors import InvalidKeyError as InvalidKeyError

@@ -32,7 +32,8 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
         ├── PartialBatchError               some items of a batch failed on their own (backends -> core)
         ├── UnavailableError                refused, reset, unreachable
         │   ├── StorageTimeoutError         no answer within the timeout (TimeoutError)
-        │   └── BusyError                   pool exhausted / database locked
+        │   ├── BusyError                   pool exhausted / database locked
+        │   └── CircuitOpenError            failing fast: the store's circuit breaker is open
         ├── AuthenticationError             wrong or missing credentials; never retried
         ├── TLSError                        server certificate not trusted, or no TLS where required
         ├── OutcomeUnknownError             a write the server may or may not have applied
@@ -55,6 +56,7 @@ __all__ = [
     "BackendNotFoundError",
     "BudgetExceededError",
     "BusyError",
+    "CircuitOpenError",
     "ConfigurationError",
     "InvalidInputError",
     "InvalidKeyError",
@@ -217,6 +219,11 @@ class StorageTimeoutError(UnavailableError, TimeoutError):
 
 class BusyError(UnavailableError):
     """Every connection is in use, or the store is locked by another writer."""
+
+
+class CircuitOpenError(UnavailableError):
+    """The store failed too many calls in a row: calls fail at once, without reaching it, until
+    its cool-down ends and one call probes it (see :mod:`ad_buyer_storage.composed.breaker`)."""
 
 
 class AuthenticationError(BackendError, PermissionError):

@@ -94,7 +94,8 @@ def _route_report(router: HybridBackend, report: list[RouteHealth]) -> int:
             print(f"  {health.label}: UNAVAILABLE ({describe(health.error)})")
             broken.append(f"{health.label} unavailable: {', '.join(names) or 'default route'} affected")
         else:
-            print(f"  {health.label}: ok in {health.latency_ms or 0:.1f} ms {health.version}")
+            breaker = f" (circuit breaker {health.breaker})" if health.breaker else ""
+            print(f"  {health.label}: ok in {health.latency_ms or 0:.1f} ms {health.version}{breaker}")
             healthy.extend(names)
     if broken:
         print("UNHEALTHY: " + "; ".join(broken) + (f"; {', '.join(healthy)} OK" if healthy else ""))

@@ -76,6 +76,7 @@ class RouteHealth:
     latency_ms: float | None = None
     error: StorageError | None = None
     version: str = ""  # the server's version, when asked to describe
+    breaker: str = ""  # its circuit breaker's state, when it has one and was asked to describe
 
 
 def check_routes(routes: Sequence[Route], requirements: Sequence[Requirement] = ()) -> None:
@@ -193,7 +194,7 @@ class HybridBackend:
         async def check(backend: StorageBackend) -> RouteHealth:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            version = ""
+            version = breaker = ""
             try:
                 if standalone:
                     await backend.connect()
@@ -202,13 +203,17 @@ class HybridBackend:
                     if standalone:
                         facts = await backend.info()
                         version = next((str(v) for k, v in facts.items() if k.endswith("_version")), "")
+                        described = facts.get("breaker")
+                        breaker = str(described.get("state", "")) if isinstance(described, Mapping) else ""
                 finally:
                     if standalone:
                         await backend.aclose()
             except StorageError as exc:
                 return RouteHealth(self._label(backend), False, self.prefixes_of(backend), error=exc)
             elapsed = (loop.time() - started) * 1000
-            return RouteHealth(self._label(backend), True, self.prefixes_of(backend), elapsed, version=version)
+            return RouteHealth(
+                self._label(backend), True, self.prefixes_of(backend), elapsed, version=version, breaker=breaker
+            )
 
         return list(await asyncio.gather(*(check(b) for b in self._backends)))
 

@@ -24,11 +24,13 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
             "ad_buyer_storage.plugins.composition:create_hybrid",
             description="routes keys by prefix over installed backends (default: ephemeral keyspaces on the fast "
             "store, the rest on the durable one)",
+            composite=True,
         ),
         BackendSpec(
             "mirror",
             "ad_buyer_storage.plugins.composition:create_mirror",
             description="dual-write to two stores for zero-downtime moves (MIRROR_PRIMARY, MIRROR_SECONDARY)",
             settings="ad_buyer_storage.plugins.composition:MirrorSettings",
+            composite=True,
         ),
     ]

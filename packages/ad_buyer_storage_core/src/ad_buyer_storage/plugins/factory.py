@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from ad_buyer_storage.composed.breaker import BreakerPolicy, guarded
 from ad_buyer_storage.contract.protocol import StorageBackend
 from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import ConfigurationError
@@ -35,6 +36,7 @@ from ad_buyer_storage.plugins.spec import BackendSpec
 
 __all__ = [
     "backend_from_target",
+    "build_backend",
     "close_storage",
     "get_storage",
     "get_storage_backend",
@@ -90,6 +92,16 @@ def _check_name(name: str) -> None:
         )
 
 
+def build_backend(spec: BackendSpec, settings: StorageSettings, label: str, **overrides: Any) -> StorageBackend:
+    """*spec*'s backend from *settings*, behind a circuit breaker (``STORAGE_BREAKER_*``)
+    unless breakers are off or it is made of other backends (which get one each)."""
+    backend = spec.load_factory()(settings, **overrides)
+    if spec.composite or settings.storage_breaker_threshold == 0:
+        return backend
+    policy = BreakerPolicy(settings.storage_breaker_threshold, settings.storage_breaker_cooldown)
+    return guarded(backend, policy, label)
+
+
 def backend_from_target(target: str, settings: StorageSettings) -> tuple[StorageBackend, str]:
     """A backend for a route or mirror target: a name (built from *settings*) or a URL.
 
@@ -98,9 +110,10 @@ def backend_from_target(target: str, settings: StorageSettings) -> tuple[Storage
     if "://" in target:
         spec = registry.for_url(target)
         child = settings.model_copy(update={spec.url_setting: target}) if spec.url_setting else settings
-        return spec.load_factory()(child), f"{spec.name} {redact_url(target)}"
+        label = f"{spec.name} {redact_url(target)}"
+        return build_backend(spec, child, label), label
     _, spec, child = resolve(target, settings=settings)
-    return spec.load_factory()(child), spec.name
+    return build_backend(spec, child, spec.name), spec.name
 
 
 def get_storage_backend(
@@ -126,8 +139,8 @@ def get_storage_backend(
     elif core:
         settings = settings.model_copy(update=core)
     choice, spec, settings = resolve(name, settings=settings)
-    backend = spec.load_factory()(settings, **backend_overrides)
     url = settings.url(spec.url_setting) if spec.url_setting else None
+    backend = build_backend(spec, settings, f"{spec.name} {redact_url(url)}" if url else spec.name, **backend_overrides)
     log.debug("storage backend %s built (%s) url=%s", spec.name, choice.reason, redact_url(url) if url else "-")
     return Storage(
         backend,

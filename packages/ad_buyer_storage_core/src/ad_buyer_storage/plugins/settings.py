@@ -93,6 +93,11 @@ class StorageSettings(SettingsBase):
     storage_max_value_bytes: int = Field(DEFAULT_MAX_VALUE_BYTES, gt=0)
     #: Hybrid route table: ``"session:=redis,cache:=redis,*=postgres"`` or JSON; names or URLs.
     storage_routes: str | None = None
+    #: Consecutive unavailability failures (timeouts, refused, reset) after which a backend (each
+    #: route of the hybrid router) fails fast with ``CircuitOpenError``; 0 turns breakers off.
+    storage_breaker_threshold: int = Field(5, ge=0, le=1_000_000)
+    #: Seconds an open breaker fails fast before it lets one probe call through.
+    storage_breaker_cooldown: float = Field(5.0, gt=0, le=86_400)
 
     @field_validator("storage_type", mode="before")
     @classmethod

@@ -63,6 +63,10 @@ class BackendSpec:
     #: The capabilities it may offer (its configuration may offer fewer): listings read it
     #: instead of building an instance. None: it depends (routers, mirrors).
     capabilities: frozenset[Capability] | None = None
+    #: Made of other backends that its factory builds with
+    #: :func:`~ad_buyer_storage.plugins.factory.backend_from_target` (the hybrid router, the
+    #: mirror): those get the circuit breakers, not the composite itself.
+    composite: bool = False
     distribution: str | None = field(default=None, compare=False)
     version: str | None = field(default=None, compare=False)
 

@@ -1,0 +1,321 @@
+"""A circuit breaker per backend: while a store is down, calls fail at once instead of each
+waiting out the command timeout; after a cool-down one call probes it; success closes it.
+
+::
+
+    closed --(threshold consecutive outage failures)--> open --(cool-down over)--> half-open
+      ^                                                   ^                           |
+      '----------------- the probe call succeeds ---------+-- the probe call fails ---'
+
+An *outage failure* is what says the store cannot be reached: :class:`UnavailableError` and
+its timeout, and :class:`OutcomeUnknownError` (the connection died mid-call). Everything else
+the store answered (a version conflict, a refused value, a busy pool or a locked database,
+which are load, not an outage) counts as a success: the store is there. While the breaker is
+half-open, one call probes and the others keep failing fast.
+
+The factory wraps every backend it builds (each route of the hybrid router, each side of a
+mirror) in :func:`guarded`, so a Redis outage fails session calls fast while calls routed to
+PostgreSQL never notice it.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from ad_buyer_storage.contract.glob import GlobPattern
+from ad_buyer_storage.contract.protocol import (
+    Capability,
+    Check,
+    Record,
+    StorageBackend,
+    SupportsPubSub,
+    SupportsReleaseNamespace,
+    SupportsRemovePrefix,
+    SupportsRouting,
+    SupportsTransactions,
+    Write,
+)
+from ad_buyer_storage.errors import BusyError, CircuitOpenError, OutcomeUnknownError, UnavailableError
+
+__all__ = ["BreakerPolicy", "BreakerState", "CircuitBreaker", "GuardedBackend", "guarded", "unwrap"]
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """Open after *threshold* consecutive outage failures; fail fast for *cooldown* seconds."""
+
+    threshold: int = 5
+    cooldown: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1 or not self.cooldown > 0:
+            raise ValueError("a circuit breaker needs threshold >= 1 and cooldown > 0")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether *exc* says the store could not be reached (as opposed to an answer)."""
+    return (isinstance(exc, UnavailableError) and not isinstance(exc, (BusyError, CircuitOpenError))) or isinstance(
+        exc, OutcomeUnknownError
+    )
+
+
+class CircuitBreaker:
+    """The state machine, for one backend. Thread-unsafe by design: one event loop uses it."""
+
+    def __init__(self, label: str, policy: BreakerPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.label = label
+        self.policy = policy
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None  # None: closed
+        self._probing = False
+        self._last_error = ""
+        #: How many calls were refused without reaching the store, and how often it opened.
+        self.refused = 0
+        self.trips = 0
+
+    @property
+    def state(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._probing or self._clock() - self._opened_at >= self.policy.cooldown:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def describe(self) -> dict[str, object]:
+        """For ``info``/``doctor`` and metrics: the state, and until when it fails fast."""
+        facts: dict[str, object] = {
+            "state": self.state.value,
+            "consecutive_failures": self._failures,
+            "threshold": self.policy.threshold,
+            "cooldown_s": self.policy.cooldown,
+            "refused": self.refused,
+            "trips": self.trips,
+        }
+        if self._opened_at is not None:
+            facts["open_until"] = self._until().isoformat(timespec="milliseconds")
+            facts["last_error"] = self._last_error
+        return facts
+
+    def _until(self) -> datetime:
+        opened_at = self._clock() if self._opened_at is None else self._opened_at
+        remaining = opened_at + self.policy.cooldown - self._clock()
+        return datetime.fromtimestamp(time.time() + max(0.0, remaining), UTC)
+
+    def _admit(self) -> bool:
+        """Let a call through (True if it is the probe) or raise :class:`CircuitOpenError`."""
+        opened_at = self._opened_at
+        if opened_at is None:
+            return False
+        if not self._probing and self._clock() - opened_at >= self.policy.cooldown:
+            self._probing = True
+            return True
+        self._refuse()
+
+    def _refuse(self) -> NoReturn:
+        self.refused += 1
+        until = self._until()
+        wait = (
+            "a probe call is in flight"
+            if self._probing
+            else f"failing fast until {until:%H:%M:%S}.{until.microsecond // 1000:03d} UTC"
+        )
+        raise CircuitOpenError(
+            f"{self.label}: circuit breaker open after {self.policy.threshold} consecutive failures "
+            f"(last: {self._last_error}); {wait}, then one call probes the store"
+        )
+
+    def refuse_if_open(self) -> None:
+        """Raise :class:`CircuitOpenError` while open, without taking the probe's place."""
+        if self.state is BreakerState.OPEN:
+            self._refuse()
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def _failed(self, exc: BaseException, probe: bool) -> None:
+        self._failures += 1
+        self._last_error = type(exc).__name__
+        if probe or (self._opened_at is None and self._failures >= self.policy.threshold):
+            if self._opened_at is None:
+                self.trips += 1
+            self._opened_at = self._clock()
+            self._probing = False
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Around one call to the store: refuse it while open; record how it went."""
+        probe = self._admit()
+        try:
+            yield
+        except BaseException as exc:
+            if is_outage(exc):
+                self._failed(exc, probe)
+            elif isinstance(exc, Exception):
+                self._succeeded()  # the store answered, with an error: it is there
+            elif probe:
+                self._probing = False  # cancelled: no verdict; the next call probes
+            raise
+        else:
+            self._succeeded()
+
+
+class GuardedBackend:
+    """*inner* behind a :class:`CircuitBreaker`; other attributes read through to *inner*."""
+
+    def __init__(self, inner: StorageBackend, breaker: CircuitBreaker) -> None:
+        self.inner = inner
+        self.breaker = breaker
+        self.name = inner.name
+        self.capabilities = inner.capabilities
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Backend-specific facts (a schema, a key prefix) stay where users look for them.
+        if attribute == "inner":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(attribute)
+        return getattr(self.inner, attribute)
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+    async def connect(self) -> None:
+        with self.breaker.guard():
+            await self.inner.connect()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def ping(self) -> None:
+        with self.breaker.guard():
+            await self.inner.ping()
+
+    async def info(self) -> Mapping[str, object]:
+        """The backend's facts and its breaker's; only the breaker's while it is open (the
+        store is not asked, so a report on an outage takes no time)."""
+        facts: dict[str, object] = {}
+        if self.breaker.state is not BreakerState.OPEN:
+            with self.breaker.guard():
+                facts.update(await self.inner.info())
+        facts["breaker"] = self.breaker.describe()
+        return facts
+
+    async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+        with self.breaker.guard():
+            return await self.inner.read(keys)
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        with self.breaker.guard():
+            return await self.inner.write(writes)
+
+    async def remove(self, keys: Sequence[str]) -> int:
+        with self.breaker.guard():
+            return await self.inner.remove(keys)
+
+    async def count(self, keys: Sequence[str]) -> int:
+        with self.breaker.guard():
+            return await self.inner.count(keys)
+
+    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        with self.breaker.guard():
+            async for key in self.inner.scan(pattern, batch_size):
+                yield key
+
+    async def get_ttl(self, key: str) -> int:
+        with self.breaker.guard():
+            return await self.inner.get_ttl(key)
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        with self.breaker.guard():
+            return await self.inner.set_ttl(key, ttl_ms)
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        with self.breaker.guard():
+            return await self.inner.increment(key, amount, version, ttl_ms)
+
+
+# The optional protocols, each added only when the inner backend has it: ``isinstance`` checks
+# on the guarded backend must answer as they would on the inner one.
+class _PubSub(GuardedBackend):
+    async def publish(self, channel: str, message: str) -> int:
+        inner: Any = self.inner
+        with self.breaker.guard():
+            return int(await inner.publish(channel, message))
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        inner: Any = self.inner
+        self.breaker.refuse_if_open()  # the subscription itself reports its own errors
+        subscription: AbstractAsyncContextManager[AsyncIterator[str]] = inner.subscribe(channel)
+        return subscription
+
+
+class _Transactions(GuardedBackend):
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        inner: Any = self.inner
+        with self.breaker.guard():
+            return bool(await inner.commit(checks, writes, deletes))
+
+
+class _RemovePrefix(GuardedBackend):
+    async def remove_prefix(self, prefix: str) -> int:
+        inner: Any = self.inner
+        with self.breaker.guard():
+            return int(await inner.remove_prefix(prefix))
+
+
+class _ReleaseNamespace(GuardedBackend):
+    async def release_namespace(self) -> None:
+        inner: Any = self.inner
+        with self.breaker.guard():
+            await inner.release_namespace()
+
+
+class _Routing(GuardedBackend):
+    def route_of(self, key: str) -> Hashable:
+        inner: Any = self.inner
+        route: Hashable = inner.route_of(key)
+        return route
+
+    def capabilities_for(self, key: str) -> frozenset[Capability]:
+        inner: Any = self.inner
+        return frozenset(inner.capabilities_for(key))
+
+
+_OPTIONAL: tuple[tuple[type, type[GuardedBackend]], ...] = (
+    (SupportsPubSub, _PubSub),
+    (SupportsTransactions, _Transactions),
+    (SupportsRemovePrefix, _RemovePrefix),
+    (SupportsReleaseNamespace, _ReleaseNamespace),
+    (SupportsRouting, _Routing),
+)
+_classes: dict[tuple[type[GuardedBackend], ...], type[GuardedBackend]] = {}
+
+
+def guarded(backend: StorageBackend, policy: BreakerPolicy, label: str | None = None) -> StorageBackend:
+    """*backend* behind a circuit breaker following *policy* (named *label* in its errors)."""
+    mixins = tuple(mixin for protocol, mixin in _OPTIONAL if isinstance(backend, protocol))
+    cls = _classes.get(mixins)
+    if cls is None:
+        cls = _classes[mixins] = type("GuardedBackend", (*mixins, GuardedBackend), {})
+    guarded_backend: StorageBackend = cls(backend, CircuitBreaker(label or backend.name, policy))
+    return guarded_backend
+
+
+def unwrap(backend: StorageBackend) -> StorageBackend:
+    """The backend inside any breaker."""
+    while isinstance(backend, GuardedBackend):
+        backend = backend.inner
+    return backend
