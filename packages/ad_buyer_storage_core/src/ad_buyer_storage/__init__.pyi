@@ -39,6 +39,9 @@ from ad_buyer_storage.domain.collections import EntityCollection as EntityCollec
 from ad_buyer_storage.domain.coordination import LeaseLock as LeaseLock
 from ad_buyer_storage.domain.coordination import RateLimiter as RateLimiter
 from ad_buyer_storage.domain.coordination import RateLimitResult as RateLimitResult
+from ad_buyer_storage.domain.coordination import SlidingWindowRateLimiter as SlidingWindowRateLimiter
+from ad_buyer_storage.domain.coordination import read_fenced as read_fenced
+from ad_buyer_storage.domain.coordination import write_fenced as write_fenced
 from ad_buyer_storage.domain.entities import ENTITIES as ENTITIES
 from ad_buyer_storage.domain.entities import Entity as Entity
 from ad_buyer_storage.domain.entities import register_entity as register_entity
@@ -66,6 +69,7 @@ from ad_buyer_storage.errors import OutcomeUnknownError as OutcomeUnknownError
 from ad_buyer_storage.errors import PartialBatchError as PartialBatchError
 from ad_buyer_storage.errors import PluginLoadError as PluginLoadError
 from ad_buyer_storage.errors import ReadOnlyError as ReadOnlyError
+from ad_buyer_storage.errors import StaleFencingTokenError as StaleFencingTokenError
 from ad_buyer_storage.errors import StorageClosedError as StorageClosedError
 from ad_buyer_storage.errors import StorageError as StorageError
 from ad_buyer_storage.errors import StorageFullError as StorageFullError

@@ -23,7 +23,8 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
     ├── BudgetExceededError                 a booking would take a campaign over its budget
     ├── LockError
     │   ├── LockNotOwnedError               release/extend of a lease that expired or changed hands
-    │   └── LockTimeoutError                lease not acquired in time (TimeoutError)
+    │   ├── LockTimeoutError                lease not acquired in time (TimeoutError)
+    │   └── StaleFencingTokenError          a fenced write carried an older token than one already seen
     ├── UnsupportedOperationError           capability not offered by this backend
     ├── LifecycleError
     │   ├── NotConnectedError               used before connect()
@@ -73,6 +74,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PluginLoadError",
     "ReadOnlyError",
+    "StaleFencingTokenError",
     "StorageClosedError",
     "StorageError",
     "StorageFullError",
@@ -161,6 +163,11 @@ class LockNotOwnedError(LockError):
 
 class LockTimeoutError(LockError, TimeoutError):
     """The lease was not acquired within the time allowed."""
+
+
+class StaleFencingTokenError(LockError):
+    """A fenced write carried a fencing token older than one the resource has already seen:
+    its writer's lease ended and another holder has written since. Nothing was written."""
 
 
 class UnsupportedOperationError(StorageError, NotImplementedError):

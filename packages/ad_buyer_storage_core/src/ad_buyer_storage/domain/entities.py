@@ -57,6 +57,9 @@ ENTITIES: dict[str, Entity] = {
         # Short-lived coordination data (no seed helpers; see LeaseLock and RateLimiter).
         Entity("cache", "cache:", durable=False, needs=_EXPIRY),
         Entity("lock", "lock:", durable=False, needs=_ATOMIC_EXPIRY),
+        # A lock's fencing-token counter must never go back, even if the locks' store loses
+        # its data: durable, so the default routes keep it on the durable store.
+        Entity("fence", "fence:", needs=_ATOMIC),
         # Not a hard need: a deployment without pub/sub still starts; publishing on a route
         # without it fails at the call with UnsupportedOperationError.
         Entity("pubsub", "pubsub:", durable=False),

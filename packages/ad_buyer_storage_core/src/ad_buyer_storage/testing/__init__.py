@@ -88,6 +88,10 @@ certified without the buyer-agent helpers:
   filters, sessions, every entity) on this backend. Sessions expire by default, which needs
   EXPIRY: without it, the kit uses them with no default TTL, as a deployment on such a store
   would.
+* :class:`CoordinationContract`, area ``coordination``: with ATOMIC and EXPIRY, lease locks'
+  fencing tokens strictly increase (across a lease expiry too) and a paused holder's late
+  fenced write is refused; the sliding-window limiter never admits more than its limit in any
+  window, from tasks and (with MULTI_PROCESS) from four processes attacking a window's edge.
 
 Claims
 ------
@@ -238,6 +242,7 @@ import pytest
 pytest.register_assert_rewrite(
     "ad_buyer_storage.testing._base",
     "ad_buyer_storage.testing.atomic",
+    "ad_buyer_storage.testing.coordination",
     "ad_buyer_storage.testing.domain",
     "ad_buyer_storage.testing.kv",
     "ad_buyer_storage.testing.lifecycle",
@@ -253,6 +258,7 @@ from ._base import ContractBase, certifies, fails_with  # noqa: E402
 from ._child import increment_in_processes  # noqa: E402
 from .atomic import AtomicContract  # noqa: E402
 from .contract import StorageContract  # noqa: E402
+from .coordination import CoordinationContract  # noqa: E402
 from .domain import DomainContract  # noqa: E402
 from .harness import Harness, Subject  # noqa: E402
 from .kv import KeyValueContract  # noqa: E402
@@ -276,6 +282,7 @@ __all__ = [
     "PubSubContract",
     "MultiProcessContract",
     "DomainContract",
+    "CoordinationContract",
     "ContractBase",
     "certifies",
     "fails_with",

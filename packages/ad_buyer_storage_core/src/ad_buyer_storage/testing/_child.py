@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from ad_buyer_storage.domain.coordination import SlidingWindowRateLimiter
 from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import BudgetExceededError, TransactionConflictError
 
@@ -59,6 +63,43 @@ async def book_in_processes(
     await _run_children(run_bookings, (recipe, campaign_id, count, amount), processes, join_timeout)
 
 
+def run_limiter_attack(
+    recipe: tuple[str, tuple[Any, ...]], name: str, limit: int, window: float, windows: int, out: str
+) -> None:
+    """Open the store from *recipe*; from just before a window edge (of the fixed grid a
+    fixed-window limiter would use), hit a sliding-window limiter as fast as possible for
+    *windows* windows; write the times of the admitted hits to *out* (JSON)."""
+
+    async def main() -> list[float]:
+        backend = load_callable(recipe[0])(*recipe[1])
+        async with Storage(backend) as storage:
+            limiter = SlidingWindowRateLimiter(storage, name, limit=limit, window=window)
+            edge = (time.time() // window + 2) * window
+            await asyncio.sleep(max(0.0, edge - window / 10 - time.time()))
+            admitted = []
+            while time.time() < edge + windows * window:
+                result = await limiter.hit()
+                if result.allowed:
+                    admitted.append(result.at)
+        return admitted
+
+    Path(out).write_text(json.dumps(asyncio.run(main())))
+
+
+async def limiter_attack_in_processes(
+    recipe: tuple[str, tuple[Any, ...]], name: str, limit: int, window: float, windows: int, out_dir: str,
+    *, processes: int = 4, join_timeout: float = 120.0,
+) -> list[float]:  # fmt: skip
+    """Run :func:`run_limiter_attack` in *processes* children at once; the admitted hits' times."""
+    outs = [str(Path(out_dir) / f"admitted-{i}.json") for i in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    children = [
+        ctx.Process(target=run_limiter_attack, args=(recipe, name, limit, window, windows, out)) for out in outs
+    ]
+    await _join(children, join_timeout)
+    return sorted(t for out in outs for t in json.loads(Path(out).read_text()))  # noqa: ASYNC240 - children are done
+
+
 async def increment_in_processes(
     recipe: tuple[str, tuple[Any, ...]], key: str, count: int, doc_key: str, *, processes: int = 4,
     join_timeout: float = 240.0,
@@ -71,7 +112,10 @@ async def _run_children(
     target: Callable[..., None], args: tuple[Any, ...], processes: int, join_timeout: float
 ) -> None:
     ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=target, args=args) for _ in range(processes)]
+    await _join([ctx.Process(target=target, args=args) for _ in range(processes)], join_timeout)
+
+
+async def _join(children: list[Any], join_timeout: float) -> None:
     for child in children:
         child.start()
     loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .atomic import AtomicContract
+from .coordination import CoordinationContract
 from .domain import DomainContract
 from .kv import KeyValueContract
 from .lifecycle import LifecycleContract
@@ -25,6 +26,7 @@ class StorageContract(
     PubSubContract,
     MultiProcessContract,
     DomainContract,
+    CoordinationContract,
 ):
     """Every part of the kit. Subclass it and provide a ``harness`` fixture returning a :class:`Harness`.
 

@@ -2,7 +2,8 @@
 
 At the end of a run that ran kit tests, it prints per tested class (one backend through one
 harness) and per area (lifecycle, kv, listing, ttl, atomic, transactions, pubsub,
-multi_process, durable, domain) how many tests passed, failed and were skipped, and why they were skipped::
+multi_process, durable, domain, coordination) how many tests passed, failed and were skipped,
+and why they were skipped::
 
     ad-buyer-storage conformance: TestMyBackendContract [mybackend (expiry)]  CERTIFIED
       lifecycle      3/3 passed
@@ -29,7 +30,19 @@ import pytest
 __all__ = ["AREA_PROPERTY", "AREAS", "BACKEND_PROPERTY"]
 
 #: The areas a backend is certified by, in report order; a capability's area is named after it.
-AREAS = ("lifecycle", "kv", "listing", "ttl", "atomic", "transactions", "pubsub", "multi_process", "durable", "domain")
+AREAS = (
+    "lifecycle",
+    "kv",
+    "listing",
+    "ttl",
+    "atomic",
+    "transactions",
+    "pubsub",
+    "multi_process",
+    "durable",
+    "domain",
+    "coordination",
+)
 #: ``user_properties`` names kit tests carry into their reports (so they also cross xdist).
 AREA_PROPERTY = "ad_buyer_storage.certifies"
 BACKEND_PROPERTY = "ad_buyer_storage.backend"
