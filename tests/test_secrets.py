@@ -33,9 +33,9 @@ from ad_buyer_storage import get_storage_backend, load_settings, open_storage
 from ad_buyer_storage.cli import main
 from ad_buyer_storage.plugins.composition import MirrorSettings
 from ad_buyer_storage.plugins.settings import load_backend_settings
-from ad_buyer_storage_postgres.backend import _translate as postgres_translate
+from ad_buyer_storage_postgres.backend import PostgresBackend
 from ad_buyer_storage_postgres.settings import PostgresSettings
-from ad_buyer_storage_redis.backend import _translate as redis_translate
+from ad_buyer_storage_redis.backend import RedisBackend
 from ad_buyer_storage_redis.settings import RedisSettings
 from ad_buyer_storage_sqlite.settings import SQLiteSettings
 from tests._support.servers import redis_server
@@ -293,18 +293,18 @@ def _sweep(sweep: list[Shape], monkeypatch, caplog, tmp_path, isolation) -> None
 @pytest.mark.parametrize("backend", ["redis", "postgres"])
 def test_a_driver_error_quoting_the_password_is_not_chained(backend: str) -> None:
     """Drivers' own words may quote a URL; the translated error keeps them out of its chain."""
-    _translate = redis_translate if backend == "redis" else postgres_translate
     url = f"redis://:{ENCODED}@{DEAD}/0" if backend == "redis" else f"postgresql://app:{ENCODED}@{DEAD}/db"
+    errors = (RedisBackend(url) if backend == "redis" else PostgresBackend(url))._errors
 
     def translated(driver_error: Exception) -> BaseException:
         try:
             try:
                 raise driver_error
             except Exception as exc:
-                _translate(exc, url)
+                errors.raise_from(exc)
         except Exception as error:
             return error
-        raise AssertionError("_translate returned")
+        raise AssertionError("raise_from returned")
 
     for driver_error in (ValueError(f"cannot parse {url}"), ConnectionError(f"lost {PASSWORD}")):
         text = describe(translated(driver_error))

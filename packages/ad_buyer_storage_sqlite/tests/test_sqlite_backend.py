@@ -106,7 +106,7 @@ async def test_background_sweeper_runs(tmp_path) -> None:
 async def test_prefix_listing_uses_the_primary_key_index(tmp_path) -> None:
     backend = SQLiteBackend(str(tmp_path / "plan.db"))
     async with Storage(backend):
-        sql = backend._sql.scan_first(bounded=True)
+        sql = backend._sql.scan(first=True, bounded=True)
         plan = await backend._fetch("EXPLAIN QUERY PLAN " + sql, ("deal:", "deal;", 0, 10))
         detail = " ".join(str(row[-1]) for row in plan)
         assert "USING INDEX sqlite_autoindex" in detail

@@ -13,8 +13,9 @@
   as on every other backend; ``jsonb`` would respell numbers and reorder keys. Core decodes
   the text. Schema version 1 tables (``jsonb``) are converted in place on first connect.
 * Idempotent operations are retried once after a dropped connection (the first query after a
-  server restart fails); others raise ``OutcomeUnknownError``. Driver errors are translated in
-  :func:`_translate`, with the password redacted.
+  server restart fails); others raise ``OutcomeUnknownError`` (the kit's :class:`RetryPolicy`,
+  told which asyncpg errors are which). Driver errors are translated in
+  :meth:`PostgresBackend._translate`, with the password redacted (the kit's :class:`ErrorMap`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ import functools
 import hashlib
 import logging
 import os
-import random
-import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -44,17 +43,20 @@ from ad_buyer_storage.errors import (
     ConfigurationError,
     InvalidValueError,
     NotConnectedError,
-    OutcomeUnknownError,
     ReadOnlyError,
     StorageError,
     StorageFullError,
     StorageTimeoutError,
     TLSError,
-    UnavailableError,
 )
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
-from ad_buyer_storage.kit.redaction import raise_redacted, redact_text, redact_url
-from ad_buyer_storage.kit.sweeper import Sweeper
+from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
+from ad_buyer_storage.kit.identifiers import check_identifier
+from ad_buyer_storage.kit.redaction import redact_url
+from ad_buyer_storage.kit.retry import RetryPolicy
+from ad_buyer_storage.kit.scan import Page, scan_pages
+from ad_buyer_storage.kit.subscription import Deliver, queue_subscription
+from ad_buyer_storage.kit.sweeper import Sweeper, purge_in_batches
 from ad_buyer_storage.kit.urls import encode_credentials
 
 __all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
@@ -63,14 +65,12 @@ log = logging.getLogger("ad_buyer_storage.postgres")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2  # 1: value jsonb; 2: value json (exact text)
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MAX_NOTIFY_BYTES = 7999  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 # Errors after which the statement certainly did not run: safe to send anything again.
 _NOT_SENT = (asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)
 # The server rolled the statement back to break a deadlock or a serialization conflict: it
 # certainly did not apply, so it may be sent again whatever it does.
 _ROLLED_BACK = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
-_ROLLED_BACK_RETRIES = 5
 # A dropped connection: the statement may or may not have run.
 _CONNECTION_LOST = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -83,6 +83,14 @@ _CONNECTION_LOST = (
     asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
+)
+# TimeoutError is an OSError: the policy tests for timeouts first, and never resends one.
+_RETRY = RetryPolicy(
+    connection_lost=(*_CONNECTION_LOST, *_NOT_SENT),
+    timed_out=(TimeoutError,),
+    never_sent=_NOT_SENT,
+    rolled_back=_ROLLED_BACK,
+    rolled_back_retries=5,
 )
 
 
@@ -124,9 +132,8 @@ class PostgresBackend:
         sweep_interval: float | None = 60.0,
         sweep_batch: int = 500,
     ) -> None:
-        for label, name in (("POSTGRES_SCHEMA", schema), ("POSTGRES_TABLE", table)):
-            if not _IDENTIFIER.match(name):
-                raise ConfigurationError(f"{label} must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {name!r}")
+        check_identifier("POSTGRES_SCHEMA", schema)
+        check_identifier("POSTGRES_TABLE", table)
         if pool_min > pool_max:
             raise ConfigurationError(f"POSTGRES_POOL_MIN ({pool_min}) must be <= POSTGRES_POOL_MAX ({pool_max})")
         self._url = url
@@ -140,6 +147,7 @@ class PostgresBackend:
         self._statement_cache_size = statement_cache_size
         self._sweep_batch = sweep_batch
         self._pool: Any = None
+        self._errors = ErrorMap(self._translate, (Exception,), secrets=(url,))
         self._sweeper = Sweeper(self.purge_expired, sweep_interval, f"{schema}.{table}", log)
         self._sql = _Statements(f'"{schema}"."{table}"')
         self._lock = _lock_id("ad_buyer_storage", schema, table)
@@ -147,22 +155,27 @@ class PostgresBackend:
     def __repr__(self) -> str:
         return f"PostgresBackend({redact_url(self._url)!r}, table={self.schema}.{self.table})"
 
+    def _translate(self, exc: BaseException, *, outcome_unknown: bool) -> StorageError:
+        """The one place asyncpg and socket errors become storage errors (raised by self._errors)."""
+        return _classify(exc, self._url, outcome_unknown=outcome_unknown)
+
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
         try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._pool_min,
-                max_size=self._pool_max,
-                timeout=self._connect_timeout,
-                command_timeout=self._command_timeout,
-                statement_cache_size=self._statement_cache_size,
-                reset=_keep_session,
-            )
-            await self._create_schema()
-        except Exception as exc:  # noqa: BLE001 - every failure is translated below
+            with self._errors.mapped():
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self._pool_min,
+                    max_size=self._pool_max,
+                    timeout=self._connect_timeout,
+                    command_timeout=self._command_timeout,
+                    statement_cache_size=self._statement_cache_size,
+                    reset=_keep_session,
+                )
+                await self._create_schema()
+        except Exception:
             await self.aclose()
-            _translate(exc, self._url)
+            raise
         self._sweeper.start()
 
     async def _create_schema(self) -> None:
@@ -215,60 +228,39 @@ class PostgresBackend:
 
     # -- plumbing --------------------------------------------------------------------------
     async def _call(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
-        """Run *fn(connection)* on a pooled connection; retry once only where that is safe."""
+        """Run *fn(connection)* on a pooled connection; resent only where that is safe (_RETRY)."""
+        return await _RETRY.run(self._connection, fn, idempotent=idempotent, errors=self._errors)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, terminated instead of released if it died or timed out."""
         pool = self._pool
         if pool is None:
             raise NotConnectedError("the PostgreSQL backend is not connected")
-        rolled_back = 0
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                conn = await pool.acquire(timeout=self._acquire_timeout)
-            except TimeoutError:
-                if pool.get_size() >= self._pool_max and pool.get_idle_size() == 0:
-                    raise BusyError(
-                        f"PostgreSQL {redact_url(self._url)}: no free connection among {self._pool_max} "
-                        f"within {self._acquire_timeout} s"
-                    ) from None
-                # The pool had room: opening a new connection is what timed out.
-                raise StorageTimeoutError(
-                    f"PostgreSQL {redact_url(self._url)}: no connection within {self._acquire_timeout} s"
+        try:
+            conn = await pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError:
+            if pool.get_size() >= self._pool_max and pool.get_idle_size() == 0:
+                raise NoConnection(
+                    f"no free connection among {self._pool_max} within {self._acquire_timeout} s", busy=True
                 ) from None
-            except Exception as exc:  # noqa: BLE001 - connecting failed: nothing was sent
-                if attempt == 1 and isinstance(exc, (*_NOT_SENT, *_CONNECTION_LOST)):
-                    continue
-                _translate(exc, self._url)
-            broken = False
-            try:
-                return await fn(conn)
-            except TimeoutError as exc:  # before _CONNECTION_LOST: TimeoutError is an OSError
-                # Never retried: the timeout is the caller's whole budget.
-                broken = True
-                _translate(exc, self._url, outcome_unknown=not idempotent)
-            except _CONNECTION_LOST as exc:
-                broken = True
-                if attempt == 1 and idempotent:
-                    continue  # the first query after a server restart fails; the next succeeds
-                _translate(exc, self._url, outcome_unknown=not idempotent)
-            except _ROLLED_BACK as exc:
-                if rolled_back < _ROLLED_BACK_RETRIES:
-                    rolled_back += 1
-                    attempt -= 1  # not a connection problem: the connection retry stays available
-                    await asyncio.sleep(random.uniform(0, 0.002 * 2**rolled_back))
-                    continue
-                _translate(exc, self._url)
-            except Exception as exc:  # noqa: BLE001 - translated in one place
-                _translate(exc, self._url)
-            finally:
-                if broken:
-                    # Never wait on a connection that timed out or died: a graceful release
-                    # would wait for the query's cancellation, itself stuck on a dead link.
-                    # (If asyncpg already saw it die, it has returned it to the pool itself.)
-                    with contextlib.suppress(Exception):
-                        conn.terminate()
+            # The pool had room: opening a new connection is what timed out.
+            raise NoConnection(f"no connection within {self._acquire_timeout} s", busy=False) from None
+        broken = False
+        try:
+            yield conn
+        except _CONNECTION_LOST:  # TimeoutError included
+            broken = True
+            raise
+        finally:
+            if broken:
+                # Never wait on a connection that timed out or died: a graceful release
+                # would wait for the query's cancellation, itself stuck on a dead link.
+                # (If asyncpg already saw it die, it has returned it to the pool itself.)
                 with contextlib.suppress(Exception):
-                    await pool.release(conn)
+                    conn.terminate()
+            with contextlib.suppress(Exception):
+                await pool.release(conn)
 
     async def _query(self, method: str, sql: str, *args: Any, idempotent: bool) -> Any:
         """``connection.<method>(sql, *args)`` through :meth:`_call`."""
@@ -351,22 +343,13 @@ class PostgresBackend:
     async def count(self, keys: Sequence[str]) -> int:
         return int(await self._call(lambda c: c.fetchval(self._sql.count, list(keys)), idempotent=True))
 
-    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
-        upper = prefix_upper_bound(pattern.prefix) if pattern.prefix else None
-        after: str | None = None
-        while True:
-            sql = self._sql.scan(first=after is None, bounded=upper is not None)
-            args: list[Any] = [pattern.prefix if after is None else after]
-            if upper is not None:
-                args.append(upper)
-            args.append(batch_size)
-            rows = await self._query("fetch", sql, *args, idempotent=True)
-            for (key,) in rows:
-                if pattern.is_prefix_only or pattern.matches(key):
-                    yield key
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+    def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        return scan_pages(pattern, batch_size, self._scan_page)
+
+    async def _scan_page(self, page: Page) -> list[str]:
+        sql = self._sql.scan(first=page.inclusive, bounded=page.stop is not None)
+        rows = await self._query("fetch", sql, *page.bounds, page.limit, idempotent=True)
+        return [key for (key,) in rows]
 
     async def get_ttl(self, key: str) -> int:
         row = await self._call(lambda c: c.fetchrow(self._sql.get_ttl, key), idempotent=True)
@@ -399,26 +382,19 @@ class PostgresBackend:
         return -1  # NOTIFY does not report how many listened
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
-        return self._subscription(self._channel(channel))
+        return queue_subscription(functools.partial(self._listen, self._channel(channel)))
 
     @asynccontextmanager
-    async def _subscription(self, name: str) -> AsyncIterator[AsyncIterator[str]]:
+    async def _listen(self, name: str, deliver: Deliver) -> AsyncIterator[None]:
         if self._pool is None:
             raise NotConnectedError("the PostgreSQL backend is not connected")
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        try:
-            # A dedicated connection: LISTEN state must not leak into the pool.
+        # A dedicated connection: LISTEN state must not leak into the pool.
+        with self._errors.mapped():
             conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
-            await conn.add_listener(name, lambda _c, _pid, _ch, payload: queue.put_nowait(payload))
-        except Exception as exc:  # noqa: BLE001
-            _translate(exc, self._url)
-
-        async def messages() -> AsyncIterator[str]:
-            while True:
-                yield await queue.get()
-
         try:
-            yield messages()
+            with self._errors.mapped():
+                await conn.add_listener(name, lambda _c, _pid, _ch, payload: deliver(payload))
+            yield
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=self._command_timeout)
@@ -426,22 +402,16 @@ class PostgresBackend:
     # -- expiry sweeping -------------------------------------------------------------------
     async def purge_expired(self) -> int:
         """Delete expired rows in bounded batches unless another instance is sweeping."""
-        total = 0
-        while True:
+        return await purge_in_batches(self._purge_batch, self._sweep_batch)
 
-            async def batch(conn: Any) -> int | None:
-                async with conn.transaction():
-                    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock + 1):
-                        return None  # another instance holds the sweep
-                    return int(await conn.fetchval(self._sql.purge, self._sweep_batch))
+    async def _purge_batch(self, limit: int) -> int | None:
+        async def purge(conn: Any) -> int | None:
+            async with conn.transaction():
+                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock + 1):
+                    return None  # another instance holds the sweep
+                return int(await conn.fetchval(self._sql.purge, limit))
 
-            deleted = await self._call(batch, idempotent=True)
-            if deleted is None:
-                return total
-            total += deleted
-            if deleted < self._sweep_batch:
-                return total
-            await asyncio.sleep(0)
+        return await self._call(purge, idempotent=True)
 
 
 async def _keep_session(conn: Any) -> None:
@@ -460,58 +430,48 @@ def _tls_required(url: str) -> bool:
     return mode.lower() in _TLS_REQUIRED or mode.lower() == "true"
 
 
-def _translate(exc: BaseException, url: str, *, outcome_unknown: bool = False) -> NoReturn:
-    """The one place asyncpg and socket errors become storage errors (password redacted)."""
-    if isinstance(exc, ConfigurationError):
-        raise exc
-    message = redact_text(f"PostgreSQL {redact_url(url)}: {type(exc).__name__}: {exc}", url)
-    error, chained = _classify(exc, message, url, outcome_unknown)
-    # The driver's own error stays in the chain unless its words would reveal a secret.
-    raise_redacted(error, url, cause=exc if chained else None)
-
-
-def _classify(exc: BaseException, message: str, url: str, outcome_unknown: bool) -> tuple[StorageError, bool]:
-    """The storage error for *exc*, and whether to chain the driver's error to it."""
+def _classify(exc: BaseException, url: str, *, outcome_unknown: bool) -> StorageError:
+    """The storage error for an asyncpg or socket error *exc* (password redacted); unchained
+    where even the redacted driver's words are not worth keeping."""
     pg = asyncpg.exceptions
+    if isinstance(exc, NoConnection):  # our pool wait gave up
+        where = f"PostgreSQL {redact_url(url)}: {exc}"
+        return unchained(BusyError(where) if exc.busy else StorageTimeoutError(where))
+    message = driver_message("PostgreSQL", url, exc)
     if isinstance(exc, (pg.InvalidPasswordError, pg.InvalidAuthorizationSpecificationError)):
-        return AuthenticationError(message), False
+        return unchained(AuthenticationError(message))
     if isinstance(exc, ssl.SSLError):
-        return TLSError(message), True
+        return TLSError(message)
     if isinstance(exc, ConnectionError) and any(s in str(exc) for s in _TLS_NEGOTIATION_FAILED):
         if _tls_required(url):
-            return TLSError(f"{message} (the URL requires TLS)"), True
+            return TLSError(f"{message} (the URL requires TLS)")
         # Without sslmode=require asyncpg still asks for TLS first: a PostgreSQL server answers
         # yes or no, anything else is another kind of server.
-        return BackendError(
-            f"{message} (the server does not speak the PostgreSQL protocol: another service's port?)"
-        ), True
+        return BackendError(f"{message} (the server does not speak the PostgreSQL protocol: another service's port?)")
     if isinstance(exc, pg.ClientConfigurationError) and ("certificate" in str(exc) or "ssl" in str(exc).lower()):
-        return ConfigurationError(message), False  # names a missing file, not a secret
+        return unchained(ConfigurationError(message))  # names a missing file, not a secret
     if isinstance(exc, pg.TooManyConnectionsError):
-        return BusyError(message), True
+        return BusyError(message)
     if isinstance(exc, (pg.DiskFullError, pg.OutOfMemoryError)):
-        return StorageFullError(message), True
+        return StorageFullError(message)
     if isinstance(exc, pg.ReadOnlySQLTransactionError):
-        return ReadOnlyError(message), True
-    if isinstance(exc, (pg.QueryCanceledError, TimeoutError)):
-        if outcome_unknown:
-            return OutcomeUnknownError(f"{message} (timed out; the write may or may not have been applied)"), True
-        return StorageTimeoutError(message), True
-    if isinstance(exc, (_CONNECTION_LOST, pg.CannotConnectNowError)):
-        if outcome_unknown:
-            return OutcomeUnknownError(f"{message} (connection lost; the write may or may not have been applied)"), True
-        return UnavailableError(message), True
+        return ReadOnlyError(message)
+    if isinstance(exc, (pg.QueryCanceledError, TimeoutError, _CONNECTION_LOST, pg.CannotConnectNowError)):
+        timed_out = isinstance(exc, (pg.QueryCanceledError, TimeoutError))
+        return in_flight_error(message, timed_out=timed_out, outcome_unknown=outcome_unknown)
     if isinstance(exc, _ROLLED_BACK):
-        return BusyError(f"{message} (rolled back each time it was tried)"), True
+        return BusyError(f"{message} (rolled back each time it was tried)")
     if isinstance(exc, pg.InvalidCatalogNameError):
-        return ConfigurationError(message), False
+        return unchained(ConfigurationError(message))
     if isinstance(exc, (pg.ClientConfigurationError, ValueError)):
         # The parser's own words may quote a piece of the password: say what to check instead.
-        return ConfigurationError(
-            f"DATABASE_URL {redact_url(url)} could not be used ({type(exc).__name__}); expected "
-            "postgresql://user:password@host:5432/database with a numeric port"
-        ), False
-    return BackendError(message), True
+        return unchained(
+            ConfigurationError(
+                f"DATABASE_URL {redact_url(url)} could not be used ({type(exc).__name__}); expected "
+                "postgresql://user:password@host:5432/database with a numeric port"
+            )
+        )
+    return BackendError(message)
 
 
 class _Statements:

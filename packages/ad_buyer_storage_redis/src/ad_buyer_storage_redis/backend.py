@@ -10,8 +10,10 @@ server); bulk reads and writes are one script call per batch (per hash slot on a
   by core's glob (Redis matches bytes; the contract matches characters). Never ``KEYS``.
 * redis-py's own retries are off. Idempotent operations are retried once after a connection
   error; a write that may have reached the server raises ``OutcomeUnknownError`` instead of
-  being sent twice (an ``INCR`` retried after a lost reply would count twice).
-* Driver errors are translated in :func:`_translate`, the one place, with URLs redacted.
+  being sent twice (an ``INCR`` retried after a lost reply would count twice): the kit's
+  :class:`RetryPolicy`, told which redis-py errors are which.
+* Driver errors are translated in ``_RedisKeyValue._translate``, the one place, with URLs
+  redacted (the kit's :class:`ErrorMap`).
 * The key prefix is registered on connect so that no namespace nests in another (namespaces.py).
 """
 
@@ -24,7 +26,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -41,16 +43,16 @@ from ad_buyer_storage.errors import (
     ConfigurationError,
     InvalidValueError,
     NotConnectedError,
-    OutcomeUnknownError,
     ReadOnlyError,
     StorageError,
     StorageFullError,
-    StorageTimeoutError,
     TLSError,
     UnavailableError,
 )
 from ad_buyer_storage.kit.batches import results_or_raise
-from ad_buyer_storage.kit.redaction import raise_redacted, redact_text, redact_url
+from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
+from ad_buyer_storage.kit.redaction import redact_url
+from ad_buyer_storage.kit.retry import RetryPolicy
 from ad_buyer_storage.kit.urls import encode_credentials
 
 from .namespaces import NAMESPACES_KEY, REGISTER_SCRIPT, check_prefix, overlap_error
@@ -193,6 +195,7 @@ class _RedisKeyValue:
         self._scan_count = scan_count
         self._client: Any = None
         self._pool: Any = None
+        self._errors = ErrorMap(self._translate, _DRIVER_ERRORS, secrets=(url,))
         self._limiter: asyncio.Semaphore | None = None
         self._registered = False
         self.capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS})
@@ -201,46 +204,29 @@ class _RedisKeyValue:
         mode = "cluster" if self.cluster else "single"
         return f"RedisBackend({redact_url(self._url)!r}, prefix={self.key_prefix!r}, {mode})"
 
+    def _translate(self, exc: BaseException, *, outcome_unknown: bool) -> StorageError:
+        """The one place redis-py errors become storage errors (raised by self._errors)."""
+        return _classify(exc, self._url, outcome_unknown=outcome_unknown)
+
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
         try:
-            if self.cluster:
-                url = self._connect_url.replace("+cluster://", "://", 1)
-                self._client = RedisCluster.from_url(url, **self._options)
-                await self._client.initialize()
-                self._limiter = asyncio.Semaphore(self._max_connections)
-            else:
-                # A blocking pool: when every connection is busy, wait up to pool_timeout for
-                # one (then BusyError) instead of failing at once or opening without bound.
-                self._pool = aioredis.BlockingConnectionPool.from_url(
-                    self._connect_url, timeout=self._pool_timeout, **self._options
-                )
-                self._client = aioredis.Redis(connection_pool=self._pool)
-                await self._client.ping()
-        except _DRIVER_ERRORS as exc:
-            await self.aclose()
-            _translate(exc, self._url)
-        except ValueError as exc:  # a malformed URL; redis-py's words may quote the password
-            await self.aclose()
-            raise_redacted(
-                ConfigurationError(
-                    f"REDIS_URL {redact_url(self._url)} could not be used ({type(exc).__name__}); expected "
-                    "redis://host:6379/0 (credentials before an @), rediss://... or unix:///path.sock"
-                ),
-                self._url,
-            )
-        except TypeError as exc:  # redis-py passes URL options on as keywords: one it does not take
-            await self.aclose()
-            option = _UNEXPECTED_OPTION.search(str(exc))
-            raise_redacted(
-                ConfigurationError(
-                    f"REDIS_URL {redact_url(self._url)} could not be used: option "
-                    f"{option.group(1) if option else '?'!r} is not one this kind of connection takes "
-                    "(ssl_* options need rediss://)"
-                ),
-                self._url,
-            )
-        try:
+            # redis-py raises ValueError for a malformed URL, and TypeError for a URL option the
+            # kind of connection does not take (it passes options on as keywords).
+            with self._errors.mapped(also=(ValueError, TypeError)):
+                if self.cluster:
+                    url = self._connect_url.replace("+cluster://", "://", 1)
+                    self._client = RedisCluster.from_url(url, **self._options)
+                    await self._client.initialize()
+                    self._limiter = asyncio.Semaphore(self._max_connections)
+                else:
+                    # A blocking pool: when every connection is busy, wait up to pool_timeout for
+                    # one (then BusyError) instead of failing at once or opening without bound.
+                    self._pool = aioredis.BlockingConnectionPool.from_url(
+                        self._connect_url, timeout=self._pool_timeout, **self._options
+                    )
+                    self._client = aioredis.Redis(connection_pool=self._pool)
+                    await self._client.ping()
             await self._register()
         except BaseException:
             await self.aclose()
@@ -301,53 +287,32 @@ class _RedisKeyValue:
         return self._prefix_bytes + key.encode()
 
     async def _call(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
-        """Run *fn(client)*; retry once if that cannot double-apply; translate every error."""
-        limiter = self._limiter
-        if limiter is None:
-            return await self._call_once(fn, idempotent=idempotent)
-        # A cluster client fails at once when a node's pool is full; wait for a slot instead,
-        # as the single-server blocking pool does, and give up after pool_timeout.
-        if limiter.locked():
-            try:
-                async with asyncio.timeout(self._pool_timeout):
-                    await limiter.acquire()
-            except TimeoutError:
-                raise BusyError(
-                    f"Redis {redact_url(self._url)}: all {self._options['max_connections']} connections busy "
-                    f"for {self._pool_timeout} s"
-                ) from None
-        else:
-            await limiter.acquire()
-        try:
-            return await self._call_once(fn, idempotent=idempotent)
-        finally:
-            limiter.release()
+        """Run *fn(client)*; resent only where that cannot double-apply (_RETRY); errors translated."""
+        return await _RETRY.run(self._connection, fn, idempotent=idempotent, errors=self._errors)
 
-    async def _call_once(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """The client, once the cluster's connection limit lets this call in."""
         client = self._client
         if client is None:
             raise NotConnectedError("the Redis backend is not connected")
+        limiter = self._limiter
+        if limiter is None:
+            yield client
+            return
+        # A cluster client fails at once when a node's pool is full; wait for a slot instead,
+        # as the single-server blocking pool does, and give up after pool_timeout.
         try:
-            return await fn(client)
-        except redis_errors.AuthenticationError as exc:
-            _translate(exc, self._url)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-            if _pool_exhausted(exc):
-                _translate(exc, self._url)
-            if isinstance(exc, redis_errors.TimeoutError):
-                # The timeout is the caller's whole budget: a retry would double it (a
-                # blackholed server answers the second try no better than the first).
-                _translate(exc, self._url, outcome_unknown=not idempotent and not _never_sent(exc))
-            if not (idempotent or _never_sent(exc)):
-                _translate(exc, self._url, outcome_unknown=True)
-            first = exc
-        except _DRIVER_ERRORS as exc:
-            _translate(exc, self._url)
-        # The connection was dropped; the pool reconnects. One more try, then give up.
+            async with asyncio.timeout(self._pool_timeout if limiter.locked() else None):
+                await limiter.acquire()
+        except TimeoutError:
+            raise NoConnection(
+                f"all {self._max_connections} connections busy for {self._pool_timeout} s", busy=True
+            ) from None
         try:
-            return await fn(client)
-        except _DRIVER_ERRORS as exc:
-            _translate(exc, self._url, outcome_unknown=not idempotent and not _never_sent(exc), cause=first)
+            yield client
+        finally:
+            limiter.release()
 
     async def _script(self, client: Any, script: _Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
         try:
@@ -451,10 +416,7 @@ class _RedisKeyValue:
 
     def _item_error(self, marker: bytes) -> StorageError:
         """The error a script reported for one key (``b"E" + the server's message``)."""
-        try:
-            _translate(redis_errors.ResponseError(marker[1:].decode(errors="replace")), self._url)
-        except StorageError as exc:
-            return exc
+        return self._errors.error_for(redis_errors.ResponseError(marker[1:].decode(errors="replace")))
 
     async def remove(self, keys: Sequence[str]) -> int:
         return await self._per_slot("DEL", [self._full(k) for k in keys])
@@ -472,12 +434,10 @@ class _RedisKeyValue:
         if self.cluster:
             iterator = client.scan_iter(match=match, count=max(batch_size, self._scan_count))
             while True:
-                try:
-                    raw = await iterator.__anext__()
-                except StopAsyncIteration:
+                with self._errors.mapped():
+                    raw = await anext(iterator, None)
+                if raw is None:
                     return
-                except _DRIVER_ERRORS as exc:
-                    _translate(exc, self._url)
                 key = self._accept(raw, pattern, seen)
                 if key is not None:
                     yield key
@@ -554,23 +514,17 @@ class RedisBackend(_RedisKeyValue):
             raise NotConnectedError("the Redis backend is not connected")
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(full)
-        except _DRIVER_ERRORS as exc:
-            await pubsub.aclose()
-            _translate(exc, self._url)
-
-        async def messages() -> AsyncIterator[str]:
-            try:
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        yield message["data"].decode()
-            except _DRIVER_ERRORS as exc:
-                _translate(exc, self._url)
-
-        try:
-            yield messages()
+            with self._errors.mapped():
+                await pubsub.subscribe(full)
+            yield self._messages(pubsub)
         finally:
             await pubsub.aclose()
+
+    async def _messages(self, pubsub: Any) -> AsyncIterator[str]:
+        with self._errors.mapped():
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    yield message["data"].decode()
 
 
 def _pool_exhausted(exc: BaseException) -> bool:
@@ -588,57 +542,76 @@ def _never_sent(exc: BaseException) -> bool:
     return "connecting to" in text or "connection refused" in text or _pool_exhausted(exc)
 
 
-def _translate(
-    exc: BaseException, url: str, *, outcome_unknown: bool = False, cause: BaseException | None = None
-) -> NoReturn:
-    """The one place redis-py errors become storage errors (URLs and secrets redacted)."""
+def _connection_lost(exc: BaseException) -> bool:
+    """Dropped, refused or reset; not wrong credentials, nor a full pool (nothing to retry there)."""
+    return (
+        isinstance(exc, redis_errors.ConnectionError)
+        and not isinstance(exc, redis_errors.AuthenticationError)
+        and not _pool_exhausted(exc)
+    )
+
+
+# redis-py says by its words alone whether a command left the client.
+_RETRY = RetryPolicy(connection_lost=_connection_lost, timed_out=(redis_errors.TimeoutError,), never_sent=_never_sent)
+
+
+def _classify(exc: BaseException, url: str, *, outcome_unknown: bool) -> StorageError:
+    """The storage error for a redis-py error *exc* (URL and secrets redacted); unchained where
+    even the redacted driver's words are not worth keeping."""
+    if isinstance(exc, NoConnection):  # our cluster connection limit gave up
+        return unchained(BusyError(f"Redis {redact_url(url)}: {exc}"))
     text = str(exc)
-    message = redact_text(f"Redis {redact_url(url)}: {type(exc).__name__}: {text}", url)
-    error, chained = _classify(exc, text, message, outcome_unknown)
-    # An unknown outcome is explained by the first failure (the one that may have applied it).
-    chain_to = (cause or exc) if isinstance(error, OutcomeUnknownError) else exc
-    # The driver's own error stays in the chain unless its words would reveal a secret.
-    raise_redacted(error, url, cause=chain_to if chained else None)
-
-
-def _classify(exc: BaseException, text: str, message: str, outcome_unknown: bool) -> tuple[StorageError, bool]:
-    """The storage error for *exc*, and whether to chain the driver's error to it."""
+    message = driver_message("Redis", url, exc)
     upper = text.upper()
     if isinstance(exc, redis_errors.AuthenticationError) or "NOAUTH" in upper or "WRONGPASS" in upper:
-        return AuthenticationError(message), False
+        return unchained(AuthenticationError(message))
     if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):
-        return TLSError(message), True
+        return TLSError(message)
     if isinstance(exc, redis_errors.RedisClusterException) and "Cluster mode is not enabled" in text:
-        return ConfigurationError(
-            f"{message} (REDIS_URL names a Redis Cluster, redis+cluster:// or REDIS_CLUSTER=true, but the "
-            "server is a single Redis: use redis:// and REDIS_CLUSTER=false)"
-        ), False
+        return unchained(
+            ConfigurationError(
+                f"{message} (REDIS_URL names a Redis Cluster, redis+cluster:// or REDIS_CLUSTER=true, but the "
+                "server is a single Redis: use redis:// and REDIS_CLUSTER=false)"
+            )
+        )
     if isinstance(exc, _CLUSTER_UNAVAILABLE):
-        return UnavailableError(message), True
+        return UnavailableError(message)
     if isinstance(exc, redis_errors.InvalidResponse):
-        return BackendError(f"{message} (the server does not speak the Redis protocol: another service's port?)"), True
+        return BackendError(f"{message} (the server does not speak the Redis protocol: another service's port?)")
     if isinstance(exc, redis_errors.ResponseError) and not isinstance(exc, redis_errors.ConnectionError):
         if "not an integer" in text or "overflow" in text:
-            return InvalidValueError(
-                "cannot increment: the value is not a 64-bit integer or the result would overflow"
-            ), False
+            return unchained(
+                InvalidValueError("cannot increment: the value is not a 64-bit integer or the result would overflow")
+            )
         if upper.startswith("OOM"):
-            return StorageFullError(message), True
+            return StorageFullError(message)
         if upper.startswith("READONLY"):
-            return ReadOnlyError(message), True
+            return ReadOnlyError(message)
         if upper.startswith("BUSY") or upper.startswith("LOADING"):
-            return BusyError(message), True
-        return BackendError(message), True
+            return BusyError(message)
+        return BackendError(message)
     if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
         if _pool_exhausted(exc):
-            return BusyError(message), True
-        if outcome_unknown:
-            return OutcomeUnknownError(
-                f"{message} (the write may or may not have been applied; it was not retried)"
-            ), True
-        if isinstance(exc, redis_errors.TimeoutError):
-            return StorageTimeoutError(message), True
-        return UnavailableError(message), True
+            return BusyError(message)
+        timed_out = isinstance(exc, redis_errors.TimeoutError)
+        return in_flight_error(message, timed_out=timed_out, outcome_unknown=outcome_unknown)
     if isinstance(exc, redis_errors.RedisClusterException):
-        return UnavailableError(message), True
-    return BackendError(message), True
+        return UnavailableError(message)
+    if isinstance(exc, TypeError) and not isinstance(exc, _DRIVER_ERRORS):  # from connect(): an option
+        option = _UNEXPECTED_OPTION.search(text)
+        return unchained(
+            ConfigurationError(
+                f"REDIS_URL {redact_url(url)} could not be used: option "
+                f"{option.group(1) if option else '?'!r} is not one this kind of connection takes "
+                "(ssl_* options need rediss://)"
+            )
+        )
+    if isinstance(exc, ValueError) and not isinstance(exc, _DRIVER_ERRORS):  # from connect(): the URL
+        # redis-py's words may quote the password: say what to check instead.
+        return unchained(
+            ConfigurationError(
+                f"REDIS_URL {redact_url(url)} could not be used ({type(exc).__name__}); expected "
+                "redis://host:6379/0 (credentials before an @), rediss://... or unix:///path.sock"
+            )
+        )
+    return BackendError(message)

@@ -22,12 +22,11 @@ import asyncio
 import functools
 import logging
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import aiosqlite
 
@@ -50,18 +49,21 @@ from ad_buyer_storage.errors import (
     InvalidValueError,
     NotConnectedError,
     ReadOnlyError,
+    StorageError,
     StorageFullError,
     UnavailableError,
 )
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
+from ad_buyer_storage.kit.errormap import ErrorMap
+from ad_buyer_storage.kit.identifiers import check_identifier
 from ad_buyer_storage.kit.redaction import redact_url
-from ad_buyer_storage.kit.sweeper import Sweeper
+from ad_buyer_storage.kit.scan import Page, scan_pages
+from ad_buyer_storage.kit.sweeper import Sweeper, purge_in_batches
 
 __all__ = ["MAX_BUSY_TIMEOUT", "SQLiteBackend", "parse_sqlite_url"]
 
 log = logging.getLogger("ad_buyer_storage.sqlite")
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MAX_ROWS_PER_STATEMENT = 1000  # 4 parameters a row, well under SQLite's 32,766 limit
 _MAX_KEYS_PER_STATEMENT = 5000
 #: Seconds. PRAGMA busy_timeout holds milliseconds in a C int: above that, SQLite silently waits 0.
@@ -92,25 +94,27 @@ def _on_read_only_file_system(path: str) -> bool:
         return False
 
 
-def _translate(exc: BaseException, path: str) -> NoReturn:
-    """The one place sqlite3/aiosqlite errors become storage errors."""
+def _classify(exc: BaseException, path: str) -> StorageError:
+    """The storage error for a sqlite3/aiosqlite error, or the OSError of creating the file."""
     if isinstance(exc, ValueError) and "closed" in str(exc).lower():
-        raise NotConnectedError("the SQLite connection is closed") from exc
+        return NotConnectedError("the SQLite connection is closed")
+    if isinstance(exc, OSError):
+        return UnavailableError(f"cannot create SQLite database {path}: {exc.strerror}")
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     message = f"SQLite {path}: {exc}"
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        raise BusyError(message) from exc
+        return BusyError(message)
     if primary == sqlite3.SQLITE_FULL:
-        raise StorageFullError(message) from exc
+        return StorageFullError(message)
     if primary == sqlite3.SQLITE_READONLY:
-        raise ReadOnlyError(message) from exc
+        return ReadOnlyError(message)
     if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM):
         if _on_read_only_file_system(path):
             # SQLite only says "unable to open": a WAL database needs its -shm file beside it.
-            raise ReadOnlyError(f"{message} (the file system holding it is mounted read-only)") from exc
-        raise UnavailableError(message) from exc
-    raise BackendError(message) from exc
+            return ReadOnlyError(f"{message} (the file system holding it is mounted read-only)")
+        return UnavailableError(message)
+    return BackendError(message)
 
 
 class SQLiteBackend:
@@ -130,8 +134,7 @@ class SQLiteBackend:
         read_only: bool = False,
         synchronous: str = "NORMAL",
     ) -> None:
-        if not _IDENTIFIER.match(table):
-            raise ConfigurationError(f"SQLite table names are identifiers ([A-Za-z_][A-Za-z0-9_]*), not {table!r}")
+        check_identifier("SQLITE_TABLE", table)
         if "\x00" in str(path):
             raise ConfigurationError("an SQLite path cannot contain a NUL character (check DATABASE_URL)")
         if not 0 < busy_timeout <= MAX_BUSY_TIMEOUT:  # also refuses nan
@@ -152,14 +155,31 @@ class SQLiteBackend:
         self._sweep_batch = sweep_batch
         self._clock = clock
         self._conn: aiosqlite.Connection | None = None
+        # aiosqlite reports a closed connection with a ValueError.
+        self._errors = ErrorMap(self._translate, (sqlite3.Error, ValueError))
         self._sweeper = Sweeper(self.purge_expired, None if read_only else sweep_interval, table, log)
         self._sql = _Statements(f'"{table}"')
 
     def __repr__(self) -> str:
         return f"SQLiteBackend(path={self.path!r}, table={self.table!r})"
 
+    def _translate(self, exc: BaseException, *, outcome_unknown: bool) -> StorageError:
+        """The one place SQLite errors become storage errors (raised by self._errors). No
+        outcome is ever unknown here: SQLite runs in this process and never loses a reply."""
+        return _classify(exc, self.path)
+
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
+        try:
+            # Everything that fails here is translated, the file's creation (an OSError) included.
+            with self._errors.mapped(also=(Exception,)):
+                await self._open()
+        except Exception:
+            await self.aclose()
+            raise
+        self._sweeper.start()
+
+    async def _open(self) -> None:
         target, uri = self.path, False
         if self.read_only and not self.in_memory:
             # An existing file, opened so that SQLite itself refuses every write.
@@ -175,19 +195,14 @@ class SQLiteBackend:
         worker = getattr(connection, "_thread", None)
         if isinstance(worker, threading.Thread) and not worker.is_alive():
             worker.daemon = True
-        try:
-            self._conn = await connection
-            setup = [f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}"]
-            if not self.in_memory and not self.read_only:
-                setup += ["PRAGMA journal_mode = WAL", f"PRAGMA synchronous = {self._synchronous}"]
-            if not self.read_only:
-                setup += [self._sql.create_table, self._sql.create_index]
-            for statement in setup:
-                await self._conn.execute_fetchall(statement)
-        except Exception as exc:  # noqa: BLE001
-            await self.aclose()
-            _translate(exc, self.path)
-        self._sweeper.start()
+        self._conn = await connection
+        setup = [f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}"]
+        if not self.in_memory and not self.read_only:
+            setup += ["PRAGMA journal_mode = WAL", f"PRAGMA synchronous = {self._synchronous}"]
+        if not self.read_only:
+            setup += [self._sql.create_table, self._sql.create_index]
+        for statement in setup:
+            await self._conn.execute_fetchall(statement)
 
     async def aclose(self) -> None:
         await self._sweeper.stop()
@@ -221,10 +236,8 @@ class SQLiteBackend:
         conn = self._conn
         if conn is None:
             raise NotConnectedError("the SQLite backend is not connected")
-        try:
+        with self._errors.mapped():
             return list(await conn.execute_fetchall(sql, params))
-        except (sqlite3.Error, ValueError) as exc:
-            _translate(exc, self.path)
 
     # -- primitives ------------------------------------------------------------------------
     async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
@@ -308,24 +321,13 @@ class SQLiteBackend:
             total += rows[0][0]
         return total
 
-    async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
-        upper = prefix_upper_bound(pattern.prefix) if pattern.prefix else None
-        after: str | None = None
-        while True:
-            now = self._now_ms()
-            if after is None:
-                sql, args = self._sql.scan_first(upper is not None), [pattern.prefix]
-            else:
-                sql, args = self._sql.scan_next(upper is not None), [after]
-            if upper is not None:
-                args.append(upper)
-            rows = await self._fetch(sql, (*args, now, batch_size))
-            for (key,) in rows:
-                if pattern.is_prefix_only or pattern.matches(key):
-                    yield key
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+    def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        return scan_pages(pattern, batch_size, self._scan_page)
+
+    async def _scan_page(self, page: Page) -> list[str]:
+        sql = self._sql.scan(first=page.inclusive, bounded=page.stop is not None)
+        rows = await self._fetch(sql, (*page.bounds, self._now_ms(), page.limit))
+        return [key for (key,) in rows]
 
     async def get_ttl(self, key: str) -> int:
         now = self._now_ms()
@@ -357,13 +359,10 @@ class SQLiteBackend:
     # -- expiry sweeping -------------------------------------------------------------------
     async def purge_expired(self) -> int:
         """Delete expired rows in bounded batches; return how many."""
-        total = 0
-        while True:
-            rows = await self._fetch(self._sql.purge, (self._now_ms(), self._sweep_batch))
-            total += len(rows)
-            if len(rows) < self._sweep_batch:
-                return total
-            await asyncio.sleep(0)  # let foreground work in between batches
+        return await purge_in_batches(self._purge_batch, self._sweep_batch)
+
+    async def _purge_batch(self, limit: int) -> int:
+        return len(await self._fetch(self._sql.purge, (self._now_ms(), limit)))
 
 
 def _is_int_text(text: str | bytes) -> bool:
@@ -383,15 +382,14 @@ def _file_mode(path: str) -> str:
 
 
 def _create_private_file(path: str) -> None:
-    """Create the database file 0600 if it does not exist (SQLite would use 0644)."""
+    """Create the database file 0600 if it does not exist (SQLite would use 0644). An OSError
+    (no such directory, no permission) is left to the translator, as connect() runs this."""
     if os.path.exists(path):
         return
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         return  # another process created it first
-    except OSError as exc:
-        raise UnavailableError(f"cannot create SQLite database {path}: {exc.strerror}") from exc
     os.close(fd)
 
 
@@ -492,10 +490,8 @@ class _Statements:
             "count", n, False, lambda: f"SELECT count(*) FROM {self.t} WHERE key IN ({self._in(n)}) AND {self._live}"
         )
 
-    def scan_first(self, bounded: bool) -> str:
+    def scan(self, *, first: bool, bounded: bool) -> str:
+        """A page of a keyset scan (see ad_buyer_storage.kit.scan)."""
+        lower = "key >= ?" if first else "key > ?"
         upper = "AND key < ? " if bounded else ""
-        return f"SELECT key FROM {self.t} WHERE key >= ? {upper}AND {self._live} ORDER BY key LIMIT ?"
-
-    def scan_next(self, bounded: bool) -> str:
-        upper = "AND key < ? " if bounded else ""
-        return f"SELECT key FROM {self.t} WHERE key > ? {upper}AND {self._live} ORDER BY key LIMIT ?"
+        return f"SELECT key FROM {self.t} WHERE {lower} {upper}AND {self._live} ORDER BY key LIMIT ?"

@@ -8,6 +8,7 @@ expiry without sleeping).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -27,6 +28,7 @@ from ad_buyer_storage.contract.protocol import (
     Write,
 )
 from ad_buyer_storage.errors import ConfigurationError, InvalidValueError
+from ad_buyer_storage.kit.subscription import Deliver, queue_subscription
 
 __all__ = ["MemoryBackend", "create_backend"]
 
@@ -46,7 +48,7 @@ class MemoryBackend:
     def __init__(self, *, clock: Clock = system_clock) -> None:
         self._clock = clock
         self._data: dict[str, _Entry] = {}
-        self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
+        self._subscribers: dict[str, set[Deliver]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryBackend(keys={len(self._data)})"
@@ -172,27 +174,21 @@ class MemoryBackend:
 
     # -- pub/sub (in-process) ------------------------------------------------------------------
     async def publish(self, channel: str, message: str) -> int:
-        queues = self._subscribers.get(channel, set())
-        for queue in queues:
-            queue.put_nowait(message)
-        return len(queues)
+        subscribers = self._subscribers.get(channel, set())
+        for deliver in subscribers:
+            deliver(message)
+        return len(subscribers)
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
-        return self._subscription(channel)
+        return queue_subscription(functools.partial(self._listen, channel))
 
     @asynccontextmanager
-    async def _subscription(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        self._subscribers.setdefault(channel, set()).add(queue)
-
-        async def messages() -> AsyncIterator[str]:
-            while True:
-                yield await queue.get()
-
+    async def _listen(self, channel: str, deliver: Deliver) -> AsyncIterator[None]:
+        self._subscribers.setdefault(channel, set()).add(deliver)
         try:
-            yield messages()
+            yield
         finally:
-            self._subscribers[channel].discard(queue)
+            self._subscribers[channel].discard(deliver)
 
 
 def _as_int64(text: str, key: str) -> int:

@@ -1,4 +1,10 @@
-"""The background expiry sweep of a backend that purges expired rows itself (SQL stores)."""
+"""For backend authors whose store does not expire keys itself (SQL tables): purge the expired rows.
+
+Reads already ignore expired rows; the sweep only reclaims their space. :func:`purge_in_batches`
+deletes them in bounded batches, letting foreground work run between two, until a batch comes
+back short; :class:`Sweeper` runs that every ``interval`` seconds from ``connect`` to ``aclose``,
+a failed sweep logged and tried again at the next interval.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,21 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-__all__ = ["Sweeper", "sweep_forever"]
+__all__ = ["Sweeper", "purge_in_batches", "sweep_forever"]
+
+
+async def purge_in_batches(delete_batch: Callable[[int], Awaitable[int | None]], batch: int) -> int:
+    """Call ``delete_batch(batch)`` (delete at most *batch* expired rows, return how many) until it
+    deletes fewer than *batch*, or returns None (another instance is sweeping); the total deleted."""
+    total = 0
+    while True:
+        deleted = await delete_batch(batch)
+        if deleted is None:
+            return total
+        total += deleted
+        if deleted < batch:
+            return total
+        await asyncio.sleep(0)  # one batch at a time: foreground calls run in between
 
 
 async def sweep_forever(purge: Callable[[], Awaitable[int]], interval: float, where: str, log: logging.Logger) -> None:
