@@ -3,8 +3,10 @@
 Design (two driver facts: aiosqlite serves a connection from one worker thread; SQLite has one writer at a time):
 
 * every primitive is ONE SQL statement in autocommit mode: atomic on its own, one thread hop
-  per call, and no multi-statement transaction that concurrent coroutines could interleave
-  ("cannot start a transaction within a transaction" cannot happen);
+  per call. The one multi-statement transaction, :meth:`SQLiteBackend.commit`, runs alone on
+  the connection: it waits for the statements in flight, holds new ones back until it ends
+  (so none can land inside it), and takes the write lock up front (``BEGIN IMMEDIATE``), so
+  its checks and writes are one step for every process on the file;
 * WAL + ``synchronous=NORMAL`` + ``busy_timeout``: several processes on one host may write the
   same file; a write statement takes the write lock up front, so ``busy_timeout`` applies. A
   commit is in the WAL when the call returns: it survives the process being killed, and with
@@ -19,6 +21,7 @@ Design (two driver facts: aiosqlite serves a connection from one worker thread; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -38,6 +41,7 @@ from ad_buyer_storage.contract.protocol import (
     NO_EXPIRY,
     NO_KEY,
     Capability,
+    Check,
     Condition,
     Record,
     Write,
@@ -148,13 +152,18 @@ class SQLiteBackend:
         self.in_memory = self.path == ":memory:"
         self.read_only = read_only
         self.capabilities = frozenset(
-            {Capability.EXPIRY, Capability.ATOMIC}
+            {Capability.EXPIRY, Capability.ATOMIC, Capability.TRANSACTIONS}
             | (set() if self.in_memory else {Capability.DURABLE, Capability.MULTI_PROCESS})
         )
         self._busy_timeout = busy_timeout
         self._sweep_batch = sweep_batch
         self._clock = clock
         self._conn: aiosqlite.Connection | None = None
+        # Statements in flight, and the transaction (if any) that new statements wait behind.
+        self._in_flight = 0
+        self._drained: asyncio.Event | None = None
+        self._transaction: asyncio.Event | None = None
+        self._transaction_lock = asyncio.Lock()
         # aiosqlite reports a closed connection with a ValueError.
         self._errors = ErrorMap(self._translate, (sqlite3.Error, ValueError))
         self._sweeper = Sweeper(self.purge_expired, None if read_only else sweep_interval, table, log)
@@ -233,6 +242,22 @@ class SQLiteBackend:
         return int(self._clock() * 1000)
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        while self._transaction is not None:  # never inside someone's transaction
+            await self._transaction.wait()
+        conn = self._conn
+        if conn is None:
+            raise NotConnectedError("the SQLite backend is not connected")
+        self._in_flight += 1
+        try:
+            with self._errors.mapped():
+                return list(await conn.execute_fetchall(sql, params))
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._drained is not None:
+                self._drained.set()
+
+    async def _alone(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A statement of the running transaction (which holds the connection to itself)."""
         conn = self._conn
         if conn is None:
             raise NotConnectedError("the SQLite backend is not connected")
@@ -276,13 +301,17 @@ class SQLiteBackend:
         return results_or_raise(outcomes)
 
     async def _upsert(self, rows: Sequence[Write], now: int) -> list[bool]:
+        await self._fetch(self._sql.upsert(len(rows), rows[0].keep_ttl), self._upsert_params(rows, now))
+        return [True] * len(rows)
+
+    @staticmethod
+    def _upsert_params(rows: Sequence[Write], now: int) -> list[Any]:
         params: list[Any] = []
         for row in rows:
             params += (row.key, row.value, row.version, None if row.ttl_ms is None else now + row.ttl_ms)
         if rows[0].keep_ttl:
             params.append(now)
-        await self._fetch(self._sql.upsert(len(rows), rows[0].keep_ttl), params)
-        return [True] * len(rows)
+        return params
 
     async def _conditional(self, w: Write, now: int) -> bool:
         expires = None if w.ttl_ms is None else now + w.ttl_ms
@@ -293,6 +322,63 @@ class SQLiteBackend:
             args = (w.value, w.version) + (() if w.keep_ttl else (expires,)) + (w.key, w.expected_version, now)
             rows = await self._fetch(sql, args)
         return bool(rows)
+
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        await self._transaction_lock.acquire()  # one transaction at a time on this connection
+        self._transaction = held_back = asyncio.Event()
+        try:
+            while self._in_flight:
+                self._drained = asyncio.Event()
+                await self._drained.wait()
+            self._drained = None
+        except BaseException:  # cancelled while waiting: nothing was done
+            self._end_transaction(held_back)
+            raise
+        # Shielded: a caller cancelled mid-transaction must still leave the connection committed
+        # or rolled back, and held back no longer, never inside a transaction others would join.
+        return await asyncio.shield(self._transaction_then_release(checks, writes, deletes, held_back))
+
+    async def _transaction_then_release(
+        self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str], held_back: asyncio.Event
+    ) -> bool:
+        try:
+            return await self._run_transaction(checks, writes, deletes)
+        finally:
+            self._end_transaction(held_back)
+
+    def _end_transaction(self, held_back: asyncio.Event) -> None:
+        self._drained = None
+        self._transaction = None
+        held_back.set()
+        self._transaction_lock.release()
+
+    async def _run_transaction(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        await self._alone("BEGIN IMMEDIATE", ())
+        try:
+            now = self._now_ms()
+            keys = [key for key, _ in checks]
+            live: dict[str, str] = {}
+            for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
+                chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
+                for key, version in await self._alone(self._sql.versions(len(chunk)), (*chunk, now)):
+                    live[key] = version
+            if any(live.get(key) != version for key, version in checks):
+                await self._alone("ROLLBACK", ())
+                return False
+            for keep in (False, True):
+                rows = [w for w in writes if w.keep_ttl is keep]
+                for start in range(0, len(rows), _MAX_ROWS_PER_STATEMENT):
+                    batch = rows[start : start + _MAX_ROWS_PER_STATEMENT]
+                    await self._alone(self._sql.upsert(len(batch), keep), self._upsert_params(batch, now))
+            for start in range(0, len(deletes), _MAX_KEYS_PER_STATEMENT):
+                gone = deletes[start : start + _MAX_KEYS_PER_STATEMENT]
+                await self._alone(self._sql.remove(len(gone)), gone)
+            await self._alone("COMMIT", ())
+            return True
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._alone("ROLLBACK", ())  # an error inside: nothing of it applies
+            raise
 
     async def remove(self, keys: Sequence[str]) -> int:
         now = self._now_ms()
@@ -473,6 +559,14 @@ class _Statements:
             n,
             False,
             lambda: f"SELECT key, value, version FROM {self.t} WHERE key IN ({self._in(n)}) AND {self._live}",
+        )
+
+    def versions(self, n: int) -> str:
+        return self._cached(
+            "versions",
+            n,
+            False,
+            lambda: f"SELECT key, version FROM {self.t} WHERE key IN ({self._in(n)}) AND {self._live}",
         )
 
     def remove(self, n: int) -> str:

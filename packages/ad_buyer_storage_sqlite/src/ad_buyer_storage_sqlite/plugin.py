@@ -19,7 +19,13 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
             install_hint="pip install ad-buyer-storage-sqlite",
             rank=0,
             capabilities=frozenset(
-                {Capability.EXPIRY, Capability.ATOMIC, Capability.DURABLE, Capability.MULTI_PROCESS}
+                {
+                    Capability.EXPIRY,
+                    Capability.ATOMIC,
+                    Capability.TRANSACTIONS,
+                    Capability.DURABLE,
+                    Capability.MULTI_PROCESS,
+                }
             ),
         )
     ]

@@ -212,36 +212,40 @@ class TransactionsContract(ContractBase):
 
     @certifies("transactions", Capability.TRANSACTIONS, Capability.EXPIRY)
     async def test_expiry_inside_transactions(self, subject: Subject) -> None:
-        storage = subject.storage
-        await storage.set("session:kept", 1, ttl=40)
+        storage = subject.storage  # keys of one keyspace: behind a router, one route serves them all
+        await storage.set("deal:ttl_kept", 1, ttl=40)
         async with storage.transaction() as tx:
-            tx.set("session:new", "x", ttl=30)
-            tx.set("session:kept", 2, keep_ttl=True)
-            await tx.incr("counter:made", ttl=20)
-        remaining = {key: await storage.ttl(key) or 0.0 for key in ("session:new", "session:kept", "counter:made")}
-        assert 25 < remaining["session:new"] <= 30, f"tx.set(ttl=) must give the key that TTL: {remaining}"
-        assert 35 < remaining["session:kept"] <= 40, f"tx.set(keep_ttl=True) must keep the remaining TTL: {remaining}"
-        assert 0 < remaining["counter:made"] <= 20, f"tx.incr(ttl=) must give the key it creates that TTL: {remaining}"
+            tx.set("deal:ttl_new", "x", ttl=30)
+            tx.set("deal:ttl_kept", 2, keep_ttl=True)
+            await tx.incr("deal:ttl_counter", ttl=20)
+        remaining = {
+            key: await storage.ttl(key) or 0.0 for key in ("deal:ttl_new", "deal:ttl_kept", "deal:ttl_counter")
+        }
+        assert 25 < remaining["deal:ttl_new"] <= 30, f"tx.set(ttl=) must give the key that TTL: {remaining}"
+        assert 35 < remaining["deal:ttl_kept"] <= 40, f"tx.set(keep_ttl=True) must keep the remaining TTL: {remaining}"
+        assert 0 < remaining["deal:ttl_counter"] <= 20, (
+            f"tx.incr(ttl=) must give the key it creates that TTL: {remaining}"
+        )
 
-        await storage.set("session:brief", "v", ttl=0.2)
+        await storage.set("deal:ttl_brief", "v", ttl=0.2)
 
         async def read_then_expire() -> None:
             async with storage.transaction() as tx:
-                await tx.get("session:brief")
+                await tx.get("deal:ttl_brief")
                 await subject.elapse(0.3)
-                tx.set("session:other", 1)
+                tx.set("deal:ttl_other", 1)
 
         await fails_with(
             TransactionConflictError, read_then_expire(), "a key read live that expired before the commit must conflict"
         )
-        assert not await storage.exists("session:other"), "a conflicting commit must write nothing"
-        await storage.set("session:leftover", "v", ttl=0.2)
+        assert not await storage.exists("deal:ttl_other"), "a conflicting commit must write nothing"
+        await storage.set("deal:ttl_leftover", "v", ttl=0.2)
         await subject.elapse(0.3)
         async with storage.transaction() as tx:
-            assert await tx.get("session:leftover") is None, "an expired key must read as absent in a transaction"
-            tx.set("session:leftover", "new")
-        assert await storage.get("session:leftover") == "new", "a key read absent because expired must commit"
-        assert await storage.ttl("session:leftover") is None, "a write without ttl must not inherit the expired TTL"
+            assert await tx.get("deal:ttl_leftover") is None, "an expired key must read as absent in a transaction"
+            tx.set("deal:ttl_leftover", "new")
+        assert await storage.get("deal:ttl_leftover") == "new", "a key read absent because expired must commit"
+        assert await storage.ttl("deal:ttl_leftover") is None, "a write without ttl must not inherit the expired TTL"
 
     @certifies("transactions", Capability.TRANSACTIONS)
     async def test_bad_input_is_refused_at_the_call(self, subject: Subject) -> None:
