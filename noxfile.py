@@ -303,6 +303,19 @@ def metadata_problems(text: str, where: str, meta: bool) -> list[str]:
     return problems
 
 
+def clone_problems(text: str, where: str) -> list[str]:
+    """What is wrong in the meta-package's metadata as pip builds it in a clone (`pip install -e .`,
+    `pip install ".[dev]"`): each of our distributions must be a direct reference to its folder."""
+    folders = {canonicalize_name(project_table(d.folder)["name"]): d.folder for d in DISTRIBUTIONS if d.package}
+    problems = []
+    for line in email.parser.Parser().parsestr(text).get_all("Requires-Dist") or []:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name in folders and req.url != (HERE / folders[name]).as_uri():
+            problems.append(f"{where}: {line} is not a direct reference to {folders[name]}")
+    return problems
+
+
 def declared_entry_points(folder: str | Path) -> dict[str, dict[str, str]]:
     project = project_table(folder)
     declared = dict(project.get("entry-points", {}))
@@ -432,7 +445,6 @@ def install_alone(
 def build(session: nox.Session) -> None:
     """Build every sdist and wheel, check them (twine, contents, no direct references) and install each alone."""
     session.install("build>=1.2", "twine>=6.1", "packaging>=24.2")
-    root = Path.cwd()
     tmp = Path(session.create_tmp())
     dist_dir = tmp / "dist"
     shutil.rmtree(dist_dir, ignore_errors=True)
@@ -442,12 +454,17 @@ def build(session: nox.Session) -> None:
         session.run("python", "-m", "build", "--outdir", str(dist_dir), dist.folder, silent=True)
     session.run("twine", "check", "--strict", *sorted(str(p) for p in dist_dir.iterdir()))
     problems = []
-    wheels = {}
     for dist in DISTRIBUTIONS:
         stem = artifact_stem(dist.folder)
-        wheels[dist] = dist_dir / f"{stem}-py3-none-any.whl"
-        problems += wheel_problems(wheels[dist], dist, root)
-        problems += sdist_problems(dist_dir / f"{stem}.tar.gz", dist, root)
+        problems += wheel_problems(dist_dir / f"{stem}-py3-none-any.whl", dist, HERE)
+        problems += sdist_problems(dist_dir / f"{stem}.tar.gz", dist, HERE)
+    # And what pip builds in a clone (`pip install -e .`: the meta-package's wheel straight from
+    # the tree) takes ours from packages/, never from an index.
+    clone = tmp / "clone"
+    shutil.rmtree(clone, ignore_errors=True)
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(clone), ".", silent=True)
+    with zipfile.ZipFile(clone / f"{artifact_stem('.')}-py3-none-any.whl") as archive:
+        problems += clone_problems(archive.read(f"{artifact_stem('.')}.dist-info/METADATA").decode(), "clone")
     if problems:
         session.error("the distributions are not what users should get:\n  " + "\n  ".join(problems))
     session.log(f"{len(DISTRIBUTIONS)} sdists and wheels carry their metadata, license, entry points and files")

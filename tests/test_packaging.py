@@ -250,3 +250,14 @@ def test_third_party_requirements_leave_ours_and_the_extras_out(tmp_path: Path) 
     requires = ("pydantic>=2.7", "ad-buyer-storage-core>=0.1.0", "orjson>=3.10; extra == 'fast'", "redis>=5.0.1")
     wheel = core_wheel(tmp_path, requires=requires)
     assert noxfile.third_party_requirements([wheel]) == ["pydantic>=2.7", "redis>=5.0.1"]
+
+
+def test_in_a_clone_the_meta_package_must_take_ours_from_packages() -> None:
+    dependencies, _ = load_hook().requirements(hook_config(), ROOT, published=False)
+    assert noxfile.clone_problems(metadata(dependencies), "clone") == []
+    plain, _ = load_hook().requirements(hook_config(), ROOT, published=True)
+    assert len(noxfile.clone_problems(metadata(plain), "clone")) == 2  # core and SQLite from an index
+    elsewhere = [f"ad-buyer-storage-core @ {(ROOT / 'elsewhere').as_uri()}"]
+    assert noxfile.clone_problems(metadata(elsewhere), "clone") == [
+        f"clone: {elsewhere[0]} is not a direct reference to {noxfile.CORE}"
+    ]
