@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import configparser
+import email.parser
+import json
 import os
+import re
 import shutil
 import subprocess
+import tarfile
+import tomllib
+import zipfile
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import nox
+from packaging.requirements import Requirement  # nox's own dependency
+from packaging.utils import canonicalize_name
 
-nox.options.sessions = ["lint", "typecheck", "tests", "faults", "demo", "demo_redis", "demo_postgres"]
+nox.options.sessions = ["lint", "typecheck", "tests", "faults", "build", "demo", "demo_redis", "demo_postgres"]
 nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+HERE = Path(__file__).resolve().parent
+PYTHON = "3.11"  # every session but tests: the oldest Python that requires-python admits
+TESTED_PYTHONS = ["3.11", "3.12", "3.13"]  # tests runs on each (tests-3.11, tests-3.12, tests-3.13)
 CORE = "packages/ad_buyer_storage_core"
 SQLITE = "packages/ad_buyer_storage_sqlite"
 REDIS = "packages/ad_buyer_storage_redis"
@@ -29,13 +42,64 @@ CONFORMANCE = {
 }
 
 
+def runs(command: str) -> bool:
+    """Whether `command -c pass` works: a pyenv shim is on PATH for every installed version but
+    answers only for the versions pyenv has active, and fails for the others."""
+    path = shutil.which(command)
+    if path is None:
+        return False
+    try:
+        return subprocess.run([path, "-c", "pass"], capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def pyenv_interpreter(version: str, root: Path) -> Path | None:
+    """The newest CPython X.Y.Z that pyenv installed under root for version "X.Y" (not a -dev or t build)."""
+    found = []
+    for candidate in root.glob(f"versions/{version}.*/bin/python{version}"):
+        patch = re.fullmatch(rf"{re.escape(version)}\.(\d+)", candidate.parent.parent.name)
+        if patch and os.access(candidate, os.X_OK):
+            found.append((int(patch.group(1)), candidate))
+    return max(found)[1] if found else None
+
+
+def find_interpreters(versions: list[str], links: Path) -> None:
+    """Make every pythonX.Y of versions findable by nox, as `pythonX.Y` on PATH.
+
+    pyenv's shims answer only for its active versions (`pyenv global`, 3.11 on this machine), so
+    `python3.12` fails although pyenv installed 3.12: nox would report the interpreter missing.
+    For each version whose `pythonX.Y` does not run, the newest patch release pyenv installed is
+    linked into `links`, which goes first on PATH; nothing else of pyenv's (python3, pip...) is.
+    Where none is installed, nothing is done and nox says the interpreter is missing (an error).
+    """
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = {}
+    for version in versions:
+        if not runs(f"python{version}") and (interpreter := pyenv_interpreter(version, root)):
+            found[version] = interpreter
+    if not found:
+        return
+    links.mkdir(parents=True, exist_ok=True)
+    for version, interpreter in found.items():
+        link = links / f"python{version}"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(interpreter)
+    if str(links) not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([str(links), os.environ.get("PATH", "")])
+
+
+find_interpreters(TESTED_PYTHONS, HERE / ".nox" / ".pythons")
+
+
 def install_project(session: nox.Session) -> None:
     # The real distributions (not editable): the tests exercise what users install,
     # entry points and py.typed included.
     session.install(".[dev]", EXAMPLE_PLUGIN)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=TESTED_PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite but the reliability faults (conformance kit on every backend included)."""
     install_project(session)
@@ -106,12 +170,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """Type-check packages (strict), tests and this noxfile with mypy."""
+    """Type-check packages (strict), tests, this noxfile and the build backend with mypy."""
     install_project(session)
     session.install("mypy>=1.10", "nox")
     session.run("mypy", *PACKAGES, *session.posargs)
     tests = ["tests", f"{SQLITE}/tests", f"{REDIS}/tests", f"{POSTGRES}/tests", "conftest.py"]
-    session.run("mypy", *tests, "noxfile.py", "bench", "--exclude", "tests/example_plugin")
+    session.run("mypy", *tests, "noxfile.py", "bench", "build_support", "--exclude", "tests/example_plugin")
 
 
 def assert_no_driver_but(session: nox.Session, allowed: str) -> None:
@@ -163,6 +227,254 @@ def demo_postgres(session: nox.Session) -> None:
     # A shared server: leave nothing behind, not even the demo's schema.
     drop = "DROP SCHEMA IF EXISTS ad_buyer_demo CASCADE"
     session.run("psql", "postgresql://postgres@127.0.0.1:5432/test", "-qc", drop, external=True)
+
+
+class Distribution(NamedTuple):
+    """One distribution as a user downloads it, and what its wheel must carry."""
+
+    folder: str
+    package: str | None  # the import package its wheel ships; None: the meta-package ships no code
+    carries: tuple[str, ...]  # files of that package its wheel must hold, beside its modules
+    groups: tuple[str, ...]  # entry-point groups its wheel must declare
+    backends: tuple[str, ...]  # the backends it registers (ad_buyer_storage.backends)
+    driver: str | None  # the one driver module installing it alone brings
+
+
+BACKENDS_GROUP = "ad_buyer_storage.backends"
+DRIVERS = ("aiosqlite", "redis", "asyncpg")
+DISTRIBUTIONS = [
+    Distribution(".", None, (), (), (), None),
+    Distribution(
+        CORE,
+        "ad_buyer_storage",
+        # __init__.pyi is read at run time: it lists the public names (`import ad_buyer_storage`).
+        ("py.typed", "__init__.pyi"),
+        ("console_scripts", "pytest11", BACKENDS_GROUP),
+        ("memory", "hybrid", "mirror"),
+        None,
+    ),
+    Distribution(SQLITE, "ad_buyer_storage_sqlite", ("py.typed",), (BACKENDS_GROUP,), ("sqlite",), "aiosqlite"),
+    Distribution(REDIS, "ad_buyer_storage_redis", ("py.typed",), (BACKENDS_GROUP,), ("redis",), "redis"),
+    Distribution(POSTGRES, "ad_buyer_storage_postgres", ("py.typed",), (BACKENDS_GROUP,), ("postgres",), "asyncpg"),
+]
+META_EXTRAS = {"redis", "postgres", "production", "fast", "dev"}
+
+
+def project_table(folder: str | Path) -> dict[str, Any]:
+    with open(HERE / folder / "pyproject.toml", "rb") as file:  # HERE / an absolute path: that path
+        project: dict[str, Any] = tomllib.load(file)["project"]
+    return project
+
+
+def artifact_stem(folder: str | Path) -> str:
+    """`ad_buyer_storage_core-0.1.0`: how sdists and wheels of the folder's distribution begin."""
+    project = project_table(folder)
+    return f"{re.sub(r'[-_.]+', '_', project['name']).lower()}-{project['version']}"
+
+
+def our_versions() -> dict[str, str]:
+    """Canonical name -> version of each of our distributions but the meta-package."""
+    return {
+        canonicalize_name(project["name"]): project["version"]
+        for project in (project_table(d.folder) for d in DISTRIBUTIONS if d.package)
+    }
+
+
+def metadata_problems(text: str, where: str, meta: bool) -> list[str]:
+    """What is wrong in core metadata (PKG-INFO, METADATA) that an index or a user would see."""
+    message = email.parser.Parser().parsestr(text)
+    problems = []
+    if message["License-Expression"] != "Apache-2.0" or "LICENSE" not in (message.get_all("License-File") or []):
+        problems.append(f"{where}: no Apache-2.0 License-Expression with its License-File LICENSE")
+    requirements = [Requirement(line) for line in message.get_all("Requires-Dist") or []]
+    problems += [f"{where}: a direct reference, which an index refuses: {r}" for r in requirements if r.url]
+    if meta:
+        versions = our_versions()
+        ours = {canonicalize_name(r.name): r for r in requirements if canonicalize_name(r.name) in versions}
+        problems += [
+            f"{where}: {req} does not ask for {name}>={versions[name]}"
+            for name, req in ours.items()
+            if str(req.specifier) != f">={versions[name]}"
+        ]
+        if set(ours) != set(versions):
+            problems.append(f"{where}: names {sorted(ours)} of ours, not {sorted(versions)}")
+        if set(message.get_all("Provides-Extra") or []) != META_EXTRAS:
+            problems.append(f"{where}: extras {message.get_all('Provides-Extra')}, not {sorted(META_EXTRAS)}")
+    return problems
+
+
+def clone_problems(text: str, where: str) -> list[str]:
+    """What is wrong in the meta-package's metadata as pip builds it in a clone (`pip install -e .`,
+    `pip install ".[dev]"`): each of our distributions must be a direct reference to its folder."""
+    folders = {canonicalize_name(project_table(d.folder)["name"]): d.folder for d in DISTRIBUTIONS if d.package}
+    problems = []
+    for line in email.parser.Parser().parsestr(text).get_all("Requires-Dist") or []:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name in folders and req.url != (HERE / folders[name]).as_uri():
+            problems.append(f"{where}: {line} is not a direct reference to {folders[name]}")
+    return problems
+
+
+def declared_entry_points(folder: str | Path) -> dict[str, dict[str, str]]:
+    project = project_table(folder)
+    declared = dict(project.get("entry-points", {}))
+    if project.get("scripts"):
+        declared["console_scripts"] = project["scripts"]
+    return declared
+
+
+def wheel_problems(wheel: Path, dist: Distribution, root: Path) -> list[str]:
+    """What the wheel lacks: its license, entry points, package files (py.typed, __init__.pyi...)."""
+    info = f"{artifact_stem(root / dist.folder)}.dist-info"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        read = {name: archive.read(name) for name in names if name.startswith(info)}
+    problems = []
+    if read.get(f"{info}/licenses/LICENSE") != (root / "LICENSE").read_bytes():
+        problems.append(f"{wheel.name}: no {info}/licenses/LICENSE, or not the project's")
+    problems += metadata_problems(read[f"{info}/METADATA"].decode(), wheel.name, meta=dist.package is None)
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # entry-point names keep their case
+    parser.read_string(read.get(f"{info}/entry_points.txt", b"").decode())
+    carried = {group: dict(parser[group]) for group in parser.sections()}
+    if carried != declared_entry_points(root / dist.folder):
+        problems.append(f"{wheel.name}: entry points {carried}, not its pyproject's")
+    problems += [f"{wheel.name}: no {group} entry point" for group in dist.groups if not carried.get(group)]
+    backends = tuple(sorted(carried.get(BACKENDS_GROUP, {})))
+    if backends != tuple(sorted(dist.backends)):
+        problems.append(f"{wheel.name}: registers backends {backends}, not {sorted(dist.backends)}")
+    if dist.package is None:
+        problems += [f"{wheel.name}: the meta-package ships {name}" for name in names if not name.startswith(info)]
+        return problems
+    problems += [f"{wheel.name}: no {dist.package}/{f}" for f in dist.carries if f"{dist.package}/{f}" not in names]
+    source = root / dist.folder / "src"
+    expected = {
+        path.relative_to(source).as_posix()
+        for path in (source / dist.package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    shipped = {name for name in names if name.startswith(f"{dist.package}/")}
+    problems += [f"{wheel.name}: lacks {name}" for name in sorted(expected - shipped)]
+    problems += [f"{wheel.name}: ships {name}, which is not in its sources" for name in sorted(shipped - expected)]
+    return problems
+
+
+def sdist_problems(sdist: Path, dist: Distribution, root: Path) -> list[str]:
+    """What the sdist lacks (PKG-INFO, LICENSE, pyproject.toml); the meta-package's holds no packages/."""
+    base = artifact_stem(root / dist.folder)
+    with tarfile.open(sdist) as archive:
+        names = set(archive.getnames())
+        pkg_info = archive.extractfile(f"{base}/PKG-INFO") if f"{base}/PKG-INFO" in names else None
+        metadata = pkg_info.read().decode() if pkg_info else ""
+    needed = [f"{base}/{name}" for name in ("PKG-INFO", "LICENSE", "pyproject.toml")]
+    problems = [f"{sdist.name}: no {name}" for name in needed if name not in names]
+    problems += metadata_problems(metadata, f"{sdist.name} PKG-INFO", meta=dist.package is None)
+    if dist.package is None:
+        problems += [f"{sdist.name}: ships {name}" for name in sorted(names) if name.startswith(f"{base}/packages")]
+    return problems
+
+
+def third_party_requirements(wheels: list[Path]) -> list[str]:
+    """What these wheels require (no extra) that is not ours: it comes from the registry."""
+    found = []
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            message = email.parser.Parser().parsestr(archive.read(name).decode())
+        for line in message.get_all("Requires-Dist") or []:
+            req = Requirement(line)
+            if not canonicalize_name(req.name).startswith("ad-buyer-storage") and not (
+                req.marker and "extra" in str(req.marker)
+            ):
+                found.append(line)
+    return sorted(set(found))
+
+
+# Run in each venv that holds one distribution alone: every backend it registers resolves
+# through the registry, no plugin fails, no driver but its own is there, its typing files are.
+PROBE = """
+import importlib.metadata, importlib.util, json, pathlib, sys
+import ad_buyer_storage
+from ad_buyer_storage import registry
+want = json.loads(sys.argv[1])
+specs, failures = registry.discover()
+assert not failures, failures
+assert sorted(specs) == sorted(want["backends"]), (sorted(specs), want["backends"])
+for name in want["backends"]:
+    assert callable(registry.get(name).load_factory()), name
+drivers = sorted(m for m in want["all_drivers"] if importlib.util.find_spec(m))
+assert drivers == want["drivers"], f"drivers installed: {drivers}, expected {want['drivers']}"
+for package in want["packages"]:
+    where = pathlib.Path(importlib.util.find_spec(package).origin).parent
+    assert (where / "py.typed").is_file(), f"{package}: no py.typed"
+assert pathlib.Path(ad_buyer_storage.__file__).with_suffix(".pyi").is_file()
+assert "ad_buyer_storage" in {ep.name for ep in importlib.metadata.entry_points(group="pytest11")}
+print("alone:", ", ".join(f"{n} ({specs[n].distribution})" for n in sorted(specs)), "| drivers:", drivers or "none")
+"""
+
+
+def install_alone(
+    session: nox.Session, venv: Path, dist_dir: Path, asked: Distribution, present: list[Distribution]
+) -> None:
+    """A fresh venv where pip is asked for one distribution of ours; present is what it must then hold
+    (core, the asked one, what it requires). Third-party requirements come from the registry, ours
+    from dist_dir only: never an index (--no-index, and no pip configuration with its find-links)."""
+    session.run("python", "-m", "venv", str(venv), silent=True)
+    python = str(venv / "bin" / "python")
+    wheels = [dist_dir / f"{artifact_stem(d.folder)}-py3-none-any.whl" for d in present]
+    if third := third_party_requirements(wheels):
+        session.run(python, "-m", "pip", "install", "--quiet", *third, external=True, silent=True)
+    only_ours = {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(dist_dir), "PIP_NO_INDEX": "1"}
+    project = project_table(asked.folder)
+    pip = [python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(dist_dir)]
+    session.run(*pip, f"{project['name']}=={project['version']}", external=True, env=only_ours, silent=True)
+    want = {
+        "backends": [name for d in present for name in d.backends],
+        "drivers": sorted(d.driver for d in present if d.driver),
+        "all_drivers": DRIVERS,
+        "packages": [d.package for d in present if d.package],
+    }
+    probe = venv / "probe.py"
+    probe.write_text(PROBE, encoding="utf-8")
+    session.run(python, str(probe), json.dumps(want), external=True)
+    session.run(str(venv / "bin" / "ad-buyer-storage"), "backends", external=True, silent=True)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build every sdist and wheel, check them (twine, contents, no direct references) and install each alone."""
+    session.install("build>=1.2", "twine>=6.1", "packaging>=24.2")
+    tmp = Path(session.create_tmp())
+    dist_dir = tmp / "dist"
+    shutil.rmtree(dist_dir, ignore_errors=True)
+    shutil.rmtree(tmp / "alone", ignore_errors=True)
+    for dist in DISTRIBUTIONS:
+        # sdist, then the wheel built from it: what `python -m build` publishes.
+        session.run("python", "-m", "build", "--outdir", str(dist_dir), dist.folder, silent=True)
+    session.run("twine", "check", "--strict", *sorted(str(p) for p in dist_dir.iterdir()))
+    problems = []
+    for dist in DISTRIBUTIONS:
+        stem = artifact_stem(dist.folder)
+        problems += wheel_problems(dist_dir / f"{stem}-py3-none-any.whl", dist, HERE)
+        problems += sdist_problems(dist_dir / f"{stem}.tar.gz", dist, HERE)
+    # And what pip builds in a clone (`pip install -e .`: the meta-package's wheel straight from
+    # the tree) takes ours from packages/, never from an index.
+    clone = tmp / "clone"
+    shutil.rmtree(clone, ignore_errors=True)
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(clone), ".", silent=True)
+    with zipfile.ZipFile(clone / f"{artifact_stem('.')}-py3-none-any.whl") as archive:
+        problems += clone_problems(archive.read(f"{artifact_stem('.')}.dist-info/METADATA").decode(), "clone")
+    if problems:
+        session.error("the distributions are not what users should get:\n  " + "\n  ".join(problems))
+    session.log(f"{len(DISTRIBUTIONS)} sdists and wheels carry their metadata, license, entry points and files")
+    meta, core, *backends = DISTRIBUTIONS
+    install_alone(session, tmp / "alone" / "core", dist_dir, core, [core])
+    for backend in backends:
+        install_alone(session, tmp / "alone" / Path(backend.folder).name, dist_dir, backend, [core, backend])
+    # The meta-package's plain requirements resolve, to our wheels: core + SQLite.
+    sqlite = next(d for d in backends if d.folder == SQLITE)
+    install_alone(session, tmp / "alone" / "meta", dist_dir, meta, [meta, core, sqlite])
 
 
 @nox.session(python=PYTHON, default=False)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 
@@ -14,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 
 def _sqlite_trigger(path: str, table: str, key: str) -> None:
     name = f"refuse_{uuid.uuid4().hex[:8]}"
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # closed, not only committed
         for event in ("INSERT", "UPDATE"):
             conn.execute(
                 f'CREATE TRIGGER {name}_{event.lower()} BEFORE {event} ON "{table}" WHEN NEW.key = ? '

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import sqlite3
@@ -50,9 +51,8 @@ async def test_four_processes_times_2000_increments_are_exact(tmp_path) -> None:
     async with Storage(SQLiteBackend(path)) as storage:
         assert await storage.get("counter:shared") == 8000
         assert await storage.count("row:*") == 8000
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    conn.close()
 
 
 async def test_fifty_coroutines_writing_at_once(tmp_path) -> None:
@@ -187,9 +187,8 @@ def test_process_exits_quickly_without_closing(tmp_path) -> None:
     assert result.stdout.strip() == "done"
     assert "Event loop is closed" not in result.stderr, result.stderr
     assert "Unclosed" not in result.stderr, result.stderr
-    with sqlite3.connect(tmp_path / "exit.db") as conn:
+    with contextlib.closing(sqlite3.connect(tmp_path / "exit.db")) as conn:
         assert conn.execute("SELECT value FROM kv_store WHERE key = 'deal:exit'").fetchone() == ('{"ok":true}',)
-    conn.close()
 
 
 @pytest.mark.parametrize(("setting", "pragma"), [("NORMAL", 1), ("full", 2)])

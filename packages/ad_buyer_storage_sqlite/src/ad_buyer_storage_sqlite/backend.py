@@ -432,7 +432,8 @@ class SQLiteBackend:
         now = self._now_ms()
         expires = None if ttl_ms is None else now + ttl_ms
         low, high = (INT64_MIN, INT64_MAX - amount) if amount >= 0 else (INT64_MIN - amount, INT64_MAX)
-        rows = await self._fetch(self._sql.increment, (key, str(amount), version, expires, now, amount, low, high))
+        args = (key, str(amount), version, expires, now, amount, now, now, low, high)
+        rows = await self._fetch(self._sql.increment, args)
         if rows:
             return int(rows[0][0])
         # Nothing written: the live value is not a 64-bit integer, or the sum would overflow.
@@ -506,17 +507,20 @@ class _Statements:
         )
         self.get_expiry = f"SELECT expires_at FROM {t} WHERE key = ? AND {live}"
         self.set_expiry = f"UPDATE {t} SET expires_at = ? WHERE key = ? AND {live} RETURNING 1"
-        expired = f"({t}.expires_at IS NOT NULL AND {t}.expires_at <= ?5)"
+        # Plain placeholders only (CPython 3.12.0-3.12.3 warn on numbered ones bound to a
+        # sequence): parameters are (key, amount text, version, expiry, now, amount, now, now,
+        # low, high), in the order the ? appear.
+        expired = f"({t}.expires_at IS NOT NULL AND {t}.expires_at <= ?)"
         self.increment = (
-            f"INSERT INTO {t} (key, value, version, expires_at) VALUES (?1, ?2, ?3, ?4) "
+            f"INSERT INTO {t} (key, value, version, expires_at) VALUES (?, ?, ?, ?) "
             f"ON CONFLICT(key) DO UPDATE SET "
             f"value = CASE WHEN {expired} THEN excluded.value "
-            f"ELSE CAST(CAST({t}.value AS INTEGER) + ?6 AS TEXT) END, "
+            f"ELSE CAST(CAST({t}.value AS INTEGER) + ? AS TEXT) END, "
             f"version = excluded.version, "
             f"expires_at = CASE WHEN {expired} THEN excluded.expires_at ELSE {t}.expires_at END "
             # Canonical integer text only (what the codec writes): rejects floats, big ints, text.
             f"WHERE {expired} OR ({t}.value = CAST(CAST({t}.value AS INTEGER) AS TEXT) "
-            f"AND CAST({t}.value AS INTEGER) BETWEEN ?7 AND ?8) RETURNING value"
+            f"AND CAST({t}.value AS INTEGER) BETWEEN ? AND ?) RETURNING value"
         )
         self.remove_range = f"DELETE FROM {t} WHERE key >= ? AND key < ? RETURNING expires_at"
         self.remove_from = f"DELETE FROM {t} WHERE key >= ? RETURNING expires_at"
