@@ -1,5 +1,6 @@
 """Faults from the reliability plan: cancellation storms (C5), a SQLite writer killed at random
-(F6), and secrets in DEBUG logs on failures (S1)."""
+(F6), a process killed in the middle of transactions (F9), and secrets in DEBUG logs on
+failures (S1)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from ad_buyer_storage import Storage, StorageError
 from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, UnavailableError
+from ad_buyer_storage.testing.harness import load_callable
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
@@ -26,7 +28,7 @@ from tests._support.figures import record
 from tests._support.history import History
 from tests._support.proxy import FaultProxy
 from tests._support.servers import free_port, redis_server
-from tests._support.shared import drop_redis_prefix
+from tests._support.shared import POSTGRES_URL, drop_redis_prefix
 
 pytestmark = pytest.mark.faults
 
@@ -155,6 +157,76 @@ def test_f6_sqlite_writer_killed_at_random_loses_nothing_acknowledged(tmp_path, 
     assert not report.problems, report.problems[:5]
     record("F6", f"seed {seed}: writer killed -9 after {len(acknowledged):,} acknowledged writes: 0 lost, "
                  "integrity_check ok, reopened by a new backend")  # fmt: skip
+
+
+_PAIR = [f"pacing:part{i}" for i in range(8)]  # one transaction writes all of them, the same number
+
+
+def _transactions_until_killed(recipe: tuple[str, tuple[Any, ...]], first_round: int, acks: Any) -> None:
+    async def main() -> None:
+        async with Storage(load_callable(recipe[0])(*recipe[1])) as storage:
+            i = first_round
+            while True:
+                async with storage.transaction() as tx:
+                    for n, key in enumerate(_PAIR):  # two kinds of writes: several statements
+                        tx.set(key, {"round": i, "pad": "x" * 2000}, keep_ttl=n % 2 == 1)
+                    for marker in await storage.keys("marker:*"):
+                        tx.delete(marker)
+                    tx.set(f"marker:{i}", i)
+                acks.send(i)  # acknowledged: the commit returned
+                i += 1
+
+    asyncio.run(main())
+
+
+def _kill_mid_stream(recipe: tuple[str, tuple[Any, ...]], first_round: int, wait: float) -> list[int]:
+    """Run transactions in a child, SIGKILL it after *wait* s of acknowledgements; the acknowledged rounds."""
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_transactions_until_killed, args=(recipe, first_round, send))
+    child.start()
+    acknowledged: list[int] = []
+    deadline, first = time.monotonic() + 60, None
+    while time.monotonic() < deadline and (first is None or time.monotonic() - first < wait):
+        if receive.poll(0.01):
+            acknowledged.append(receive.recv())
+            first = first or time.monotonic()
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)  # mid-stream: as likely inside a commit as anywhere
+    child.join(10)
+    while receive.poll(0):
+        acknowledged.append(receive.recv())
+    return acknowledged
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_f9_a_process_killed_mid_commit_leaves_all_of_a_transaction_or_none(tmp_path, pg_schema, kind) -> None:
+    recipe: tuple[str, tuple[Any, ...]] = (
+        ("tests._support.recipes:sqlite_file", (str(tmp_path / "tx.db"),))
+        if kind == "sqlite"
+        else ("tests._support.recipes:postgres", (POSTGRES_URL, pg_schema, "kv"))
+    )
+
+    async def state() -> tuple[dict[str, Any], list[str]]:
+        async with Storage(load_callable(recipe[0])(*recipe[1])) as storage:
+            return await storage.get_many(_PAIR), await storage.keys("marker:*")
+
+    rng, kills, total = random.Random(9), 12, 0
+    for kill in range(kills):
+        acknowledged = _kill_mid_stream(recipe, kill * 1_000_000, rng.uniform(0.05, 0.4))
+        assert acknowledged, "the child never got going"
+        total += len(acknowledged)
+        parts, markers = asyncio.run(state())
+        rounds = {part["round"] for part in parts.values()}
+        assert len(parts) == len(_PAIR), f"kill {kill}: a transaction's writes half applied: {sorted(parts)}"
+        assert len(rounds) == 1, f"kill {kill}: the parts come from different transactions: {sorted(rounds)}"
+        (last,) = rounds
+        assert markers == [f"marker:{last}"], f"kill {kill}: a transaction's deletes and writes apart: {markers}"
+        assert last >= acknowledged[-1], (
+            f"kill {kill}: an acknowledged transaction was lost ({last} < {acknowledged[-1]})"
+        )
+    record("F9", f"{kind}: {kills} writers killed -9 mid-stream after {total:,} acknowledged transactions of "
+                 "10 keys (8 writes, 2 deletes): each time every key from one transaction, none lost")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ad_buyer_storage import GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
+from ad_buyer_storage import Check, GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.domain.collections import EntityCollection
 from ad_buyer_storage.sync import SyncCollection, SyncStorage
@@ -79,6 +79,9 @@ class ThroughTheFacade:
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         return await self._hop("increment", key, amount, version, ttl_ms)  # type: ignore[no-any-return]
+
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        return await self._hop("commit", checks, writes, deletes)  # type: ignore[no-any-return]
 
 
 def open_through_facade(path: str) -> ThroughTheFacade:

@@ -29,7 +29,7 @@ _OUR_VARIABLES = (
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test starts without our variables and in an empty directory (no .env, no ad_buyer.db)."""
     for name in list(os.environ):
-        if name in _OUR_VARIABLES or name.startswith(("SQLITE_", "REDIS_", "POSTGRES_", "MIRROR_")):
+        if name in _OUR_VARIABLES or name.startswith(("STORAGE_", "SQLITE_", "REDIS_", "POSTGRES_", "MIRROR_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 

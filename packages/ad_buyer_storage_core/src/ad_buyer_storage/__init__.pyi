@@ -25,6 +25,7 @@ from ad_buyer_storage.contract.glob import escape_glob as escape_glob
 from ad_buyer_storage.contract.protocol import NO_EXPIRY as NO_EXPIRY
 from ad_buyer_storage.contract.protocol import NO_KEY as NO_KEY
 from ad_buyer_storage.contract.protocol import Capability as Capability
+from ad_buyer_storage.contract.protocol import Check as Check
 from ad_buyer_storage.contract.protocol import Condition as Condition
 from ad_buyer_storage.contract.protocol import Record as Record
 from ad_buyer_storage.contract.protocol import StorageBackend as StorageBackend

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from ad_buyer_storage.contract.glob import GlobPattern, prefix_upper_bound
-from ad_buyer_storage.contract.protocol import NO_EXPIRY, NO_KEY, Capability, Condition, Record, Write
+from ad_buyer_storage.contract.protocol import NO_EXPIRY, NO_KEY, Capability, Check, Condition, Record, Write
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -114,7 +114,14 @@ class PostgresBackend:
 
     name = "postgres"
     capabilities = frozenset(
-        {Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS, Capability.DURABLE, Capability.PUBSUB}
+        {
+            Capability.EXPIRY,
+            Capability.ATOMIC,
+            Capability.MULTI_PROCESS,
+            Capability.DURABLE,
+            Capability.PUBSUB,
+            Capability.TRANSACTIONS,
+        }
     )
 
     def __init__(
@@ -328,6 +335,32 @@ class PostgresBackend:
         args = (w.key, w.value, w.version, w.ttl_ms, w.keep_ttl, w.expected_version)
         return bool(await self._query("fetchval", self._sql.update_if_version, *args, idempotent=False))
 
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        """One SERIALIZABLE transaction: lock and compare the checked rows' versions, then write
+        and delete. Serializable, so two transactions that each found absent a key the other
+        creates cannot both commit; a serialization failure or deadlock is a conflict (False),
+        as is a changed version: nothing applied either way."""
+        checked = sorted(key for key, _ in checks)
+
+        async def transaction(conn: Any) -> bool:
+            try:
+                async with conn.transaction(isolation="serializable"):
+                    live = dict(await conn.fetch(self._sql.lock_versions, checked)) if checked else {}
+                    if any(live.get(key) != version for key, version in checks):
+                        raise _Conflict
+                    for keep in (False, True):
+                        rows = [w for w in writes if w.keep_ttl is keep]
+                        if rows:
+                            sql = self._sql.upsert_many_keep_ttl if keep else self._sql.upsert_many
+                            await conn.execute(sql, *self._columns(rows))
+                    if deletes:
+                        await conn.execute(self._sql.remove, sorted(deletes))
+            except (_Conflict, *_ROLLED_BACK):
+                return False
+            return True
+
+        return await self._call(transaction, idempotent=False)
+
     async def remove(self, keys: Sequence[str]) -> int:
         rows = await self._call(lambda c: c.fetch(self._sql.remove, sorted(keys)), idempotent=True)
         return sum(1 for (live,) in rows if live)
@@ -474,6 +507,10 @@ def _classify(exc: BaseException, url: str, *, outcome_unknown: bool) -> Storage
     return BackendError(message)
 
 
+class _Conflict(Exception):
+    """A checked version differed: roll the transaction back."""
+
+
 class _Statements:
     """Every SQL statement, built once per table. Keys and values are always bound."""
 
@@ -531,6 +568,9 @@ class _Statements:
         )
         self.remove = f"DELETE FROM {t} WHERE key = ANY($1::text[]) RETURNING {live}"
         self.count = f"SELECT count(*) FROM {t} WHERE key = ANY($1::text[]) AND {live}"
+        self.lock_versions = (
+            f"SELECT key, version FROM {t} WHERE key = ANY($1::text[]) AND {live} ORDER BY key FOR UPDATE"
+        )
         gone = (
             "WITH gone AS (DELETE FROM {t} WHERE {where} RETURNING {live} AS live) "
             "SELECT count(*) FILTER (WHERE live) FROM gone"

@@ -35,7 +35,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ad_buyer_storage.contract.glob import GlobPattern, escape_glob
-from ad_buyer_storage.contract.protocol import Capability, Condition, Record, Write
+from ad_buyer_storage.contract.protocol import Capability, Check, Condition, Record, Write
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -48,6 +48,7 @@ from ad_buyer_storage.errors import (
     StorageFullError,
     TLSError,
     UnavailableError,
+    UnsupportedOperationError,
 )
 from ad_buyer_storage.kit.batches import results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
@@ -138,6 +139,48 @@ return redis.call('HGET', KEYS[1], 'd')
 """
 )
 
+# A transaction (SupportsTransactions.commit). KEYS: the checked keys, then the written ones,
+# then the deleted ones. ARGV: how many checked and written; per checked key its expected
+# version ('' = absent); per written key JSON, version, ttl in ms ('' none), keep ttl ('1'/'0').
+# Every key is vetted before the first write: a script that fails halfway keeps what it wrote.
+_COMMIT = _Script(
+    """
+local checked, written = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 1, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= 'hash' and kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE ' .. kind .. ' where a value of this store belongs')
+  end
+end
+for i = 1, checked do
+  local expected = ARGV[2 + i]
+  local version = redis.call('HGET', KEYS[i], 'v')
+  if expected == '' then
+    if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+  elseif version ~= expected then
+    return 0
+  end
+end
+local base = 2 + checked
+for i = 1, written do
+  local key, b = KEYS[checked + i], base + (i - 1) * 4
+  local exists = redis.call('EXISTS', key) == 1
+  redis.call('HSET', key, 'd', ARGV[b + 1], 'v', ARGV[b + 2])
+  if ARGV[b + 4] == '1' and exists then
+    -- HSET keeps the key's expiry
+  elseif ARGV[b + 3] ~= '' then
+    redis.call('PEXPIRE', key, ARGV[b + 3])
+  else
+    redis.call('PERSIST', key)
+  end
+end
+for i = checked + written + 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return 1
+"""
+)
+
 _PERSIST = _Script(
     """
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -198,7 +241,9 @@ class _RedisKeyValue:
         self._errors = ErrorMap(self._translate, _DRIVER_ERRORS, secrets=(url,))
         self._limiter: asyncio.Semaphore | None = None
         self._registered = False
-        self.capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS})
+        self.capabilities = frozenset(
+            {Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS, Capability.TRANSACTIONS}
+        )
 
     def __repr__(self) -> str:
         mode = "cluster" if self.cluster else "single"
@@ -483,6 +528,30 @@ class _RedisKeyValue:
         full = self._full(key)
         args = (amount, version, "" if ttl_ms is None else str(ttl_ms))
         return int(await self._call(lambda c: self._script(c, _INCREMENT, [full], args), idempotent=False))
+
+    async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
+        """One script: every check, then every write and delete, atomically (see _COMMIT).
+
+        On a cluster a script runs on one node, so every key must be in one hash slot: give the
+        keys of a transaction one hash tag (``campaign:{c1}``, ``order:{c1}:o1``); otherwise the
+        commit is refused before anything is sent."""
+        keys = (
+            [self._full(k) for k, _ in checks] + [self._full(w.key) for w in writes] + [self._full(k) for k in deletes]
+        )
+        if self.cluster and len({self._client.keyslot(k) for k in keys}) > 1:
+            raise UnsupportedOperationError(
+                "on Redis Cluster a transaction's keys must share one hash slot; give them one hash tag "
+                f"(campaign:{{c1}} and order:{{c1}}:o1); these span several: {', '.join(k for k, _ in checks[:3])}"
+            )
+        if not self._registered:
+            await self._register()
+        args: list[Any] = [len(checks), len(writes)]
+        args += [version or "" for _, version in checks]
+        for w in writes:
+            args += (w.value, w.version, "" if w.ttl_ms is None else str(w.ttl_ms), "1" if w.keep_ttl else "0")
+        # Never sent twice: a resend after a lost reply would find its own writes and fail its checks.
+        applied = await self._call(lambda c: self._script(c, _COMMIT, keys, args), idempotent=False)
+        return int(applied) == 1
 
 
 class RedisClusterBackend(_RedisKeyValue):

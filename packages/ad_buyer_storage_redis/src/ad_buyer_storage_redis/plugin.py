@@ -18,6 +18,14 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
             install_hint="pip install ad-buyer-storage-redis   (or: pip install 'ad-buyer-storage[redis]')",
             rank=10,
             fast=True,  # in memory: the hybrid router's home for sessions, caches, locks, rate limits
-            capabilities=frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS, Capability.PUBSUB}),
+            capabilities=frozenset(
+                {
+                    Capability.EXPIRY,
+                    Capability.ATOMIC,
+                    Capability.MULTI_PROCESS,
+                    Capability.PUBSUB,
+                    Capability.TRANSACTIONS,
+                }
+            ),
         )
     ]

@@ -302,11 +302,11 @@ class TransactionsContract(ContractBase):
     async def test_book_order_across_processes(self, subject: Subject) -> None:
         recipe = subject.harness.child_backend
         assert recipe is not None, "a backend claiming MULTI_PROCESS needs a harness with child_backend"
-        await subject.storage.set_campaign("mp", {"budget": "100.00", "spent": "0"})
-        await book_in_processes(recipe, "mp", 40, "2.50", join_timeout=180)
+        await subject.storage.set_campaign("mp", {"budget": "1000.00", "spent": "0"})
+        await book_in_processes(recipe, "mp", 40, "10.00", join_timeout=240)
         campaign = await subject.storage.get_campaign("mp") or {}
         orders = await subject.storage.list_orders()
-        assert Decimal(campaign["spent"]) == Decimal("100.00"), (
-            f"4 processes x 40 bookings of 2.50 on a 100.00 budget must spend exactly 100.00: {campaign}"
+        assert Decimal(campaign["spent"]) == Decimal("1000.00"), (
+            f"4 processes x 40 bookings of 10.00 on a 1,000.00 budget must spend exactly 1000.00: {campaign}"
         )
-        assert len(orders) == 40, f"exactly 40 of the 160 bookings fit the budget: {len(orders)} orders"
+        assert len(orders) == 100, f"exactly 100 of the 160 bookings fit the budget: {len(orders)} orders"
