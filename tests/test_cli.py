@@ -38,10 +38,13 @@ def test_demo_on_the_embedded_default(tmp_path) -> None:
     assert "backend: sqlite" in result.stdout
     assert '"250.00"' in result.stdout
     assert "ok: 250.00 expected" in result.stdout
+    assert '{"booked": 100, "refused": 30, "spent": "1000.00"}' in result.stdout
+    assert "ok: stopped exactly at the budget" in result.stdout
     assert (tmp_path / "ad_buyer.db").exists()
     again = run("demo", cwd=tmp_path)  # idempotent: a second run gives the same result
     assert again.returncode == 0
     assert "ok: 250.00 expected" in again.stdout
+    assert "ok: stopped exactly at the budget" in again.stdout
 
 
 def test_backends_lists_plugins_and_failures(tmp_path) -> None:

@@ -291,6 +291,7 @@ def test_demo_and_doctor_on_hybrid(tmp_path) -> None:
         assert "deal:demo-d1 [postgres]" in demo.stdout
         assert "session:demo-s1 (ttl 1800 s) [redis]" in demo.stdout
         assert "ok: 250.00 expected" in demo.stdout
+        assert "ok: stopped exactly at the budget" in demo.stdout
         doctor = run("doctor")
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert "session:           -> redis" in doctor.stdout

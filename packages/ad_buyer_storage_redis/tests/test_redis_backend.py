@@ -254,6 +254,7 @@ def test_demo_and_doctor_on_redis(tmp_path: Path) -> None:
         assert demo.returncode == 0, demo.stderr
         assert "backend: redis" in demo.stdout
         assert "ok: 250.00 expected" in demo.stdout
+        assert "ok: stopped exactly at the budget" in demo.stdout
         doctor = subprocess.run([*cli, "doctor"], capture_output=True, text=True, timeout=60, env=env,
                                 cwd=tmp_path, check=False)  # fmt: skip
         assert doctor.returncode == 0, doctor.stderr

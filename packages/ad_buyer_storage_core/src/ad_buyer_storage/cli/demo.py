@@ -9,7 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 from ad_buyer_storage.composed.hybrid import HybridBackend
+from ad_buyer_storage.contract.protocol import Capability
 from ad_buyer_storage.domain.storage import Storage
+from ad_buyer_storage.errors import BudgetExceededError
 
 __all__ = ["run_demo"]
 
@@ -17,8 +19,10 @@ __all__ = ["run_demo"]
 async def run_demo(storage: Storage, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Store a campaign, deals, orders, a session, a quote and pacing snapshots; read them back.
 
-    Ends with 20 concurrent optimistic-concurrency updates of one deal's spend, which must
-    add up exactly. Returns what was read back (the tests check it).
+    Then 130 concurrent bookings of 10.00 against a 1,000.00 budget, each a transaction over
+    the campaign and its order, which must stop exactly at the budget (on a store with
+    transactions); and 20 concurrent optimistic-concurrency updates of one deal's spend, which
+    must add up exactly. Returns what was read back (the tests check it).
     """
 
     router = storage.backend if isinstance(storage.backend, HybridBackend) else None  # says where keys live
@@ -90,6 +94,11 @@ async def run_demo(storage: Storage, say: Callable[[str], None] = print) -> dict
     for label, value in result.items():
         show(label, value)
 
+    if Capability.TRANSACTIONS in storage.capabilities_for("campaign:demo-c2"):
+        result["bookings"] = await _book_to_the_budget(storage, show, say)
+    else:
+        say(f"(no transactions on {storage.name}: the concurrent bookings are skipped)")
+
     say("20 concurrent spend updates of deal demo-d1 (+12.50 each, optimistic concurrency):")
     await storage.update_deal("demo-d1", lambda d: {**d, "spend": "0.00"})
 
@@ -102,3 +111,27 @@ async def run_demo(storage: Storage, say: Callable[[str], None] = print) -> dict
     show("deal:demo-d1 spend", result["final_spend"])
     say("ok: 250.00 expected" if result["final_spend"] == "250.00" else "MISMATCH: 250.00 expected")
     return result
+
+
+async def _book_to_the_budget(
+    storage: Storage, show: Callable[[str, Any], None], say: Callable[[str], None]
+) -> dict[str, Any]:
+    say("130 concurrent bookings of 10.00 against campaign demo-c2's 1,000.00 budget (transactions):")
+    await storage.set_campaign("demo-c2", {"campaign_id": "demo-c2", "budget": "1000.00", "spent": "0.00"})
+    await storage.delete_pattern("order:demo-c2-*")
+
+    async def book(n: int) -> bool:
+        order = {"order_id": f"demo-c2-o{n}", "campaign_id": "demo-c2", "amount": "10.00"}
+        try:
+            await storage.book_order(f"demo-c2-o{n}", order, campaign_id="demo-c2", amount="10.00", attempts=1000)
+        except BudgetExceededError:
+            return False
+        return True
+
+    booked = sum(await asyncio.gather(*(book(n) for n in range(130))))
+    campaign = await storage.get_campaign("demo-c2") or {}
+    outcome = {"booked": booked, "refused": 130 - booked, "spent": campaign.get("spent")}
+    show("campaign:demo-c2 bookings", outcome)
+    exact = booked == 100 and outcome["spent"] == "1000.00"
+    say("ok: stopped exactly at the budget" if exact else "MISMATCH: 100 bookings and 1000.00 spent expected")
+    return outcome
