@@ -54,6 +54,15 @@ def markdown(results: dict[str, Any]) -> str:
         for row in results["mirror"]:
             lines.append(f"| {row['op']} | {row['primary alone']:,.0f} | {row['both by hand']:,.0f} | "
                          f"{row['mirror']:,.0f} | {row['ratio']:.2f} | {row['ratio_by_hand']:.2f} |")  # fmt: skip
+    if results.get("transactions"):
+        lines += ["", "Transactions, per second: `storage.transaction()` (via `transact`) against the same "
+                  "transaction on the raw driver (SQLite BEGIN IMMEDIATE, Redis WATCH/MULTI/EXEC, PostgreSQL "
+                  "SELECT ... FOR UPDATE). "
+                  "*ratio* = our time per transaction / raw.", "",
+                  "| backend | workload | ours /s | raw /s | ratio |", "|---|---|---:|---:|---:|"]  # fmt: skip
+        for row in results["transactions"]:
+            lines.append(f"| {row['backend']} | {row['op']} | {row['ours_per_s']:,} | {row['raw_per_s']:,} | "
+                         f"{row['ratio']:.2f} |")  # fmt: skip
     if results.get("migration"):
         mig = results["migration"]
         lines += ["", f"Migration: {mig['keys']:,} keys (80% deals, 20% sessions with a TTL) SQLite -> "

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import mirror, report
+from bench import mirror, report, transactions
 from bench.subjects import Ours, Subject, drop_postgres_schemas, ours, peer, raw
 
 DOC = {
@@ -253,7 +253,7 @@ def import_time(reps: int = 5) -> dict[str, Any]:
     return {"median_ms": statistics.median(samples), "other_drivers_imported": others}
 
 
-SECTIONS = ("backends", "scaling", "routing", "import", "mirror", "migration")
+SECTIONS = ("backends", "scaling", "routing", "import", "mirror", "migration", "transactions")
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -291,6 +291,9 @@ async def main(argv: list[str] | None = None) -> None:
         if "mirror" in sections:
             print("== mirror (SQLite -> PostgreSQL+Redis)", flush=True)
             results["mirror"] = await mirror.mirror_overhead(reps)
+        if "transactions" in sections:
+            print("== transactions", flush=True)
+            results["transactions"] = await transactions.transaction_costs(backends, 200 if args.quick else 500, reps)
         if "migration" in sections:
             print("== migration", flush=True)
             results["migration"] = await mirror.migration(10_000 if args.quick else 100_000)

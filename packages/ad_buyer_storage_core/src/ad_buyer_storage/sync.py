@@ -529,6 +529,9 @@ class SyncTransaction:
     def commit(self) -> None:
         return self._facade._call(self._wrapped.commit())
 
+    def touched_keys(self) -> tuple[str, ...]:
+        return self._wrapped.touched_keys()
+
     def discard(self) -> None:
         return self._wrapped.discard()
 

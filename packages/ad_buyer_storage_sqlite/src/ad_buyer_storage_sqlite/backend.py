@@ -3,10 +3,12 @@
 Design (two driver facts: aiosqlite serves a connection from one worker thread; SQLite has one writer at a time):
 
 * every primitive is ONE SQL statement in autocommit mode: atomic on its own, one thread hop
-  per call. The one multi-statement transaction, :meth:`SQLiteBackend.commit`, runs alone on
-  the connection: it waits for the statements in flight, holds new ones back until it ends
-  (so none can land inside it), and takes the write lock up front (``BEGIN IMMEDIATE``), so
-  its checks and writes are one step for every process on the file;
+  per call. The one multi-statement transaction, :meth:`SQLiteBackend.commit`, is one thread
+  hop too: a function run on aiosqlite's worker thread (its ``_execute``, the same private
+  hook each of its own methods uses), so no other statement can land inside it; it takes the
+  write lock up front (``BEGIN IMMEDIATE``), so its checks and writes are one step for every
+  process on the file. Were a future aiosqlite to drop that hook, the backend would stop
+  claiming TRANSACTIONS rather than run them unsafely;
 * WAL + ``synchronous=NORMAL`` + ``busy_timeout``: several processes on one host may write the
   same file; a write statement takes the write lock up front, so ``busy_timeout`` applies. A
   commit is in the WAL when the call returns: it survives the process being killed, and with
@@ -21,7 +23,6 @@ Design (two driver facts: aiosqlite serves a connection from one worker thread; 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -56,6 +57,7 @@ from ad_buyer_storage.errors import (
     StorageError,
     StorageFullError,
     UnavailableError,
+    UnsupportedOperationError,
 )
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap
@@ -68,6 +70,9 @@ __all__ = ["MAX_BUSY_TIMEOUT", "SQLiteBackend", "parse_sqlite_url"]
 
 log = logging.getLogger("ad_buyer_storage.sqlite")
 
+#: aiosqlite runs every call as a function on its worker thread (``Connection._execute``): a
+#: transaction uses the same hook to run as one step. Checked once, here, not at each call.
+_CAN_RUN_IN_THREAD = callable(getattr(aiosqlite.Connection, "_execute", None))
 _MAX_ROWS_PER_STATEMENT = 1000  # 4 parameters a row, well under SQLite's 32,766 limit
 _MAX_KEYS_PER_STATEMENT = 5000
 #: Seconds. PRAGMA busy_timeout holds milliseconds in a C int: above that, SQLite silently waits 0.
@@ -152,18 +157,14 @@ class SQLiteBackend:
         self.in_memory = self.path == ":memory:"
         self.read_only = read_only
         self.capabilities = frozenset(
-            {Capability.EXPIRY, Capability.ATOMIC, Capability.TRANSACTIONS}
+            {Capability.EXPIRY, Capability.ATOMIC}
+            | ({Capability.TRANSACTIONS} if _CAN_RUN_IN_THREAD else set())
             | (set() if self.in_memory else {Capability.DURABLE, Capability.MULTI_PROCESS})
         )
         self._busy_timeout = busy_timeout
         self._sweep_batch = sweep_batch
         self._clock = clock
         self._conn: aiosqlite.Connection | None = None
-        # Statements in flight, and the transaction (if any) that new statements wait behind.
-        self._in_flight = 0
-        self._drained: asyncio.Event | None = None
-        self._transaction: asyncio.Event | None = None
-        self._transaction_lock = asyncio.Lock()
         # aiosqlite reports a closed connection with a ValueError.
         self._errors = ErrorMap(self._translate, (sqlite3.Error, ValueError))
         self._sweeper = Sweeper(self.purge_expired, None if read_only else sweep_interval, table, log)
@@ -242,22 +243,6 @@ class SQLiteBackend:
         return int(self._clock() * 1000)
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        while self._transaction is not None:  # never inside someone's transaction
-            await self._transaction.wait()
-        conn = self._conn
-        if conn is None:
-            raise NotConnectedError("the SQLite backend is not connected")
-        self._in_flight += 1
-        try:
-            with self._errors.mapped():
-                return list(await conn.execute_fetchall(sql, params))
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._drained is not None:
-                self._drained.set()
-
-    async def _alone(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """A statement of the running transaction (which holds the connection to itself)."""
         conn = self._conn
         if conn is None:
             raise NotConnectedError("the SQLite backend is not connected")
@@ -324,60 +309,42 @@ class SQLiteBackend:
         return bool(rows)
 
     async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
-        await self._transaction_lock.acquire()  # one transaction at a time on this connection
-        self._transaction = held_back = asyncio.Event()
-        try:
-            while self._in_flight:
-                self._drained = asyncio.Event()
-                await self._drained.wait()
-            self._drained = None
-        except BaseException:  # cancelled while waiting: nothing was done
-            self._end_transaction(held_back)
-            raise
-        # Shielded: a caller cancelled mid-transaction must still leave the connection committed
-        # or rolled back, and held back no longer, never inside a transaction others would join.
-        return await asyncio.shield(self._transaction_then_release(checks, writes, deletes, held_back))
+        conn = self._conn
+        if conn is None:
+            raise NotConnectedError("the SQLite backend is not connected")
+        if not _CAN_RUN_IN_THREAD:  # never claimed then; a caller that did not check gets told
+            raise UnsupportedOperationError("this aiosqlite cannot run a transaction as one step")
+        run_in_thread: Any = conn._execute
+        with self._errors.mapped():
+            return bool(await run_in_thread(self._transaction, conn._conn, checks, writes, deletes, self._now_ms()))
 
-    async def _transaction_then_release(
-        self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str], held_back: asyncio.Event
+    def _transaction(
+        self, db: sqlite3.Connection, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str], now: int
     ) -> bool:
+        """On aiosqlite's worker thread: nothing else runs on the connection meanwhile."""
+        db.execute("BEGIN IMMEDIATE")
         try:
-            return await self._run_transaction(checks, writes, deletes)
-        finally:
-            self._end_transaction(held_back)
-
-    def _end_transaction(self, held_back: asyncio.Event) -> None:
-        self._drained = None
-        self._transaction = None
-        held_back.set()
-        self._transaction_lock.release()
-
-    async def _run_transaction(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
-        await self._alone("BEGIN IMMEDIATE", ())
-        try:
-            now = self._now_ms()
             keys = [key for key, _ in checks]
             live: dict[str, str] = {}
             for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
                 chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
-                for key, version in await self._alone(self._sql.versions(len(chunk)), (*chunk, now)):
-                    live[key] = version
+                live.update(db.execute(self._sql.versions(len(chunk)), (*chunk, now)).fetchall())
             if any(live.get(key) != version for key, version in checks):
-                await self._alone("ROLLBACK", ())
+                db.execute("ROLLBACK")
                 return False
             for keep in (False, True):
                 rows = [w for w in writes if w.keep_ttl is keep]
                 for start in range(0, len(rows), _MAX_ROWS_PER_STATEMENT):
                     batch = rows[start : start + _MAX_ROWS_PER_STATEMENT]
-                    await self._alone(self._sql.upsert(len(batch), keep), self._upsert_params(batch, now))
+                    db.execute(self._sql.upsert(len(batch), keep), self._upsert_params(batch, now)).fetchall()
             for start in range(0, len(deletes), _MAX_KEYS_PER_STATEMENT):
                 gone = deletes[start : start + _MAX_KEYS_PER_STATEMENT]
-                await self._alone(self._sql.remove(len(gone)), gone)
-            await self._alone("COMMIT", ())
+                db.execute(self._sql.remove(len(gone)), gone).fetchall()  # RETURNING: step every row
+            db.execute("COMMIT")
             return True
         except BaseException:
-            with contextlib.suppress(Exception):
-                await self._alone("ROLLBACK", ())  # an error inside: nothing of it applies
+            if db.in_transaction:
+                db.execute("ROLLBACK")  # nothing of it applies
             raise
 
     async def remove(self, keys: Sequence[str]) -> int:

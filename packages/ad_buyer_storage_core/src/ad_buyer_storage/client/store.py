@@ -9,10 +9,12 @@ backend refuses bad input identically and a backend author implements only
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Context, Decimal
@@ -35,6 +37,7 @@ from ad_buyer_storage.contract.protocol import (
     SupportsReleaseNamespace,
     SupportsRemovePrefix,
     SupportsRouting,
+    SupportsTransactions,
     Write,
     new_version,
 )
@@ -106,6 +109,13 @@ class Store:
         self._caps = frozenset(backend.capabilities)
         # A router (hybrid) answers per key: its routes may differ (pub/sub on Redis only...).
         self._caps_for = backend.capabilities_for if isinstance(backend, SupportsRouting) else None
+        # Optional protocols, checked once: a runtime protocol check costs tens of microseconds.
+        self._routing = backend if isinstance(backend, SupportsRouting) else None
+        self._committer = backend if isinstance(backend, SupportsTransactions) else None
+        self._prefix_remover = backend if isinstance(backend, SupportsRemovePrefix) else None
+        self._publisher = backend if isinstance(backend, SupportsPubSub) else None
+        # transact()'s per-key locks for retries; a lock nobody holds or waits for goes away.
+        self._key_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._state = _State.NEW
         self._connect_lock: asyncio.Lock | None = None
         self._describe = describe
@@ -489,8 +499,8 @@ class Store:
             raise InvalidPatternError("refusing an empty pattern; pass '*' to delete everything")
         backend = self.require_open()
         compiled = compile_glob(pattern)
-        if compiled.is_prefix_only and isinstance(backend, SupportsRemovePrefix):
-            return await backend.remove_prefix(compiled.prefix)  # one range DELETE on SQL stores
+        if compiled.is_prefix_only and self._prefix_remover is not None:
+            return await self._prefix_remover.remove_prefix(compiled.prefix)  # one range DELETE on SQL stores
         deleted = 0
         batch: list[str] = []
         async for key in backend.scan(compiled, _SCAN_BATCH):
@@ -551,7 +561,7 @@ class Store:
         backend = self.require_open()
         if self._caps_for is None:  # behind a router, each key's route decides (at the call)
             self._require(Capability.TRANSACTIONS, "transactions")
-        tx = Transaction(backend, self._codec)
+        tx = Transaction(backend, self._codec, routing=self._routing, committer=self._committer)
         try:
             yield tx
         except BaseException:
@@ -561,28 +571,51 @@ class Store:
             await tx.commit()
 
     async def transact(self, fn: Callable[[Transaction], Awaitable[T]], *, attempts: int = 10) -> T:
-        """Run ``fn(tx)`` in a transaction and commit; on a conflict, run it again (jittered
-        backoff), up to *attempts* times; return what *fn* returned."""
+        """Run ``fn(tx)`` in a transaction and commit; on a conflict, run it again, up to
+        *attempts* times; return what *fn* returned.
+
+        A retry first takes this store's local locks on the keys the failed attempt touched:
+        tasks of one process contending for the same keys then take turns instead of failing
+        each other again and again; a conflict even under those locks came from another
+        process, and is retried after a jittered backoff."""
         if attempts < 1:
             raise InvalidInputError("attempts must be >= 1")
+        held: tuple[str, ...] = ()
         for attempt in range(attempts):
+            touched: tuple[str, ...] = ()
             try:
-                async with self.transaction() as tx:
-                    result = await fn(tx)
+                async with self._local_locks(held), self.transaction() as tx:
+                    try:
+                        result = await fn(tx)
+                    finally:
+                        touched = tx.touched_keys()
                 return result
             except TransactionConflictError:
                 if attempt == attempts - 1:
                     raise
-                await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+                if held and set(touched) <= set(held):
+                    await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+                held = tuple(sorted(set(touched) | set(held)))
         raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def _local_locks(self, keys: tuple[str, ...]) -> AsyncIterator[None]:
+        """This store's lock of each of *keys* (sorted: no two takers wait for each other)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                lock = self._key_locks.get(key)
+                if lock is None:
+                    lock = self._key_locks[key] = asyncio.Lock()
+                await stack.enter_async_context(lock)
+            yield
 
     # -- pub/sub -----------------------------------------------------------------------------
     def _pubsub(self, channel: str) -> SupportsPubSub:
         backend = self.require_open()
         self._require(Capability.PUBSUB, "publish/subscribe", channel)
-        if not isinstance(backend, SupportsPubSub):
+        if self._publisher is None:
             raise UnsupportedOperationError(f"{backend.name!r} claims pub/sub but does not implement it")
-        return backend
+        return self._publisher
 
     async def publish(self, channel: str, message: Any) -> int:
         """Publish a JSON-encodable *message*; return how many subscribers got it (-1: unknown)."""

@@ -69,9 +69,20 @@ class _Staged(NamedTuple):
 class Transaction:
     """Reads that remember versions, writes staged until commit. Use ``store.transaction()``."""
 
-    def __init__(self, backend: StorageBackend, codec: JsonCodec) -> None:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        codec: JsonCodec,
+        *,
+        routing: SupportsRouting | None = None,
+        committer: SupportsTransactions | None = None,
+    ) -> None:
+        """*routing* and *committer*: *backend* as a router and as a transactional backend, when
+        it is one (``Store`` passes what it found once; protocol checks are slow per call)."""
         self._backend = backend
         self._codec = codec
+        self._routing = routing
+        self._committer = committer
         self._read: dict[str, Record | None] = {}  # first read of each key: what the checks hold to
         self._required: dict[str, str | None] = {}
         self._staged: dict[str, _Staged] = {}
@@ -191,11 +202,11 @@ class Transaction:
         self._state = _State.DONE
         if not self._staged:
             return  # nothing to apply; reads alone need no commit
-        backend = self._backend
-        if not isinstance(backend, SupportsTransactions) or any(
+        committer = self._committer
+        if committer is None or any(
             Capability.TRANSACTIONS not in self._capabilities(k) for k in (*self._staged, *self._read)
         ):
-            raise UnsupportedOperationError(f"the {backend.name!r} backend does not support transactions")
+            raise UnsupportedOperationError(f"the {self._backend.name!r} backend does not support transactions")
         checks: list[Check] = [(k, None if r is None else r.version) for k, r in self._read.items()]
         checks += [(k, v) for k, v in self._required.items() if k not in self._read]
         writes, deletes = [], []
@@ -206,11 +217,15 @@ class Transaction:
                 version = new_version()
                 writes.append(Write(key, staged.text, version, staged.ttl_ms, staged.keep_ttl))
                 self.versions[key] = version
-        if not await backend.commit(checks, writes, deletes):
+        if not await committer.commit(checks, writes, deletes):
             self.versions.clear()
             raise TransactionConflictError(
                 "a key this transaction read changed before it committed; nothing was applied"
             )
+
+    def touched_keys(self) -> tuple[str, ...]:
+        """Every key this transaction read, required or staged."""
+        return tuple(dict.fromkeys((*self._read, *self._required, *self._staged)))
 
     def discard(self) -> None:
         """Drop every staged write: nothing is applied."""
@@ -224,9 +239,8 @@ class Transaction:
     def _key(self, key: str) -> str:
         self._open()
         key = check_key(key)
-        backend = self._backend
-        if isinstance(backend, SupportsRouting):
-            route = backend.route_of(key)
+        if self._routing is not None:
+            route = self._routing.route_of(key)
             if self._route is None:
                 self._route = (route, key)
             elif route != self._route[0]:
@@ -237,8 +251,7 @@ class Transaction:
         return key
 
     def _capabilities(self, key: str) -> frozenset[Capability]:
-        backend = self._backend
-        return backend.capabilities_for(key) if isinstance(backend, SupportsRouting) else backend.capabilities
+        return self._backend.capabilities if self._routing is None else self._routing.capabilities_for(key)
 
     def _stage(self, key: str, staged: _Staged) -> None:
         if key not in self._staged and len(self._staged) >= MAX_TRANSACTION_WRITES:
@@ -251,14 +264,3 @@ class Transaction:
             if (None if seen is None else seen.version) != version:
                 raise TransactionConflictError(f"{key!r} is not at the version required (it was read otherwise)")
         self._required[key] = version
-
-
-def _decimal(value: Any, key: str) -> Decimal:
-    """A stored amount: a JSON integer or decimal text, finite."""
-    try:
-        amount = Decimal(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-    except ArithmeticError:
-        amount = None
-    if amount is None or not amount.is_finite():
-        raise InvalidValueError(f"the value at {key!r} is not a decimal amount")
-    return amount

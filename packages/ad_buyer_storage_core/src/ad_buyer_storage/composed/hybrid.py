@@ -151,6 +151,15 @@ class HybridBackend:
             if not any(b is route.backend for b in self._backends):
                 self._backends.append(route.backend)
         self.capabilities = frozenset.intersection(*(frozenset(b.capabilities) for b in self._backends))
+        # Which routes can commit and publish, found once (a protocol check per call is slow).
+        self._committers: dict[int, SupportsTransactions] = {
+            id(b): b
+            for b in self._backends
+            if isinstance(b, SupportsTransactions) and Capability.TRANSACTIONS in b.capabilities
+        }
+        self._publishers: dict[int, SupportsPubSub] = {
+            id(b): b for b in self._backends if isinstance(b, SupportsPubSub) and Capability.PUBSUB in b.capabilities
+        }
         self._connected: list[StorageBackend] = []
 
     def __repr__(self) -> str:
@@ -303,9 +312,10 @@ class HybridBackend:
             )
             raise UnsupportedOperationError(f"a transaction's keys must live on one route; these span several: {where}")
         ((backend, _),) = groups.values()
-        if not isinstance(backend, SupportsTransactions) or Capability.TRANSACTIONS not in backend.capabilities:
+        committer = self._committers.get(id(backend))
+        if committer is None:
             raise UnsupportedOperationError(f"the route {self._label(backend)} has no transactions")
-        return await backend.commit(checks, writes, deletes)
+        return await committer.commit(checks, writes, deletes)
 
     async def remove(self, keys: Sequence[str]) -> int:
         groups = self._split(keys)
@@ -348,9 +358,10 @@ class HybridBackend:
     # -- pub/sub: on the channel's route -----------------------------------------------------
     def _pubsub_for(self, channel: str) -> SupportsPubSub:
         backend = self._table.route(channel).backend
-        if not isinstance(backend, SupportsPubSub) or Capability.PUBSUB not in backend.capabilities:
+        publisher = self._publishers.get(id(backend))
+        if publisher is None:
             raise UnsupportedOperationError(f"the route of {channel!r} ({self._label(backend)}) has no pub/sub")
-        return backend
+        return publisher
 
     async def publish(self, channel: str, message: str) -> int:
         return await self._pubsub_for(channel).publish(channel, message)

@@ -108,6 +108,7 @@ class MirrorBackend:
         shared = frozenset(primary.capabilities) & frozenset(secondary.capabilities) - {Capability.PUBSUB}
         transactional = isinstance(primary, SupportsTransactions) and Capability.TRANSACTIONS in primary.capabilities
         self.capabilities = shared | ({Capability.TRANSACTIONS} if transactional else set())
+        self._committer = primary if isinstance(primary, SupportsTransactions) and transactional else None
         self._connected: list[StorageBackend] = []
         self._replicator = Replicator(primary, secondary)
 
@@ -216,12 +217,12 @@ class MirrorBackend:
         return removed
 
     async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
-        primary = self.primary
-        if not isinstance(primary, SupportsTransactions) or Capability.TRANSACTIONS not in self.capabilities:
-            raise UnsupportedOperationError(f"the mirror's primary ({primary.name}) has no transactions")
+        committer = self._committer
+        if committer is None:
+            raise UnsupportedOperationError(f"the mirror's primary ({self.primary.name}) has no transactions")
         keys = [w.key for w in writes] + list(deletes)
         try:
-            committed = await primary.commit(checks, writes, deletes)
+            committed = await committer.commit(checks, writes, deletes)
         except StorageError as exc:
             await self._on_primary_failure(keys, exc)
             raise

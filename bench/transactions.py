@@ -1,0 +1,281 @@
+"""What a multi-key transaction costs, against the same transaction written on the raw driver.
+
+Three workloads per backend (SQLite, Redis, PostgreSQL), each for ``storage.transaction()``
+and for the driver's own idiom in the same run:
+
+* ``tx 2 keys``: read a campaign, write it back and write an order (a booking);
+* ``tx 10 keys``: read 10 keys, write the 10 back;
+* ``contention x16``: 16 tasks booking against one campaign, retrying on conflict until done.
+
+The raw references: aiosqlite ``BEGIN IMMEDIATE`` / SELECT / UPSERTs / ``COMMIT`` on one
+connection (a lock keeps other tasks out of it); redis.asyncio ``WATCH`` / GET / ``MULTI`` /
+SETs / ``EXEC``, retried on ``WatchError``; asyncpg ``SELECT ... FOR UPDATE`` and upserts in a
+transaction (PostgreSQL blocks instead of failing, so it never retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from ad_buyer_storage import Storage, Transaction
+from bench.subjects import POSTGRES_URL, REDIS_URL, _postgres
+
+Workload = Callable[[int], Awaitable[None]]
+
+
+class _OursTx:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def book(self, i: int, campaign: str = "campaign:c1") -> None:
+        async def body(tx: Transaction) -> None:
+            current = await tx.get(campaign)
+            tx.set(campaign, {**current, "spent": str(Decimal(current["spent"]) + 1)})
+            tx.set(f"order:{i}", {"campaign": campaign, "amount": "1"})
+
+        await self.storage.transact(body, attempts=10_000)
+
+    async def ten(self, i: int) -> None:
+        keys = [f"deal:{(i * 10 + k) % 200}" for k in range(10)]
+
+        async def body(tx: Transaction) -> None:
+            values = await tx.get_many(keys)
+            for key in keys:
+                tx.set(key, {**values[key], "n": values[key]["n"] + 1})
+
+        await self.storage.transact(body, attempts=10_000)
+
+    async def setup(self) -> None:
+        await self.storage.set("campaign:c1", {"budget": "1000000", "spent": "0"})
+        await self.storage.set_many({f"deal:{k}": {"n": 0} for k in range(200)})
+
+
+class _RawSQLite:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = asyncio.Lock()  # one transaction at a time on the connection, as ours
+
+    async def open(self) -> None:
+        import aiosqlite
+
+        self.conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await self.conn.execute("PRAGMA journal_mode = WAL")
+        await self.conn.execute("PRAGMA synchronous = NORMAL")
+        await self.conn.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    async def close(self) -> None:
+        await self.conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.path + suffix):
+                os.remove(self.path + suffix)
+
+    async def _write(self, pairs: list[tuple[str, Any]]) -> None:
+        values = ", ".join(["(?, ?)"] * len(pairs))
+        params = [x for key, value in pairs for x in (key, orjson.dumps(value).decode())]
+        await self.conn.execute(
+            f"INSERT INTO kv (key, value) VALUES {values} ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params,
+        )
+
+    async def book(self, i: int, campaign: str = "campaign:c1") -> None:
+        async with self.lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            rows = await self.conn.execute_fetchall("SELECT value FROM kv WHERE key = ?", (campaign,))
+            current = orjson.loads(next(iter(rows))[0])
+            spent = str(Decimal(current["spent"]) + 1)
+            await self._write([(campaign, {**current, "spent": spent}), (f"order:{i}", {"amount": "1"})])
+            await self.conn.execute("COMMIT")
+
+    async def ten(self, i: int) -> None:
+        keys = [f"deal:{(i * 10 + k) % 200}" for k in range(10)]
+        async with self.lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            marks = ", ".join("?" * len(keys))
+            rows = await self.conn.execute_fetchall(f"SELECT key, value FROM kv WHERE key IN ({marks})", keys)
+            current = {key: orjson.loads(value) for key, value in rows}
+            await self._write([(key, {**current[key], "n": current[key]["n"] + 1}) for key in keys])
+            await self.conn.execute("COMMIT")
+
+    async def setup(self) -> None:
+        await self._write([("campaign:c1", {"budget": "1000000", "spent": "0"})])
+        await self._write([(f"deal:{k}", {"n": 0}) for k in range(200)])
+
+
+class _RawRedis:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    async def open(self) -> None:
+        import redis.asyncio as aioredis
+
+        self.client = aioredis.Redis.from_url(REDIS_URL, max_connections=64)
+
+    async def close(self) -> None:
+        keys = [k async for k in self.client.scan_iter(match=self.prefix + "*", count=1000)]
+        if keys:
+            await self.client.delete(*keys)
+        await self.client.aclose()
+
+    async def _optimistic(self, keys: list[str], writes: Callable[[list[Any]], dict[str, Any]]) -> None:
+        import redis.exceptions
+
+        full = [self.prefix + k for k in keys]
+        while True:
+            async with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(*full)
+                    current = [orjson.loads(v) for v in await pipe.mget(full) if v is not None]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    for key, value in writes(current).items():
+                        pipe.set(self.prefix + key, orjson.dumps(value))
+                    await pipe.execute()
+                    return
+                except redis.exceptions.WatchError:
+                    continue
+
+    async def book(self, i: int, campaign: str = "campaign:c1") -> None:
+        def writes(current: list[Any]) -> dict[str, Any]:
+            spent = str(Decimal(current[0]["spent"]) + 1)
+            return {campaign: {**current[0], "spent": spent}, f"order:{i}": {"amount": "1"}}
+
+        await self._optimistic([campaign], writes)
+
+    async def ten(self, i: int) -> None:
+        keys = [f"deal:{(i * 10 + k) % 200}" for k in range(10)]
+        await self._optimistic(
+            keys, lambda current: {k: {**v, "n": v["n"] + 1} for k, v in zip(keys, current, strict=True)}
+        )
+
+    async def setup(self) -> None:
+        values = {f"deal:{k}": {"n": 0} for k in range(200)} | {"campaign:c1": {"budget": "1000000", "spent": "0"}}
+        await self.client.mset({self.prefix + k: orjson.dumps(v) for k, v in values.items()})
+
+
+class _RawPostgres:
+    def __init__(self, schema: str) -> None:
+        self.table = f'"{schema}".kv'
+        self.schema = schema
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self.pool = await asyncpg.create_pool(POSTGRES_URL, min_size=1, max_size=10)
+        await self.pool.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        await self.pool.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key text PRIMARY KEY, value json NOT NULL)")
+
+    async def close(self) -> None:
+        await self.pool.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        await self.pool.close()
+
+    async def _transaction(self, keys: list[str], writes: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        upsert = (
+            f"INSERT INTO {self.table} (key, value) SELECT * FROM unnest($1::text[], $2::json[]) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT key, value::text FROM {self.table} WHERE key = ANY($1) ORDER BY key FOR UPDATE", keys
+            )
+            new = writes({key: orjson.loads(value) for key, value in rows})
+            ordered = sorted(new)
+            await conn.execute(upsert, ordered, [orjson.dumps(new[k]).decode() for k in ordered])
+
+    async def book(self, i: int, campaign: str = "campaign:c1") -> None:
+        def writes(current: dict[str, Any]) -> dict[str, Any]:
+            spent = str(Decimal(current[campaign]["spent"]) + 1)
+            return {campaign: {**current[campaign], "spent": spent}, f"order:{i}": {"amount": "1"}}
+
+        await self._transaction([campaign], writes)
+
+    async def ten(self, i: int) -> None:
+        keys = [f"deal:{(i * 10 + k) % 200}" for k in range(10)]
+        await self._transaction(keys, lambda current: {k: {**v, "n": v["n"] + 1} for k, v in current.items()})
+
+    async def setup(self) -> None:
+        async with self.pool.acquire() as conn:
+            keys = ["campaign:c1", *(f"deal:{k}" for k in range(200))]
+            values = ['{"budget": "1000000", "spent": "0"}', *(['{"n": 0}'] * 200)]
+            await conn.execute(
+                f"INSERT INTO {self.table} (key, value) SELECT * FROM unnest($1::text[], $2::json[]) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                keys,
+                values,
+            )
+
+
+async def _rate(call: Workload, n: int, concurrency: int) -> float:
+    async def worker(w: int) -> None:
+        for i in range(w, n, concurrency):
+            await call(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return n / (time.perf_counter() - started)
+
+
+def _ours(backend: str, tag: str) -> Storage:
+    if backend == "sqlite":
+        from ad_buyer_storage_sqlite import SQLiteBackend
+
+        return Storage(SQLiteBackend(os.path.join(tempfile.gettempdir(), f"bench-tx-{tag}.db"), sweep_interval=None))
+    if backend == "redis":
+        from ad_buyer_storage_redis import RedisBackend
+
+        return Storage(RedisBackend(REDIS_URL, key_prefix=f"bench-tx-{tag}:", max_connections=64))
+    return Storage(_postgres(f"tx_{tag}"))
+
+
+def _raw(backend: str, tag: str) -> Any:
+    if backend == "sqlite":
+        return _RawSQLite(os.path.join(tempfile.gettempdir(), f"bench-tx-raw-{tag}.db"))
+    if backend == "redis":
+        return _RawRedis(f"bench-tx-raw-{tag}:")
+    return _RawPostgres(f"bench_txraw_{tag}")
+
+
+async def transaction_costs(backends: list[str], n: int = 500, reps: int = 5) -> list[dict[str, Any]]:
+    """Per backend and workload: transactions per second, ours and raw, and the time ratio."""
+    rows: list[dict[str, Any]] = []
+    for backend in [b for b in backends if b in ("sqlite", "redis", "postgres")]:
+        tag = uuid.uuid4().hex[:8]
+        storage, raw = _ours(backend, tag), _raw(backend, tag)
+        await storage.connect()
+        await raw.open()
+        ours = _OursTx(storage)
+        try:
+            await ours.setup()
+            await raw.setup()
+            workloads: list[tuple[str, Callable[[Any], Workload], int]] = [
+                ("tx 2 keys", lambda s: s.book, 1),
+                ("tx 10 keys", lambda s: s.ten, 1),
+                ("contention x16", lambda s: s.book, 16),
+            ]
+            for label, pick, concurrency in workloads:
+                rates: dict[str, list[float]] = {"ours": [], "raw": []}
+                for _ in range(reps):
+                    for name, subject in (("ours", ours), ("raw", raw)):
+                        rates[name].append(await _rate(pick(subject), n, concurrency))
+                mine, theirs = statistics.median(rates["ours"]), statistics.median(rates["raw"])
+                rows.append({"backend": backend, "op": label, "ours_per_s": round(mine), "raw_per_s": round(theirs),
+                             "ratio": round(theirs / mine, 2)})  # fmt: skip
+                print(f"  {backend:<9} {label:<15} ours {mine:8.0f}/s  raw {theirs:8.0f}/s  ratio {theirs / mine:.2f}")
+        finally:
+            await storage.clear()
+            await storage.aclose()
+            await raw.close()
+            if backend == "sqlite":
+                for suffix in ("", "-wal", "-shm"):
+                    path = os.path.join(tempfile.gettempdir(), f"bench-tx-{tag}.db{suffix}")
+                    if os.path.exists(path):
+                        os.remove(path)
+    return rows
