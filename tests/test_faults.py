@@ -1,5 +1,5 @@
 """Faults from the reliability plan: cancellation storms (C5), a SQLite writer killed at random
-(F6), a process killed in the middle of transactions (F9), and secrets in DEBUG logs on
+(F6), a process killed in the middle of transactions (F10), and secrets in DEBUG logs on
 failures (S1)."""
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def _kill_mid_stream(recipe: tuple[str, tuple[Any, ...]], first_round: int, wait
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_f9_a_process_killed_mid_commit_leaves_all_of_a_transaction_or_none(tmp_path, pg_schema, kind) -> None:
+def test_f10_a_process_killed_mid_commit_leaves_all_of_a_transaction_or_none(tmp_path, pg_schema, kind) -> None:
     recipe: tuple[str, tuple[Any, ...]] = (
         ("tests._support.recipes:sqlite_file", (str(tmp_path / "tx.db"),))
         if kind == "sqlite"
@@ -225,7 +225,7 @@ def test_f9_a_process_killed_mid_commit_leaves_all_of_a_transaction_or_none(tmp_
         assert last >= acknowledged[-1], (
             f"kill {kill}: an acknowledged transaction was lost ({last} < {acknowledged[-1]})"
         )
-    record("F9", f"{kind}: {kills} writers killed -9 mid-stream after {total:,} acknowledged transactions of "
+    record("F10", f"{kind}: {kills} writers killed -9 mid-stream after {total:,} acknowledged transactions of "
                  "10 keys (8 writes, 2 deletes): each time every key from one transaction, none lost")  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import textwrap
 import pytest
 
 from ad_buyer_storage import (
+    Capability,
     ConfigurationError,
     ManualClock,
     ReadOnlyError,
@@ -234,3 +235,11 @@ def test_a_forked_child_opens_its_own_connection(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_without_aiosqlites_thread_hook_transactions_are_not_claimed(monkeypatch, tmp_path) -> None:
+    """A transaction runs as one function on aiosqlite's worker thread; an aiosqlite without
+    that hook must make the backend stop claiming TRANSACTIONS, never run them unsafely."""
+    assert Capability.TRANSACTIONS in SQLiteBackend(str(tmp_path / "a.db")).capabilities
+    monkeypatch.setattr("ad_buyer_storage_sqlite.backend._CAN_RUN_IN_THREAD", False)
+    assert Capability.TRANSACTIONS not in SQLiteBackend(str(tmp_path / "b.db")).capabilities
