@@ -59,7 +59,7 @@ async def test_eight_cold_starts_at_once_all_succeed(schema: str) -> None:
         )
     finally:
         await conn.close()
-    assert version == 2
+    assert version == 3
     assert column == "json"
 
 
@@ -91,16 +91,22 @@ async def test_a_version_1_table_is_upgraded_in_place_and_keeps_its_values(schem
         assert 3500 < remaining <= 3600
         await storage.set("deal:2", {"f": 1e23})
         assert type((await storage.get("deal:2"))["f"]) is float
+        # Rows from before version 3 recorded no TTL: "the TTL it was given" leaves them be.
+        assert await storage.get("session:1", refresh_ttl=True) == 8
+        assert 3500 < (await storage.ttl("session:1") or 0) <= 3600
+        assert await storage.get("session:1", refresh_ttl=100) == 8
+        assert 0 < (await storage.ttl("session:1") or 0) <= 100
     conn = await asyncpg.connect(POSTGRES_URL)
     try:
         version = await conn.fetchval(f'SELECT schema_version FROM "{schema}".ad_buyer_storage_schema')
-        column = await conn.fetchval(
-            "SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'value'",
-            schema,
+        columns = dict(
+            await conn.fetch(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1", schema
+            )
         )
     finally:
         await conn.close()
-    assert (version, column) == (2, "json")
+    assert (version, columns["value"], columns["ttl_ms"]) == (3, "json", "bigint")
 
 
 @pytest.mark.slow

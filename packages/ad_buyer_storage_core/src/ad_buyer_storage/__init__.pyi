@@ -30,6 +30,7 @@ from ad_buyer_storage.contract.protocol import Condition as Condition
 from ad_buyer_storage.contract.protocol import Record as Record
 from ad_buyer_storage.contract.protocol import StorageBackend as StorageBackend
 from ad_buyer_storage.contract.protocol import SupportsPubSub as SupportsPubSub
+from ad_buyer_storage.contract.protocol import SupportsRefresh as SupportsRefresh
 from ad_buyer_storage.contract.protocol import SupportsReleaseNamespace as SupportsReleaseNamespace
 from ad_buyer_storage.contract.protocol import SupportsRemovePrefix as SupportsRemovePrefix
 from ad_buyer_storage.contract.protocol import SupportsRouting as SupportsRouting

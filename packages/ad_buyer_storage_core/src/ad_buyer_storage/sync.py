@@ -173,16 +173,18 @@ class SyncStorage:
         return self._storage.is_open
 
     @overload
-    def get(self, key: str, default: Any = None, *, model: None = None) -> Any: ...
+    def get(self, key: str, default: Any = None, *, model: None = None, refresh_ttl: TTL | bool = None) -> Any: ...
 
     @overload
-    def get(self, key: str, default: None = None, *, model: type[T]) -> T | None: ...
+    def get(self, key: str, default: None = None, *, model: type[T], refresh_ttl: TTL | bool = None) -> T | None: ...
 
     @overload
-    def get(self, key: str, default: D, *, model: type[T]) -> T | D: ...
+    def get(self, key: str, default: D, *, model: type[T], refresh_ttl: TTL | bool = None) -> T | D: ...
 
-    def get(self, key: str, default: Any = None, *, model: type[Any] | None = None) -> Any:
-        return self._call(cast(Awaitable[Any], self._storage.get(key, default, model=model)))
+    def get(
+        self, key: str, default: Any = None, *, model: type[Any] | None = None, refresh_ttl: TTL | bool = None
+    ) -> Any:
+        return self._call(cast(Awaitable[Any], self._storage.get(key, default, model=model, refresh_ttl=refresh_ttl)))
 
     def set(
         self, key: str, value: Any, ttl: TTL = None, *, keep_ttl: bool = False, if_version: str | None = None
@@ -458,8 +460,8 @@ class SyncCollection:
     def __init__(self, facade: SyncStorage, wrapped: EntityCollection) -> None:
         self._facade, self._wrapped = facade, wrapped
 
-    def get(self, entity_id: str, *, model: type[Any] | None = None) -> Any:
-        return self._facade._call(self._wrapped.get(entity_id, model=model))
+    def get(self, entity_id: str, *, model: type[Any] | None = None, refresh_ttl: TTL | bool = None) -> Any:
+        return self._facade._call(self._wrapped.get(entity_id, model=model, refresh_ttl=refresh_ttl))
 
     def set(self, entity_id: str, data: Any, ttl: TTL | DefaultTTL = ENTITY_DEFAULT) -> None:
         return self._facade._call(self._wrapped.set(entity_id, data, ttl))

@@ -64,7 +64,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
 log = logging.getLogger("ad_buyer_storage.postgres")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 1: value jsonb; 2: value json (exact text)
+SCHEMA_VERSION = 3  # 1: value jsonb; 2: value json (exact text); 3: ttl_ms, the TTL each key was given
 _MAX_NOTIFY_BYTES = 7999  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 # Errors after which the statement certainly did not run: safe to send anything again.
 _NOT_SENT = (asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)
@@ -203,6 +203,9 @@ class PostgresBackend:
                 # jsonb kept values as respelt documents; json keeps text. Their text is
                 # already jsonb's, so nothing changes for them but their type.
                 await conn.execute(self._sql.upgrade_to_json)
+            if found is not None and found < 3:
+                # Rows written before keep NULL: they are renewed only to an explicit TTL.
+                await conn.execute(self._sql.add_ttl_column)
             await conn.execute(self._sql.write_version, self.table, SCHEMA_VERSION)
 
     async def aclose(self) -> None:
@@ -393,6 +396,11 @@ class PostgresBackend:
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
         return bool(await self._call(lambda c: c.fetchval(self._sql.set_ttl, key, ttl_ms), idempotent=True))
 
+    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
+        # Idempotent: renewing twice from now is renewing once.
+        row = await self._call(lambda c: c.fetchrow(self._sql.read_refresh, key, ttl_ms), idempotent=True)
+        return None if row is None else Record(row[0], row[1])
+
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         args = (key, amount, version, ttl_ms)
         result = await self._call(lambda c: c.fetchval(self._sql.increment, *args), idempotent=False)
@@ -529,41 +537,45 @@ class _Statements:
         )
         self.create_table = (
             f'CREATE TABLE IF NOT EXISTS {t} (key text COLLATE "C" PRIMARY KEY, value json NOT NULL, '
-            "version text NOT NULL, expires_at timestamptz)"
+            "version text NOT NULL, expires_at timestamptz, ttl_ms bigint)"
         )
         self.upgrade_to_json = f"ALTER TABLE {t} ALTER COLUMN value TYPE json USING value::text::json"
+        self.add_ttl_column = f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS ttl_ms bigint"
         index = t.split(".")[1][:-1] + '_expires_at"'
         self.create_index = f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
         self.read_one = f"SELECT value, version FROM {t} WHERE key = $1 AND {live}"
         self.read_many = f"SELECT key, value, version FROM {t} WHERE key = ANY($1::text[]) AND {live}"
         new_expiry = expiry.format(ms="u.ttl")
         upsert = (
-            f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
-            f"SELECT u.key, u.value::json, u.version, {new_expiry} "
+            f"INSERT INTO {t} AS kv (key, value, version, expires_at, ttl_ms) "
+            f"SELECT u.key, u.value::json, u.version, {new_expiry}, u.ttl "
             "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(key, value, version, ttl) "
             # Rows are locked in key order, as by every other multi-row statement here: two
             # batches sharing keys wait for each other instead of deadlocking.
             "ORDER BY u.key "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, "
         )
-        self.upsert_many = upsert + "excluded.expires_at"
+        replaced = "expires_at = excluded.expires_at, ttl_ms = excluded.ttl_ms"
+        self.upsert_many = upsert + replaced
+        kept = "kv.expires_at IS NULL OR kv.expires_at > now()"  # a live row keeps its expiry
         self.upsert_many_keep_ttl = (
-            upsert + "CASE WHEN kv.expires_at IS NULL OR kv.expires_at > now() THEN kv.expires_at "
-            "ELSE excluded.expires_at END"
+            upsert + f"expires_at = CASE WHEN {kept} THEN kv.expires_at ELSE excluded.expires_at END, "
+            f"ttl_ms = CASE WHEN {kept} THEN kv.ttl_ms ELSE excluded.ttl_ms END"
         )
         self.insert_many_if_absent = (
-            upsert + "excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now() RETURNING kv.key"
+            upsert + replaced + " WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now() RETURNING kv.key"
         )
         self.insert_if_absent = (
-            f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
-            f"VALUES ($1, $2::text::json, $3, {expiry.format(ms='$4::bigint')}) "
+            f"INSERT INTO {t} AS kv (key, value, version, expires_at, ttl_ms) "
+            f"VALUES ($1, $2::text::json, $3, {expiry.format(ms='$4::bigint')}, $4::bigint) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, "
-            "expires_at = excluded.expires_at WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now() "
-            "RETURNING true"
+            "expires_at = excluded.expires_at, ttl_ms = excluded.ttl_ms "
+            "WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now() RETURNING true"
         )
         self.update_if_version = (
             f"UPDATE {t} SET value = $2::text::json, version = $3, "
-            f"expires_at = CASE WHEN $5::bool THEN expires_at ELSE {expiry.format(ms='$4::bigint')} END "
+            f"expires_at = CASE WHEN $5::bool THEN expires_at ELSE {expiry.format(ms='$4::bigint')} END, "
+            "ttl_ms = CASE WHEN $5::bool THEN ttl_ms ELSE $4::bigint END "
             f"WHERE key = $1 AND version = $6 AND {live} RETURNING true"
         )
         self.remove = f"DELETE FROM {t} WHERE key = ANY($1::text[]) RETURNING {live}"
@@ -583,18 +595,26 @@ class _Statements:
             f"FROM {t} WHERE key = $1 AND {live}"
         )
         self.set_ttl = (
-            f"UPDATE {t} SET expires_at = {expiry.format(ms='$2::bigint')} WHERE key = $1 AND {live} RETURNING true"
+            f"UPDATE {t} SET expires_at = {expiry.format(ms='$2::bigint')}, ttl_ms = $2::bigint "
+            f"WHERE key = $1 AND {live} RETURNING true"
+        )
+        renew = "coalesce($2::bigint, ttl_ms)"  # the TTL given, else the one recorded
+        self.read_refresh = (
+            f"UPDATE {t} SET expires_at = CASE WHEN {renew} IS NULL THEN expires_at "
+            f"ELSE now() + {renew} * interval '1 millisecond' END, ttl_ms = {renew} "
+            f"WHERE key = $1 AND {live} RETURNING value, version"
         )
         expired = "(kv.expires_at IS NOT NULL AND kv.expires_at <= now())"
         current = "(kv.value #>> '{}')"
         self.increment = (
-            f"INSERT INTO {t} AS kv (key, value, version, expires_at) "
-            f"VALUES ($1, to_json($2::bigint), $3, {expiry.format(ms='$4::bigint')}) "
+            f"INSERT INTO {t} AS kv (key, value, version, expires_at, ttl_ms) "
+            f"VALUES ($1, to_json($2::bigint), $3, {expiry.format(ms='$4::bigint')}, $4::bigint) "
             f"ON CONFLICT (key) DO UPDATE SET "
             f"value = CASE WHEN {expired} THEN excluded.value "
             f"ELSE to_json(({current})::numeric + $2::bigint) END, "
             f"version = excluded.version, "
-            f"expires_at = CASE WHEN {expired} THEN excluded.expires_at ELSE kv.expires_at END "
+            f"expires_at = CASE WHEN {expired} THEN excluded.expires_at ELSE kv.expires_at END, "
+            f"ttl_ms = CASE WHEN {expired} THEN excluded.ttl_ms ELSE kv.ttl_ms END "
             # Only a JSON integer, and only if the sum stays in 64 bits: else nothing is written.
             f"WHERE {expired} OR (json_typeof(kv.value) = 'number' AND {current} ~ '^-?[0-9]+$' "
             f"AND ({current})::numeric + $2::bigint BETWEEN -9223372036854775808 AND 9223372036854775807) "

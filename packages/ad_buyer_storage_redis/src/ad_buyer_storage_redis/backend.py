@@ -110,11 +110,13 @@ local function apply(key, b)
   end
   redis.call('HSET', key, 'd', ARGV[b + 3], 'v', ARGV[b + 4])
   if ARGV[b + 6] == '1' and exists then
-    -- HSET keeps the key's expiry
+    -- HSET keeps the key's expiry, and 't' the TTL it was given
   elseif ARGV[b + 5] ~= '' then
     redis.call('PEXPIRE', key, ARGV[b + 5])
+    redis.call('HSET', key, 't', ARGV[b + 5])
   else
     redis.call('PERSIST', key)
+    redis.call('HDEL', key, 't')
   end
   return 1
 end
@@ -134,6 +136,7 @@ redis.call('HINCRBY', KEYS[1], 'd', ARGV[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[2])
 if existed == 0 and ARGV[3] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('HSET', KEYS[1], 't', ARGV[3])
 end
 return redis.call('HGET', KEYS[1], 'd')
 """
@@ -167,11 +170,13 @@ for i = 1, written do
   local exists = redis.call('EXISTS', key) == 1
   redis.call('HSET', key, 'd', ARGV[b + 1], 'v', ARGV[b + 2])
   if ARGV[b + 4] == '1' and exists then
-    -- HSET keeps the key's expiry
+    -- HSET keeps the key's expiry, and 't' the TTL it was given
   elseif ARGV[b + 3] ~= '' then
     redis.call('PEXPIRE', key, ARGV[b + 3])
+    redis.call('HSET', key, 't', ARGV[b + 3])
   else
     redis.call('PERSIST', key)
+    redis.call('HDEL', key, 't')
   end
 end
 for i = checked + written + 1, #KEYS do
@@ -181,13 +186,39 @@ return 1
 """
 )
 
-_PERSIST = _Script(
+# A new expiry (ARGV[1] ms, '' for none), recorded as the TTL the key was given ('t').
+_SET_TTL = _Script(
     """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-redis.call('PERSIST', KEYS[1])
+if ARGV[1] == '' then
+  redis.call('PERSIST', KEYS[1])
+  redis.call('HDEL', KEYS[1], 't')
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[1], 't', ARGV[1])
+end
 return 1
+"""
+)
+
+# Read and renew the expiry in one step: to ARGV[1] ms, or ('') to the TTL the key was given.
+_READ_REFRESH = _Script(
+    """
+local row = redis.call('HMGET', KEYS[1], 'd', 'v', 't')
+if not row[1] then
+  return false
+end
+local ttl = row[3]
+if ARGV[1] ~= '' then
+  ttl = ARGV[1]
+end
+if ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('HSET', KEYS[1], 't', ttl)
+end
+return {row[1], row[2]}
 """
 )
 
@@ -517,10 +548,14 @@ class _RedisKeyValue:
         return int(await self._call(lambda c: c.pttl(self._full(key)), idempotent=True))
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
-        full = self._full(key)
-        if ttl_ms is None:
-            return bool(await self._call(lambda c: self._script(c, _PERSIST, [full], ()), idempotent=True))
-        return bool(await self._call(lambda c: c.pexpire(full, ttl_ms), idempotent=True))
+        args = ("" if ttl_ms is None else str(ttl_ms),)
+        return bool(await self._call(lambda c: self._script(c, _SET_TTL, [self._full(key)], args), idempotent=True))
+
+    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
+        args = ("" if ttl_ms is None else str(ttl_ms),)
+        # Idempotent: renewing twice from now is renewing once.
+        row = await self._call(lambda c: self._script(c, _READ_REFRESH, [self._full(key)], args), idempotent=True)
+        return None if not row else Record(row[0], row[1].decode())
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         if not self._registered:

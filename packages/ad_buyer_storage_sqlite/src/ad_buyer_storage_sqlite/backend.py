@@ -73,7 +73,7 @@ log = logging.getLogger("ad_buyer_storage.sqlite")
 #: aiosqlite runs every call as a function on its worker thread (``Connection._execute``): a
 #: transaction uses the same hook to run as one step. Checked once, here, not at each call.
 _CAN_RUN_IN_THREAD = callable(getattr(aiosqlite.Connection, "_execute", None))
-_MAX_ROWS_PER_STATEMENT = 1000  # 4 parameters a row, well under SQLite's 32,766 limit
+_MAX_ROWS_PER_STATEMENT = 1000  # 5 parameters a row, well under SQLite's 32,766 limit
 _MAX_KEYS_PER_STATEMENT = 5000
 #: Seconds. PRAGMA busy_timeout holds milliseconds in a C int: above that, SQLite silently waits 0.
 MAX_BUSY_TIMEOUT = (2**31 - 1) // 1000
@@ -213,6 +213,19 @@ class SQLiteBackend:
             setup += [self._sql.create_table, self._sql.create_index]
         for statement in setup:
             await self._conn.execute_fetchall(statement)
+        if not self.read_only:
+            await self._add_ttl_column(self._conn)
+
+    async def _add_ttl_column(self, conn: aiosqlite.Connection) -> None:
+        """Tables made before sliding TTLs lack ``ttl_ms`` (the TTL each key was given): add it.
+        Rows written before keep NULL there: they are renewed only to an explicit TTL."""
+        columns = {row[1] for row in await conn.execute_fetchall(f"PRAGMA table_info({self._sql.t})")}
+        if "ttl_ms" not in columns:
+            try:
+                await conn.execute_fetchall(f"ALTER TABLE {self._sql.t} ADD COLUMN ttl_ms INTEGER")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
     async def aclose(self) -> None:
         await self._sweeper.stop()
@@ -293,18 +306,18 @@ class SQLiteBackend:
     def _upsert_params(rows: Sequence[Write], now: int) -> list[Any]:
         params: list[Any] = []
         for row in rows:
-            params += (row.key, row.value, row.version, None if row.ttl_ms is None else now + row.ttl_ms)
+            params += (row.key, row.value, row.version, None if row.ttl_ms is None else now + row.ttl_ms, row.ttl_ms)
         if rows[0].keep_ttl:
-            params.append(now)
+            params += (now, now)
         return params
 
     async def _conditional(self, w: Write, now: int) -> bool:
         expires = None if w.ttl_ms is None else now + w.ttl_ms
         if w.condition is Condition.IF_ABSENT:
-            rows = await self._fetch(self._sql.insert_if_absent, (w.key, w.value, w.version, expires, now))
+            rows = await self._fetch(self._sql.insert_if_absent, (w.key, w.value, w.version, expires, w.ttl_ms, now))
         else:
             sql = self._sql.update_if_version_keep if w.keep_ttl else self._sql.update_if_version
-            args = (w.value, w.version) + (() if w.keep_ttl else (expires,)) + (w.key, w.expected_version, now)
+            args = (w.value, w.version) + (() if w.keep_ttl else (expires, w.ttl_ms)) + (w.key, w.expected_version, now)
             rows = await self._fetch(sql, args)
         return bool(rows)
 
@@ -393,13 +406,18 @@ class SQLiteBackend:
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
         now = self._now_ms()
         expires = None if ttl_ms is None else now + ttl_ms
-        return bool(await self._fetch(self._sql.set_expiry, (expires, key, now)))
+        return bool(await self._fetch(self._sql.set_expiry, (expires, ttl_ms, key, now)))
+
+    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
+        now = self._now_ms()
+        rows = await self._fetch(self._sql.read_refresh, (ttl_ms, now, ttl_ms, ttl_ms, key, now))
+        return Record(rows[0][0], rows[0][1]) if rows else None
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         now = self._now_ms()
         expires = None if ttl_ms is None else now + ttl_ms
         low, high = (INT64_MIN, INT64_MAX - amount) if amount >= 0 else (INT64_MIN - amount, INT64_MAX)
-        args = (key, str(amount), version, expires, now, amount, now, now, low, high)
+        args = (key, str(amount), version, expires, ttl_ms, now, amount, now, now, now, low, high)
         rows = await self._fetch(self._sql.increment, args)
         if rows:
             return int(rows[0][0])
@@ -455,36 +473,44 @@ class _Statements:
         self.t = t
         self.create_table = (
             f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, "
-            "version TEXT NOT NULL, expires_at INTEGER)"
+            "version TEXT NOT NULL, expires_at INTEGER, ttl_ms INTEGER)"
         )
         index = t[:-1] + '_expires_at"'
         self.create_index = f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at) WHERE expires_at IS NOT NULL"
         self.read_one = f"SELECT value, version FROM {t} WHERE key = ? AND {live}"
         self.insert_if_absent = (
-            f"INSERT INTO {t} (key, value, version, expires_at) VALUES (?, ?, ?, ?) "
+            f"INSERT INTO {t} (key, value, version, expires_at, ttl_ms) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
-            f"expires_at = excluded.expires_at WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ? RETURNING 1"
+            "expires_at = excluded.expires_at, ttl_ms = excluded.ttl_ms "
+            f"WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ? RETURNING 1"
         )
         self.update_if_version = (
-            f"UPDATE {t} SET value = ?, version = ?, expires_at = ? "
+            f"UPDATE {t} SET value = ?, version = ?, expires_at = ?, ttl_ms = ? "
             f"WHERE key = ? AND version = ? AND {live} RETURNING 1"
         )
         self.update_if_version_keep = (
             f"UPDATE {t} SET value = ?, version = ? WHERE key = ? AND version = ? AND {live} RETURNING 1"
         )
         self.get_expiry = f"SELECT expires_at FROM {t} WHERE key = ? AND {live}"
-        self.set_expiry = f"UPDATE {t} SET expires_at = ? WHERE key = ? AND {live} RETURNING 1"
+        self.set_expiry = f"UPDATE {t} SET expires_at = ?, ttl_ms = ? WHERE key = ? AND {live} RETURNING 1"
+        # (ttl, now, ttl, ttl, key, now): renew to the TTL given, else to the one recorded.
+        self.read_refresh = (
+            f"UPDATE {t} SET expires_at = CASE WHEN coalesce(?, ttl_ms) IS NULL THEN expires_at "
+            "ELSE ? + coalesce(?, ttl_ms) END, ttl_ms = coalesce(?, ttl_ms) "
+            f"WHERE key = ? AND {live} RETURNING value, version"
+        )
         # Plain placeholders only (CPython 3.12.0-3.12.3 warn on numbered ones bound to a
-        # sequence): parameters are (key, amount text, version, expiry, now, amount, now, now,
-        # low, high), in the order the ? appear.
+        # sequence): parameters are (key, amount text, version, expiry, ttl, now, amount, now,
+        # now, now, low, high), in the order the ? appear.
         expired = f"({t}.expires_at IS NOT NULL AND {t}.expires_at <= ?)"
         self.increment = (
-            f"INSERT INTO {t} (key, value, version, expires_at) VALUES (?, ?, ?, ?) "
+            f"INSERT INTO {t} (key, value, version, expires_at, ttl_ms) VALUES (?, ?, ?, ?, ?) "
             f"ON CONFLICT(key) DO UPDATE SET "
             f"value = CASE WHEN {expired} THEN excluded.value "
             f"ELSE CAST(CAST({t}.value AS INTEGER) + ? AS TEXT) END, "
             f"version = excluded.version, "
-            f"expires_at = CASE WHEN {expired} THEN excluded.expires_at ELSE {t}.expires_at END "
+            f"expires_at = CASE WHEN {expired} THEN excluded.expires_at ELSE {t}.expires_at END, "
+            f"ttl_ms = CASE WHEN {expired} THEN excluded.ttl_ms ELSE {t}.ttl_ms END "
             # Canonical integer text only (what the codec writes): rejects floats, big ints, text.
             f"WHERE {expired} OR ({t}.value = CAST(CAST({t}.value AS INTEGER) AS TEXT) "
             f"AND CAST({t}.value AS INTEGER) BETWEEN ? AND ?) RETURNING value"
@@ -506,17 +532,17 @@ class _Statements:
     def upsert(self, rows: int, keep_ttl: bool) -> str:
         def build() -> str:
             t = self.t
-            values = ", ".join(["(?, ?, ?, ?)"] * rows)
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+            kept = f"{t}.expires_at IS NULL OR {t}.expires_at > ?"  # the live row keeps its expiry
             expiry = (
-                f"CASE WHEN {t}.expires_at IS NULL OR {t}.expires_at > ? THEN {t}.expires_at "
-                "ELSE excluded.expires_at END"
+                f"expires_at = CASE WHEN {kept} THEN {t}.expires_at ELSE excluded.expires_at END, "
+                f"ttl_ms = CASE WHEN {kept} THEN {t}.ttl_ms ELSE excluded.ttl_ms END"
                 if keep_ttl
-                else "excluded.expires_at"
+                else "expires_at = excluded.expires_at, ttl_ms = excluded.ttl_ms"
             )
             return (
-                f"INSERT INTO {t} (key, value, version, expires_at) VALUES {values} "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
-                f"expires_at = {expiry}"
+                f"INSERT INTO {t} (key, value, version, expires_at, ttl_ms) VALUES {values} "
+                f"ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, {expiry}"
             )
 
         return self._cached("upsert", rows, keep_ttl, build)

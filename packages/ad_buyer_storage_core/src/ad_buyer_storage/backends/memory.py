@@ -37,6 +37,7 @@ class _Entry(NamedTuple):
     value: str
     version: str
     expires_at_ms: int | None
+    ttl_ms: int | None = None  # the TTL it was last given (SupportsRefresh)
 
 
 class MemoryBackend:
@@ -101,10 +102,21 @@ class MemoryBackend:
         return results
 
     def _apply(self, w: Write, current: _Entry | None, now: int) -> None:
-        expires = current.expires_at_ms if w.keep_ttl and current is not None else None
-        if not (w.keep_ttl and current is not None) and w.ttl_ms is not None:
-            expires = now + w.ttl_ms
-        self._data[w.key] = _Entry(w.value, w.version, expires)
+        if w.keep_ttl and current is not None:
+            self._data[w.key] = _Entry(w.value, w.version, current.expires_at_ms, current.ttl_ms)
+        else:
+            expires = None if w.ttl_ms is None else now + w.ttl_ms
+            self._data[w.key] = _Entry(w.value, w.version, expires, w.ttl_ms)
+
+    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
+        now = self._now_ms()
+        entry = self._live(key, now)
+        if entry is None:
+            return None
+        renew = entry.ttl_ms if ttl_ms is None else ttl_ms
+        if renew is not None:
+            self._data[key] = entry._replace(expires_at_ms=now + renew, ttl_ms=renew)
+        return Record(entry.value, entry.version)
 
     async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
         # Atomic because nothing here awaits.
@@ -154,7 +166,7 @@ class MemoryBackend:
         entry = self._live(key, now)
         if entry is None:
             return False
-        self._data[key] = entry._replace(expires_at_ms=None if ttl_ms is None else now + ttl_ms)
+        self._data[key] = entry._replace(expires_at_ms=None if ttl_ms is None else now + ttl_ms, ttl_ms=ttl_ms)
         return True
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
@@ -163,13 +175,14 @@ class MemoryBackend:
         if entry is None:
             result = amount
             expires = None if ttl_ms is None else now + ttl_ms
+            given = ttl_ms
         else:
             current = _as_int64(entry.value, key)
             result = current + amount
             if not INT64_MIN <= result <= INT64_MAX:
                 raise InvalidValueError(f"incrementing {key!r} by {amount} would overflow 64 bits")
-            expires = entry.expires_at_ms
-        self._data[key] = _Entry(str(result), version, expires)
+            expires, given = entry.expires_at_ms, entry.ttl_ms
+        self._data[key] = _Entry(str(result), version, expires, given)
         return result
 
     # -- pub/sub (in-process) ------------------------------------------------------------------

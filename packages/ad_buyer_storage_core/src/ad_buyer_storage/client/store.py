@@ -34,6 +34,7 @@ from ad_buyer_storage.contract.protocol import (
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsRefresh,
     SupportsReleaseNamespace,
     SupportsRemovePrefix,
     SupportsRouting,
@@ -54,6 +55,7 @@ from ad_buyer_storage.errors import (
     UnsupportedOperationError,
     VersionConflictError,
 )
+from ad_buyer_storage.kit.refresh import read_refresh
 
 __all__ = ["TTL", "Store", "Updater", "Versioned"]
 
@@ -114,6 +116,7 @@ class Store:
         self._committer = backend if isinstance(backend, SupportsTransactions) else None
         self._prefix_remover = backend if isinstance(backend, SupportsRemovePrefix) else None
         self._publisher = backend if isinstance(backend, SupportsPubSub) else None
+        self._refresher = backend if isinstance(backend, SupportsRefresh) else None
         # transact()'s per-key locks for retries; a lock nobody holds or waits for goes away.
         self._key_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._state = _State.NEW
@@ -267,16 +270,33 @@ class Store:
 
     # -- single keys -------------------------------------------------------------------------
     @overload
-    async def get(self, key: str, default: Any = None, *, model: None = None) -> Any: ...
+    async def get(
+        self, key: str, default: Any = None, *, model: None = None, refresh_ttl: TTL | bool = None
+    ) -> Any: ...
     @overload
-    async def get(self, key: str, default: None = None, *, model: type[T]) -> T | None: ...
+    async def get(
+        self, key: str, default: None = None, *, model: type[T], refresh_ttl: TTL | bool = None
+    ) -> T | None: ...
     @overload
-    async def get(self, key: str, default: D, *, model: type[T]) -> T | D: ...
-    async def get(self, key: str, default: Any = None, *, model: type[Any] | None = None) -> Any:
-        """The value at *key*, or *default* if missing or expired. ``model=`` restores rich types."""
+    async def get(self, key: str, default: D, *, model: type[T], refresh_ttl: TTL | bool = None) -> T | D: ...
+    async def get(
+        self, key: str, default: Any = None, *, model: type[Any] | None = None, refresh_ttl: TTL | bool = None
+    ) -> Any:
+        """The value at *key*, or *default* if missing or expired. ``model=`` restores rich types.
+
+        ``refresh_ttl=`` renews the key's expiry with the read (a sliding TTL): to that many
+        seconds, or with ``True`` to the TTL the key was last given (a key without one keeps
+        none). In one atomic step where the backend offers it (SQLite, Redis, PostgreSQL,
+        memory); else, for a number, a read then an ``expire``.
+        """
         backend = self.require_open()
         key = check_key(key)
-        record = await self._read_one(backend, key)
+        if refresh_ttl is None or refresh_ttl is False:
+            record = await self._read_one(backend, key)
+        else:
+            ttl_ms = None if refresh_ttl is True else ttl_to_ms(refresh_ttl)
+            self._require(Capability.EXPIRY, "expiry", key)
+            record = await read_refresh(backend, self._refresher, key, ttl_ms)
         if record is None:
             return default
         value = self._codec.decode(record.value)

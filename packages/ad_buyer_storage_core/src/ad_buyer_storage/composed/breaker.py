@@ -35,6 +35,7 @@ from ad_buyer_storage.contract.protocol import (
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsRefresh,
     SupportsReleaseNamespace,
     SupportsRemovePrefix,
     SupportsRouting,
@@ -269,6 +270,14 @@ class _Transactions(GuardedBackend):
             return bool(await inner.commit(checks, writes, deletes))
 
 
+class _Refresh(GuardedBackend):
+    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
+        inner: Any = self.inner
+        with self.breaker.guard():
+            record: Record | None = await inner.read_refresh(key, ttl_ms)
+            return record
+
+
 class _RemovePrefix(GuardedBackend):
     async def remove_prefix(self, prefix: str) -> int:
         inner: Any = self.inner
@@ -297,6 +306,7 @@ class _Routing(GuardedBackend):
 _OPTIONAL: tuple[tuple[type, type[GuardedBackend]], ...] = (
     (SupportsPubSub, _PubSub),
     (SupportsTransactions, _Transactions),
+    (SupportsRefresh, _Refresh),
     (SupportsRemovePrefix, _RemovePrefix),
     (SupportsReleaseNamespace, _ReleaseNamespace),
     (SupportsRouting, _Routing),

@@ -32,6 +32,7 @@ from ad_buyer_storage.contract.protocol import (
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsRefresh,
     SupportsTransactions,
     Write,
 )
@@ -42,6 +43,7 @@ from ad_buyer_storage.errors import (
     UnavailableError,
     UnsupportedOperationError,
 )
+from ad_buyer_storage.kit.refresh import read_refresh
 
 __all__ = ["HybridBackend", "Requirement", "Route", "RouteHealth", "check_routes"]
 
@@ -156,6 +158,9 @@ class HybridBackend:
             id(b): b
             for b in self._backends
             if isinstance(b, SupportsTransactions) and Capability.TRANSACTIONS in b.capabilities
+        }
+        self._refreshers: dict[int, SupportsRefresh] = {
+            id(b): b for b in self._backends if isinstance(b, SupportsRefresh)
         }
         self._publishers: dict[int, SupportsPubSub] = {
             id(b): b for b in self._backends if isinstance(b, SupportsPubSub) and Capability.PUBSUB in b.capabilities
@@ -348,6 +353,10 @@ class HybridBackend:
 
     async def get_ttl(self, key: str) -> int:
         return await self._table.route(key).backend.get_ttl(key)
+
+    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
+        backend = self._table.route(key).backend
+        return await read_refresh(backend, self._refreshers.get(id(backend)), key, ttl_ms)
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
         return await self._table.route(key).backend.set_ttl(key, ttl_ms)

@@ -18,8 +18,8 @@ A backend:
 
 Optional abilities beyond the primitives are optional protocols, each checked with
 ``isinstance``: :class:`SupportsPubSub`, :class:`SupportsTransactions`,
-:class:`SupportsRemovePrefix`, :class:`SupportsReleaseNamespace`, and :class:`SupportsRouting`
-for backends made of others.
+:class:`SupportsRefresh` (sliding TTLs), :class:`SupportsRemovePrefix`,
+:class:`SupportsReleaseNamespace`, and :class:`SupportsRouting` for backends made of others.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ __all__ = [
     "Record",
     "StorageBackend",
     "SupportsPubSub",
+    "SupportsRefresh",
     "SupportsReleaseNamespace",
     "SupportsRemovePrefix",
     "SupportsRouting",
@@ -214,6 +215,22 @@ class SupportsPubSub(Protocol):
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
         """Subscribe on enter; iterate JSON text messages published after that; leave to stop."""
+
+
+@runtime_checkable
+class SupportsRefresh(Protocol):
+    """Optional: read a key and renew its expiry in the same atomic step (sliding TTLs).
+
+    A backend offering it also remembers, per key, the TTL the key was last given: a write's
+    ``ttl_ms``, ``set_ttl``'s, ``increment``'s when it creates the key; a ``keep_ttl`` write
+    and an increment of a live key keep it; a write without TTL (or ``set_ttl(None)``) forgets
+    it. Without this protocol core still refreshes to an explicit TTL, as a read then a
+    ``set_ttl`` (two steps), and refuses "the TTL it was written with".
+    """
+
+    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
+        """The live record at *key*, its expiry renewed in the same atomic step to now + *ttl_ms*;
+        with None, to now + the TTL it was last given (a key without one keeps no expiry)."""
 
 
 #: What a transaction checks at commit: *key* still at *version* (None: still absent).

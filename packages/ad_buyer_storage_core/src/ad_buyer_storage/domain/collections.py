@@ -60,8 +60,9 @@ class EntityCollection:
         self.entity = entity
         self.default_ttl = default_ttl
 
-    async def get(self, entity_id: str, *, model: type[Any] | None = None) -> Any:
-        return await self.store.get(self.entity.key(entity_id), model=model)
+    async def get(self, entity_id: str, *, model: type[Any] | None = None, refresh_ttl: TTL | bool = None) -> Any:
+        """The record, or None; ``refresh_ttl=`` renews its expiry with the read (see ``Store.get``)."""
+        return await self.store.get(self.entity.key(entity_id), model=model, refresh_ttl=refresh_ttl)
 
     async def set(self, entity_id: str, data: Any, ttl: TTL | DefaultTTL = ENTITY_DEFAULT) -> None:
         """Store *data*; *ttl* defaults to the entity's default TTL (None = never expires)."""

@@ -20,7 +20,13 @@ from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, EntityCollection
 from ad_buyer_storage.domain.entities import entity_by_name
-from ad_buyer_storage.errors import BudgetExceededError, InvalidInputError, KeyNotFoundError, VersionConflictError
+from ad_buyer_storage.errors import (
+    BudgetExceededError,
+    InvalidInputError,
+    KeyNotFoundError,
+    UnsupportedOperationError,
+    VersionConflictError,
+)
 
 __all__ = ["Storage"]
 
@@ -34,7 +40,9 @@ class Storage:
 
     ``Storage(backend)`` makes the store; ``Storage(store)`` wraps an existing one.
     *default_ttls* overrides entities' default TTLs by entity name (the factory passes
-    ``SESSION_DEFAULT_TTL`` for sessions).
+    ``SESSION_DEFAULT_TTL`` for sessions). With *sliding_sessions* (``SESSION_SLIDING_TTL``),
+    ``get_session`` renews the session's expiry to the TTL it was written with, atomically with
+    the read.
     """
 
     def __init__(
@@ -45,7 +53,9 @@ class Storage:
         default_ttls: Mapping[str, float | None] | None = None,
         describe: str | None = None,
         coalesce: bool = True,
+        sliding_sessions: bool = False,
     ) -> None:
+        self.sliding_sessions = sliding_sessions
         self.store = (
             backend
             if isinstance(backend, Store)
@@ -102,13 +112,19 @@ class Storage:
         await self.store.aclose()
 
     @overload
-    async def get(self, key: str, default: Any = None, *, model: None = None) -> Any: ...
+    async def get(
+        self, key: str, default: Any = None, *, model: None = None, refresh_ttl: TTL | bool = None
+    ) -> Any: ...
     @overload
-    async def get(self, key: str, default: None = None, *, model: type[T]) -> T | None: ...
+    async def get(
+        self, key: str, default: None = None, *, model: type[T], refresh_ttl: TTL | bool = None
+    ) -> T | None: ...
     @overload
-    async def get(self, key: str, default: D, *, model: type[T]) -> T | D: ...
-    async def get(self, key: str, default: Any = None, *, model: type[Any] | None = None) -> Any:
-        return await self.store.get(key, default, model=model)
+    async def get(self, key: str, default: D, *, model: type[T], refresh_ttl: TTL | bool = None) -> T | D: ...
+    async def get(
+        self, key: str, default: Any = None, *, model: type[Any] | None = None, refresh_ttl: TTL | bool = None
+    ) -> Any:
+        return await self.store.get(key, default, model=model, refresh_ttl=refresh_ttl)
 
     async def set(
         self, key: str, value: Any, ttl: TTL = None, *, keep_ttl: bool = False, if_version: str | None = None
@@ -307,7 +323,15 @@ class Storage:
 
     # sessions (ephemeral: SESSION_DEFAULT_TTL when ttl is None)
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
-        return cast(dict[str, Any] | None, await self.collection("session").get(session_id))
+        """The session; with sliding sessions, its expiry renewed to the TTL it was written with
+        (on a store that cannot recall that TTL, the mirror's for one: to the session default)."""
+        sessions = self.collection("session")
+        if not self.sliding_sessions or sessions.default_ttl is None:
+            return cast(dict[str, Any] | None, await sessions.get(session_id))
+        try:
+            return cast(dict[str, Any] | None, await sessions.get(session_id, refresh_ttl=True))
+        except UnsupportedOperationError:  # raised before any I/O: this store cannot recall it
+            return cast(dict[str, Any] | None, await sessions.get(session_id, refresh_ttl=sessions.default_ttl))
 
     async def set_session(self, session_id: str, data: Any, ttl: TTL = None) -> None:
         """Store a session; without *ttl*, it expires after ``SESSION_DEFAULT_TTL``."""

@@ -146,6 +146,7 @@ def get_storage_backend(
         backend,
         max_value_bytes=settings.storage_max_value_bytes,
         default_ttls={"session": settings.session_default_ttl, "session_index": settings.session_default_ttl},
+        sliding_sessions=settings.session_sliding_ttl,
         describe=redact_url(url) if url else None,
     )
 

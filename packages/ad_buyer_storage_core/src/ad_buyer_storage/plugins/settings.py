@@ -89,6 +89,8 @@ class StorageSettings(SettingsBase):
     storage_command_timeout: float = Field(10.0, gt=0)
     #: Default TTL of ``set_session`` (seconds).
     session_default_ttl: float = Field(86_400, gt=0)
+    #: ``get_session`` renews a session's expiry to the TTL it was written with (sliding).
+    session_sliding_ttl: bool = False
     #: Largest encoded value accepted (bytes of UTF-8 JSON).
     storage_max_value_bytes: int = Field(DEFAULT_MAX_VALUE_BYTES, gt=0)
     #: Hybrid route table: ``"session:=redis,cache:=redis,*=postgres"`` or JSON; names or URLs.

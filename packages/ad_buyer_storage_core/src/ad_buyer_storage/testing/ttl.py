@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ad_buyer_storage.client.validation import MAX_TTL_SECONDS
-from ad_buyer_storage.contract.protocol import Capability
+from ad_buyer_storage.contract.protocol import Capability, SupportsRefresh
+from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import InvalidTTLError, KeyNotFoundError, UnsupportedOperationError
 
 from ._base import ContractBase, certifies, fails_with
@@ -198,3 +199,69 @@ class TTLContract(ContractBase):
             await subject.elapse(10.5)
             got = await storage.get_many(["c", "d"])
             assert got == {}, f"every item of set_many(ttl=10) must expire after 10 s: {got!r}"
+
+    @certifies("ttl", Capability.EXPIRY)
+    async def test_a_read_can_renew_the_expiry_to_a_ttl(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("session:r", {"n": 1}, ttl=10)
+        got = await storage.get("session:r", refresh_ttl=40)
+        assert got == {"n": 1}, f"get(refresh_ttl=) must return the value: {got!r}"
+        remaining = await storage.ttl("session:r") or 0.0
+        assert 35 < remaining <= 40, f"get(refresh_ttl=40) must renew the expiry to 40 s: {remaining}"
+        await storage.set("session:plain", 1)
+        await storage.get("session:plain", refresh_ttl=20)
+        remaining = await storage.ttl("session:plain") or 0.0
+        assert 0 < remaining <= 20, f"get(refresh_ttl=20) of a key without expiry must give it one: {remaining}"
+        assert await storage.get("session:none", "default", refresh_ttl=20) == "default", "a missing key: the default"
+        assert not await storage.exists("session:none"), "get(refresh_ttl=) must never create a key"
+        await fails_with(InvalidTTLError, storage.get("session:r", refresh_ttl=-1), "a bad refresh TTL is refused")
+
+    @certifies("ttl", Capability.EXPIRY)
+    async def test_a_read_can_renew_the_expiry_to_the_ttl_it_was_given(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("session:g", 1, ttl=40)
+        if not isinstance(storage.backend, SupportsRefresh):
+            await fails_with(
+                UnsupportedOperationError,
+                storage.get("session:g", refresh_ttl=True),
+                "a backend that cannot recall a key's TTL must refuse get(refresh_ttl=True)",
+            )
+            return
+        await subject.elapse(1.0)
+        before = await storage.ttl("session:g") or 0.0
+        assert await storage.get("session:g", refresh_ttl=True) == 1, "get(refresh_ttl=True) must return the value"
+        after = await storage.ttl("session:g") or 0.0
+        assert after > before, f"get(refresh_ttl=True) must renew the expiry: {before} -> {after}"
+        assert 39 < after <= 40, f"renewed to the TTL it was given (40 s): {before} -> {after}"
+        await storage.set("session:g", 2, keep_ttl=True)  # keeps the expiry, and the TTL it was given
+        await subject.elapse(1.0)
+        await storage.get("session:g", refresh_ttl=True)
+        remaining = await storage.ttl("session:g") or 0.0
+        assert 39 < remaining <= 40, f"a keep_ttl write must keep the TTL the key was given: {remaining}"
+        await storage.expire("session:g", 100)
+        await storage.get("session:g", refresh_ttl=True)
+        remaining = await storage.ttl("session:g") or 0.0
+        assert 95 < remaining <= 100, f"expire(100) must become the TTL the key was given: {remaining}"
+        await storage.set("session:g", 3)
+        await storage.get("session:g", refresh_ttl=True)
+        assert await storage.ttl("session:g") is None, "a key written without TTL must keep none when renewed"
+        await storage.incr("counter:g", ttl=50)
+        await subject.elapse(1.0)
+        await storage.get("counter:g", refresh_ttl=True)
+        remaining = await storage.ttl("counter:g") or 0.0
+        assert 49 < remaining <= 50, f"incr(ttl=) creating a key must give it that TTL to renew to: {remaining}"
+
+    @certifies("ttl", Capability.EXPIRY)
+    async def test_sliding_sessions_renew_on_read(self, subject: Subject) -> None:
+        sliding = Storage(subject.storage.store, sliding_sessions=True, default_ttls={"session": 40})
+        await sliding.set_session("default", {"step": 1})
+        await sliding.set_session("own", {"step": 2}, ttl=100)
+        await subject.elapse(1.0)
+        assert await sliding.get_session("default") == {"step": 1}, "get_session must return the session"
+        remaining = await sliding.ttl("session:default") or 0.0
+        assert 39 < remaining <= 40, f"a sliding session read must renew it to its TTL (40 s): {remaining}"
+        await sliding.get_session("own")
+        remaining = await sliding.ttl("session:own") or 0.0
+        expected = 100 if isinstance(sliding.backend, SupportsRefresh) else 40
+        assert expected - 1 < remaining <= expected, f"renewed to the TTL it was written with: {remaining}"
+        assert await sliding.get_session("missing") is None, "a missing session: None"
