@@ -243,3 +243,21 @@ def test_without_aiosqlites_thread_hook_transactions_are_not_claimed(monkeypatch
     assert Capability.TRANSACTIONS in SQLiteBackend(str(tmp_path / "a.db")).capabilities
     monkeypatch.setattr("ad_buyer_storage_sqlite.backend._CAN_RUN_IN_THREAD", False)
     assert Capability.TRANSACTIONS not in SQLiteBackend(str(tmp_path / "b.db")).capabilities
+
+
+async def test_a_table_from_before_sliding_ttls_gains_its_ttl_column(tmp_path) -> None:
+    path = str(tmp_path / "old.db")
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "CREATE TABLE kv_store (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, version TEXT NOT NULL, "
+            "expires_at INTEGER)"
+        )
+        conn.execute("INSERT INTO kv_store VALUES ('session:old', '1', 'v1', NULL)")
+    async with Storage(SQLiteBackend(path)) as storage:
+        assert await storage.get("session:old", refresh_ttl=True) == 1  # no TTL recorded: none given
+        assert await storage.ttl("session:old") is None
+        await storage.set("session:new", 2, ttl=40)
+        assert await storage.get("session:new", refresh_ttl=True) == 2
+        assert 39 < (await storage.ttl("session:new") or 0) <= 40
+    async with Storage(SQLiteBackend(path)) as storage:  # the second open finds the column there
+        assert await storage.get("session:new") == 2
