@@ -9,6 +9,7 @@ The backends' own predicates (which redis-py and asyncpg errors are which) are c
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -32,6 +33,7 @@ from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message
 from ad_buyer_storage.kit.identifiers import check_identifier
 from ad_buyer_storage.kit.retry import RetryPolicy
 from ad_buyer_storage.kit.scan import Page, scan_pages
+from ad_buyer_storage.kit.seen import SeenKeys
 from ad_buyer_storage.kit.subscription import Deliver, queue_subscription
 from ad_buyer_storage.kit.sweeper import purge_in_batches
 from ad_buyer_storage_postgres.backend import PostgresBackend
@@ -442,3 +444,41 @@ async def test_queue_subscription_that_cannot_listen_raises_on_entering() -> Non
     with pytest.raises(UnavailableError):
         async with queue_subscription(listen):
             raise AssertionError("entered")
+
+
+# -- SeenKeys: each key once, in bounded memory --------------------------------------------------
+async def test_seen_keys_yields_each_key_once_before_and_after_spilling_to_disk() -> None:
+    with SeenKeys(spill_after=1000) as seen:
+        first = await seen.first_time([b"a", b"b", b"a"])
+        assert first == [b"a", b"b"]
+        fresh: list[bytes] = []
+        for start in range(0, 30_000, 700):  # overlapping batches, repeats across the spill
+            batch = [f"key:{i}".encode() for i in range(max(0, start - 300), start + 700)]
+            fresh += await seen.first_time(batch + batch[:10])
+        assert len(fresh) == len(set(fresh)) == 30_100
+        assert await seen.first_time([b"a", b"key:5", b"new"]) == [b"new"]
+
+
+async def test_seen_keys_holds_little_python_memory_for_many_keys() -> None:
+    tracemalloc.start()
+    try:
+        with SeenKeys() as seen:
+            for start in range(0, 300_000, 1000):
+                await seen.first_time([f"deal:{i:012d}".encode() for i in range(start, start + 1000)])
+            _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 2**20, f"{peak / 2**20:.1f} MiB held for 300,000 keys"
+
+
+async def test_a_redis_scan_that_repeats_keys_lists_each_once(monkeypatch) -> None:
+    backend = RedisBackend("redis://127.0.0.1:1/0", key_prefix="p:")
+
+    async def pages(pattern: object, count: int) -> AsyncIterator[list[bytes]]:
+        yield [b"p:deal:1", b"p:deal:2", b"other:deal:3"]
+        yield [b"p:deal:2", b"p:deal:4"]
+        yield [b"p:deal:1"]
+
+    monkeypatch.setattr(backend, "_scan_pages", pages)
+    listed = [key async for key in backend.scan(compile_glob("deal:*"), 100)]
+    assert listed == ["deal:1", "deal:2", "deal:4"]

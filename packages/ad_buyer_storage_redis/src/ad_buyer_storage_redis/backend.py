@@ -54,6 +54,7 @@ from ad_buyer_storage.kit.batches import results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
 from ad_buyer_storage.kit.redaction import redact_url
 from ad_buyer_storage.kit.retry import RetryPolicy
+from ad_buyer_storage.kit.seen import SeenKeys
 from ad_buyer_storage.kit.urls import encode_credentials
 
 from .namespaces import NAMESPACES_KEY, REGISTER_SCRIPT, check_prefix, overlap_error
@@ -501,42 +502,42 @@ class _RedisKeyValue:
         return await self._per_slot("EXISTS", [self._full(k) for k in keys])
 
     async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
+        with SeenKeys() as seen:  # SCAN may return a key twice (during rehashing): exact, bounded memory
+            async for page in self._scan_pages(pattern, max(batch_size, self._scan_count)):
+                for raw in await seen.first_time([raw for raw in page if raw.startswith(self._prefix_bytes)]):
+                    key = raw[self._cut :].decode()
+                    if pattern.is_prefix_only or pattern.matches(key):
+                        yield key
+
+    async def _scan_pages(self, pattern: GlobPattern, count: int) -> AsyncIterator[list[bytes]]:
+        """SCAN's pages (every primary's, on a cluster), repeats and all."""
         match = escape_glob(self.key_prefix + pattern.prefix) + "*"
-        seen: set[bytes] = set()  # SCAN may return a key twice (during rehashing)
-        cursor: Any = 0
         client = self._client
         if client is None:
             raise NotConnectedError("the Redis backend is not connected")
         if self.cluster:
-            iterator = client.scan_iter(match=match, count=max(batch_size, self._scan_count))
+            iterator = client.scan_iter(match=match, count=count)
+            page: list[bytes] = []
             while True:
                 with self._errors.mapped():
                     raw = await anext(iterator, None)
+                if raw is not None:
+                    page.append(raw)
+                if page and (raw is None or len(page) >= count):
+                    yield page
+                    page = []
                 if raw is None:
                     return
-                key = self._accept(raw, pattern, seen)
-                if key is not None:
-                    yield key
-        count = max(batch_size, self._scan_count)
+        cursor: Any = 0
         while True:
 
             def scan_page(c: Any, cur: Any = cursor) -> Awaitable[tuple[Any, list[bytes]]]:
                 return c.scan(cur, match=match, count=count)  # type: ignore[no-any-return]
 
             cursor, raws = await self._call(scan_page, idempotent=True)
-            for raw in raws:
-                key = self._accept(raw, pattern, seen)
-                if key is not None:
-                    yield key
+            yield raws
             if cursor == 0:
                 return
-
-    def _accept(self, raw: bytes, pattern: GlobPattern, seen: set[bytes]) -> str | None:
-        if raw in seen or not raw.startswith(self._prefix_bytes):
-            return None
-        seen.add(raw)
-        key = raw[self._cut :].decode()
-        return key if pattern.is_prefix_only or pattern.matches(key) else None
 
     async def release_namespace(self) -> None:
         """Storage.clear() emptied the namespace: a deployment nested in it may use this Redis now."""
