@@ -63,6 +63,14 @@ def markdown(results: dict[str, Any]) -> str:
         for row in results["transactions"]:
             lines.append(f"| {row['backend']} | {row['op']} | {row['ours_per_s']:,} | {row['raw_per_s']:,} | "
                          f"{row['ratio']:.2f} |")  # fmt: skip
+    if results.get("filters"):
+        lines += ["", "Filtered lists (0.1% of the deals `paused`): median time, and as a number of single `get`s "
+                  "of the same run. *selective*: every paused deal; *first 100*: `status=active`, `limit=100`; "
+                  "*page walk*: the paused deals in pages of 20 with cursors.", "",
+                  "| backend | deals | list | matches | ms | in gets |", "|---|---:|---|---:|---:|---:|"]  # fmt: skip
+        for row in results["filters"]:
+            lines.append(f"| {row['backend']} | {row['deals']:,} | {row['list']} | {row['matches']:,} | "
+                         f"{row['ms']:,.2f} | {row['gets']:,.1f} |")  # fmt: skip
     if results.get("migration"):
         mig = results["migration"]
         lines += ["", f"Migration: {mig['keys']:,} keys (80% deals, 20% sessions with a TTL) SQLite -> "

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import mirror, report, transactions
+from bench import filters, mirror, report, transactions
 from bench.subjects import Ours, Subject, drop_postgres_schemas, ours, peer, raw
 
 DOC = {
@@ -253,7 +253,7 @@ def import_time(reps: int = 5) -> dict[str, Any]:
     return {"median_ms": statistics.median(samples), "other_drivers_imported": others}
 
 
-SECTIONS = ("backends", "scaling", "routing", "import", "mirror", "migration", "transactions")
+SECTIONS = ("backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters")
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -294,6 +294,9 @@ async def main(argv: list[str] | None = None) -> None:
         if "transactions" in sections:
             print("== transactions", flush=True)
             results["transactions"] = await transactions.transaction_costs(backends, 200 if args.quick else 500, reps)
+        if "filters" in sections:
+            print("== filtered lists", flush=True)
+            results["filters"] = await filters.filtered_lists(backends, sizes[1:3] if args.quick else sizes[1:], reps)
         if "migration" in sections:
             print("== migration", flush=True)
             results["migration"] = await mirror.migration(10_000 if args.quick else 100_000)

@@ -179,7 +179,7 @@ def test_the_report_says_per_class_and_area_what_passed_was_skipped_and_failed(p
             r"ad-buyer-storage conformance: TestReference \[memory \(atomic, expiry, pubsub, [a-z, ]+\)\]  CERTIFIED",
             r"  lifecycle      3/3 passed",
             r"  kv             \d+/\d+ passed, 1 skipped \(the harness gives no way to make the store refuse a key",
-            r"  listing        6/6 passed",
+            r"  listing        (\d+)/\1 passed",
             r"  ttl            (\d+)/\1 passed",
             r"  atomic         (\d+)/\1 passed",
             r"  transactions   (\d+)/\1 passed, 1 skipped \(not claimed: MULTI_PROCESS\)",

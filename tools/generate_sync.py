@@ -56,10 +56,10 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
-from ad_buyer_storage.client.store import TTL, Store, Updater, Versioned
+from ad_buyer_storage.client.store import TTL, Selection, Store, Updater, Versioned
 from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
-from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, DefaultTTL, EntityCollection
+from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, DefaultTTL, EntityCollection, Page
 from ad_buyer_storage.domain.storage import Filters, Storage
 from ad_buyer_storage.errors import InvalidInputError, LifecycleError, StorageClosedError, TransactionConflictError
 from ad_buyer_storage.plugins.factory import get_storage_backend

@@ -4,6 +4,7 @@
 
 from ad_buyer_storage.client.codec import JsonCodec as JsonCodec
 from ad_buyer_storage.client.store import TTL as TTL
+from ad_buyer_storage.client.store import Selection as Selection
 from ad_buyer_storage.client.store import Store as Store
 from ad_buyer_storage.client.store import Versioned as Versioned
 from ad_buyer_storage.client.transaction import MAX_TRANSACTION_WRITES as MAX_TRANSACTION_WRITES
@@ -27,9 +28,11 @@ from ad_buyer_storage.contract.protocol import NO_KEY as NO_KEY
 from ad_buyer_storage.contract.protocol import Capability as Capability
 from ad_buyer_storage.contract.protocol import Check as Check
 from ad_buyer_storage.contract.protocol import Condition as Condition
+from ad_buyer_storage.contract.protocol import Filter as Filter
 from ad_buyer_storage.contract.protocol import Record as Record
 from ad_buyer_storage.contract.protocol import StorageBackend as StorageBackend
 from ad_buyer_storage.contract.protocol import SupportsPubSub as SupportsPubSub
+from ad_buyer_storage.contract.protocol import SupportsQuery as SupportsQuery
 from ad_buyer_storage.contract.protocol import SupportsRefresh as SupportsRefresh
 from ad_buyer_storage.contract.protocol import SupportsReleaseNamespace as SupportsReleaseNamespace
 from ad_buyer_storage.contract.protocol import SupportsRemovePrefix as SupportsRemovePrefix
@@ -38,6 +41,7 @@ from ad_buyer_storage.contract.protocol import SupportsTransactions as SupportsT
 from ad_buyer_storage.contract.protocol import Write as Write
 from ad_buyer_storage.contract.protocol import new_version as new_version
 from ad_buyer_storage.domain.collections import EntityCollection as EntityCollection
+from ad_buyer_storage.domain.collections import Page as Page
 from ad_buyer_storage.domain.coordination import LeaseLock as LeaseLock
 from ad_buyer_storage.domain.coordination import RateLimiter as RateLimiter
 from ad_buyer_storage.domain.coordination import RateLimitResult as RateLimitResult

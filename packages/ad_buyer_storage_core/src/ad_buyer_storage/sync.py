@@ -27,10 +27,10 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
-from ad_buyer_storage.client.store import TTL, Store, Updater, Versioned
+from ad_buyer_storage.client.store import TTL, Selection, Store, Updater, Versioned
 from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
-from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, DefaultTTL, EntityCollection
+from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, DefaultTTL, EntityCollection, Page
 from ad_buyer_storage.domain.storage import Filters, Storage
 from ad_buyer_storage.errors import InvalidInputError, LifecycleError, StorageClosedError, TransactionConflictError
 from ad_buyer_storage.plugins.factory import get_storage_backend
@@ -238,6 +238,16 @@ class SyncStorage:
     def keys(self, pattern: str = "*") -> list[str]:
         return self._call(self._storage.keys(pattern))
 
+    def select(
+        self,
+        prefix: str,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> Selection:
+        return self._call(self._storage.select(prefix, filters, after=after, limit=limit))
+
     def count(self, pattern: str = "*") -> int:
         return self._call(self._storage.count(pattern))
 
@@ -287,8 +297,8 @@ class SyncStorage:
     def delete_deal(self, deal_id: str) -> bool:
         return self._call(self._storage.delete_deal(deal_id))
 
-    def list_deals(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_deals(filters, limit))
+    def list_deals(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
+        return self._call(self._storage.list_deals(filters, limit, cursor=cursor))
 
     def update_deal(self, deal_id: str, fn: Updater) -> Any:
         return self._call(self._storage.update_deal(deal_id, fn))
@@ -302,8 +312,8 @@ class SyncStorage:
     def delete_campaign(self, campaign_id: str) -> bool:
         return self._call(self._storage.delete_campaign(campaign_id))
 
-    def list_campaigns(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_campaigns(filters, limit))
+    def list_campaigns(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
+        return self._call(self._storage.list_campaigns(filters, limit, cursor=cursor))
 
     def book_order(
         self, order_id: str, order: Any, *, campaign_id: str, amount: Decimal | int | str, attempts: int = 10
@@ -330,8 +340,8 @@ class SyncStorage:
     def delete_order(self, order_id: str) -> bool:
         return self._call(self._storage.delete_order(order_id))
 
-    def list_orders(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_orders(filters, limit))
+    def list_orders(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
+        return self._call(self._storage.list_orders(filters, limit, cursor=cursor))
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_session(session_id))
@@ -342,8 +352,8 @@ class SyncStorage:
     def delete_session(self, session_id: str) -> bool:
         return self._call(self._storage.delete_session(session_id))
 
-    def list_sessions(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_sessions(filters, limit))
+    def list_sessions(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
+        return self._call(self._storage.list_sessions(filters, limit, cursor=cursor))
 
     def add_session_to_index(self, buyer_id: str, session_id: str) -> list[str]:
         return self._call(self._storage.add_session_to_index(buyer_id, session_id))
@@ -366,8 +376,8 @@ class SyncStorage:
     def delete_conversion(self, event_id: str) -> bool:
         return self._call(self._storage.delete_conversion(event_id))
 
-    def list_conversions(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_conversions(filters, limit))
+    def list_conversions(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
+        return self._call(self._storage.list_conversions(filters, limit, cursor=cursor))
 
     def get_optimization_decision(self, decision_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_optimization_decision(decision_id))
@@ -378,8 +388,10 @@ class SyncStorage:
     def delete_optimization_decision(self, decision_id: str) -> bool:
         return self._call(self._storage.delete_optimization_decision(decision_id))
 
-    def list_optimization_decisions(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_optimization_decisions(filters, limit))
+    def list_optimization_decisions(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return self._call(self._storage.list_optimization_decisions(filters, limit, cursor=cursor))
 
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_experiment(experiment_id))
@@ -390,8 +402,8 @@ class SyncStorage:
     def delete_experiment(self, experiment_id: str) -> bool:
         return self._call(self._storage.delete_experiment(experiment_id))
 
-    def list_experiments(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_experiments(filters, limit))
+    def list_experiments(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
+        return self._call(self._storage.list_experiments(filters, limit, cursor=cursor))
 
     def get_supply_path_score(self, supply_path_hash: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_supply_path_score(supply_path_hash))
@@ -402,8 +414,10 @@ class SyncStorage:
     def delete_supply_path_score(self, supply_path_hash: str) -> bool:
         return self._call(self._storage.delete_supply_path_score(supply_path_hash))
 
-    def list_supply_path_scores(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_supply_path_scores(filters, limit))
+    def list_supply_path_scores(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return self._call(self._storage.list_supply_path_scores(filters, limit, cursor=cursor))
 
     def get_quote(self, quote_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_quote(quote_id))
@@ -414,8 +428,8 @@ class SyncStorage:
     def delete_quote(self, quote_id: str) -> bool:
         return self._call(self._storage.delete_quote(quote_id))
 
-    def list_quotes(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_quotes(filters, limit))
+    def list_quotes(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
+        return self._call(self._storage.list_quotes(filters, limit, cursor=cursor))
 
     def get_negotiation(self, proposal_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_negotiation(proposal_id))
@@ -426,8 +440,10 @@ class SyncStorage:
     def delete_negotiation(self, proposal_id: str) -> bool:
         return self._call(self._storage.delete_negotiation(proposal_id))
 
-    def list_negotiations(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_negotiations(filters, limit))
+    def list_negotiations(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return self._call(self._storage.list_negotiations(filters, limit, cursor=cursor))
 
     def get_model_artifact(self, model_name: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_model_artifact(model_name))
@@ -438,8 +454,10 @@ class SyncStorage:
     def delete_model_artifact(self, model_name: str) -> bool:
         return self._call(self._storage.delete_model_artifact(model_name))
 
-    def list_model_artifacts(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_model_artifacts(filters, limit))
+    def list_model_artifacts(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return self._call(self._storage.list_model_artifacts(filters, limit, cursor=cursor))
 
     def get_pacing_snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_pacing_snapshot(snapshot_id))
@@ -450,8 +468,10 @@ class SyncStorage:
     def delete_pacing_snapshot(self, snapshot_id: str) -> bool:
         return self._call(self._storage.delete_pacing_snapshot(snapshot_id))
 
-    def list_pacing_snapshots(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return self._call(self._storage.list_pacing_snapshots(filters, limit))
+    def list_pacing_snapshots(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return self._call(self._storage.list_pacing_snapshots(filters, limit, cursor=cursor))
 
 
 class SyncCollection:
@@ -476,9 +496,14 @@ class SyncCollection:
         return self._facade._call(self._wrapped.ids())
 
     def list(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, *, model: type[Any] | None = None
-    ) -> list[Any]:
-        return self._facade._call(self._wrapped.list(filters, limit, model=model))
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        *,
+        model: type[Any] | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        return self._facade._call(self._wrapped.list(filters, limit, model=model, cursor=cursor))
 
 
 class SyncTransaction:

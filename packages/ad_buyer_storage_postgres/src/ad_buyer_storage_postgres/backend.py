@@ -35,7 +35,16 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from ad_buyer_storage.contract.glob import GlobPattern, prefix_upper_bound
-from ad_buyer_storage.contract.protocol import NO_EXPIRY, NO_KEY, Capability, Check, Condition, Record, Write
+from ad_buyer_storage.contract.protocol import (
+    NO_EXPIRY,
+    NO_KEY,
+    Capability,
+    Check,
+    Condition,
+    Filter,
+    Record,
+    Write,
+)
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -51,7 +60,8 @@ from ad_buyer_storage.errors import (
 )
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
-from ad_buyer_storage.kit.identifiers import check_identifier
+from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, check_identifier, is_identifier
+from ad_buyer_storage.kit.identifiers import indexed_fields as indexed_fields_of
 from ad_buyer_storage.kit.redaction import redact_url
 from ad_buyer_storage.kit.retry import RetryPolicy
 from ad_buyer_storage.kit.scan import Page, scan_pages
@@ -138,8 +148,10 @@ class PostgresBackend:
         statement_cache_size: int = 100,
         sweep_interval: float | None = 60.0,
         sweep_batch: int = 500,
+        indexed_fields: str = DEFAULT_INDEXED_FIELDS,
     ) -> None:
         check_identifier("POSTGRES_SCHEMA", schema)
+        self.indexed_fields = indexed_fields_of("POSTGRES_INDEXED_FIELDS", indexed_fields)
         check_identifier("POSTGRES_TABLE", table)
         if pool_min > pool_max:
             raise ConfigurationError(f"POSTGRES_POOL_MIN ({pool_min}) must be <= POSTGRES_POOL_MAX ({pool_max})")
@@ -199,6 +211,8 @@ class PostgresBackend:
                 )
             await conn.execute(self._sql.create_table)
             await conn.execute(self._sql.create_index)
+            for field in self.indexed_fields:
+                await conn.execute(self._sql.field_index(field))
             if found == 1:
                 # jsonb kept values as respelt documents; json keeps text. Their text is
                 # already jsonb's, so nothing changes for them but their type.
@@ -395,6 +409,13 @@ class PostgresBackend:
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
         return bool(await self._call(lambda c: c.fetchval(self._sql.set_ttl, key, ttl_ms), idempotent=True))
+
+    async def query(
+        self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
+    ) -> Sequence[tuple[str, Record]]:
+        sql, params = self._sql.query(prefix, where, after, limit)
+        rows = await self._call(lambda c: c.fetch(sql, *params), idempotent=True)
+        return [(key, Record(value, version)) for key, value, version in rows]
 
     async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
         # Idempotent: renewing twice from now is renewing once.
@@ -625,6 +646,40 @@ class _Statements:
             "LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING 1) SELECT count(*) FROM gone"
         )
         self._t, self._live = t, live
+
+    def field_index(self, field: str) -> str:
+        """An index on one top-level JSON field (and the key, so a prefix range stays in it)."""
+        name = self._t.split(".")[1][:-1] + f'_f_{field}"'
+        path = f"(value->>'{field}')"  # the very text query() writes, or it is not used
+        return f"CREATE INDEX IF NOT EXISTS {name} ON {self._t} ({path}, key) WHERE {path} IS NOT NULL"
+
+    def query(self, prefix: str, where: Sequence[Filter], after: str | None, limit: int) -> tuple[str, list[Any]]:
+        """A filtered page: the key range, liveness, and per filter a condition that holds
+        exactly when the field equals the value as JSON (an index serves plain field names)."""
+        params: list[Any] = []
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        conds = [f"key >= {bind(prefix)}" if after is None or after < prefix else f"key > {bind(after)}"]
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            conds.append(f"key < {bind(upper)}")
+        conds.append(self._live)
+        for field, value in where:
+            name = f"'{field}'" if is_identifier(field) else f"{bind(field)}::text"
+            text, kind = f"(value->>{name})", f"json_typeof(value->{name})"
+            if value is None:
+                conds.append(f"{kind} = 'null'")
+            elif isinstance(value, bool):
+                conds.append(f"({kind} = 'boolean' AND {text} = '{str(value).lower()}')")
+            elif isinstance(value, str):
+                conds.append(f"({text} = {bind(value)}::text AND {kind} = 'string')")
+            else:  # a number: by value (1 = 1.0), and only if the field is a number
+                conds.append(f"(CASE WHEN {kind} = 'number' THEN {text}::numeric = {bind(str(value))}::numeric END)")
+        where_sql = " AND ".join(conds)
+        return f"SELECT key, value, version FROM {self._t} WHERE {where_sql} ORDER BY key LIMIT {bind(limit)}", params
 
     def scan(self, *, first: bool, bounded: bool) -> str:
         lower = "key >= $1" if first else "key > $1"

@@ -36,4 +36,5 @@ def create_backend(settings: StorageSettings, /, **overrides: Any) -> PostgresBa
         statement_cache_size=pg.statement_cache_size,
         sweep_interval=pg.sweep_interval or None,
         sweep_batch=pg.sweep_batch,
+        indexed_fields=pg.indexed_fields,
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, indexed_fields
 from ad_buyer_storage.plugins.settings import SettingsBase
 
 __all__ = ["PostgresSettings"]
@@ -29,3 +30,12 @@ class PostgresSettings(SettingsBase):
     sweep_interval: float = Field(60.0, ge=0)
     #: Rows deleted per purge statement.
     sweep_batch: int = Field(500, gt=0)
+    #: Top-level JSON fields given an index, comma-separated: filtered lists on them read only
+    #: the matching rows (each index costs every write a little; empty: none).
+    indexed_fields: str = DEFAULT_INDEXED_FIELDS
+
+    @field_validator("indexed_fields")
+    @classmethod
+    def _plain_field_names(cls, value: str) -> str:
+        indexed_fields("POSTGRES_INDEXED_FIELDS", value)
+        return value

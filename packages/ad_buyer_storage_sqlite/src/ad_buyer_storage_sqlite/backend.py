@@ -14,7 +14,9 @@ Design (two driver facts: aiosqlite serves a connection from one worker thread; 
   commit is in the WAL when the call returns: it survives the process being killed, and with
   ``synchronous="FULL"`` (an fsync per commit) also a power cut;
 * prefix listing is a primary-key range scan (``key >= p AND key < p'``), never ``LIKE``
-  (which folds case and treats ``_``/``%`` as wildcards), paginated by key;
+  (which folds case and treats ``_``/``%`` as wildcards), paginated by key; filtered listing
+  (:meth:`SQLiteBackend.query`) adds ``json_extract`` conditions, which an expression index
+  per indexed field (``SQLITE_INDEXED_FIELDS``: status, campaign_id... by default) serves;
 * reads never write; expired rows are invisible (``expires_at > now``) and purged by a
   background sweeper in bounded batches;
 * the database file is created 0600 (SQLite gives ``-wal``/``-shm`` the same mode).
@@ -44,6 +46,7 @@ from ad_buyer_storage.contract.protocol import (
     Capability,
     Check,
     Condition,
+    Filter,
     Record,
     Write,
 )
@@ -61,7 +64,8 @@ from ad_buyer_storage.errors import (
 )
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap
-from ad_buyer_storage.kit.identifiers import check_identifier
+from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, check_identifier, is_identifier
+from ad_buyer_storage.kit.identifiers import indexed_fields as indexed_fields_of
 from ad_buyer_storage.kit.redaction import redact_url
 from ad_buyer_storage.kit.scan import Page, scan_pages
 from ad_buyer_storage.kit.sweeper import Sweeper, purge_in_batches
@@ -142,6 +146,7 @@ class SQLiteBackend:
         clock: Clock = system_clock,
         read_only: bool = False,
         synchronous: str = "NORMAL",
+        indexed_fields: str = DEFAULT_INDEXED_FIELDS,
     ) -> None:
         check_identifier("SQLITE_TABLE", table)
         if "\x00" in str(path):
@@ -151,6 +156,7 @@ class SQLiteBackend:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ConfigurationError(f"SQLITE_SYNCHRONOUS is NORMAL or FULL, not {synchronous!r}")
         self._synchronous = synchronous.upper()
+        self.indexed_fields = indexed_fields_of("SQLITE_INDEXED_FIELDS", indexed_fields)
         self.path = str(path)
         self._absolute_path = self.path if self.path == ":memory:" else os.path.abspath(self.path)
         self.table = table
@@ -211,6 +217,7 @@ class SQLiteBackend:
             setup += ["PRAGMA journal_mode = WAL", f"PRAGMA synchronous = {self._synchronous}"]
         if not self.read_only:
             setup += [self._sql.create_table, self._sql.create_index]
+            setup += [self._sql.field_index(field) for field in self.indexed_fields]
         for statement in setup:
             await self._conn.execute_fetchall(statement)
         if not self.read_only:
@@ -359,6 +366,12 @@ class SQLiteBackend:
             if db.in_transaction:
                 db.execute("ROLLBACK")  # nothing of it applies
             raise
+
+    async def query(
+        self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
+    ) -> Sequence[tuple[str, Record]]:
+        sql, params = self._sql.query(prefix, where, after, self._now_ms(), limit)
+        return [(key, Record(value, version)) for key, value, version in await self._fetch(sql, params)]
 
     async def remove(self, keys: Sequence[str]) -> int:
         now = self._now_ms()
@@ -557,6 +570,39 @@ class _Statements:
             False,
             lambda: f"SELECT key, value, version FROM {self.t} WHERE key IN ({self._in(n)}) AND {self._live}",
         )
+
+    def field_index(self, field: str) -> str:
+        """An index on one top-level JSON field (and the key, so a prefix range stays in it)."""
+        path = f"json_extract(value, '$.{field}')"  # the very text query() writes, or it is not used
+        return f'CREATE INDEX IF NOT EXISTS {self.t[:-1]}_f_{field}" ON {self.t} ({path}, key) WHERE {path} IS NOT NULL'
+
+    def query(
+        self, prefix: str, where: Sequence[Filter], after: str | None, now: int, limit: int
+    ) -> tuple[str, list[Any]]:
+        """A filtered page: the key range, liveness, and a condition per filter on a plain field
+        name (a field with other characters is left to core, which checks every record)."""
+        params: list[Any]
+        if after is None or after < prefix:
+            conds, params = ["key >= ?"], [prefix]
+        else:
+            conds, params = ["key > ?"], [after]
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            conds.append("key < ?")
+            params.append(upper)
+        conds.append(self._live)
+        params.append(now)
+        for field, value in where:
+            if not is_identifier(field):
+                continue
+            path = f"'$.{field}'"
+            if value is None or isinstance(value, bool):
+                conds.append(f"json_type(value, {path}) = '{'null' if value is None else str(value).lower()}'")
+            else:  # text equals text only, numbers compare by value (1 = 1.0), as JSON equality
+                conds.append(f"json_extract(value, {path}) = ?")
+                params.append(value)
+        params.append(limit)
+        return f"SELECT key, value, version FROM {self.t} WHERE {' AND '.join(conds)} ORDER BY key LIMIT ?", params
 
     def versions(self, n: int) -> str:
         return self._cached(

@@ -31,5 +31,6 @@ def create_backend(settings: StorageSettings, /, **overrides: Any) -> SQLiteBack
         sweep_interval=sqlite_settings.sweep_interval or None,
         sweep_batch=sqlite_settings.sweep_batch,
         synchronous=sqlite_settings.synchronous,
+        indexed_fields=sqlite_settings.indexed_fields,
         **extra,
     )

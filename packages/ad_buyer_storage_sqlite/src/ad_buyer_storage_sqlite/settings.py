@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, indexed_fields
 from ad_buyer_storage.plugins.settings import SettingsBase
 
 from .backend import MAX_BUSY_TIMEOUT
@@ -27,3 +28,12 @@ class SQLiteSettings(SettingsBase):
     sweep_batch: int = Field(500, gt=0)
     #: NORMAL: a commit survives the process dying (WAL); FULL: also a power cut (an fsync per commit).
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    #: Top-level JSON fields given an index, comma-separated: filtered lists on them read only
+    #: the matching rows (each index costs every write a little; empty: none).
+    indexed_fields: str = DEFAULT_INDEXED_FIELDS
+
+    @field_validator("indexed_fields")
+    @classmethod
+    def _plain_field_names(cls, value: str) -> str:
+        indexed_fields("SQLITE_INDEXED_FIELDS", value)
+        return value

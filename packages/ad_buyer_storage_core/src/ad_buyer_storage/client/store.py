@@ -9,6 +9,7 @@ backend refuses bad input identically and a backend author implements only
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import enum
 import logging
@@ -23,9 +24,10 @@ from typing import Any, ClassVar, NamedTuple, TypeVar, overload
 
 from ad_buyer_storage.client.coalesce import Coalescer
 from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, validate_as
+from ad_buyer_storage.client.filters import matches, pushable, wanted
 from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.client.validation import TTL, check_amount, check_key, ttl_to_ms
-from ad_buyer_storage.contract.glob import compile_glob
+from ad_buyer_storage.contract.glob import compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import (
     NO_EXPIRY,
     NO_KEY,
@@ -34,6 +36,7 @@ from ad_buyer_storage.contract.protocol import (
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsQuery,
     SupportsRefresh,
     SupportsReleaseNamespace,
     SupportsRemovePrefix,
@@ -67,6 +70,7 @@ D = TypeVar("D")
 Updater = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
 _MISSING: Any = object()
 _SCAN_BATCH = 500
+_SELECT_PAGE = 500  # records per query round trip when listing
 _LIST_BATCH = 5000
 _DELETE_BATCH = 500
 _DECIMAL_CONTEXT = Context(prec=200)  # wide enough that money sums are exact, never rounded
@@ -77,6 +81,14 @@ class Versioned(NamedTuple):
 
     value: Any
     version: str
+
+
+class Selection(NamedTuple):
+    """What :meth:`Store.select` found: (key, value) pairs in key order, and the key to go on
+    after for the next page (None: nothing is left)."""
+
+    rows: list[tuple[str, Any]]
+    last_key: str | None
 
 
 class _State(enum.Enum):
@@ -117,6 +129,7 @@ class Store:
         self._prefix_remover = backend if isinstance(backend, SupportsRemovePrefix) else None
         self._publisher = backend if isinstance(backend, SupportsPubSub) else None
         self._refresher = backend if isinstance(backend, SupportsRefresh) else None
+        self._querier = backend if isinstance(backend, SupportsQuery) else None
         # transact()'s per-key locks for retries; a lock nobody holds or waits for goes away.
         self._key_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._state = _State.NEW
@@ -500,6 +513,65 @@ class Store:
             raise InvalidInputError("batch_size must be >= 1")
         async for key in backend.scan(compiled, batch_size):
             yield key
+
+    async def select(
+        self, prefix: str, filters: Mapping[str, Any] | None = None, *, after: str | None = None,
+        limit: int | None = None,
+    ) -> Selection:  # fmt: skip
+        """Records whose key starts with *prefix* and sorts after *after*, in key order, whose
+        top-level fields equal *filters* (JSON equality, see :mod:`ad_buyer_storage.client.filters`),
+        at most *limit*. Evaluated in the store where it can (``SupportsQuery``: an index range
+        scan on SQLite and PostgreSQL); every record is checked again here, so the answer is
+        the same on every backend. Pass ``after=selection.last_key`` for the next page."""
+        backend = self.require_open()
+        if not isinstance(prefix, str):
+            raise InvalidInputError(f"prefix must be a str, not {type(prefix).__name__}")
+        if after is not None:
+            after = check_key(after)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidInputError(f"limit must be a non-negative int or None, not {limit!r}")
+        expected = wanted(filters)
+        if self._querier is None:
+            return await self._select_by_scan(backend, prefix, expected, after, limit)
+        where = pushable(expected)
+        rows: list[tuple[str, Any]] = []
+        cursor = after
+        while limit is None or len(rows) < limit:
+            page = _SELECT_PAGE if limit is None else max(1, min(_SELECT_PAGE, limit - len(rows)))
+            if len(where) < len(expected):
+                page = _SELECT_PAGE  # the store cannot filter it all: fewer, larger round trips
+            found = await self._querier.query(prefix, where, cursor, page)
+            for key, record in found:
+                value = self._codec.decode(record.value)
+                cursor = key
+                if not expected or matches(value, expected):
+                    rows.append((key, value))
+                    if limit is not None and len(rows) >= limit:
+                        return Selection(rows, key)
+            if len(found) < page:
+                return Selection(rows, None)
+        return Selection(rows, cursor)
+
+    async def _select_by_scan(
+        self, backend: StorageBackend, prefix: str, expected: dict[str, Any], after: str | None, limit: int | None
+    ) -> Selection:
+        """``select`` on a backend without ``SupportsQuery``: every key under *prefix* listed
+        and sorted (memory and time grow with the keyspace, per page), then read in bulk."""
+        keys = sorted([key async for key in backend.scan(compile_glob(escape_glob(prefix) + "*"), _SCAN_BATCH)])
+        start = 0 if after is None else bisect.bisect_right(keys, after)
+        rows: list[tuple[str, Any]] = []
+        while start < len(keys):
+            chunk = keys[start : start + _SELECT_PAGE]
+            start += len(chunk)
+            for key, record in zip(chunk, await backend.read(chunk), strict=True):
+                if record is None:
+                    continue  # expired or deleted since the listing
+                value = self._codec.decode(record.value)
+                if not expected or matches(value, expected):
+                    rows.append((key, value))
+                    if limit is not None and len(rows) >= limit:
+                        return Selection(rows, key)
+        return Selection(rows, None)
 
     async def keys(self, pattern: str = "*") -> list[str]:
         """Every live key matching *pattern*, sorted."""

@@ -32,9 +32,11 @@ from ad_buyer_storage.contract.glob import GlobPattern
 from ad_buyer_storage.contract.protocol import (
     Capability,
     Check,
+    Filter,
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsQuery,
     SupportsRefresh,
     SupportsReleaseNamespace,
     SupportsRemovePrefix,
@@ -278,6 +280,16 @@ class _Refresh(GuardedBackend):
             return record
 
 
+class _Query(GuardedBackend):
+    async def query(
+        self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
+    ) -> Sequence[tuple[str, Record]]:
+        inner: Any = self.inner
+        with self.breaker.guard():
+            rows: Sequence[tuple[str, Record]] = await inner.query(prefix, where, after, limit)
+            return rows
+
+
 class _RemovePrefix(GuardedBackend):
     async def remove_prefix(self, prefix: str) -> int:
         inner: Any = self.inner
@@ -307,6 +319,7 @@ _OPTIONAL: tuple[tuple[type, type[GuardedBackend]], ...] = (
     (SupportsPubSub, _PubSub),
     (SupportsTransactions, _Transactions),
     (SupportsRefresh, _Refresh),
+    (SupportsQuery, _Query),
     (SupportsRemovePrefix, _RemovePrefix),
     (SupportsReleaseNamespace, _ReleaseNamespace),
     (SupportsRouting, _Routing),

@@ -19,19 +19,23 @@ mandatory. Every operation of the contract works through the router:
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from ad_buyer_storage.composed.lifecycle import close_all, connect_all, release_all
-from ad_buyer_storage.contract.glob import GlobPattern
+from ad_buyer_storage.contract.glob import GlobPattern, compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import (
     Capability,
     Check,
+    Filter,
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsQuery,
     SupportsRefresh,
     SupportsTransactions,
     Write,
@@ -43,6 +47,7 @@ from ad_buyer_storage.errors import (
     UnavailableError,
     UnsupportedOperationError,
 )
+from ad_buyer_storage.kit.query import query
 from ad_buyer_storage.kit.refresh import read_refresh
 
 __all__ = ["HybridBackend", "Requirement", "Route", "RouteHealth", "check_routes"]
@@ -159,6 +164,7 @@ class HybridBackend:
             for b in self._backends
             if isinstance(b, SupportsTransactions) and Capability.TRANSACTIONS in b.capabilities
         }
+        self._queriers: dict[int, SupportsQuery] = {id(b): b for b in self._backends if isinstance(b, SupportsQuery)}
         self._refreshers: dict[int, SupportsRefresh] = {
             id(b): b for b in self._backends if isinstance(b, SupportsRefresh)
         }
@@ -350,6 +356,20 @@ class HybridBackend:
                 # Only keys that live here under today's table: no duplicates, no stale copies.
                 if route(key).backend is backend:
                     yield key
+
+    async def query(
+        self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        """On each backend *prefix* can reach, merged in key order (keys that live elsewhere
+        under today's table left out, as in ``scan``)."""
+        route = self._table.route
+        pages = []
+        for backend in self.reachable(compile_glob(escape_glob(prefix) + "*")):
+            page = await query(backend, self._queriers.get(id(backend)), prefix, where, after, limit)
+            pages.append([(key, record) for key, record in page if route(key).backend is backend])
+        if len(pages) == 1:
+            return pages[0]
+        return list(itertools.islice(heapq.merge(*pages, key=lambda row: row[0]), limit))
 
     async def get_ttl(self, key: str) -> int:
         return await self._table.route(key).backend.get_ttl(key)

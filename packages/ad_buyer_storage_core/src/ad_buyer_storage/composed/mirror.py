@@ -38,9 +38,11 @@ from ad_buyer_storage.contract.protocol import (
     Capability,
     Check,
     Condition,
+    Filter,
     Record,
     StorageBackend,
     SupportsPubSub,
+    SupportsQuery,
     SupportsTransactions,
     Write,
     new_version,
@@ -53,6 +55,7 @@ from ad_buyer_storage.errors import (
     UnsupportedOperationError,
     VersionConflictError,
 )
+from ad_buyer_storage.kit.query import query
 
 __all__ = ["DEFAULT_REPAIR_LOG", "MirrorBackend", "MirrorStats", "PubSubMirrorBackend", "mirror_of"]
 
@@ -108,6 +111,7 @@ class MirrorBackend:
         shared = frozenset(primary.capabilities) & frozenset(secondary.capabilities) - {Capability.PUBSUB}
         transactional = isinstance(primary, SupportsTransactions) and Capability.TRANSACTIONS in primary.capabilities
         self.capabilities = shared | ({Capability.TRANSACTIONS} if transactional else set())
+        self._querier = primary if isinstance(primary, SupportsQuery) else None
         self._committer = primary if isinstance(primary, SupportsTransactions) and transactional else None
         self._connected: list[StorageBackend] = []
         self._replicator = Replicator(primary, secondary)
@@ -242,6 +246,12 @@ class MirrorBackend:
 
     async def get_ttl(self, key: str) -> int:
         return await self.primary.get_ttl(key)
+
+    async def query(
+        self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        """Read from the primary, as every read."""
+        return await query(self.primary, self._querier, prefix, where, after, limit)
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
         if Capability.ATOMIC not in self.primary.capabilities:

@@ -18,7 +18,8 @@ A backend:
 
 Optional abilities beyond the primitives are optional protocols, each checked with
 ``isinstance``: :class:`SupportsPubSub`, :class:`SupportsTransactions`,
-:class:`SupportsRefresh` (sliding TTLs), :class:`SupportsRemovePrefix`,
+:class:`SupportsRefresh` (sliding TTLs), :class:`SupportsQuery` (filtered, paged listing),
+:class:`SupportsRemovePrefix`,
 :class:`SupportsReleaseNamespace`, and :class:`SupportsRouting` for backends made of others.
 """
 
@@ -42,7 +43,9 @@ __all__ = [
     "Condition",
     "Record",
     "StorageBackend",
+    "Filter",
     "SupportsPubSub",
+    "SupportsQuery",
     "SupportsRefresh",
     "SupportsReleaseNamespace",
     "SupportsRemovePrefix",
@@ -231,6 +234,26 @@ class SupportsRefresh(Protocol):
     async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
         """The live record at *key*, its expiry renewed in the same atomic step to now + *ttl_ms*;
         with None, to now + the TTL it was last given (a key without one keeps no expiry)."""
+
+
+#: One condition of a query: a top-level field of a JSON object, and the JSON scalar it equals
+#: (``str``, ``int``, ``float``, ``bool`` or ``None``) by JSON equality: ``True`` is not ``1``,
+#: ``1`` is ``1.0``, a string only the same string.
+Filter = tuple[str, str | int | float | bool | None]
+
+
+@runtime_checkable
+class SupportsQuery(Protocol):
+    """Optional: list records by key range and field values inside the store (an index can
+    serve them), instead of core reading every record and filtering it."""
+
+    async def query(
+        self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
+    ) -> Sequence[tuple[str, Record]]:
+        """Live records whose key starts with *prefix* and sorts after *after* (by code point;
+        None: from the first), in key order, at most *limit*. Every record matching every
+        filter of *where* must be among them; others may be too (core checks each record
+        again, so a backend filters what it can and may ignore a filter it cannot evaluate)."""
 
 
 #: What a transaction checks at commit: *key* still at *version* (None: still absent).

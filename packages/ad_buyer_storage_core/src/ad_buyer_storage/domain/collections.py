@@ -1,25 +1,26 @@
 """One entity's records on a store: get, set, delete, update, list with JSON filters.
 
-Lists are done with bulk reads (one round trip per 500 values, never one per key) and
-filters match top-level fields by JSON equality (:func:`same_json`): an unknown field matches
-nothing.
+Lists go through :meth:`Store.select`: evaluated inside the store where it can (an index range
+scan on SQLite and PostgreSQL), else by bulk reads (one round trip per 500 values); filters
+match top-level fields by JSON equality (:func:`same_json`): an unknown field matches nothing.
+Lists page by key: each returns ``next_cursor``.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ad_buyer_storage.client.codec import to_jsonable, validate_as
+from ad_buyer_storage.client.codec import validate_as
+from ad_buyer_storage.client.filters import same_json
 from ad_buyer_storage.client.store import TTL, Store, Updater
 from ad_buyer_storage.contract.glob import escape_glob
 from ad_buyer_storage.domain.entities import Entity
 from ad_buyer_storage.errors import InvalidInputError
 
-__all__ = ["ENTITY_DEFAULT", "DefaultTTL", "EntityCollection", "same_json"]
-
-_LIST_BATCH = 500
+__all__ = ["ENTITY_DEFAULT", "DefaultTTL", "EntityCollection", "Page", "same_json"]
 
 
 class DefaultTTL(enum.Enum):
@@ -30,26 +31,29 @@ class DefaultTTL(enum.Enum):
 ENTITY_DEFAULT = DefaultTTL.ENTITY
 
 
-def _matches(value: Any, filters: Mapping[str, Any]) -> bool:
-    if not isinstance(value, dict):
-        return False
-    return all(field in value and same_json(value[field], expected) for field, expected in filters.items())
+class Page(list[Any]):
+    """A page of records: a list, and ``next_cursor`` for the page after it (None: the last)."""
+
+    def __init__(self, items: Iterable[Any] = (), next_cursor: str | None = None) -> None:
+        super().__init__(items)
+        self.next_cursor = next_cursor
 
 
-def same_json(a: Any, b: Any) -> bool:
-    """Equality of JSON values: a bool equals only a bool (``True`` is not ``1``), numbers by
-    value (``1`` is ``1.0``), strings, null, arrays and objects only the same JSON."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
+def _encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, prefix: str) -> str | None:
+    """The key a cursor stands for; refused if it is not one of this entity's cursors."""
+    if cursor is None:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, TypeError, UnicodeDecodeError):
+        key = None
+    if key is None or not key.startswith(prefix):
+        raise InvalidInputError("not a cursor of this listing (pass the next_cursor a page gave)")
+    return key
 
 
 class EntityCollection:
@@ -84,33 +88,22 @@ class EntityCollection:
         return [key[cut:] for key in await self.store.keys(escape_glob(self.entity.prefix) + "*")]
 
     async def list(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, *, model: type[Any] | None = None
-    ) -> list[Any]:
-        """Records in id order whose top-level fields equal every item of *filters*."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise InvalidInputError(f"limit must be a non-negative int or None, not {limit!r}")
-        if filters is not None and not isinstance(filters, Mapping):
-            raise InvalidInputError(f"filters must be a mapping of field to value, not {type(filters).__name__}")
-        # Compare in JSON form, so Decimal("10.50") finds the stored "10.50" and an Enum its value.
-        wanted = to_jsonable(dict(filters)) if filters else None
-        out: list[Any] = []
-        if limit == 0:
-            return out
-        keys = await self.store.keys(escape_glob(self.entity.prefix) + "*")
-        for start in range(0, len(keys), _LIST_BATCH):
-            chunk = keys[start : start + _LIST_BATCH]
-            values = await self.store.get_many(chunk)
-            for key in chunk:
-                if key not in values:  # expired or deleted since the listing
-                    continue
-                value = values[key]
-                if wanted is not None and not _matches(value, wanted):
-                    continue
-                out.append(value)
-                if limit is not None and len(out) >= limit:
-                    break
-            if limit is not None and len(out) >= limit:
-                break
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        *,
+        model: type[Any] | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """Records in id order whose top-level fields equal every item of *filters* (JSON
+        equality), at most *limit*, after *cursor*. The result is a list with ``next_cursor``:
+        pass it as ``cursor=`` for the next page (None once nothing is left)."""
+        after = _decode_cursor(cursor, self.entity.prefix)
+        if limit == 0 and not isinstance(limit, bool):
+            return Page([], cursor)
+        selection = await self.store.select(self.entity.prefix, filters, after=after, limit=limit)
+        values = [value for _, value in selection.rows]
         if model is not None:
-            return [validate_as(model, v) for v in out]
-        return out
+            values = [validate_as(model, v) for v in values]
+        last = selection.last_key
+        return Page(values, None if last is None else _encode_cursor(last))

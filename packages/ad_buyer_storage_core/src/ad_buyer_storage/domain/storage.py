@@ -15,10 +15,10 @@ from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES
-from ad_buyer_storage.client.store import TTL, Store, Updater, Versioned
+from ad_buyer_storage.client.store import TTL, Selection, Store, Updater, Versioned
 from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
-from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, EntityCollection
+from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, EntityCollection, Page
 from ad_buyer_storage.domain.entities import entity_by_name
 from ad_buyer_storage.errors import (
     BudgetExceededError,
@@ -180,6 +180,12 @@ class Storage:
     async def keys(self, pattern: str = "*") -> list[str]:
         return await self.store.keys(pattern)
 
+    async def select(
+        self, prefix: str, filters: Mapping[str, Any] | None = None, *, after: str | None = None,
+        limit: int | None = None,
+    ) -> Selection:  # fmt: skip
+        return await self.store.select(prefix, filters, after=after, limit=limit)
+
     async def count(self, pattern: str = "*") -> int:
         return await self.store.count(pattern)
 
@@ -236,8 +242,8 @@ class Storage:
     async def delete_deal(self, deal_id: str) -> bool:
         return await self.collection("deal").delete(deal_id)
 
-    async def list_deals(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("deal").list(filters, limit)
+    async def list_deals(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
+        return await self.collection("deal").list(filters, limit, cursor=cursor)
 
     async def update_deal(self, deal_id: str, fn: Updater) -> Any:
         """Atomically apply ``fn(deal) -> deal`` (for example adding to ``spend``)."""
@@ -253,8 +259,10 @@ class Storage:
     async def delete_campaign(self, campaign_id: str) -> bool:
         return await self.collection("campaign").delete(campaign_id)
 
-    async def list_campaigns(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("campaign").list(filters, limit)
+    async def list_campaigns(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("campaign").list(filters, limit, cursor=cursor)
 
     # bookings: several entities changed together (transactions)
     async def book_order(
@@ -318,8 +326,10 @@ class Storage:
     async def delete_order(self, order_id: str) -> bool:
         return await self.collection("order").delete(order_id)
 
-    async def list_orders(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("order").list(filters, limit)
+    async def list_orders(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("order").list(filters, limit, cursor=cursor)
 
     # sessions (ephemeral: SESSION_DEFAULT_TTL when ttl is None)
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
@@ -340,8 +350,10 @@ class Storage:
     async def delete_session(self, session_id: str) -> bool:
         return await self.collection("session").delete(session_id)
 
-    async def list_sessions(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("session").list(filters, limit)
+    async def list_sessions(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("session").list(filters, limit, cursor=cursor)
 
     # buyer -> sessions index (atomic: concurrent adds never lose an id)
     async def add_session_to_index(self, buyer_id: str, session_id: str) -> list[str]:
@@ -375,8 +387,10 @@ class Storage:
     async def delete_conversion(self, event_id: str) -> bool:
         return await self.collection("conversion").delete(event_id)
 
-    async def list_conversions(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("conversion").list(filters, limit)
+    async def list_conversions(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("conversion").list(filters, limit, cursor=cursor)
 
     # optimization decisions
     async def get_optimization_decision(self, decision_id: str) -> dict[str, Any] | None:
@@ -388,8 +402,10 @@ class Storage:
     async def delete_optimization_decision(self, decision_id: str) -> bool:
         return await self.collection("optimization_decision").delete(decision_id)
 
-    async def list_optimization_decisions(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("optimization_decision").list(filters, limit)
+    async def list_optimization_decisions(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("optimization_decision").list(filters, limit, cursor=cursor)
 
     # experiments
     async def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
@@ -401,8 +417,10 @@ class Storage:
     async def delete_experiment(self, experiment_id: str) -> bool:
         return await self.collection("experiment").delete(experiment_id)
 
-    async def list_experiments(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("experiment").list(filters, limit)
+    async def list_experiments(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("experiment").list(filters, limit, cursor=cursor)
 
     # supply path scores
     async def get_supply_path_score(self, supply_path_hash: str) -> dict[str, Any] | None:
@@ -414,8 +432,10 @@ class Storage:
     async def delete_supply_path_score(self, supply_path_hash: str) -> bool:
         return await self.collection("supply_path_score").delete(supply_path_hash)
 
-    async def list_supply_path_scores(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("supply_path_score").list(filters, limit)
+    async def list_supply_path_scores(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("supply_path_score").list(filters, limit, cursor=cursor)
 
     # quotes (24 h TTL by default, as in the seed)
     async def get_quote(self, quote_id: str) -> dict[str, Any] | None:
@@ -427,8 +447,10 @@ class Storage:
     async def delete_quote(self, quote_id: str) -> bool:
         return await self.collection("quote").delete(quote_id)
 
-    async def list_quotes(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("quote").list(filters, limit)
+    async def list_quotes(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("quote").list(filters, limit, cursor=cursor)
 
     # negotiations
     async def get_negotiation(self, proposal_id: str) -> dict[str, Any] | None:
@@ -440,8 +462,10 @@ class Storage:
     async def delete_negotiation(self, proposal_id: str) -> bool:
         return await self.collection("negotiation").delete(proposal_id)
 
-    async def list_negotiations(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("negotiation").list(filters, limit)
+    async def list_negotiations(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("negotiation").list(filters, limit, cursor=cursor)
 
     # model artifacts
     async def get_model_artifact(self, model_name: str) -> dict[str, Any] | None:
@@ -453,8 +477,10 @@ class Storage:
     async def delete_model_artifact(self, model_name: str) -> bool:
         return await self.collection("model_artifact").delete(model_name)
 
-    async def list_model_artifacts(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("model_artifact").list(filters, limit)
+    async def list_model_artifacts(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("model_artifact").list(filters, limit, cursor=cursor)
 
     # pacing snapshots
     async def get_pacing_snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
@@ -466,8 +492,10 @@ class Storage:
     async def delete_pacing_snapshot(self, snapshot_id: str) -> bool:
         return await self.collection("pacing_snapshot").delete(snapshot_id)
 
-    async def list_pacing_snapshots(self, filters: Filters = None, limit: int | None = None) -> list[Any]:
-        return await self.collection("pacing_snapshot").list(filters, limit)
+    async def list_pacing_snapshots(
+        self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
+    ) -> Page:
+        return await self.collection("pacing_snapshot").list(filters, limit, cursor=cursor)
 
 
 def _amount(value: object) -> Decimal:

@@ -12,7 +12,10 @@ import re
 
 from ad_buyer_storage.errors import ConfigurationError
 
-__all__ = ["check_identifier"]
+__all__ = ["DEFAULT_INDEXED_FIELDS", "check_identifier", "indexed_fields", "is_identifier"]
+
+#: The top-level JSON fields SQL backends index by default: what the buyer agent filters by.
+DEFAULT_INDEXED_FIELDS = "status,campaign_id,deal_id,buyer_id,seller_id"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -25,3 +28,13 @@ def check_identifier(setting: str, name: str) -> str:
             f"{setting} must be an identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters), not {name!r}"
         )
     return name
+
+
+def is_identifier(name: str) -> bool:
+    return bool(_IDENTIFIER.fullmatch(name))
+
+
+def indexed_fields(setting: str, value: str) -> tuple[str, ...]:
+    """The field names of a comma-separated *value* (``"status,campaign_id"``), each checked
+    as an identifier (it is written into index definitions and queries)."""
+    return tuple(dict.fromkeys(check_identifier(setting, f.strip()) for f in value.split(",") if f.strip()))

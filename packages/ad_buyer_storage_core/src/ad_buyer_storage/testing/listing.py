@@ -1,9 +1,15 @@
-"""Listing: keys/count/scan/delete_pattern by glob pattern, exactly as the reference matcher."""
+"""Listing: keys/count/scan/delete_pattern by glob pattern, exactly as the reference matcher;
+filtered, paged selection (``select``, the ``list_*`` helpers' cursors) exactly as the reference
+filter."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from ad_buyer_storage.client.filters import matches
 from ad_buyer_storage.contract.glob import compile_glob
-from ad_buyer_storage.errors import InvalidPatternError
+from ad_buyer_storage.contract.protocol import Capability
+from ad_buyer_storage.errors import InvalidInputError, InvalidPatternError
 
 from ._base import ContractBase, certifies, fails_with
 from ._samples import NASTY_KEYS, PATTERNS
@@ -87,3 +93,98 @@ class ListingContract(ContractBase):
         assert deleted == 1234, f"delete_pattern() over several batches must delete every match: {deleted} of 1234"
         left = await subject.storage.keys()
         assert left == ["keep"], f"delete_pattern() must leave the keys it does not match: {left!r}"
+
+    @certifies("listing")
+    async def test_select_filters_by_json_equality_in_key_order(self, subject: Subject) -> None:
+        storage = subject.storage
+        records: dict[str, Any] = {
+            "deal:01": {"status": "paused", "n": 1, "flag": True, "x": None},
+            "deal:02": {"status": "active", "n": 1.0, "flag": 1},
+            "deal:03": {"status": "paused", "n": "1", "flag": False, "tags": ["a"]},
+            "deal:04": {"status": "PAUSED", "n": 2},
+            "deal:05": ["status", "paused"],
+            "deal:06": {"status": {"nested": "paused"}},
+            "deal:07": {"status": "paused", "n": 1, "tags": ["a"], "x": None},
+            "deal:08": "paused",
+            "deal:09": {"status": "paused", "campaign_id": "c1", "n": 2**53 + 1, "we ird": "y"},
+            "deal:10": {"status": "paus\u00e9d", "n": -0.0},
+            "deal_x:11": {"status": "paused"},
+            "dealer:12": {"status": "paused"},
+            "dea:13": {"status": "paused"},
+        }
+        await storage.set_many(records)
+        cases: list[dict[str, Any]] = [
+            {}, {"status": "paused"}, {"n": 1}, {"n": 1.0}, {"n": 0}, {"n": 2**53 + 1}, {"flag": True},
+            {"flag": 1}, {"x": None}, {"missing": None}, {"tags": ["a"]}, {"status": {"nested": "paused"}},
+            {"status": "paused", "n": 1}, {"status": "paused", "campaign_id": "c1"}, {"we ird": "y"},
+            {"status": "paus\u00e9d"},
+        ]  # fmt: skip
+        for filters in cases:
+            expected = [
+                (k, v)
+                for k, v in sorted(records.items())
+                if k.startswith("deal:") and (not filters or matches(v, filters))
+            ]
+            got = await storage.select("deal:", filters)
+            assert got.rows == expected, (
+                f"select('deal:', {filters!r}) must give the records whose fields equal the filters as JSON "
+                f"(True is not 1, 1 is 1.0, '1' is not 1), in key order, and only under the prefix: got "
+                f"{[k for k, _ in got.rows]}, expected {[k for k, _ in expected]}"
+            )
+            assert got.last_key is None, f"select() that read everything must say nothing is left: {got.last_key!r}"
+
+    @certifies("listing")
+    async def test_select_pages_by_key(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set_many({f"order:{i:03d}": {"status": "open" if i % 3 else "done", "i": i} for i in range(40)})
+        everything = (await storage.select("order:", {"status": "open"})).rows
+        assert len(everything) == 26, f"26 of 40 orders are open: select() found {len(everything)}"
+        for size in (1, 4, 7, 26, 50):
+            walked: list[tuple[str, Any]] = []
+            after: str | None = None
+            for _ in range(60):
+                page = await storage.select("order:", {"status": "open"}, after=after, limit=size)
+                assert len(page.rows) <= size, f"select(limit={size}) gave {len(page.rows)} records"
+                walked += page.rows
+                if page.last_key is None:
+                    break
+                after = page.last_key
+            assert walked == everything, (
+                f"pages of {size} walked with after=last_key must give every record once, in order: "
+                f"{[k for k, _ in walked]}"
+            )
+        tail = await storage.select("order:", after="order:036")
+        assert [k for k, _ in tail.rows] == ["order:037", "order:038", "order:039"], (
+            f"select(after=) must start strictly after that key: {[k for k, _ in tail.rows]}"
+        )
+
+    @certifies("listing", Capability.EXPIRY)
+    async def test_select_skips_expired_records(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("deal:a", {"status": "paused"}, ttl=0.2)
+        await storage.set("deal:b", {"status": "paused"})
+        await subject.elapse(0.3)
+        got = [k for k, _ in (await storage.select("deal:", {"status": "paused"})).rows]
+        assert got == ["deal:b"], f"an expired record must not be selected: {got}"
+
+    @certifies("listing")
+    async def test_list_helpers_page_with_cursors(self, subject: Subject) -> None:
+        storage = subject.storage
+        for i in range(25):
+            await storage.set_deal(f"d{i:02d}", {"status": "active" if i % 2 else "paused", "i": i})
+        seen: list[Any] = []
+        cursor: str | None = None
+        for _ in range(20):
+            page = await storage.list_deals({"status": "active"}, limit=5, cursor=cursor)
+            seen += page
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert [d["i"] for d in seen] == list(range(1, 25, 2)), f"list_deals pages must walk every match: {seen}"
+        orders = await storage.list_orders(limit=1)
+        await fails_with(
+            InvalidInputError,
+            storage.list_orders(cursor="not-a-cursor"),
+            "a cursor that is not one of this listing's must be refused",
+        )
+        assert orders == [], "no orders were written"
