@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -19,6 +19,8 @@ class Recording(MemoryBackend):
         self.reads: list[list[str]] = []
         self.writes: list[list[str]] = []
         self.fail_once_for: set[str] = set()
+        self.increments: list[int] = []
+        self.overtake_next_write_of: set[str] = set()
 
     async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
         self.reads.append(list(keys))
@@ -31,7 +33,16 @@ class Recording(MemoryBackend):
     async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
         self.writes.append([w.key for w in writes])
         await asyncio.sleep(0.001)
+        for w in writes:
+            if w.key in self.overtake_next_write_of:  # another writer gets there first
+                self.overtake_next_write_of.discard(w.key)
+                await super().write([Write(w.key, "100", "theirs")])
         return await super().write(writes)
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        self.increments.append(amount)
+        await asyncio.sleep(0.001)
+        return await super().increment(key, amount, version, ttl_ms)
 
 
 async def test_64_concurrent_gets_take_two_round_trips() -> None:
@@ -125,3 +136,81 @@ async def test_single_callers_see_no_difference(n: int) -> None:
     async with Storage(Recording()) as storage:
         await asyncio.gather(*(storage.set(f"k{i}", i) for i in range(n)))
         assert await storage.get_many([f"k{i}" for i in range(n)]) == {f"k{i}": i for i in range(n)}
+
+
+async def test_200_concurrent_updates_of_one_key_take_a_few_round_trips() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await storage.set_deal("d1", {"spend": 0})
+        backend.reads.clear()
+        backend.writes.clear()
+        results = await asyncio.gather(
+            *(storage.update_deal("d1", lambda d: {**d, "spend": d["spend"] + 1}) for _ in range(200))
+        )
+        # the first alone, then the 199 that queued behind it as one group: no failed writes
+        assert (len(backend.reads), len(backend.writes)) == (2, 2)
+        assert sorted(r["spend"] for r in results) == list(range(1, 201))
+        assert await storage.get_deal("d1") == {"spend": 200}
+
+
+async def test_a_caller_cancelled_while_waiting_is_left_out_of_its_group() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await storage.set("n", 0)
+        ran: list[int] = []
+
+        def add(i: int) -> Callable[[int], int]:
+            def fn(n: int) -> int:
+                ran.append(i)
+                return n + 1
+
+            return fn
+
+        tasks = [asyncio.create_task(storage.update("n", add(i))) for i in range(5)]
+        await asyncio.sleep(0)
+        tasks[3].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[3], asyncio.CancelledError)
+        assert 3 not in ran
+        assert sorted(r for r in results if isinstance(r, int)) == [1, 2, 3, 4]
+        assert await storage.get("n") == 4
+
+
+async def test_a_group_that_loses_a_race_to_another_writer_is_retried_whole() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await storage.set("n", 0)
+        first = asyncio.create_task(storage.update("n", lambda n: n + 1))
+        await asyncio.sleep(0)
+        queued = [asyncio.create_task(storage.update("n", lambda n: n + 1)) for _ in range(10)]
+        await first
+        backend.overtake_next_write_of.add("n")  # the group of 10's write loses to n = 100
+        results = await asyncio.gather(*queued)
+        assert sorted(results) == list(range(101, 111))
+        assert await storage.get("n") == 110
+
+
+async def test_100_concurrent_increments_of_one_key_take_two_round_trips() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        results = await asyncio.gather(*(storage.incr("clicks") for _ in range(100)))
+        assert sorted(results) == list(range(1, 101))
+        assert backend.increments == [1, 99]
+
+
+async def test_increments_of_mixed_signs_are_sent_in_same_signed_runs() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        first = asyncio.create_task(storage.incr("n", 1))
+        await asyncio.sleep(0)
+        amounts = [2, 3, -1, -4, 0, 5]
+        results = await asyncio.gather(first, *(storage.incr("n", a) for a in amounts))
+        assert results == [1, 3, 6, 5, 1, 1, 6]
+        assert backend.increments == [1, 5, -5, 5]
+
+
+async def test_combining_is_off_with_coalescing() -> None:
+    backend = Recording()
+    async with Storage(backend, coalesce=False) as storage:
+        await asyncio.gather(*(storage.incr("n") for _ in range(10)))
+        assert backend.increments == [1] * 10

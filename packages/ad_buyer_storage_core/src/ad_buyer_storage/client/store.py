@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from decimal import Context, Decimal
 from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, TypeVar, overload
+from typing import Any, ClassVar, NamedTuple, TypeVar, cast, overload
 
 from ad_buyer_storage.client.coalesce import Coalescer
 from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, validate_as
+from ad_buyer_storage.client.combine import Increment, KeyedGroups, Update, sign_runs
 from ad_buyer_storage.client.filters import matches, pushable, wanted
 from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.client.validation import TTL, check_amount, check_key, ttl_to_ms
@@ -146,6 +147,9 @@ class Store:
             if coalesce
             else None
         )
+        # Concurrent updates and increments of one key combine into one round trip (combine.py).
+        self._updates: KeyedGroups[Update] | None = KeyedGroups(self._apply_updates) if coalesce else None
+        self._increments: KeyedGroups[Increment] | None = KeyedGroups(self._apply_increments) if coalesce else None
 
     async def _read_batch(self, keys: Sequence[str]) -> Sequence[Record | None]:
         unique = list(dict.fromkeys(keys))
@@ -407,29 +411,94 @@ class Store:
         ttl_on_create_only: bool,
         max_attempts: int,
     ) -> Any:
+        self.require_open()
+        op = Update(fn, default, ttl_ms, ttl_on_create_only, max_attempts)
+        if self._updates is not None:
+            return await self._updates.submit(key, op)
+        await self._apply_updates(key, [op])
+        return await op.future
+
+    async def _apply_updates(self, key: str, group: list[Update]) -> None:
+        """One read, every function in order, one conditional write (see combine.py)."""
         backend = self.require_open()
-        for attempt in range(max_attempts):
+        codec = self._codec
+        for attempt in range(max(op.max_attempts for op in group)):
             record = await self._read_one(backend, key)
-            if record is None:
-                if default is _MISSING:
-                    raise KeyNotFoundError(f"{key!r} does not exist")
-                current = self._codec.decode(self._codec.encode(default))  # a private copy
-                write_ttl, keep = ttl_ms, False
-                condition, expected = Condition.IF_ABSENT, None
-            else:
-                current = self._codec.decode(record.value)
-                write_ttl = None if ttl_on_create_only else ttl_ms
-                keep = write_ttl is None
-                condition, expected = Condition.IF_VERSION, record.version
-            new_value = fn(current)
-            if isinstance(new_value, Awaitable):
-                new_value = await new_value
-            write = Write(key, self._codec.encode(new_value), new_version(), write_ttl, keep, condition, expected)
-            if await self._write_one(backend, write):
-                return new_value
+            text: str | bytes | None = None if record is None else record.value
+            written: str | None = None  # what the group's write will store
+            write_ttl, keep = None, True  # an existing expiry is kept unless a caller sets one
+            outcomes: list[tuple[Update, Any, BaseException | None]] = []
+            for op in group:
+                if op.future.done():  # cancelled while this group was retrying
+                    continue
+                try:
+                    if text is None:
+                        if op.default is _MISSING:
+                            raise KeyNotFoundError(f"{key!r} does not exist")
+                        current = codec.decode(codec.encode(op.default))  # a private copy
+                    else:
+                        current = codec.decode(text)
+                    new_value = op.fn(current)
+                    if isinstance(new_value, Awaitable):
+                        new_value = await new_value
+                    new_text = codec.encode(new_value)
+                except Exception as exc:  # noqa: BLE001 - this caller's own error
+                    outcomes.append((op, None, exc))
+                    continue
+                creates = text is None
+                if creates or (not op.ttl_on_create_only and op.ttl_ms is not None):
+                    write_ttl, keep = op.ttl_ms, False
+                text = written = new_text
+                outcomes.append((op, new_value, None))
+            if written is not None:
+                if record is None:
+                    write = Write(key, written, new_version(), write_ttl, keep, Condition.IF_ABSENT)
+                else:
+                    write = Write(key, written, new_version(), write_ttl, keep, Condition.IF_VERSION, record.version)
+            if written is None or await self._write_one(backend, write):
+                for op, value, error in outcomes:
+                    if op.future.done():
+                        continue
+                    if error is None:
+                        op.future.set_result(value)
+                    else:
+                        op.future.set_exception(error)
+                return
             # Jittered exponential backoff spreads the losers of a race over time.
             await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
-        raise VersionConflictError(f"gave up updating {key!r} after {max_attempts} conflicting attempts")
+        for op in group:
+            if not op.future.done():
+                op.future.set_exception(
+                    VersionConflictError(f"gave up updating {key!r} after {op.max_attempts} conflicting attempts")
+                )
+
+    async def _apply_increments(self, key: str, group: list[Increment]) -> None:
+        """One server-side increment per run of same-signed amounts (see combine.py)."""
+        backend = self.require_open()
+        for run in sign_runs(group):
+            run = [op for op in run if not op.future.done()]
+            if not run:
+                continue
+            total = sum(op.amount for op in run)
+            try:
+                result = await backend.increment(key, total, new_version(), run[0].ttl_ms)
+            except InvalidValueError as exc:
+                if len(run) == 1:
+                    run[0].future.set_exception(exc)
+                    continue
+                # Not an integer (each caller hears so) or the total leaves 64 bits while a
+                # prefix of the run might not: one call per caller gives each its exact answer.
+                for op in run:
+                    try:
+                        op.future.set_result(await backend.increment(key, op.amount, new_version(), op.ttl_ms))
+                    except InvalidValueError as one:
+                        op.future.set_exception(one)
+                continue
+            running = result - total
+            for op in run:
+                running += op.amount
+                if not op.future.done():
+                    op.future.set_result(running)
 
     @overload
     async def incr(self, key: str, amount: int = 1, *, ttl: TTL = None) -> int: ...
@@ -454,7 +523,9 @@ class Store:
                 return str(_DECIMAL_CONTEXT.add(_as_decimal(current, key), decimal_amount))
 
             return Decimal(await self._update(key, add, "0", ttl_ms, True, 1000))
-        return await backend.increment(key, amount, new_version(), ttl_ms)
+        if self._increments is None:
+            return await backend.increment(key, amount, new_version(), ttl_ms)
+        return cast(int, await self._increments.submit(key, Increment(amount, ttl_ms)))
 
     # -- bulk --------------------------------------------------------------------------------
     @overload

@@ -186,6 +186,81 @@ class AtomicContract(ContractBase):
         created = await storage.update("created", lambda v: [*v, 1], default=[])
         assert created == [1], f"update(default=) of a missing key must start from the default: {created!r}"
 
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_concurrent_updates_each_get_their_own_outcome(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("deal:own", {"n": 0})
+
+        def bump(i: int) -> Any:
+            def fn(deal: dict[str, Any]) -> dict[str, Any]:
+                if i % 7 == 3:
+                    raise ValueError(f"caller {i} refuses")
+                return {"n": deal["n"] + 1}
+
+            return fn
+
+        calls = (storage.update("deal:own", bump(i)) for i in range(60))
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        for i, outcome in enumerate(outcomes):
+            if i % 7 == 3:
+                own_error = isinstance(outcome, ValueError) and str(outcome) == f"caller {i} refuses"
+                assert own_error, f"an update whose function raises must get its own error: caller {i} got {outcome!r}"
+            else:
+                assert isinstance(outcome, dict), f"caller {i}'s update must succeed whatever others do: {outcome!r}"
+        seen = sorted(outcome["n"] for outcome in outcomes if isinstance(outcome, dict))
+        applied = len(seen)
+        assert seen == list(range(1, applied + 1)), (
+            f"each concurrent update() must return the value its own function produced: {seen!r}"
+        )
+        got = await storage.get("deal:own")
+        assert got == {"n": applied}, f"every successful update must apply once: {got!r} after {applied}"
+        lists = await asyncio.gather(*(storage.update("list:new", lambda v: [*v, 0], default=[]) for _ in range(20)))
+        assert sorted(len(v) for v in lists) == list(range(1, 21)), (
+            f"concurrent update(default=) of a missing key: one creates it, each next one appends: {lists!r}"
+        )
+        with_default: dict[str, Any] = {"default": []}
+        mixed = await asyncio.gather(
+            *(storage.update("list:late", lambda v: [*v, 0], **(with_default if i % 2 else {})) for i in range(6)),
+            return_exceptions=True,
+        )
+        for i, outcome in enumerate(mixed):
+            if i % 2:
+                assert isinstance(outcome, list), f"update(default=[]) must succeed: caller {i} got {outcome!r}"
+            else:
+                assert isinstance(outcome, (list, KeyNotFoundError)), (
+                    f"update() without a default: the value or KeyNotFoundError, caller {i} got {outcome!r}"
+                )
+        created = [outcome for outcome in mixed if isinstance(outcome, list)]
+        assert await storage.get("list:late") == [0] * len(created), "each successful update must apply once"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_concurrent_increments_each_get_their_own_result(self, subject: Subject) -> None:
+        storage = subject.storage
+        results = await asyncio.gather(*(storage.incr("deal:clicks") for _ in range(100)))
+        assert sorted(results) == list(range(1, 101)), (
+            f"100 concurrent incr() of one key must each return a distinct running total: {sorted(results)!r}"
+        )
+        top = 2**63 - 1
+        await storage.set("deal:edge", top - 10)
+        edge = await asyncio.gather(*(storage.incr("deal:edge", 4) for _ in range(3)), return_exceptions=True)
+        values = sorted(v for v in edge if isinstance(v, int))
+        errors = [e for e in edge if isinstance(e, BaseException)]
+        right = values == [top - 6, top - 2] and len(errors) == 1 and isinstance(errors[0], InvalidValueError)
+        assert right, f"of 3 concurrent incr(4) from 2**63-11, two must succeed and the third fail: {edge!r}"
+        assert await storage.get("deal:edge") == top - 2, "an overflowing increment must write nothing"
+        await storage.set("deal:mixed", top - 1)
+        both = (storage.incr("deal:mixed", 5), storage.incr("deal:mixed", -5))
+        mixed = await asyncio.gather(*both, return_exceptions=True)
+        applied = [amount for amount, m in zip((5, -5), mixed, strict=True) if not isinstance(m, BaseException)]
+        final = await storage.get("deal:mixed")
+        assert final == top - 1 + sum(applied), f"exactly the increments that succeeded apply: {mixed!r}, {final!r}"
+        assert -5 in applied, f"incr(-5) from 2**63-2 cannot overflow, whatever ran before it: {mixed!r}"
+        await storage.set("deal:text", "abc")
+        texts = await asyncio.gather(*(storage.incr("deal:text") for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(t, InvalidValueError) for t in texts), (
+            f"concurrent incr() of a text must each raise InvalidValueError: {texts!r}"
+        )
+
     @certifies("atomic", Capability.ATOMIC, Capability.EXPIRY)
     async def test_update_keeps_expiry(self, subject: Subject) -> None:
         storage = subject.storage
