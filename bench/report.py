@@ -71,6 +71,15 @@ def markdown(results: dict[str, Any]) -> str:
         for row in results["filters"]:
             lines.append(f"| {row['backend']} | {row['deals']:,} | {row['list']} | {row['matches']:,} | "
                          f"{row['ms']:,.2f} | {row['gets']:,.1f} |")  # fmt: skip
+    if results.get("coalescing"):
+        lines += ["", "Coalescing on and off: 200 calls made at once through a store with coalescing (*on*, the "
+                  "default) and with `coalesce=False` (*off*), and the same 200 made one after another (*seq*), "
+                  "median ms. Targets: *on/off* <= 1 everywhere; *on/seq* <= 1 for one key.", "",
+                  "| backend | workload | on ms | off ms | seq ms | on/off | on/seq |",
+                  "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for row in results["coalescing"]:
+            lines.append(f"| {row['backend']} | {row['workload']} | {row['on_ms']:,.1f} | {row['off_ms']:,.1f} | "
+                         f"{row['seq_ms']:,.1f} | {row['on_vs_off']:.2f} | {row['on_vs_seq']:.2f} |")  # fmt: skip
     if results.get("migration"):
         mig = results["migration"]
         lines += ["", f"Migration: {mig['keys']:,} keys (80% deals, 20% sessions with a TTL) SQLite -> "

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import filters, mirror, report, transactions
+from bench import contention, filters, mirror, report, transactions
 from bench.subjects import Ours, Subject, drop_postgres_schemas, ours, peer, raw
 
 DOC = {
@@ -253,7 +253,9 @@ def import_time(reps: int = 5) -> dict[str, Any]:
     return {"median_ms": statistics.median(samples), "other_drivers_imported": others}
 
 
-SECTIONS = ("backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters")
+SECTIONS = (
+    "backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters", "coalescing"
+)  # fmt: skip
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -297,6 +299,9 @@ async def main(argv: list[str] | None = None) -> None:
         if "filters" in sections:
             print("== filtered lists", flush=True)
             results["filters"] = await filters.filtered_lists(backends, sizes[1:3] if args.quick else sizes[1:], reps)
+        if "coalescing" in sections:
+            print("== coalescing on and off", flush=True)
+            results["coalescing"] = await contention.coalescing(backends, reps)
         if "migration" in sections:
             print("== migration", flush=True)
             results["migration"] = await mirror.migration(10_000 if args.quick else 100_000)

@@ -214,3 +214,46 @@ async def test_combining_is_off_with_coalescing() -> None:
     async with Storage(backend, coalesce=False) as storage:
         await asyncio.gather(*(storage.incr("n") for _ in range(10)))
         assert backend.increments == [1] * 10
+
+
+async def test_200_concurrent_sets_of_one_key_merge_into_two_writes() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        versions = await asyncio.gather(*(storage.set("deal:hot", {"n": i}) for i in range(200)))
+        assert len(set(versions)) == 200  # each caller its own token
+        assert backend.writes == [["deal:hot"], ["deal:hot"]]
+        read = await storage.get_versioned("deal:hot")
+        assert read is not None
+        assert (read.value, read.version) == ({"n": 199}, versions[-1])  # the last to arrive wins
+
+
+async def test_merged_sets_keep_each_callers_expiry_rules() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await asyncio.gather(
+            storage.set("x", 0),  # in flight alone: the rest queue behind it
+            storage.set("k", 1, ttl=30),
+            storage.set("k", 2, keep_ttl=True),  # keeps the 30 s the write before it set
+            storage.set("j", 1, ttl=30),
+            storage.set("j", 2),  # no ttl: no expiry
+        )
+        assert backend.writes == [["x"], ["k", "j"]]
+        ttl_k, ttl_j = await storage.ttl("k"), await storage.ttl("j")
+        assert ttl_k is not None
+        assert 25 < ttl_k <= 30
+        assert ttl_j is None
+        assert (await storage.get("k"), await storage.get("j")) == (2, 2)
+
+
+async def test_conditional_writes_of_one_key_are_never_merged() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        v1 = await storage.set("k", 0)
+        outcomes = await asyncio.gather(
+            storage.set("x", 0),
+            storage.set("k", 1),
+            storage.set("k", 2, if_version=v1),  # k moved on: a conflict
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[2], VersionConflictError)
+        assert await storage.get("k") == 1

@@ -6,6 +6,12 @@ queue up and leave together, in one ``read``/``write`` of the backend, when it r
 concurrent ``get``s thus cost two round trips instead of 64, and every caller keeps its own
 semantics: its own result, its own error, its own cancellation.
 
+Writes to one key never share a batch (a store applying a batch in one statement must not see a
+key twice), except unconditional writes, which *merge*: the later one's value replaces the
+earlier one's in the batch, as if it had been applied right after it (concurrent callers have no
+order to keep between them; every caller returns once the merged write is applied). So 200
+concurrent ``set``s of one hot key cost two round trips, not 200 in a row.
+
 Calls are batched only with calls of the same *lane*: a router passes one lane per route, so a
 batch never spans two servers and one server's failure never fails a caller of another.
 """
@@ -26,6 +32,9 @@ Result = TypeVar("Result")
 _MAX_BATCH = 1000
 
 
+Merge = Callable[[Item, Item], Item | None]
+
+
 class _Lane(Generic[Item, Result]):
     __slots__ = ("in_flight", "queue")
 
@@ -38,8 +47,9 @@ class Coalescer(Generic[Item, Result]):
     """Queue single items while a call is in flight; send the queue as one batch after it.
 
     *run* takes a batch and returns one result per item, in order. With *key*, a batch never
-    holds the same target twice (a second write to it starts the next batch), so a store that
-    applies a batch in one statement never sees a key repeated. Without it (reads), repeats
+    holds the same target twice (a second write to it starts the next batch, unless *merge*
+    folds it into the first: ``merge(earlier, later)`` returns the one item doing both, or
+    None), so a store that applies a batch in one statement never sees a key repeated. Without it (reads), repeats
     share a batch. With *lane*, items batch only with items of the same lane, and each lane has
     its own call in flight. If *run* raises :class:`~ad_buyer_storage.errors.PartialBatchError`,
     each caller gets its own item's outcome; any other error goes to every caller of the batch.
@@ -50,9 +60,11 @@ class Coalescer(Generic[Item, Result]):
         run: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
         key: Callable[[Item], str] | None = None,
         lane: Callable[[Item], Hashable] | None = None,
+        merge: Merge[Item] | None = None,
     ) -> None:
         self._run = run
         self._key = key
+        self._merge = merge
         self._lane_of = lane
         self._lanes: dict[Hashable, _Lane[Item, Result]] = {}
 
@@ -78,46 +90,61 @@ class Coalescer(Generic[Item, Result]):
     def _flush(self, lane: _Lane[Item, Result]) -> None:
         if lane.in_flight or not lane.queue:
             return
-        batch: list[tuple[Item, asyncio.Future[Result]]] = []
-        seen: set[str] = set()
+        batch: list[tuple[Item, list[asyncio.Future[Result]]]] = []
+        slot_of: dict[str, int] = {}
         rest: list[tuple[Item, asyncio.Future[Result]]] = []
-        for entry in lane.queue:
-            if entry[1].done():  # its caller was cancelled while waiting
+        for item, future in lane.queue:
+            if future.done():  # its caller was cancelled while waiting
                 continue
-            target = self._key(entry[0]) if self._key is not None else ""
-            if rest or (self._key is not None and target in seen) or len(batch) >= _MAX_BATCH:
-                rest.append(entry)  # keeps order: everything after a repeat waits for the next batch
+            if rest:  # keeps order: everything after a repeat waits for the next batch
+                rest.append((item, future))
+                continue
+            target = self._key(item) if self._key is not None else None
+            slot = slot_of.get(target) if target is not None else None
+            if slot is not None:
+                merged = self._merge(batch[slot][0], item) if self._merge is not None else None
+                if merged is None:
+                    rest.append((item, future))
+                else:
+                    batch[slot] = (merged, [*batch[slot][1], future])
+            elif len(batch) >= _MAX_BATCH:
+                rest.append((item, future))
             else:
-                seen.add(target)
-                batch.append(entry)
+                if target is not None:
+                    slot_of[target] = len(batch)
+                batch.append((item, [future]))
         lane.queue = rest
         if batch:
             lane.in_flight = True
             asyncio.get_running_loop().create_task(self._send(lane, batch))
 
-    async def _send(self, lane: _Lane[Item, Result], batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _send(self, lane: _Lane[Item, Result], batch: list[tuple[Item, list[asyncio.Future[Result]]]]) -> None:
         try:
             results = await self._run([item for item, _ in batch])
         except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
+            for _, futures in batch:
+                for future in futures:
+                    future.cancel()
             raise
         except PartialBatchError as exc:  # each caller gets its own outcome
-            for (_, future), outcome in zip(batch, exc.outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(cast(Result, outcome))
+            for (_, futures), outcome in zip(batch, exc.outcomes, strict=True):
+                for future in futures:
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(cast(Result, outcome))
         except Exception as exc:  # noqa: BLE001 - every caller of the batch hears of it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for _, futures in batch:
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
         else:
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            for (_, futures), result in zip(batch, results, strict=True):
+                for future in futures:
+                    if not future.done():
+                        future.set_result(result)
         finally:
             lane.in_flight = False
             self._flush(lane)

@@ -92,6 +92,15 @@ class Selection(NamedTuple):
     last_key: str | None
 
 
+def _merge_writes(earlier: Write, later: Write) -> Write | None:
+    """The one write doing *earlier* then *later* (both unconditional, same key), or None."""
+    if earlier.condition is not Condition.ALWAYS or later.condition is not Condition.ALWAYS:
+        return None
+    if later.keep_ttl:  # keeps the expiry *earlier* left
+        return later._replace(ttl_ms=earlier.ttl_ms, keep_ttl=earlier.keep_ttl)
+    return later
+
+
 class _State(enum.Enum):
     NEW = "new"
     OPEN = "open"
@@ -143,7 +152,12 @@ class Store:
             Coalescer(self._read_batch, lane=route_of) if coalesce else None
         )
         self._writes: Coalescer[Write, bool] | None = (
-            Coalescer(backend.write, key=lambda w: w.key, lane=None if route_of is None else lambda w: route_of(w.key))
+            Coalescer(
+                backend.write,
+                key=lambda w: w.key,
+                lane=None if route_of is None else lambda w: route_of(w.key),
+                merge=_merge_writes,
+            )
             if coalesce
             else None
         )

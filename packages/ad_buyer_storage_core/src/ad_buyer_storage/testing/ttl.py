@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from typing import Any
@@ -48,6 +49,23 @@ class TTLContract(ContractBase):
         await fails_with(InvalidTTLError, storage.set_many({"k": 1}, ttl=bad_ttl), f"set_many(): {rule}")
         await fails_with(InvalidTTLError, storage.expire("k", bad_ttl), f"expire(): {rule}")
         assert not await storage.exists("k"), "a write refused for its TTL must store nothing"
+
+    @certifies("ttl", Capability.EXPIRY)
+    async def test_concurrent_sets_of_one_key_apply_in_order(self, subject: Subject) -> None:
+        storage = subject.storage
+        await asyncio.gather(
+            storage.set("hot:warmup", 0),
+            *(storage.set("hot:k", i, ttl=30) for i in range(5)),
+            storage.set("hot:k", "kept", keep_ttl=True),
+            *(storage.set("hot:j", i, ttl=30) for i in range(5)),
+            storage.set("hot:j", "forever"),
+        )
+        assert await storage.get("hot:k") == "kept", "of concurrent sets of one key, the last to arrive wins"
+        remaining = await storage.ttl("hot:k")
+        assert remaining is not None, "set(keep_ttl=True) after set(ttl=30) must keep that expiry"
+        assert 25 < remaining <= 30, f"set(keep_ttl=True) after set(ttl=30) must keep 30 s: {remaining}"
+        assert await storage.get("hot:j") == "forever", "of concurrent sets of one key, the last to arrive wins"
+        assert await storage.ttl("hot:j") is None, "set() without ttl after set(ttl=30) must remove the expiry"
 
     @certifies("ttl", Capability.EXPIRY)
     async def test_the_longest_ttl_is_accepted_everywhere(self, subject: Subject) -> None:
