@@ -42,7 +42,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines[-1] += f"{peer['ops_per_s']:,.0f} |" if peer else "- |"
     lines += ["", "Scaling (our storage): cost per get, scan cost per key, peak memory while counting every key.", "",
               "| backend | keys | get us | scan us/key | scan peak KiB |", "|---|---:|---:|---:|---:|"]  # fmt: skip
-    for row in results["scaling"]:
+    for row in results.get("scaling", []):
         lines.append(f"| {row['backend']} | {row['keys']:,} | {row['get_us']:.1f} | {row['scan_us_per_key']:.2f} | "
                      f"{row['scan_peak_kib']:,.0f} |")  # fmt: skip
     if results.get("mirror"):
@@ -84,7 +84,7 @@ def markdown(results: dict[str, Any]) -> str:
         mig = results["migration"]
         lines += ["", f"Migration: {mig['keys']:,} keys (80% deals, 20% sessions with a TTL) SQLite -> "
                   f"PostgreSQL+Redis in **{mig['seconds']:.1f} s** ({mig['keys_per_s']:,.0f} keys/s)."]  # fmt: skip
-    routing, imports = results["routing"], results["import"]
+    routing, imports = results.get("routing"), results.get("import")
     if routing is None or imports is None:
         return "\n".join(lines) + "\n"
     lines += [

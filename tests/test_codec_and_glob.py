@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,9 @@ from hypothesis import strategies as st
 
 from ad_buyer_storage import InvalidPatternError, InvalidValueError, JsonCodec, compile_glob, escape_glob
 from ad_buyer_storage.client.codec import MAX_NESTING
+from ad_buyer_storage.client.validation import check_key, check_keys
 from ad_buyer_storage.contract.glob import prefix_upper_bound
+from ad_buyer_storage.contract.protocol import new_version, new_versions
 
 orjson_codec = JsonCodec(use_orjson=True)
 stdlib_codec = JsonCodec(use_orjson=False)
@@ -143,3 +146,29 @@ def test_both_encoders_take_exactly_max_nesting_levels(codec: JsonCodec) -> None
             codec.encode(too_deep)
     # Brackets inside strings are text, not nesting.
     assert codec.decode(codec.encode(["[{" * 400, {"k": "]}" * 400}])) == ["[{" * 400, {"k": "]}" * 400}]
+
+
+_KEY_PARTS = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", "\x00", "\ud800", "é", "deal:1", "x" * 1100, "é" * 300, "k" * 1024, "k" * 1025]),
+    st.integers(),
+)
+
+
+@given(st.lists(_KEY_PARTS, max_size=6))
+def test_bulk_key_checks_answer_as_one_by_one(keys: list[object]) -> None:
+    def outcome(check: Callable[[], object]) -> object:
+        try:
+            return check()
+        except Exception as exc:
+            return (type(exc), str(exc))
+
+    assert outcome(lambda: check_keys(keys)) == outcome(lambda: [check_key(k) for k in keys])
+
+
+def test_version_tokens_drawn_together_look_like_single_ones() -> None:
+    tokens = new_versions(1000)
+    assert len(set(tokens)) == 1000
+    assert all(len(t) == 16 and int(t, 16) >= 0 for t in tokens)
+    assert new_versions(0) == []
+    assert len(new_version()) == 16

@@ -97,38 +97,56 @@ return out
 """
 )
 
-# ARGV per key: condition ('' always, 'a' if absent, 'v' if version), expected version,
-# JSON, new version, ttl in ms ('' none), keep ttl ('1'/'0').
+# Writes, two arguments per key as MSET has (its name and its JSON), so that packing a batch
+# costs what MSET's does. ARGV[1]: per key "<cond><keep><ttl ms>,<version length>,<expected
+# length>;" (cond '-' always, 'a' if absent, 'v' if version; keep '1'/'0'; ttl empty for none);
+# ARGV[2]: each key's new version then its expected one, concatenated; ARGV[2 + i]: key i's JSON.
+# An unconditional write touches the key twice (HSET, then PEXPIRE or PERSIST); a recorded TTL
+# 't' of '' means none.
 _WRITE = _Script(
     """
-local function apply(key, b)
-  local cond, expected = ARGV[b + 1], ARGV[b + 2]
-  local exists = redis.call('EXISTS', key) == 1
-  if cond == 'a' and exists then
-    return 0
-  elseif cond == 'v' and not (exists and redis.call('HGET', key, 'v') == expected) then
-    return 0
+local meta, tokens = ARGV[1], ARGV[2]
+local at, tat = 1, 1
+local function apply(key, i)
+  local stop = string.find(meta, ';', at, true)
+  local cond, keep = string.sub(meta, at, at), string.sub(meta, at + 1, at + 1)
+  local ttl, vlen, elen = string.match(string.sub(meta, at + 2, stop - 1), '^(%d*),(%d+),(%d+)$')
+  at = stop + 1
+  vlen, elen = tonumber(vlen), tonumber(elen)
+  local version = string.sub(tokens, tat, tat + vlen - 1)
+  local expected = string.sub(tokens, tat + vlen, tat + vlen + elen - 1)
+  tat = tat + vlen + elen
+  if cond ~= '-' or keep == '1' then
+    local exists = redis.call('EXISTS', key) == 1
+    if cond == 'a' and exists then
+      return 0
+    elseif cond == 'v' and not (exists and redis.call('HGET', key, 'v') == expected) then
+      return 0
+    end
+    if keep == '1' and exists then
+      -- HSET keeps the key's expiry, and 't' the TTL it was given
+      redis.call('HSET', key, 'd', ARGV[2 + i], 'v', version)
+      return 1
+    end
   end
-  redis.call('HSET', key, 'd', ARGV[b + 3], 'v', ARGV[b + 4])
-  if ARGV[b + 6] == '1' and exists then
-    -- HSET keeps the key's expiry, and 't' the TTL it was given
-  elseif ARGV[b + 5] ~= '' then
-    redis.call('PEXPIRE', key, ARGV[b + 5])
-    redis.call('HSET', key, 't', ARGV[b + 5])
+  redis.call('HSET', key, 'd', ARGV[2 + i], 'v', version, 't', ttl)
+  if ttl ~= '' then
+    redis.call('PEXPIRE', key, ttl)
   else
     redis.call('PERSIST', key)
-    redis.call('HDEL', key, 't')
   end
   return 1
 end
 local out = {}
 for i, key in ipairs(KEYS) do
-  local ok, result = pcall(apply, key, (i - 1) * 6)
+  local ok, result = pcall(apply, key, i)
   out[i] = ok and result or ('E' .. (type(result) == 'table' and result.err or tostring(result)))
 end
 return out
 """
 )
+
+_CONDITION_CODES = {Condition.ALWAYS: "-", Condition.IF_ABSENT: "a", Condition.IF_VERSION: "v"}
 
 _INCREMENT = _Script(
     """
@@ -215,7 +233,7 @@ local ttl = row[3]
 if ARGV[1] ~= '' then
   ttl = ARGV[1]
 end
-if ttl then
+if ttl and ttl ~= '' then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('HSET', KEYS[1], 't', ttl)
 end
@@ -475,13 +493,18 @@ class _RedisKeyValue:
         groups = self._groups(full)
         calls: list[tuple[list[bytes], list[Any]]] = []
         for group in groups:
-            args: list[Any] = []
+            meta: list[str] = []
+            tokens: list[str] = []
             for i in group:
                 w = writes[i]
-                cond = "" if w.condition is Condition.ALWAYS else ("a" if w.condition is Condition.IF_ABSENT else "v")
-                ttl = "" if w.ttl_ms is None else str(w.ttl_ms)
-                args += (cond, w.expected_version or "", w.value, w.version, ttl, "1" if w.keep_ttl else "0")
-            calls.append(([full[i] for i in group], args))
+                expected = w.expected_version or ""
+                meta.append(
+                    f"{_CONDITION_CODES[w.condition]}{'1' if w.keep_ttl else '0'}{'' if w.ttl_ms is None else w.ttl_ms}"
+                    f",{len(w.version.encode())},{len(expected.encode())};"
+                )
+                tokens += (w.version, expected)
+            values = [writes[i].value for i in group]
+            calls.append(([full[i] for i in group], ["".join(meta), "".join(tokens), *values]))
         # Unconditional writes are idempotent (same value, same version): safe to send again.
         idempotent = all(w.condition is Condition.ALWAYS for w in writes)
         replies = await self._run_scripts(_WRITE, calls, idempotent=idempotent)

@@ -27,7 +27,7 @@ from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, va
 from ad_buyer_storage.client.combine import Increment, KeyedGroups, Update, sign_runs
 from ad_buyer_storage.client.filters import matches, pushable, wanted
 from ad_buyer_storage.client.transaction import Transaction
-from ad_buyer_storage.client.validation import TTL, check_amount, check_key, ttl_to_ms
+from ad_buyer_storage.client.validation import TTL, check_amount, check_key, check_keys, ttl_to_ms
 from ad_buyer_storage.contract.glob import compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import (
     NO_EXPIRY,
@@ -45,6 +45,7 @@ from ad_buyer_storage.contract.protocol import (
     SupportsTransactions,
     Write,
     new_version,
+    new_versions,
 )
 from ad_buyer_storage.errors import (
     InvalidInputError,
@@ -571,15 +572,22 @@ class Store:
         """
         backend = self.require_open()
         ttl_ms = ttl_to_ms(ttl)
-        pairs = items.items() if isinstance(items, Mapping) else items
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        keys = check_keys([key for key, _ in pairs])
         encode = self._codec.encode
-        staged = {check_key(k): encode(v) for k, v in pairs}  # last value wins for repeated keys
+        staged = {key: encode(value) for key, (_, value) in zip(keys, pairs, strict=True)}  # last value wins
         if ttl_ms is not None:
             for key in staged if self._caps_for is not None else (None,):
                 self._require(Capability.EXPIRY, "expiry", key)
         if staged:
+            versions = new_versions(len(staged))
             try:
-                await backend.write([Write(k, text, new_version(), ttl_ms) for k, text in staged.items()])
+                await backend.write(
+                    [
+                        Write(k, text, version, ttl_ms)
+                        for (k, text), version in zip(staged.items(), versions, strict=True)
+                    ]
+                )
             except PartialBatchError as exc:
                 raise exc.first_error() from None
 

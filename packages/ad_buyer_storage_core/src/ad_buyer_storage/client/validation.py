@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 from ad_buyer_storage.contract.protocol import INT64_MAX, INT64_MIN
 from ad_buyer_storage.errors import InvalidInputError, InvalidKeyError, InvalidTTLError, KeyTypeError
@@ -50,6 +51,22 @@ def check_key(key: object) -> str:
         except UnicodeEncodeError:
             raise InvalidKeyError("keys must not contain lone surrogates") from None
     return key
+
+
+def check_keys(keys: list[object]) -> list[str]:
+    """:func:`check_key` of each key, with one screen over the whole batch (bulk calls)."""
+    if all(type(key) is str for key in keys):
+        plain = cast(list[str], keys)
+        joined = "".join(plain)
+        # ASCII text is one byte a character: short enough, and no surrogate can hide in it.
+        if (
+            joined.isascii()
+            and "\x00" not in joined
+            and all(plain)
+            and max(map(len, plain), default=0) <= MAX_KEY_BYTES
+        ):
+            return plain
+    return [check_key(key) for key in keys]
 
 
 def ttl_to_ms(ttl: object) -> int | None:

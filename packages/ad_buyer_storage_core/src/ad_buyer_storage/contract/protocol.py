@@ -53,6 +53,7 @@ __all__ = [
     "SupportsTransactions",
     "Write",
     "new_version",
+    "new_versions",
 ]
 
 #: ``get_ttl`` answers for a missing key and for a key without expiry (Redis's PTTL codes).
@@ -118,6 +119,12 @@ def new_version() -> str:
     CPython reseeds it in a forked child.
     """
     return f"{random.getrandbits(64):016x}"
+
+
+def new_versions(count: int) -> list[str]:
+    """*count* fresh version tokens at once (bulk writes): as :func:`new_version`, one draw."""
+    text = f"{random.getrandbits(64 * count):0{16 * count}x}" if count else ""
+    return [text[i : i + 16] for i in range(0, 16 * count, 16)]
 
 
 @runtime_checkable
