@@ -310,13 +310,14 @@ class SQLiteBackend:
         return [True] * len(rows)
 
     @staticmethod
-    def _upsert_params(rows: Sequence[Write], now: int) -> list[Any]:
-        params: list[Any] = []
-        for row in rows:
-            params += (row.key, row.value, row.version, None if row.ttl_ms is None else now + row.ttl_ms, row.ttl_ms)
-        if rows[0].keep_ttl:
-            params += (now, now)
-        return params
+    def _upsert_params(rows: Sequence[Write], now: int) -> tuple[Any, ...]:
+        # A tuple: sqlite3 binds one a few microseconds faster than a list.
+        params = tuple(
+            field
+            for row in rows
+            for field in (row.key, row.value, row.version, None if row.ttl_ms is None else now + row.ttl_ms, row.ttl_ms)
+        )
+        return (*params, now, now) if rows[0].keep_ttl else params
 
     async def _conditional(self, w: Write, now: int) -> bool:
         expires = None if w.ttl_ms is None else now + w.ttl_ms
