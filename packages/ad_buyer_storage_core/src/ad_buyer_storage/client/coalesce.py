@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar, cast
 
 from ad_buyer_storage.errors import PartialBatchError
+from ad_buyer_storage.kit import telemetry
 
 __all__ = ["Coalescer"]
 
@@ -50,8 +51,10 @@ class Coalescer(Generic[Item, Result]):
         run: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
         key: Callable[[Item], str] | None = None,
         lane: Callable[[Item], Hashable] | None = None,
+        kind: str = "batch",
     ) -> None:
         self._run = run
+        self._kind = kind  # what telemetry calls its batches ("read", "write")
         self._key = key
         self._lane_of = lane
         self._lanes: dict[Hashable, _Lane[Item, Result]] = {}
@@ -73,6 +76,8 @@ class Coalescer(Generic[Item, Result]):
                 self._flush(lane)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         lane.queue.append((item, future))
+        if telemetry.hook is not None:
+            telemetry.hook.queued(future)  # its caller's span will link to the batch's
         return await future
 
     def _flush(self, lane: _Lane[Item, Result]) -> None:
@@ -93,7 +98,10 @@ class Coalescer(Generic[Item, Result]):
         lane.queue = rest
         if batch:
             lane.in_flight = True
-            asyncio.get_running_loop().create_task(self._send(lane, batch))
+            send = self._send(lane, batch)
+            if telemetry.hook is not None:
+                send = telemetry.hook.batch(self._kind, [future for _, future in batch], send)
+            asyncio.get_running_loop().create_task(send)
 
     async def _send(self, lane: _Lane[Item, Result], batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

@@ -58,6 +58,7 @@ from ad_buyer_storage.errors import (
     UnsupportedOperationError,
     VersionConflictError,
 )
+from ad_buyer_storage.kit import telemetry
 from ad_buyer_storage.kit.refresh import read_refresh
 
 __all__ = ["TTL", "Store", "Updater", "Versioned"]
@@ -74,6 +75,15 @@ _SELECT_PAGE = 500  # records per query round trip when listing
 _LIST_BATCH = 5000
 _DELETE_BATCH = 500
 _DECIMAL_CONTEXT = Context(prec=200)  # wide enough that money sums are exact, never rounded
+
+
+def _found(value: object) -> int:
+    """Hits of a ``get`` called with ``default=_MISSING`` (for telemetry)."""
+    return value is not _MISSING
+
+
+def _found_versioned(value: object) -> int:
+    return value is not None
 
 
 class Versioned(NamedTuple):
@@ -139,10 +149,15 @@ class Store:
         # router, only with calls bound for the same route, so one route's outage stays its own.
         route_of = backend.route_of if isinstance(backend, SupportsRouting) else None
         self._reads: Coalescer[str, Record | None] | None = (
-            Coalescer(self._read_batch, lane=route_of) if coalesce else None
+            Coalescer(self._read_batch, lane=route_of, kind="read") if coalesce else None
         )
         self._writes: Coalescer[Write, bool] | None = (
-            Coalescer(backend.write, key=lambda w: w.key, lane=None if route_of is None else lambda w: route_of(w.key))
+            Coalescer(
+                backend.write,
+                key=lambda w: w.key,
+                lane=None if route_of is None else lambda w: route_of(w.key),
+                kind="write",
+            )
             if coalesce
             else None
         )
@@ -302,6 +317,11 @@ class Store:
         none). In one atomic step where the backend offers it (SQLite, Redis, PostgreSQL,
         memory); else, for a number, a read then an ``expire``.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            found = await telemetry.hook.run(
+                self, "get", key, self.get(key, _MISSING, model=model, refresh_ttl=refresh_ttl), _found
+            )
+            return default if found is _MISSING else found
         backend = self.require_open()
         key = check_key(key)
         if refresh_ttl is None or refresh_ttl is False:
@@ -330,6 +350,10 @@ class Store:
         ``if_version=`` the write applies only if the live value still has that version, else
         :class:`~ad_buyer_storage.errors.VersionConflictError`.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(
+                self, "set", key, self.set(key, value, ttl, keep_ttl=keep_ttl, if_version=if_version)
+            )
         backend = self.require_open()
         key = check_key(key)
         ttl_ms = self._ttl_ms(ttl, key)
@@ -348,6 +372,8 @@ class Store:
 
     async def set_if_absent(self, key: str, value: Any, ttl: TTL = None) -> bool:
         """Store *value* only if *key* holds no live value; return whether it was stored."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "set_if_absent", key, self.set_if_absent(key, value, ttl))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "set-if-absent", key)
@@ -357,16 +383,24 @@ class Store:
 
     async def delete(self, key: str) -> bool:
         """Delete *key*; True if it held a live value."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "delete", key, self.delete(key))
         backend = self.require_open()
         return await backend.remove((check_key(key),)) == 1
 
     async def exists(self, key: str) -> bool:
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "exists", key, self.exists(key))
         backend = self.require_open()
         return await backend.count((check_key(key),)) == 1
 
     # -- versions and read-modify-write --------------------------------------------------------
     async def get_versioned(self, key: str, *, model: type[Any] | None = None) -> Versioned | None:
         """The value and its version token, or None if missing or expired."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(
+                self, "get_versioned", key, self.get_versioned(key, model=model), _found_versioned
+            )
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "versioned reads", key)
@@ -393,6 +427,10 @@ class Store:
         *default* is given. The existing expiry is kept unless *ttl* is given; *ttl* also
         applies when the key is created.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(
+                self, "update", key, self.update(key, fn, default=default, ttl=ttl, max_attempts=max_attempts)
+            )
         self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "atomic updates", key)
@@ -442,6 +480,8 @@ class Store:
         value is kept as decimal text and updated with a version check. *ttl* applies only
         when this call creates the key.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "incr", key, self.incr(key, amount, ttl=ttl))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "atomic increments", key)
@@ -463,6 +503,9 @@ class Store:
     async def get_many(self, keys: Iterable[str], *, model: type[T]) -> dict[str, T]: ...
     async def get_many(self, keys: Iterable[str], *, model: type[Any] | None = None) -> dict[str, Any]:
         """Live values for *keys* in one round trip; missing and expired keys are left out."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            keys = list(keys)
+            return await telemetry.hook.run(self, "get_many", keys, self.get_many(keys, model=model), len)
         backend = self.require_open()
         unique = list(dict.fromkeys(check_key(k) for k in keys))
         if not unique:
@@ -484,6 +527,10 @@ class Store:
 
         Not atomic: if the store refuses one item, the others are stored and its error is raised.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            listed = list(items.items() if isinstance(items, Mapping) else items)
+            keys = [key for key, _ in listed]
+            return await telemetry.hook.run(self, "set_many", keys, self.set_many(listed, ttl))
         backend = self.require_open()
         ttl_ms = ttl_to_ms(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
@@ -500,6 +547,9 @@ class Store:
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete *keys* in one round trip; return how many held live values."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            keys = list(keys)
+            return await telemetry.hook.run(self, "delete_many", keys, self.delete_many(keys))
         backend = self.require_open()
         unique = list(dict.fromkeys(check_key(k) for k in keys))
         return await backend.remove(unique) if unique else 0
@@ -523,6 +573,10 @@ class Store:
         at most *limit*. Evaluated in the store where it can (``SupportsQuery``: an index range
         scan on SQLite and PostgreSQL); every record is checked again here, so the answer is
         the same on every backend. Pass ``after=selection.last_key`` for the next page."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(
+                self, "select", prefix, self.select(prefix, filters, after=after, limit=limit)
+            )
         backend = self.require_open()
         if not isinstance(prefix, str):
             raise InvalidInputError(f"prefix must be a str, not {type(prefix).__name__}")
@@ -575,11 +629,15 @@ class Store:
 
     async def keys(self, pattern: str = "*") -> list[str]:
         """Every live key matching *pattern*, sorted."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "keys", pattern, self.keys(pattern))
         # The whole list is wanted: big pages mean few round trips.
         return sorted([key async for key in self.scan(pattern, batch_size=_LIST_BATCH)])
 
     async def count(self, pattern: str = "*") -> int:
         """How many live keys match *pattern*."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "count", pattern, self.count(pattern))
         n = 0
         async for _ in self.scan(pattern):
             n += 1
@@ -587,6 +645,8 @@ class Store:
 
     async def delete_pattern(self, pattern: str) -> int:
         """Delete every live key matching *pattern*; ``"*"`` (explicit) deletes the namespace."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "delete_pattern", pattern, self.delete_pattern(pattern))
         if pattern == "":
             raise InvalidPatternError("refusing an empty pattern; pass '*' to delete everything")
         backend = self.require_open()
@@ -606,6 +666,8 @@ class Store:
 
     async def clear(self) -> int:
         """Delete every key of this namespace (and nothing outside it), then release it."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "clear", None, self.clear())
         deleted = await self.delete_pattern("*")
         if isinstance(self._backend, SupportsReleaseNamespace):
             try:
@@ -617,6 +679,8 @@ class Store:
     # -- expiry ------------------------------------------------------------------------------
     async def ttl(self, key: str) -> float | None:
         """Seconds left before *key* expires, None if it never does; KeyNotFoundError if missing."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "ttl", key, self.ttl(key))
         backend = self.require_open()
         key = check_key(key)
         if Capability.EXPIRY not in self.capabilities_for(key):
@@ -630,6 +694,8 @@ class Store:
 
     async def expire(self, key: str, ttl: TTL) -> bool:
         """Give a live *key* a new TTL; False if it does not exist."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "expire", key, self.expire(key, ttl))
         backend = self.require_open()
         key = check_key(key)
         if ttl is None:
@@ -638,6 +704,8 @@ class Store:
 
     async def persist(self, key: str) -> bool:
         """Remove the expiry of a live *key*; False if it does not exist."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "persist", key, self.persist(key))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.EXPIRY, "expiry", key)
@@ -650,6 +718,11 @@ class Store:
         leaving the block applies them all atomically iff no key read changed since it was read
         (else :class:`~ad_buyer_storage.errors.TransactionConflictError`, nothing applied). An
         exception leaving the block applies nothing. See :mod:`ad_buyer_storage.client.transaction`."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            with telemetry.hook.span(self, "transaction", None):
+                async with self.transaction() as tx:
+                    yield tx
+            return
         backend = self.require_open()
         if self._caps_for is None:  # behind a router, each key's route decides (at the call)
             self._require(Capability.TRANSACTIONS, "transactions")
@@ -670,6 +743,8 @@ class Store:
         tasks of one process contending for the same keys then take turns instead of failing
         each other again and again; a conflict even under those locks came from another
         process, and is retried after a jittered backoff."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "transact", None, self.transact(fn, attempts=attempts))
         if attempts < 1:
             raise InvalidInputError("attempts must be >= 1")
         held: tuple[str, ...] = ()
@@ -711,6 +786,8 @@ class Store:
 
     async def publish(self, channel: str, message: Any) -> int:
         """Publish a JSON-encodable *message*; return how many subscribers got it (-1: unknown)."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "publish", channel, self.publish(channel, message))
         channel = check_key(channel)
         backend = self._pubsub(channel)
         return await backend.publish(channel, self._codec.encode(message))
@@ -732,6 +809,8 @@ class Store:
     # -- health ------------------------------------------------------------------------------
     async def ping(self) -> float:
         """One round trip; return its latency in seconds."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "ping", None, self.ping())
         backend = self.require_open()
         start = time.perf_counter()
         await backend.ping()
