@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import filters, mirror, report, transactions
+from bench import filters, mirror, otel, report, transactions
 from bench.subjects import Ours, Subject, drop_postgres_schemas, ours, peer, raw
 
 DOC = {
@@ -253,7 +253,7 @@ def import_time(reps: int = 5) -> dict[str, Any]:
     return {"median_ms": statistics.median(samples), "other_drivers_imported": others}
 
 
-SECTIONS = ("backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters")
+SECTIONS = ("backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters", "otel")
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -297,6 +297,9 @@ async def main(argv: list[str] | None = None) -> None:
         if "filters" in sections:
             print("== filtered lists", flush=True)
             results["filters"] = await filters.filtered_lists(backends, sizes[1:3] if args.quick else sizes[1:], reps)
+        if "otel" in sections:
+            print("== OpenTelemetry instrumentation: off, no-op providers, SDK", flush=True)
+            results["otel"] = await otel.instrumentation_overhead(backends, 1000 if args.quick else 5000, reps)
         if "migration" in sections:
             print("== migration", flush=True)
             results["migration"] = await mirror.migration(10_000 if args.quick else 100_000)
