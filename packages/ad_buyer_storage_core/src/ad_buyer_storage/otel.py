@@ -44,7 +44,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import NamedTuple, TypeVar
 
 from opentelemetry import context as otel_context
@@ -84,6 +84,7 @@ POOL_STATE = "db.client.connection.state"
 BREAKER = "ad_buyer_storage.breaker"
 _BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 _GLOB = frozenset("*?[]\\")
+_CACHE_LIMIT = 4096  # attribute sets kept per store (keyspaces x operations x routes)
 
 
 def _version() -> str:
@@ -160,6 +161,8 @@ class _Facts:
         self.router = backend if isinstance(backend, HybridBackend) else None
         self.base = _peer_attributes(Peer(backend.name) if self.router else _peer(backend), None)
         self._by_route: dict[str, Attributes] = {}
+        #: Attributes of single-key operations, by (route's attributes, operation, keyspace).
+        self.cache: dict[tuple[int, str, str | None], Attributes] = {}
 
     def of(self, keys: str | Sequence[str] | None) -> Attributes:
         router = self.router
@@ -186,6 +189,7 @@ class _Hook:
         self._tracer = tracer
         self._reentry: ContextVar[bool] = ContextVar("ad_buyer_storage_otel_reentry", default=False)
         self._facts: weakref.WeakKeyDictionary[object, _Facts] = weakref.WeakKeyDictionary()
+        self._labels: dict[tuple[object, ...], Attributes] = {}
         self._queued: weakref.WeakKeyDictionary[object, tuple[Span, Attributes]] = weakref.WeakKeyDictionary()
         self._duration = meter.create_histogram(
             "db.client.operation.duration",
@@ -229,23 +233,32 @@ class _Hook:
         return True
 
     def _attributes(self, store: object, operation: str, keys: str | Sequence[str] | None) -> Attributes:
+        """The span's attributes; for one key or none, one shared dict per operation, keyspace
+        and route (never changed afterwards: what needs more makes a copy)."""
         facts = self._facts.get(store)
         if facts is None:
             backend = getattr(store, "backend", None)
             if backend is None:
                 return {OPERATION: operation}
             facts = self._facts[store] = _Facts(backend)
-        attributes = dict(facts.of(keys))
-        attributes[OPERATION] = operation
-        if isinstance(keys, str):
+        base = facts.of(keys)
+        if keys is None or isinstance(keys, str):
             collection = collection_of(keys)
-        else:
-            collections = {collection_of(k) for k in keys} if keys else set()
-            collection = collections.pop() if len(collections) == 1 else None
-            if keys is not None and len(keys) >= 2:
-                attributes[BATCH_SIZE] = len(keys)
-        if collection is not None:
+            cache_key = (id(base), operation, collection)
+            found = facts.cache.get(cache_key)
+            if found is None:
+                found = {**base, OPERATION: operation}
+                if collection is not None:
+                    found[COLLECTION] = collection
+                if len(facts.cache) < _CACHE_LIMIT:
+                    facts.cache[cache_key] = found
+            return found
+        attributes = {**base, OPERATION: operation}
+        collections = {collection_of(k) for k in keys}
+        if len(collections) == 1 and (collection := collections.pop()) is not None:
             attributes[COLLECTION] = collection
+        if len(keys) >= 2:
+            attributes[BATCH_SIZE] = len(keys)
         return attributes
 
     @staticmethod
@@ -253,30 +266,33 @@ class _Hook:
         target = attributes.get(COLLECTION) or attributes.get(NAMESPACE) or attributes[SYSTEM]
         return f"{attributes[OPERATION]!s} {target!s}"
 
-    @contextmanager
-    def _operation(self, attributes: Attributes) -> Iterator[Span]:
-        started = time.perf_counter()
-        token = self._reentry.set(True)  # the call about to run is covered: claim() says False once
-        try:
-            with self._tracer.start_as_current_span(
-                self._name(attributes),
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                record_exception=False,  # an exception's message may quote a key
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    yield span
-                except Exception as exc:
-                    attributes = {**attributes, ERROR_TYPE: type(exc).__name__}
-                    span.set_attribute(ERROR_TYPE, type(exc).__name__)
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                    raise
-                finally:
-                    metric = {k: v for k, v in attributes.items() if k != BATCH_SIZE}
-                    self._duration.record(time.perf_counter() - started, metric)
-        finally:
-            self._reentry.reset(token)
+    def _start(self, attributes: Attributes) -> tuple[Span, Token[otel_context.Context], Token[bool]]:
+        """Open the operation's span and make it current; the call about to run is covered by
+        it, so its own :meth:`claim` answers False."""
+        span = self._tracer.start_span(self._name(attributes), kind=SpanKind.CLIENT, attributes=attributes)
+        return span, otel_context.attach(trace.set_span_in_context(span)), self._reentry.set(True)
+
+    def _end(
+        self,
+        opened: tuple[Span, Token[otel_context.Context], Token[bool]],
+        attributes: Attributes,
+        started: float,
+        error: str | None,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        span, attached, reentry = opened
+        self._reentry.reset(reentry)
+        otel_context.detach(attached)
+        if error is not None:
+            # Only the class: an exception's message (and so an exception event) may quote a key.
+            span.set_attribute(ERROR_TYPE, error)
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end()
+        if BATCH_SIZE in attributes or error is not None:
+            attributes = {k: v for k, v in attributes.items() if k != BATCH_SIZE}
+            if error is not None:
+                attributes[ERROR_TYPE] = error
+        self._duration.record(elapsed, attributes)
 
     async def run(
         self,
@@ -287,8 +303,17 @@ class _Hook:
         hits: Callable[[T], int] | None = None,
     ) -> T:
         attributes = self._attributes(store, operation, keys)
-        with self._operation(attributes):
+        started = time.perf_counter()
+        opened = self._start(attributes)
+        try:
             result = await call
+        except Exception as exc:
+            self._end(opened, attributes, started, type(exc).__name__)
+            raise
+        except BaseException:  # cancelled: no verdict on the store
+            self._end(opened, attributes, started, None)
+            raise
+        self._end(opened, attributes, started, None)
         if hits is not None and keys is not None:
             self._count_reads(attributes, keys, result, hits)
         return result
@@ -296,30 +321,49 @@ class _Hook:
     def _count_reads(
         self, attributes: Attributes, keys: str | Sequence[str], result: T, hits: Callable[[T], int]
     ) -> None:
-        base = {k: v for k, v in attributes.items() if k in (SYSTEM, ROUTE, NAMESPACE)}
         if isinstance(keys, str) or not isinstance(result, Mapping):
             found = hits(result)
             total = 1 if isinstance(keys, str) else len(set(keys))
-            labels = {**base, COLLECTION: attributes[COLLECTION]} if COLLECTION in attributes else base
+            collection = attributes.get(COLLECTION)
             if found:
-                self._reads.add(found, {**labels, HIT: True})
-            if total - found > 0:
-                self._reads.add(total - found, {**labels, HIT: False})
+                self._reads.add(found, self._read_labels(attributes, collection, True))
+            if total > found:
+                self._reads.add(total - found, self._read_labels(attributes, collection, False))
             return
         tally: dict[tuple[str | None, bool], int] = {}
         for key in set(keys):
             outcome = (collection_of(key), key in result)
             tally[outcome] = tally.get(outcome, 0) + 1
         for (collection, hit), n in tally.items():
-            labels = {**base, HIT: hit}
+            self._reads.add(n, self._read_labels(attributes, collection, hit))
+
+    def _read_labels(self, attributes: Attributes, collection: AttributeValue | None, hit: bool) -> Attributes:
+        """The read counter's attributes: where, which keyspace, hit or not (one dict per set)."""
+        where = (attributes.get(SYSTEM), attributes.get(NAMESPACE), attributes.get(ROUTE), collection, hit)
+        found = self._labels.get(where)
+        if found is None:
+            found = {k: v for k, v in attributes.items() if k in (SYSTEM, ROUTE, NAMESPACE)}
             if collection is not None:
-                labels[COLLECTION] = collection
-            self._reads.add(n, labels)
+                found[COLLECTION] = collection
+            found[HIT] = hit
+            if len(self._labels) < _CACHE_LIMIT:
+                self._labels[where] = found
+        return found
 
     @contextmanager
     def span(self, store: object, operation: str, keys: str | Sequence[str] | None) -> Iterator[None]:
-        with self._operation(self._attributes(store, operation, keys)):
+        attributes = self._attributes(store, operation, keys)
+        started = time.perf_counter()
+        opened = self._start(attributes)
+        try:
             yield
+        except Exception as exc:
+            self._end(opened, attributes, started, type(exc).__name__)
+            raise
+        except BaseException:
+            self._end(opened, attributes, started, None)
+            raise
+        self._end(opened, attributes, started, None)
 
     # -- coalesced batches -----------------------------------------------------------------
     def queued(self, waiter: object) -> None:
