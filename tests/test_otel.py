@@ -338,6 +338,11 @@ async def test_the_hybrid_router_labels_spans_and_metrics_with_the_route(storage
     assert (attrs(deal)["ad_buyer_storage.route"], attrs(deal)["db.system.name"]) == ("postgres", "postgresql")
     assert "ad_buyer_storage.route" not in attrs(both)
     assert attrs(both)["db.system.name"] == "hybrid"
+    await storage.keys("session:*")
+    await storage.keys("*")  # every route: none named
+    by_pattern, everywhere = recorded.finished()[-2:]
+    assert attrs(by_pattern)["ad_buyer_storage.route"] == "redis"
+    assert "ad_buyer_storage.route" not in attrs(everywhere)
     routes = {pattrs(p).get("ad_buyer_storage.route") for p in recorded.points()["db.client.operation.duration"]}
     assert {"redis", "postgres"} <= routes
 
@@ -376,6 +381,38 @@ def test_registered_for_opentelemetry_instrument() -> None:
     ]
     assert entry.load() is StorageInstrumentor
     assert StorageInstrumentor().instrumentation_dependencies() == ()
+
+
+@needs_sdk
+def test_opentelemetry_instrument_turns_it_on_with_no_code_change(tmp_path: Path) -> None:
+    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+    if not launcher.exists():
+        pytest.skip("opentelemetry-instrumentation is not installed (the dev extra installs it)")
+    app = tmp_path / "app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            from ad_buyer_storage import open_storage
+            from ad_buyer_storage.kit import telemetry
+
+            async def main():
+                async with open_storage("memory") as storage:
+                    await storage.set("deal:1", 1)
+                print(type(telemetry.hook).__name__)
+
+            asyncio.run(main())
+            """
+        )
+    )
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+    instrumented = subprocess.run(
+        [str(launcher), sys.executable, str(app)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert instrumented.returncode == 0, instrumented.stderr
+    assert instrumented.stdout.strip() == "_Hook"
+    plain = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, timeout=60, check=False)
+    assert plain.stdout.strip() == "NoneType"
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:

@@ -56,7 +56,9 @@ from opentelemetry.util.types import AttributeValue
 from ad_buyer_storage.composed.breaker import BreakerState, CircuitBreaker, GuardedBackend
 from ad_buyer_storage.composed.hybrid import HybridBackend
 from ad_buyer_storage.composed.mirror import MirrorBackend
+from ad_buyer_storage.contract.glob import compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import Peer, StorageBackend, SupportsTelemetry
+from ad_buyer_storage.errors import StorageError
 from ad_buyer_storage.kit import telemetry
 
 __all__ = ["DURATION_BUCKETS", "StorageInstrumentor"]
@@ -84,6 +86,7 @@ POOL_STATE = "db.client.connection.state"
 BREAKER = "ad_buyer_storage.breaker"
 _BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 _GLOB = frozenset("*?[]\\")
+_LISTINGS = frozenset({"keys", "count", "delete_pattern", "select"})  # their "key" is a pattern or a prefix
 _CACHE_LIMIT = 4096  # attribute sets kept per store (keyspaces x operations x routes)
 
 
@@ -164,11 +167,21 @@ class _Facts:
         #: Attributes of single-key operations, by (route's attributes, operation, keyspace).
         self.cache: dict[tuple[int, str, str | None], Attributes] = {}
 
-    def of(self, keys: str | Sequence[str] | None) -> Attributes:
+    def of(self, keys: str | Sequence[str] | None, operation: str) -> Attributes:
         router = self.router
         if router is None or keys is None:
             return self.base
-        if isinstance(keys, str):
+        if isinstance(keys, str) and operation in _LISTINGS:
+            # A pattern (or select's prefix) may reach several routes: named only if it reaches one.
+            try:
+                pattern = compile_glob(escape_glob(keys) + "*" if operation == "select" else keys)
+            except StorageError:
+                return self.base
+            reached = router.reachable(pattern)
+            if len(reached) != 1:
+                return self.base
+            route = next(r for r in router.routes if r.backend is reached[0])
+        elif isinstance(keys, str):
             route = router.route_for(keys)
         else:
             routes = {id(router.route_for(k).backend): router.route_for(k) for k in keys if isinstance(k, str)}
@@ -241,7 +254,7 @@ class _Hook:
             if backend is None:
                 return {OPERATION: operation}
             facts = self._facts[store] = _Facts(backend)
-        base = facts.of(keys)
+        base = facts.of(keys, operation)
         if keys is None or isinstance(keys, str):
             collection = collection_of(keys)
             cache_key = (id(base), operation, collection)
