@@ -11,15 +11,16 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
-from ad_buyer_storage import Storage, get_storage_backend
-from ad_buyer_storage.errors import KeyNotFoundError
+from ad_buyer_storage import BreakerPolicy, Record, Storage, get_storage_backend, guarded
+from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.errors import CircuitOpenError, KeyNotFoundError, UnavailableError
 from ad_buyer_storage.kit import telemetry
 from tests._support.shared import POSTGRES_URL, REDIS_URL, drop_pg_schema, drop_redis_prefix, new_prefix, new_schema
 
@@ -204,6 +205,8 @@ async def test_metrics_duration_reads_pools_and_breakers(
     systems = {"hybrid": {"postgresql", "redis"}}.get(backend, {SYSTEM[backend]})
     assert states == {(s, state) for s in systems for state in ("idle", "used")}
     assert all(pattrs(p)["db.client.connection.pool.name"] for p in pools)
+    pending = {pattrs(p)["db.system.name"]: p.value for p in points.get("db.client.connection.pending_requests", [])}
+    assert pending == {s: 0 for s in systems if s != "sqlite"}, "nothing waits for a connection here"
     maxima = {pattrs(p)["db.system.name"]: p.value for p in points["db.client.connection.max"]}
     assert maxima == {s: {"sqlite": 1, "postgresql": 10, "redis": 50}[s] for s in systems}
     if backend == "hybrid":
@@ -295,12 +298,17 @@ async def test_retries_stay_inside_their_operations_span(storage: Storage, recor
     await storage.set("pacing:spend", 0)
     recorded.spans.clear()
 
+    runs = 0
+
     async def slow_add(n: int) -> int:
+        nonlocal runs
+        runs += 1
         await asyncio.sleep(0)  # lets the other updaters in: versions conflict, updates retry
         return n + 1
 
     await asyncio.gather(*(storage.update("pacing:spend", slow_add) for _ in range(10)))
     assert await storage.get("pacing:spend") == 10
+    assert runs > 10, "the updates conflicted and retried"
     updates = by_operation(recorded.finished(), "update")
     assert len(updates) == 10, "one span per update, however many attempts it took"
 
@@ -345,6 +353,25 @@ async def test_the_hybrid_router_labels_spans_and_metrics_with_the_route(storage
     assert "ad_buyer_storage.route" not in attrs(everywhere)
     routes = {pattrs(p).get("ad_buyer_storage.route") for p in recorded.points()["db.client.operation.duration"]}
     assert {"redis", "postgres"} <= routes
+
+
+@needs_sdk
+async def test_an_open_breaker_shows_in_its_gauge(recorded: Recorded) -> None:
+    class Down(MemoryBackend):
+        async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+            raise UnavailableError("connection refused")
+
+    storage = Storage(guarded(Down(), BreakerPolicy(threshold=1, cooldown=60), "down"))
+    async with storage:
+        with pytest.raises(UnavailableError):
+            await storage.get("deal:1")
+        (gauge,) = recorded.points()["ad_buyer_storage.breaker.state"]
+        assert gauge.value == 2
+        assert pattrs(gauge)["ad_buyer_storage.breaker"] == "down"
+        with pytest.raises(CircuitOpenError):
+            await storage.get("deal:1")
+        (span,) = by_operation(recorded.finished(), "get")[-1:]
+        assert attrs(span)["error.type"] == "CircuitOpenError"
 
 
 # -- turning it on and off ---------------------------------------------------------------------
