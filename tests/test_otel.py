@@ -374,6 +374,23 @@ async def test_an_open_breaker_shows_in_its_gauge(recorded: Recorded) -> None:
         assert attrs(span)["error.type"] == "CircuitOpenError"
 
 
+@needs_sdk
+def test_the_sync_facades_calls_are_children_of_the_callers_span(recorded: Recorded) -> None:
+    from ad_buyer_storage.sync import SyncStorage
+
+    caller = TracerProvider().get_tracer("app")  # another provider: only ours go to the exporter
+    storage = SyncStorage(get_storage_backend("memory"))
+    try:
+        with caller.start_as_current_span("request") as request:
+            storage.set("deal:1", 1)
+            assert storage.get("deal:1") == 1
+    finally:
+        storage.close()
+    spans = [s for s in recorded.finished() if attrs(s).get("db.operation.name") in ("set", "get")]
+    assert len(spans) == 2
+    assert all(s.parent is not None and s.parent.span_id == request.get_span_context().span_id for s in spans)
+
+
 # -- turning it on and off ---------------------------------------------------------------------
 @needs_sdk
 async def test_instrument_and_uninstrument_are_idempotent(storage_of: Any) -> None:
