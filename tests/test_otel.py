@@ -22,6 +22,7 @@ from ad_buyer_storage import BreakerPolicy, Record, Storage, get_storage_backend
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.errors import CircuitOpenError, KeyNotFoundError, UnavailableError
 from ad_buyer_storage.kit import telemetry
+from ad_buyer_storage.sync import SyncStorage
 from tests._support.shared import POSTGRES_URL, REDIS_URL, drop_pg_schema, drop_redis_prefix, new_prefix, new_schema
 
 HAVE_SDK = find_spec("opentelemetry") is not None and find_spec("opentelemetry.sdk") is not None
@@ -376,8 +377,6 @@ async def test_an_open_breaker_shows_in_its_gauge(recorded: Recorded) -> None:
 
 @needs_sdk
 def test_the_sync_facades_calls_are_children_of_the_callers_span(recorded: Recorded) -> None:
-    from ad_buyer_storage.sync import SyncStorage
-
     caller = TracerProvider().get_tracer("app")  # another provider: only ours go to the exporter
     storage = SyncStorage(get_storage_backend("memory"))
     try:
