@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from ad_buyer_storage import BreakerPolicy, Record, Storage, get_storage_backend, guarded
+from ad_buyer_storage import BreakerPolicy, Record, Storage, Store, get_storage_backend, guarded
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.errors import CircuitOpenError, KeyNotFoundError, UnavailableError
 from ad_buyer_storage.kit import telemetry
@@ -388,6 +388,22 @@ def test_the_sync_facades_calls_are_children_of_the_callers_span(recorded: Recor
     spans = [s for s in recorded.finished() if attrs(s).get("db.operation.name") in ("set", "get")]
     assert len(spans) == 2
     assert all(s.parent is not None and s.parent.span_id == request.get_span_context().span_id for s in spans)
+
+
+@needs_sdk
+async def test_a_store_subclass_override_runs_once_per_call(recorded: Recorded) -> None:
+    class Counting(Store):
+        calls = 0
+
+        async def get(self, key: str, default: Any = None, **options: Any) -> Any:
+            Counting.calls += 1
+            return await super().get(key, default, **options)
+
+    async with Counting(MemoryBackend()) as store:
+        await store.set("deal:1", 1)
+        assert await store.get("deal:1") == 1
+    assert Counting.calls == 1, "the operation re-enters Store.get itself, not the override"
+    assert [attrs(s)["db.operation.name"] for s in recorded.finished()] == ["set", "get"]
 
 
 # -- turning it on and off ---------------------------------------------------------------------

@@ -319,7 +319,7 @@ class Store:
         """
         if telemetry.hook is not None and telemetry.hook.claim():
             found = await telemetry.hook.run(
-                self, "get", key, self.get(key, _MISSING, model=model, refresh_ttl=refresh_ttl), _found
+                self, "get", key, Store.get(self, key, _MISSING, model=model, refresh_ttl=refresh_ttl), _found
             )
             return default if found is _MISSING else found
         backend = self.require_open()
@@ -352,7 +352,7 @@ class Store:
         """
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(
-                self, "set", key, self.set(key, value, ttl, keep_ttl=keep_ttl, if_version=if_version)
+                self, "set", key, Store.set(self, key, value, ttl, keep_ttl=keep_ttl, if_version=if_version)
             )
         backend = self.require_open()
         key = check_key(key)
@@ -373,7 +373,7 @@ class Store:
     async def set_if_absent(self, key: str, value: Any, ttl: TTL = None) -> bool:
         """Store *value* only if *key* holds no live value; return whether it was stored."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "set_if_absent", key, self.set_if_absent(key, value, ttl))
+            return await telemetry.hook.run(self, "set_if_absent", key, Store.set_if_absent(self, key, value, ttl))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "set-if-absent", key)
@@ -384,13 +384,13 @@ class Store:
     async def delete(self, key: str) -> bool:
         """Delete *key*; True if it held a live value."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "delete", key, self.delete(key))
+            return await telemetry.hook.run(self, "delete", key, Store.delete(self, key))
         backend = self.require_open()
         return await backend.remove((check_key(key),)) == 1
 
     async def exists(self, key: str) -> bool:
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "exists", key, self.exists(key))
+            return await telemetry.hook.run(self, "exists", key, Store.exists(self, key))
         backend = self.require_open()
         return await backend.count((check_key(key),)) == 1
 
@@ -399,7 +399,7 @@ class Store:
         """The value and its version token, or None if missing or expired."""
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(
-                self, "get_versioned", key, self.get_versioned(key, model=model), _found_versioned
+                self, "get_versioned", key, Store.get_versioned(self, key, model=model), _found_versioned
             )
         backend = self.require_open()
         key = check_key(key)
@@ -429,7 +429,7 @@ class Store:
         """
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(
-                self, "update", key, self.update(key, fn, default=default, ttl=ttl, max_attempts=max_attempts)
+                self, "update", key, Store.update(self, key, fn, default=default, ttl=ttl, max_attempts=max_attempts)
             )
         self.require_open()
         key = check_key(key)
@@ -481,7 +481,7 @@ class Store:
         when this call creates the key.
         """
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "incr", key, self.incr(key, amount, ttl=ttl))
+            return await telemetry.hook.run(self, "incr", key, Store.incr(self, key, amount, ttl=ttl))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "atomic increments", key)
@@ -505,7 +505,7 @@ class Store:
         """Live values for *keys* in one round trip; missing and expired keys are left out."""
         if telemetry.hook is not None and telemetry.hook.claim():
             keys = list(keys)
-            return await telemetry.hook.run(self, "get_many", keys, self.get_many(keys, model=model), len)
+            return await telemetry.hook.run(self, "get_many", keys, Store.get_many(self, keys, model=model), len)
         backend = self.require_open()
         unique = list(dict.fromkeys(check_key(k) for k in keys))
         if not unique:
@@ -530,7 +530,7 @@ class Store:
         if telemetry.hook is not None and telemetry.hook.claim():
             listed = list(items.items() if isinstance(items, Mapping) else items)
             keys = [key for key, _ in listed]
-            return await telemetry.hook.run(self, "set_many", keys, self.set_many(listed, ttl))
+            return await telemetry.hook.run(self, "set_many", keys, Store.set_many(self, listed, ttl))
         backend = self.require_open()
         ttl_ms = ttl_to_ms(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
@@ -549,7 +549,7 @@ class Store:
         """Delete *keys* in one round trip; return how many held live values."""
         if telemetry.hook is not None and telemetry.hook.claim():
             keys = list(keys)
-            return await telemetry.hook.run(self, "delete_many", keys, self.delete_many(keys))
+            return await telemetry.hook.run(self, "delete_many", keys, Store.delete_many(self, keys))
         backend = self.require_open()
         unique = list(dict.fromkeys(check_key(k) for k in keys))
         return await backend.remove(unique) if unique else 0
@@ -575,7 +575,7 @@ class Store:
         the same on every backend. Pass ``after=selection.last_key`` for the next page."""
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(
-                self, "select", prefix, self.select(prefix, filters, after=after, limit=limit)
+                self, "select", prefix, Store.select(self, prefix, filters, after=after, limit=limit)
             )
         backend = self.require_open()
         if not isinstance(prefix, str):
@@ -630,14 +630,14 @@ class Store:
     async def keys(self, pattern: str = "*") -> list[str]:
         """Every live key matching *pattern*, sorted."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "keys", pattern, self.keys(pattern))
+            return await telemetry.hook.run(self, "keys", pattern, Store.keys(self, pattern))
         # The whole list is wanted: big pages mean few round trips.
         return sorted([key async for key in self.scan(pattern, batch_size=_LIST_BATCH)])
 
     async def count(self, pattern: str = "*") -> int:
         """How many live keys match *pattern*."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "count", pattern, self.count(pattern))
+            return await telemetry.hook.run(self, "count", pattern, Store.count(self, pattern))
         n = 0
         async for _ in self.scan(pattern):
             n += 1
@@ -646,7 +646,7 @@ class Store:
     async def delete_pattern(self, pattern: str) -> int:
         """Delete every live key matching *pattern*; ``"*"`` (explicit) deletes the namespace."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "delete_pattern", pattern, self.delete_pattern(pattern))
+            return await telemetry.hook.run(self, "delete_pattern", pattern, Store.delete_pattern(self, pattern))
         if pattern == "":
             raise InvalidPatternError("refusing an empty pattern; pass '*' to delete everything")
         backend = self.require_open()
@@ -667,7 +667,7 @@ class Store:
     async def clear(self) -> int:
         """Delete every key of this namespace (and nothing outside it), then release it."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "clear", None, self.clear())
+            return await telemetry.hook.run(self, "clear", None, Store.clear(self))
         deleted = await self.delete_pattern("*")
         if isinstance(self._backend, SupportsReleaseNamespace):
             try:
@@ -680,7 +680,7 @@ class Store:
     async def ttl(self, key: str) -> float | None:
         """Seconds left before *key* expires, None if it never does; KeyNotFoundError if missing."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "ttl", key, self.ttl(key))
+            return await telemetry.hook.run(self, "ttl", key, Store.ttl(self, key))
         backend = self.require_open()
         key = check_key(key)
         if Capability.EXPIRY not in self.capabilities_for(key):
@@ -695,7 +695,7 @@ class Store:
     async def expire(self, key: str, ttl: TTL) -> bool:
         """Give a live *key* a new TTL; False if it does not exist."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "expire", key, self.expire(key, ttl))
+            return await telemetry.hook.run(self, "expire", key, Store.expire(self, key, ttl))
         backend = self.require_open()
         key = check_key(key)
         if ttl is None:
@@ -705,7 +705,7 @@ class Store:
     async def persist(self, key: str) -> bool:
         """Remove the expiry of a live *key*; False if it does not exist."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "persist", key, self.persist(key))
+            return await telemetry.hook.run(self, "persist", key, Store.persist(self, key))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.EXPIRY, "expiry", key)
@@ -720,7 +720,7 @@ class Store:
         exception leaving the block applies nothing. See :mod:`ad_buyer_storage.client.transaction`."""
         if telemetry.hook is not None and telemetry.hook.claim():
             with telemetry.hook.span(self, "transaction", None):
-                async with self.transaction() as tx:
+                async with Store.transaction(self) as tx:
                     yield tx
             return
         backend = self.require_open()
@@ -744,7 +744,7 @@ class Store:
         each other again and again; a conflict even under those locks came from another
         process, and is retried after a jittered backoff."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "transact", None, self.transact(fn, attempts=attempts))
+            return await telemetry.hook.run(self, "transact", None, Store.transact(self, fn, attempts=attempts))
         if attempts < 1:
             raise InvalidInputError("attempts must be >= 1")
         held: tuple[str, ...] = ()
@@ -787,7 +787,7 @@ class Store:
     async def publish(self, channel: str, message: Any) -> int:
         """Publish a JSON-encodable *message*; return how many subscribers got it (-1: unknown)."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "publish", channel, self.publish(channel, message))
+            return await telemetry.hook.run(self, "publish", channel, Store.publish(self, channel, message))
         channel = check_key(channel)
         backend = self._pubsub(channel)
         return await backend.publish(channel, self._codec.encode(message))
@@ -810,7 +810,7 @@ class Store:
     async def ping(self) -> float:
         """One round trip; return its latency in seconds."""
         if telemetry.hook is not None and telemetry.hook.claim():
-            return await telemetry.hook.run(self, "ping", None, self.ping())
+            return await telemetry.hook.run(self, "ping", None, Store.ping(self))
         backend = self.require_open()
         start = time.perf_counter()
         await backend.ping()
