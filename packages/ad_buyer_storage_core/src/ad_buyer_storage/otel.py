@@ -200,7 +200,10 @@ class _Hook:
     def __init__(self, tracer: trace.Tracer, meter: metrics.Meter) -> None:
         self.active = True
         self._tracer = tracer
-        self._reentry: ContextVar[bool] = ContextVar("ad_buyer_storage_otel_reentry", default=False)
+        # (whether the call about to run is already covered, the current operation's attributes)
+        self._state: ContextVar[tuple[bool, Attributes | None]] = ContextVar(
+            "ad_buyer_storage_otel_operation", default=(False, None)
+        )
         self._facts: weakref.WeakKeyDictionary[object, _Facts] = weakref.WeakKeyDictionary()
         self._labels: dict[tuple[object, ...], Attributes] = {}
         self._queued: weakref.WeakKeyDictionary[object, tuple[Span, Attributes]] = weakref.WeakKeyDictionary()
@@ -240,8 +243,9 @@ class _Hook:
 
     # -- spans -----------------------------------------------------------------------------
     def claim(self) -> bool:
-        if self._reentry.get():
-            self._reentry.set(False)
+        covered, attributes = self._state.get()
+        if covered:
+            self._state.set((False, attributes))
             return False
         return True
 
@@ -279,22 +283,24 @@ class _Hook:
         target = attributes.get(COLLECTION) or attributes.get(NAMESPACE) or attributes[SYSTEM]
         return f"{attributes[OPERATION]!s} {target!s}"
 
-    def _start(self, attributes: Attributes) -> tuple[Span, Token[otel_context.Context], Token[bool]]:
+    def _start(
+        self, attributes: Attributes
+    ) -> tuple[Span, Token[otel_context.Context], Token[tuple[bool, Attributes | None]]]:
         """Open the operation's span and make it current; the call about to run is covered by
         it, so its own :meth:`claim` answers False."""
         span = self._tracer.start_span(self._name(attributes), kind=SpanKind.CLIENT, attributes=attributes)
-        return span, otel_context.attach(trace.set_span_in_context(span)), self._reentry.set(True)
+        return span, otel_context.attach(trace.set_span_in_context(span)), self._state.set((True, attributes))
 
     def _end(
         self,
-        opened: tuple[Span, Token[otel_context.Context], Token[bool]],
+        opened: tuple[Span, Token[otel_context.Context], Token[tuple[bool, Attributes | None]]],
         attributes: Attributes,
         started: float,
         error: str | None,
     ) -> None:
         elapsed = time.perf_counter() - started
         span, attached, reentry = opened
-        self._reentry.reset(reentry)
+        self._state.reset(reentry)
         otel_context.detach(attached)
         if error is not None:
             # Only the class: an exception's message (and so an exception event) may quote a key.
@@ -381,9 +387,9 @@ class _Hook:
     # -- coalesced batches -----------------------------------------------------------------
     def queued(self, waiter: object) -> None:
         span = trace.get_current_span()
-        if span.get_span_context().is_valid:
-            attributes = getattr(span, "attributes", None)
-            self._queued[waiter] = (span, dict(attributes) if isinstance(attributes, Mapping) else {})
+        attributes = self._state.get()[1]
+        if span.get_span_context().is_valid and attributes is not None:
+            self._queued[waiter] = (span, attributes)
 
     def batch(
         self, kind: str, waiters: Sequence[object], call: Coroutine[object, object, T]
