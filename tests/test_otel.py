@@ -406,6 +406,28 @@ async def test_a_store_subclass_override_runs_once_per_call(recorded: Recorded) 
     assert [attrs(s)["db.operation.name"] for s in recorded.finished()] == ["set", "get"]
 
 
+@needs_sdk
+async def test_a_mirror_reports_its_primary_and_both_sides_pools_and_breakers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, recorded: Recorded
+) -> None:
+    monkeypatch.setenv("MIRROR_PRIMARY", f"sqlite:///{tmp_path}/primary.db")
+    monkeypatch.setenv("MIRROR_SECONDARY", "memory")
+    async with get_storage_backend("mirror") as storage:
+        await storage.set_deal("d1", {"status": "active"})
+        assert await storage.get_deal("d1") == {"status": "active"}
+        (get,) = by_operation(recorded.finished(), "get")
+        assert attrs(get)["db.system.name"] == "sqlite", "reads come from the primary"
+        points = recorded.points()
+        sides = {
+            (pattrs(p)["ad_buyer_storage.route"], pattrs(p)["db.system.name"])
+            for p in points["ad_buyer_storage.breaker.state"]
+        }
+        assert sides == {("primary", "sqlite"), ("secondary", "memory")}
+        pools = {pattrs(p)["ad_buyer_storage.route"] for p in points["db.client.connection.count"]}
+        assert pools == {"primary"}, "the memory side has no pool"
+        await storage.clear()
+
+
 # -- turning it on and off ---------------------------------------------------------------------
 @needs_sdk
 async def test_instrument_and_uninstrument_are_idempotent(storage_of: Any) -> None:
