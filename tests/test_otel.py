@@ -205,7 +205,14 @@ async def test_metrics_duration_reads_pools_and_breakers(
     states = {(pattrs(p)["db.system.name"], pattrs(p)["db.client.connection.state"]) for p in pools}
     systems = {"hybrid": {"postgresql", "redis"}}.get(backend, {SYSTEM[backend]})
     assert states == {(s, state) for s in systems for state in ("idle", "used")}
-    assert all(pattrs(p)["db.client.connection.pool.name"] for p in pools)
+    names = {pattrs(p)["db.system.name"]: pattrs(p)["db.client.connection.pool.name"] for p in pools}
+    if "sqlite" in names:
+        assert str(names["sqlite"]).endswith("otel.db")
+        assert not str(names["sqlite"]).startswith("//")
+    if "postgresql" in names:
+        assert names["postgresql"] == f"127.0.0.1:5432/test.{os.environ['POSTGRES_SCHEMA']}"
+    if "redis" in names:
+        assert names["redis"] == "127.0.0.1:6379/0"
     pending = {pattrs(p)["db.system.name"]: p.value for p in points.get("db.client.connection.pending_requests", [])}
     assert pending == {s: 0 for s in systems if s != "sqlite"}, "nothing waits for a connection here"
     maxima = {pattrs(p)["db.system.name"]: p.value for p in points["db.client.connection.max"]}

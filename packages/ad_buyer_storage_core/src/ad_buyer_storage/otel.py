@@ -450,7 +450,7 @@ class _Hook:
                 continue
             peer = part.peer
             where = f"{peer.address}:{peer.port}" if peer.address else ""
-            name = f"{where}/{peer.namespace}" if peer.namespace else where or peer.system
+            name = f"{where}/{peer.namespace}" if where and peer.namespace else where or peer.namespace or peer.system
             attributes = _peer_attributes(peer, part.route)
             attributes[POOL_NAME] = name
             yield attributes, usage.used, usage.idle, usage.max, usage.pending
