@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import pytest
 
@@ -29,6 +29,7 @@ HAVE_SDK = find_spec("opentelemetry") is not None and find_spec("opentelemetry.s
 needs_sdk = pytest.mark.skipif(not HAVE_SDK, reason="opentelemetry-sdk is not installed (the dev extra installs it)")
 
 if HAVE_SDK:
+    from opentelemetry import trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -433,6 +434,35 @@ async def test_a_mirror_reports_its_primary_and_both_sides_pools_and_breakers(
         pools = {pattrs(p)["ad_buyer_storage.route"] for p in points["db.client.connection.count"]}
         assert pools == {"primary"}, "the memory side has no pool"
         await storage.clear()
+
+
+@needs_sdk
+async def test_a_failing_tracer_never_fails_or_strands_an_operation(storage_of: Any) -> None:
+    class Broken(trace.Tracer):
+        def start_span(self, *args: Any, **kwargs: Any) -> NoReturn:
+            raise RuntimeError("a broken tracer")
+
+        def start_as_current_span(self, *args: Any, **kwargs: Any) -> NoReturn:
+            raise RuntimeError("a broken tracer")
+
+    class BrokenProvider(trace.TracerProvider):
+        def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+            return Broken()
+
+    instrumentor = StorageInstrumentor()
+    instrumentor.instrument(tracer_provider=BrokenProvider(), meter_provider=MeterProvider())
+    try:
+        store: Storage = storage_of("sqlite")
+        async with store:
+            await store.set_many({f"deal:{i}": i for i in range(32)})
+            found = await asyncio.gather(*(store.get(f"deal:{i}") for i in range(32)))  # batches too
+            assert found == list(range(32))
+            async with store.transaction() as tx:
+                tx.set("deal:x", 1)
+            assert await store.get("deal:x") == 1
+            await store.clear()
+    finally:
+        instrumentor.uninstrument()
 
 
 # -- turning it on and off ---------------------------------------------------------------------

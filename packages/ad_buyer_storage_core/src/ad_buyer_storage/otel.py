@@ -40,6 +40,7 @@ Never recorded: keys, values, filters, patterns beyond their keyspace, exception
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Iterator, Mapping, Sequence
@@ -64,6 +65,7 @@ from ad_buyer_storage.kit import telemetry
 __all__ = ["DURATION_BUCKETS", "StorageInstrumentor"]
 
 T = TypeVar("T")
+log = logging.getLogger("ad_buyer_storage.otel")
 Attributes = dict[str, AttributeValue]
 
 #: ``db.client.operation.duration``'s explicit bucket boundaries, in seconds (the conventions').
@@ -278,6 +280,13 @@ class _Hook:
             attributes[BATCH_SIZE] = len(keys)
         return attributes
 
+    def _safe_attributes(self, store: object, operation: str, keys: str | Sequence[str] | None) -> Attributes:
+        try:
+            return self._attributes(store, operation, keys)
+        except Exception:  # telemetry never fails the operation it records
+            log.debug("ad_buyer_storage.otel: no attributes for %s", operation, exc_info=True)
+            return {SYSTEM: "unknown", OPERATION: operation}
+
     @staticmethod
     def _name(attributes: Mapping[str, AttributeValue]) -> str:
         target = attributes.get(COLLECTION) or attributes.get(NAMESPACE) or attributes[SYSTEM]
@@ -285,33 +294,43 @@ class _Hook:
 
     def _start(
         self, attributes: Attributes
-    ) -> tuple[Span, Token[otel_context.Context], Token[tuple[bool, Attributes | None]]]:
+    ) -> tuple[Span, Token[otel_context.Context] | None, Token[tuple[bool, Attributes | None]]]:
         """Open the operation's span and make it current; the call about to run is covered by
-        it, so its own :meth:`claim` answers False."""
-        span = self._tracer.start_span(self._name(attributes), kind=SpanKind.CLIENT, attributes=attributes)
-        return span, otel_context.attach(trace.set_span_in_context(span)), self._state.set((True, attributes))
+        it, so its own :meth:`claim` answers False (set first: whatever fails after, the call
+        runs once, unrecorded rather than broken)."""
+        covered = self._state.set((True, attributes))
+        try:
+            span = self._tracer.start_span(self._name(attributes), kind=SpanKind.CLIENT, attributes=attributes)
+            return span, otel_context.attach(trace.set_span_in_context(span)), covered
+        except Exception:  # telemetry never fails the operation it records
+            log.debug("ad_buyer_storage.otel: could not start a span", exc_info=True)
+            return trace.INVALID_SPAN, None, covered
 
     def _end(
         self,
-        opened: tuple[Span, Token[otel_context.Context], Token[tuple[bool, Attributes | None]]],
+        opened: tuple[Span, Token[otel_context.Context] | None, Token[tuple[bool, Attributes | None]]],
         attributes: Attributes,
         started: float,
         error: str | None,
     ) -> None:
         elapsed = time.perf_counter() - started
-        span, attached, reentry = opened
-        self._state.reset(reentry)
-        otel_context.detach(attached)
-        if error is not None:
-            # Only the class: an exception's message (and so an exception event) may quote a key.
-            span.set_attribute(ERROR_TYPE, error)
-            span.set_status(Status(StatusCode.ERROR, error))
-        span.end()
-        if BATCH_SIZE in attributes or error is not None:
-            attributes = {k: v for k, v in attributes.items() if k != BATCH_SIZE}
+        span, attached, covered = opened
+        self._state.reset(covered)
+        try:
+            if attached is not None:
+                otel_context.detach(attached)
             if error is not None:
-                attributes[ERROR_TYPE] = error
-        self._duration.record(elapsed, attributes)
+                # Only the class: an exception's message (and so an exception event) may quote a key.
+                span.set_attribute(ERROR_TYPE, error)
+                span.set_status(Status(StatusCode.ERROR, error))
+            span.end()
+            if BATCH_SIZE in attributes or error is not None:
+                attributes = {k: v for k, v in attributes.items() if k != BATCH_SIZE}
+                if error is not None:
+                    attributes[ERROR_TYPE] = error
+            self._duration.record(elapsed, attributes)
+        except Exception:  # telemetry never fails the operation it records
+            log.debug("ad_buyer_storage.otel: could not end a span", exc_info=True)
 
     async def run(
         self,
@@ -321,7 +340,7 @@ class _Hook:
         call: Awaitable[T],
         hits: Callable[[T], int] | None = None,
     ) -> T:
-        attributes = self._attributes(store, operation, keys)
+        attributes = self._safe_attributes(store, operation, keys)
         started = time.perf_counter()
         opened = self._start(attributes)
         try:
@@ -334,7 +353,10 @@ class _Hook:
             raise
         self._end(opened, attributes, started, None)
         if hits is not None and keys is not None:
-            self._count_reads(attributes, keys, result, hits)
+            try:
+                self._count_reads(attributes, keys, result, hits)
+            except Exception:  # telemetry never fails the operation it records
+                log.debug("ad_buyer_storage.otel: could not count reads", exc_info=True)
         return result
 
     def _count_reads(
@@ -371,7 +393,7 @@ class _Hook:
 
     @contextmanager
     def span(self, store: object, operation: str, keys: str | Sequence[str] | None) -> Iterator[None]:
-        attributes = self._attributes(store, operation, keys)
+        attributes = self._safe_attributes(store, operation, keys)
         started = time.perf_counter()
         opened = self._start(attributes)
         try:
@@ -400,6 +422,25 @@ class _Hook:
     async def _batch(
         self, kind: str, size: int, callers: list[tuple[Span, Attributes]], call: Coroutine[object, object, T]
     ) -> T:
+        try:
+            batch_span = self._batch_span(kind, size, callers)
+            attached = otel_context.attach(trace.set_span_in_context(batch_span))
+        except Exception:  # the batch is sent whatever telemetry does: its callers wait on it
+            log.debug("ad_buyer_storage.otel: could not start a batch span", exc_info=True)
+            return await call
+        try:
+            return await call
+        except Exception as exc:
+            batch_span.set_attribute(ERROR_TYPE, type(exc).__name__)
+            batch_span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            otel_context.detach(attached)
+            batch_span.end()
+
+    def _batch_span(self, kind: str, size: int, callers: list[tuple[Span, Attributes]]) -> Span:
+        """A root span (the batch serves callers of many traces), linked to each caller's span
+        and each of those to it."""
         attributes: Attributes = {}
         if callers:  # one lane, so one route: the callers share their peer
             keep = (SYSTEM, NAMESPACE, ADDRESS, PORT, ROUTE)
@@ -408,25 +449,16 @@ class _Hook:
         attributes[OPERATION] = f"BATCH {kind}"
         if size >= 2:
             attributes[BATCH_SIZE] = size
-        links = [Link(span.get_span_context()) for span, _ in callers]
-        # A root span: the batch serves callers of many traces, each linked to it and it to them.
-        with self._tracer.start_as_current_span(
+        batch_span = self._tracer.start_span(
             self._name(attributes),
             context=otel_context.Context(),
             kind=SpanKind.CLIENT,
             attributes=attributes,
-            links=links,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as batch_span:
-            for span, _ in callers:
-                span.add_link(batch_span.get_span_context())
-            try:
-                return await call
-            except Exception as exc:
-                batch_span.set_attribute(ERROR_TYPE, type(exc).__name__)
-                batch_span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
+            links=[Link(span.get_span_context()) for span, _ in callers],
+        )
+        for span, _ in callers:
+            span.add_link(batch_span.get_span_context())
+        return batch_span
 
     # -- observable instruments ------------------------------------------------------------
     def _parts(self) -> Iterator[_Part]:
