@@ -257,7 +257,7 @@ DISTRIBUTIONS = [
     Distribution(REDIS, "ad_buyer_storage_redis", ("py.typed",), (BACKENDS_GROUP,), ("redis",), "redis"),
     Distribution(POSTGRES, "ad_buyer_storage_postgres", ("py.typed",), (BACKENDS_GROUP,), ("postgres",), "asyncpg"),
 ]
-META_EXTRAS = {"redis", "postgres", "production", "fast", "dev"}
+META_EXTRAS = {"redis", "postgres", "production", "fast", "otel", "dev"}
 
 
 def project_table(folder: str | Path) -> dict[str, Any]:

@@ -80,6 +80,15 @@ def markdown(results: dict[str, Any]) -> str:
         for row in results["coalescing"]:
             lines.append(f"| {row['backend']} | {row['workload']} | {row['on_ms']:,.1f} | {row['off_ms']:,.1f} | "
                          f"{row['seq_ms']:,.1f} | {row['on_vs_off']:.2f} | {row['on_vs_seq']:.2f} |")  # fmt: skip
+    if results.get("otel"):
+        lines += ["", "OpenTelemetry instrumentation, calls/s: *off* (the default, without the extra: one `if` per "
+                  "operation), on with the API's *no-op* providers, and on with the *SDK* recording every span "
+                  "(dropped by the exporter) and metric. *ratio* = time per call / off's.", "",
+                  "| backend | operation | off /s | no-op /s | ratio | SDK /s | ratio |",
+                  "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for row in results["otel"]:
+            lines.append(f"| {row['backend']} | {row['op']} | {row['off']:,} | {row['no-op']:,} | "
+                         f"{row['no-op_ratio']:.2f} | {row['sdk']:,} | {row['sdk_ratio']:.2f} |")  # fmt: skip
     if results.get("migration"):
         mig = results["migration"]
         lines += ["", f"Migration: {mig['keys']:,} keys (80% deals, 20% sessions with a TTL) SQLite -> "

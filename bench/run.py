@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import contention, filters, mirror, report, transactions
+from bench import contention, filters, mirror, otel, report, transactions
 from bench.subjects import Ours, Subject, drop_postgres_schemas, ours, peer, raw
 
 DOC = {
@@ -254,7 +254,7 @@ def import_time(reps: int = 5) -> dict[str, Any]:
 
 
 SECTIONS = (
-    "backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters", "coalescing"
+    "backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters", "coalescing", "otel"
 )  # fmt: skip
 
 
@@ -302,6 +302,9 @@ async def main(argv: list[str] | None = None) -> None:
         if "coalescing" in sections:
             print("== coalescing on and off", flush=True)
             results["coalescing"] = await contention.coalescing(backends, reps)
+        if "otel" in sections:
+            print("== OpenTelemetry instrumentation: off, no-op providers, SDK", flush=True)
+            results["otel"] = await otel.instrumentation_overhead(backends, 1000 if args.quick else 5000, reps)
         if "migration" in sections:
             print("== migration", flush=True)
             results["migration"] = await mirror.migration(10_000 if args.quick else 100_000)

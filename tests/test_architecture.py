@@ -22,7 +22,7 @@ LAYERS = [
     {"domain"},
     {"plugins"},
     {"ops"},
-    {"cli", "sync"},
+    {"cli", "sync", "otel"},
     {"testing"},
 ]
 

@@ -29,6 +29,8 @@ from ad_buyer_storage.contract.protocol import Capability as Capability
 from ad_buyer_storage.contract.protocol import Check as Check
 from ad_buyer_storage.contract.protocol import Condition as Condition
 from ad_buyer_storage.contract.protocol import Filter as Filter
+from ad_buyer_storage.contract.protocol import Peer as Peer
+from ad_buyer_storage.contract.protocol import PoolUsage as PoolUsage
 from ad_buyer_storage.contract.protocol import Record as Record
 from ad_buyer_storage.contract.protocol import StorageBackend as StorageBackend
 from ad_buyer_storage.contract.protocol import SupportsPubSub as SupportsPubSub
@@ -37,6 +39,7 @@ from ad_buyer_storage.contract.protocol import SupportsRefresh as SupportsRefres
 from ad_buyer_storage.contract.protocol import SupportsReleaseNamespace as SupportsReleaseNamespace
 from ad_buyer_storage.contract.protocol import SupportsRemovePrefix as SupportsRemovePrefix
 from ad_buyer_storage.contract.protocol import SupportsRouting as SupportsRouting
+from ad_buyer_storage.contract.protocol import SupportsTelemetry as SupportsTelemetry
 from ad_buyer_storage.contract.protocol import SupportsTransactions as SupportsTransactions
 from ad_buyer_storage.contract.protocol import Write as Write
 from ad_buyer_storage.contract.protocol import new_version as new_version
@@ -89,6 +92,7 @@ from ad_buyer_storage.errors import VersionConflictError as VersionConflictError
 from ad_buyer_storage.kit.redaction import redact_url as redact_url
 from ad_buyer_storage.ops.migrate import migrate as migrate
 from ad_buyer_storage.ops.migrate import verify as verify
+from ad_buyer_storage.otel import StorageInstrumentor as StorageInstrumentor
 from ad_buyer_storage.plugins.factory import close_storage as close_storage
 from ad_buyer_storage.plugins.factory import get_storage as get_storage
 from ad_buyer_storage.plugins.factory import get_storage_backend as get_storage_backend

@@ -42,6 +42,8 @@ from ad_buyer_storage.contract.protocol import (
     Check,
     Condition,
     Filter,
+    Peer,
+    PoolUsage,
     Record,
     Write,
 )
@@ -67,7 +69,7 @@ from ad_buyer_storage.kit.retry import RetryPolicy
 from ad_buyer_storage.kit.scan import Page, scan_pages
 from ad_buyer_storage.kit.subscription import Deliver, queue_subscription
 from ad_buyer_storage.kit.sweeper import Sweeper, purge_in_batches
-from ad_buyer_storage.kit.urls import encode_credentials
+from ad_buyer_storage.kit.urls import encode_credentials, server_of
 
 __all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
 
@@ -166,6 +168,7 @@ class PostgresBackend:
         self._statement_cache_size = statement_cache_size
         self._sweep_batch = sweep_batch
         self._pool: Any = None
+        self._waiting = 0  # calls waiting for a pooled connection (telemetry)
         self._errors = ErrorMap(self._translate, (Exception,), secrets=(url,))
         self._sweeper = Sweeper(self.purge_expired, sweep_interval, f"{schema}.{table}", log)
         self._sql = _Statements(f'"{schema}"."{table}"')
@@ -234,6 +237,18 @@ class PostgresBackend:
     async def ping(self) -> None:
         await self._call(lambda c: c.fetchval("SELECT 1"), idempotent=True)
 
+    def peer(self) -> Peer:
+        host, port, path = server_of(self._url, 5432)
+        database = path.lstrip("/")
+        return Peer("postgresql", f"{database}.{self.schema}" if database else self.schema, host, port)
+
+    def pool_usage(self) -> PoolUsage | None:
+        pool = self._pool
+        if pool is None:
+            return None
+        size, idle = pool.get_size(), pool.get_idle_size()
+        return PoolUsage(used=size - idle, idle=idle, max=self._pool_max, pending=self._waiting)
+
     async def info(self) -> Mapping[str, object]:
         version = await self._call(lambda c: c.fetchval("SHOW server_version"), idempotent=True)
         pool = self._pool
@@ -261,6 +276,7 @@ class PostgresBackend:
         pool = self._pool
         if pool is None:
             raise NotConnectedError("the PostgreSQL backend is not connected")
+        self._waiting += 1
         try:
             conn = await pool.acquire(timeout=self._acquire_timeout)
         except TimeoutError:
@@ -270,6 +286,8 @@ class PostgresBackend:
                 ) from None
             # The pool had room: opening a new connection is what timed out.
             raise NoConnection(f"no connection within {self._acquire_timeout} s", busy=False) from None
+        finally:
+            self._waiting -= 1
         broken = False
         try:
             yield conn

@@ -27,6 +27,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -35,7 +36,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ad_buyer_storage.contract.glob import GlobPattern, escape_glob
-from ad_buyer_storage.contract.protocol import Capability, Check, Condition, Record, Write
+from ad_buyer_storage.contract.protocol import Capability, Check, Condition, Peer, PoolUsage, Record, Write
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,
@@ -55,7 +56,7 @@ from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message
 from ad_buyer_storage.kit.redaction import redact_url
 from ad_buyer_storage.kit.retry import RetryPolicy
 from ad_buyer_storage.kit.seen import SeenKeys
-from ad_buyer_storage.kit.urls import encode_credentials
+from ad_buyer_storage.kit.urls import encode_credentials, server_of
 
 from .namespaces import NAMESPACES_KEY, REGISTER_SCRIPT, check_prefix, overlap_error
 
@@ -355,6 +356,23 @@ class _RedisKeyValue:
 
     async def ping(self) -> None:
         await self._call(lambda c: c.ping(), idempotent=True)
+
+    def peer(self) -> Peer:
+        host, port, path = server_of(self._url, 6379)
+        query = dict(parse_qsl(urlsplit(self._url).query)) if "?" in self._url else {}
+        database = query.get("db") or path.strip("/") or "0"
+        return Peer("redis", None if self.cluster else database, host, port)
+
+    def pool_usage(self) -> PoolUsage | None:
+        """The single server's pool (a cluster has one per node: not reported)."""
+        pool = self._pool
+        if pool is None:
+            return None
+        idle = len(getattr(pool, "_available_connections", ()))
+        used = len(getattr(pool, "_in_use_connections", ()))
+        condition = getattr(pool, "_condition", None)
+        waiters = getattr(condition, "_waiters", None)
+        return PoolUsage(used, idle, self._max_connections, None if waiters is None else len(waiters))
 
     async def info(self) -> Mapping[str, object]:
         raw = await self._call(lambda c: c.info("server"), idempotent=True)

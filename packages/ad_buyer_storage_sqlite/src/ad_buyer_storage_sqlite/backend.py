@@ -47,6 +47,8 @@ from ad_buyer_storage.contract.protocol import (
     Check,
     Condition,
     Filter,
+    Peer,
+    PoolUsage,
     Record,
     Write,
 )
@@ -242,6 +244,13 @@ class SQLiteBackend:
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1", ())
+
+    def peer(self) -> Peer:
+        return Peer("sqlite", self.path)
+
+    def pool_usage(self) -> PoolUsage | None:
+        """Its one connection (while open), counted as in use: the backend holds it."""
+        return None if self._conn is None else PoolUsage(used=1, idle=0, max=1)
 
     async def info(self) -> Mapping[str, object]:
         rows = await self._fetch("SELECT sqlite_version()", ())

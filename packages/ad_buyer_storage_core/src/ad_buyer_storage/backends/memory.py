@@ -24,6 +24,8 @@ from ad_buyer_storage.contract.protocol import (
     Capability,
     Check,
     Condition,
+    Peer,
+    PoolUsage,
     Record,
     Write,
 )
@@ -56,6 +58,12 @@ class MemoryBackend:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
+        return None
+
+    def peer(self) -> Peer:
+        return Peer(self.name)
+
+    def pool_usage(self) -> PoolUsage | None:
         return None
 
     async def aclose(self) -> None:

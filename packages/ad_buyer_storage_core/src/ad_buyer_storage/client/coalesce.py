@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar, cast
 
 from ad_buyer_storage.errors import PartialBatchError
+from ad_buyer_storage.kit import telemetry
 
 __all__ = ["Coalescer"]
 
@@ -61,8 +62,10 @@ class Coalescer(Generic[Item, Result]):
         key: Callable[[Item], str] | None = None,
         lane: Callable[[Item], Hashable] | None = None,
         merge: Merge[Item] | None = None,
+        kind: str = "batch",
     ) -> None:
         self._run = run
+        self._kind = kind  # what telemetry calls its batches ("read", "write")
         self._key = key
         self._merge = merge
         self._lane_of = lane
@@ -85,6 +88,8 @@ class Coalescer(Generic[Item, Result]):
                 self._flush(lane)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         lane.queue.append((item, future))
+        if telemetry.hook is not None:
+            telemetry.hook.queued(future)  # its caller's span will link to the batch's
         return await future
 
     def _flush(self, lane: _Lane[Item, Result]) -> None:
@@ -116,7 +121,10 @@ class Coalescer(Generic[Item, Result]):
         lane.queue = rest
         if batch:
             lane.in_flight = True
-            asyncio.get_running_loop().create_task(self._send(lane, batch))
+            send = self._send(lane, batch)
+            if telemetry.hook is not None:
+                send = telemetry.hook.batch(self._kind, [future for _, futures in batch for future in futures], send)
+            asyncio.get_running_loop().create_task(send)
 
     async def _send(self, lane: _Lane[Item, Result], batch: list[tuple[Item, list[asyncio.Future[Result]]]]) -> None:
         try:

@@ -60,6 +60,7 @@ from ad_buyer_storage.errors import (
     UnsupportedOperationError,
     VersionConflictError,
 )
+from ad_buyer_storage.kit import telemetry
 from ad_buyer_storage.kit.refresh import read_refresh
 
 __all__ = ["TTL", "Store", "Updater", "Versioned"]
@@ -76,6 +77,15 @@ _SELECT_PAGE = 500  # records per query round trip when listing
 _LIST_BATCH = 5000
 _DELETE_BATCH = 500
 _DECIMAL_CONTEXT = Context(prec=200)  # wide enough that money sums are exact, never rounded
+
+
+def _found(value: object) -> int:
+    """Hits of a ``get`` called with ``default=_MISSING`` (for telemetry)."""
+    return value is not _MISSING
+
+
+def _found_versioned(value: object) -> int:
+    return value is not None
 
 
 class Versioned(NamedTuple):
@@ -150,7 +160,7 @@ class Store:
         # router, only with calls bound for the same route, so one route's outage stays its own.
         route_of = backend.route_of if isinstance(backend, SupportsRouting) else None
         self._reads: Coalescer[str, Record | None] | None = (
-            Coalescer(self._read_batch, lane=route_of) if coalesce else None
+            Coalescer(self._read_batch, lane=route_of, kind="read") if coalesce else None
         )
         self._writes: Coalescer[Write, bool] | None = (
             Coalescer(
@@ -158,6 +168,7 @@ class Store:
                 key=lambda w: w.key,
                 lane=None if route_of is None else lambda w: route_of(w.key),
                 merge=_merge_writes,
+                kind="write",
             )
             if coalesce
             else None
@@ -321,6 +332,11 @@ class Store:
         none). In one atomic step where the backend offers it (SQLite, Redis, PostgreSQL,
         memory); else, for a number, a read then an ``expire``.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            found = await telemetry.hook.run(
+                self, "get", key, Store.get(self, key, _MISSING, model=model, refresh_ttl=refresh_ttl), _found
+            )
+            return default if found is _MISSING else found
         backend = self.require_open()
         key = check_key(key)
         if refresh_ttl is None or refresh_ttl is False:
@@ -349,6 +365,10 @@ class Store:
         ``if_version=`` the write applies only if the live value still has that version, else
         :class:`~ad_buyer_storage.errors.VersionConflictError`.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(
+                self, "set", key, Store.set(self, key, value, ttl, keep_ttl=keep_ttl, if_version=if_version)
+            )
         backend = self.require_open()
         key = check_key(key)
         ttl_ms = self._ttl_ms(ttl, key)
@@ -367,6 +387,8 @@ class Store:
 
     async def set_if_absent(self, key: str, value: Any, ttl: TTL = None) -> bool:
         """Store *value* only if *key* holds no live value; return whether it was stored."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "set_if_absent", key, Store.set_if_absent(self, key, value, ttl))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "set-if-absent", key)
@@ -376,16 +398,24 @@ class Store:
 
     async def delete(self, key: str) -> bool:
         """Delete *key*; True if it held a live value."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "delete", key, Store.delete(self, key))
         backend = self.require_open()
         return await backend.remove((check_key(key),)) == 1
 
     async def exists(self, key: str) -> bool:
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "exists", key, Store.exists(self, key))
         backend = self.require_open()
         return await backend.count((check_key(key),)) == 1
 
     # -- versions and read-modify-write --------------------------------------------------------
     async def get_versioned(self, key: str, *, model: type[Any] | None = None) -> Versioned | None:
         """The value and its version token, or None if missing or expired."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(
+                self, "get_versioned", key, Store.get_versioned(self, key, model=model), _found_versioned
+            )
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "versioned reads", key)
@@ -412,6 +442,10 @@ class Store:
         *default* is given. The existing expiry is kept unless *ttl* is given; *ttl* also
         applies when the key is created.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(
+                self, "update", key, Store.update(self, key, fn, default=default, ttl=ttl, max_attempts=max_attempts)
+            )
         self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "atomic updates", key)
@@ -526,6 +560,8 @@ class Store:
         value is kept as decimal text and updated with a version check. *ttl* applies only
         when this call creates the key.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "incr", key, Store.incr(self, key, amount, ttl=ttl))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "atomic increments", key)
@@ -549,6 +585,9 @@ class Store:
     async def get_many(self, keys: Iterable[str], *, model: type[T]) -> dict[str, T]: ...
     async def get_many(self, keys: Iterable[str], *, model: type[Any] | None = None) -> dict[str, Any]:
         """Live values for *keys* in one round trip; missing and expired keys are left out."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            keys = list(keys)
+            return await telemetry.hook.run(self, "get_many", keys, Store.get_many(self, keys, model=model), len)
         backend = self.require_open()
         unique = list(dict.fromkeys(check_key(k) for k in keys))
         if not unique:
@@ -570,6 +609,10 @@ class Store:
 
         Not atomic: if the store refuses one item, the others are stored and its error is raised.
         """
+        if telemetry.hook is not None and telemetry.hook.claim():
+            listed = list(items.items() if isinstance(items, Mapping) else items)
+            keys = [key for key, _ in listed]
+            return await telemetry.hook.run(self, "set_many", keys, Store.set_many(self, listed, ttl))
         backend = self.require_open()
         ttl_ms = ttl_to_ms(ttl)
         pairs = list(items.items() if isinstance(items, Mapping) else items)
@@ -593,6 +636,9 @@ class Store:
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete *keys* in one round trip; return how many held live values."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            keys = list(keys)
+            return await telemetry.hook.run(self, "delete_many", keys, Store.delete_many(self, keys))
         backend = self.require_open()
         unique = list(dict.fromkeys(check_key(k) for k in keys))
         return await backend.remove(unique) if unique else 0
@@ -616,6 +662,10 @@ class Store:
         at most *limit*. Evaluated in the store where it can (``SupportsQuery``: an index range
         scan on SQLite and PostgreSQL); every record is checked again here, so the answer is
         the same on every backend. Pass ``after=selection.last_key`` for the next page."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(
+                self, "select", prefix, Store.select(self, prefix, filters, after=after, limit=limit)
+            )
         backend = self.require_open()
         if not isinstance(prefix, str):
             raise InvalidInputError(f"prefix must be a str, not {type(prefix).__name__}")
@@ -668,11 +718,15 @@ class Store:
 
     async def keys(self, pattern: str = "*") -> list[str]:
         """Every live key matching *pattern*, sorted."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "keys", pattern, Store.keys(self, pattern))
         # The whole list is wanted: big pages mean few round trips.
         return sorted([key async for key in self.scan(pattern, batch_size=_LIST_BATCH)])
 
     async def count(self, pattern: str = "*") -> int:
         """How many live keys match *pattern*."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "count", pattern, Store.count(self, pattern))
         n = 0
         async for _ in self.scan(pattern):
             n += 1
@@ -680,6 +734,8 @@ class Store:
 
     async def delete_pattern(self, pattern: str) -> int:
         """Delete every live key matching *pattern*; ``"*"`` (explicit) deletes the namespace."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "delete_pattern", pattern, Store.delete_pattern(self, pattern))
         if pattern == "":
             raise InvalidPatternError("refusing an empty pattern; pass '*' to delete everything")
         backend = self.require_open()
@@ -699,6 +755,8 @@ class Store:
 
     async def clear(self) -> int:
         """Delete every key of this namespace (and nothing outside it), then release it."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "clear", None, Store.clear(self))
         deleted = await self.delete_pattern("*")
         if isinstance(self._backend, SupportsReleaseNamespace):
             try:
@@ -710,6 +768,8 @@ class Store:
     # -- expiry ------------------------------------------------------------------------------
     async def ttl(self, key: str) -> float | None:
         """Seconds left before *key* expires, None if it never does; KeyNotFoundError if missing."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "ttl", key, Store.ttl(self, key))
         backend = self.require_open()
         key = check_key(key)
         if Capability.EXPIRY not in self.capabilities_for(key):
@@ -723,6 +783,8 @@ class Store:
 
     async def expire(self, key: str, ttl: TTL) -> bool:
         """Give a live *key* a new TTL; False if it does not exist."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "expire", key, Store.expire(self, key, ttl))
         backend = self.require_open()
         key = check_key(key)
         if ttl is None:
@@ -731,6 +793,8 @@ class Store:
 
     async def persist(self, key: str) -> bool:
         """Remove the expiry of a live *key*; False if it does not exist."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "persist", key, Store.persist(self, key))
         backend = self.require_open()
         key = check_key(key)
         self._require(Capability.EXPIRY, "expiry", key)
@@ -743,6 +807,11 @@ class Store:
         leaving the block applies them all atomically iff no key read changed since it was read
         (else :class:`~ad_buyer_storage.errors.TransactionConflictError`, nothing applied). An
         exception leaving the block applies nothing. See :mod:`ad_buyer_storage.client.transaction`."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            with telemetry.hook.span(self, "transaction", None):
+                async with Store.transaction(self) as tx:
+                    yield tx
+            return
         backend = self.require_open()
         if self._caps_for is None:  # behind a router, each key's route decides (at the call)
             self._require(Capability.TRANSACTIONS, "transactions")
@@ -763,6 +832,8 @@ class Store:
         tasks of one process contending for the same keys then take turns instead of failing
         each other again and again; a conflict even under those locks came from another
         process, and is retried after a jittered backoff."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "transact", None, Store.transact(self, fn, attempts=attempts))
         if attempts < 1:
             raise InvalidInputError("attempts must be >= 1")
         held: tuple[str, ...] = ()
@@ -804,6 +875,8 @@ class Store:
 
     async def publish(self, channel: str, message: Any) -> int:
         """Publish a JSON-encodable *message*; return how many subscribers got it (-1: unknown)."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "publish", channel, Store.publish(self, channel, message))
         channel = check_key(channel)
         backend = self._pubsub(channel)
         return await backend.publish(channel, self._codec.encode(message))
@@ -825,6 +898,8 @@ class Store:
     # -- health ------------------------------------------------------------------------------
     async def ping(self) -> float:
         """One round trip; return its latency in seconds."""
+        if telemetry.hook is not None and telemetry.hook.claim():
+            return await telemetry.hook.run(self, "ping", None, Store.ping(self))
         backend = self.require_open()
         start = time.perf_counter()
         await backend.ping()

@@ -20,7 +20,8 @@ Optional abilities beyond the primitives are optional protocols, each checked wi
 ``isinstance``: :class:`SupportsPubSub`, :class:`SupportsTransactions`,
 :class:`SupportsRefresh` (sliding TTLs), :class:`SupportsQuery` (filtered, paged listing),
 :class:`SupportsRemovePrefix`,
-:class:`SupportsReleaseNamespace`, and :class:`SupportsRouting` for backends made of others.
+:class:`SupportsReleaseNamespace`, :class:`SupportsTelemetry` (facts for OpenTelemetry), and
+:class:`SupportsRouting` for backends made of others.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ __all__ = [
     "NO_EXPIRY",
     "NO_KEY",
     "Capability",
+    "Peer",
+    "PoolUsage",
     "Condition",
     "Record",
     "StorageBackend",
@@ -50,6 +53,7 @@ __all__ = [
     "SupportsReleaseNamespace",
     "SupportsRemovePrefix",
     "SupportsRouting",
+    "SupportsTelemetry",
     "SupportsTransactions",
     "Write",
     "new_version",
@@ -276,3 +280,40 @@ class SupportsTransactions(Protocol):
         absent where None is given), apply every write (unconditional; ``keep_ttl`` honoured)
         and every delete, and return True; else apply nothing and return False. Keys of
         *writes* and *deletes* are distinct. Nothing of it is visible to others before all of it."""
+
+
+class Peer(NamedTuple):
+    """Where a backend's data lives, in OpenTelemetry's database terms; never a secret (no
+    password, no user, no key)."""
+
+    #: ``db.system.name``: ``sqlite``, ``postgresql``, ``redis``, or a plugin's own name.
+    system: str
+    #: ``db.namespace``: the database (SQLite: the file; PostgreSQL: ``database.schema``;
+    #: Redis: the database index).
+    namespace: str | None = None
+    #: ``server.address`` and ``server.port``, from the URL.
+    address: str | None = None
+    port: int | None = None
+
+
+class PoolUsage(NamedTuple):
+    """A connection pool as it stands: connections in use and idle, its limit, and the calls
+    waiting for one (None: the pool does not tell)."""
+
+    used: int
+    idle: int
+    max: int
+    pending: int | None = None
+
+
+@runtime_checkable
+class SupportsTelemetry(Protocol):
+    """Facts for instrumentation, read without I/O (metrics callbacks call them)."""
+
+    def peer(self) -> Peer:
+        """The system and server this backend talks to."""
+        ...
+
+    def pool_usage(self) -> PoolUsage | None:
+        """Its connection pool now, or None (not connected, or no pool)."""
+        ...

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["SCHEME", "encode_credentials", "split_routes"]
+__all__ = ["SCHEME", "encode_credentials", "server_of", "split_routes"]
 
 #: A URL's scheme, its colon and however many slashes follow (none, one, two: malformed URLs too).
 SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/*")
@@ -56,3 +56,17 @@ def _continues(pieces: list[str], i: int) -> bool:
         return i + 1 < len(pieces) and _continues(pieces, i + 1)
     _, sep, target = piece.partition("=")
     return not sep or ("@" in target and not SCHEME.match(target.strip()))
+
+
+def server_of(url: str, default_port: int | None = None) -> tuple[str | None, int | None, str]:
+    """``(host, port, path)`` of *url*, credentials left out: what telemetry may record as
+    ``server.address``/``server.port`` (and the path, for the database name). A URL that cannot
+    be parsed gives ``(None, None, "")``."""
+    try:
+        parts = urlsplit(encode_credentials(url))
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None, None, ""
+    if host is None:
+        return None, None, unquote(parts.path)
+    return host, port if port is not None else default_port, unquote(parts.path)
