@@ -21,6 +21,9 @@ from ad_buyer_storage.plugins.composition import default_routes
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+#: In every PostgreSQL schema and table name of this run, so that its clean-up drops only its own
+#: (another run on the same server keeps its schemas).
+RUN = uuid.uuid4().hex[:6]
 
 
 class Subject:
@@ -129,17 +132,20 @@ def ours(backend_name: str) -> Ours:
 def _postgres(tag: str) -> Any:
     from ad_buyer_storage_postgres import PostgresBackend
 
-    return PostgresBackend(POSTGRES_URL, schema=f"bench_{tag}", sweep_interval=None, pool_max=10)
+    return PostgresBackend(POSTGRES_URL, schema=f"bench_{RUN}_{tag}", sweep_interval=None, pool_max=10)
 
 
-async def drop_postgres_schemas(prefix: str = "bench_") -> None:
+async def drop_postgres_schemas() -> None:
+    """Drop the schemas and tables this run made."""
     import asyncpg
 
     conn = await asyncpg.connect(POSTGRES_URL)
     try:
-        for (name,) in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", prefix + "%"):
+        for (name,) in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"bench_{RUN}_%"):
             await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        for (name,) in await conn.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE 'bench_peer_%'"):
+        for (name,) in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE $1", f"bench_peer_{RUN}_%"
+        ):
             await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
     finally:
         await conn.close()
@@ -326,7 +332,7 @@ class RawPostgres(Subject):
     async def open(self) -> None:
         import asyncpg
 
-        self.table = f"bench_raw_{uuid.uuid4().hex[:10]}"
+        self.table = f"bench_raw_{RUN}_{uuid.uuid4().hex[:10]}"
 
         async def init(conn: Any) -> None:
             await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
@@ -418,7 +424,7 @@ class Peer(Subject):
         else:
             from key_value.aio.stores.postgresql import PostgreSQLStore
 
-            self.store = PostgreSQLStore(url=POSTGRES_URL, table_name=f"bench_peer_{uuid.uuid4().hex[:8]}")
+            self.store = PostgreSQLStore(url=POSTGRES_URL, table_name=f"bench_peer_{RUN}_{uuid.uuid4().hex[:8]}")
         if hasattr(self.store, "__aenter__"):  # the network stores own connections
             await self.store.__aenter__()
         else:

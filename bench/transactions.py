@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from ad_buyer_storage import Storage, Transaction
-from bench.subjects import POSTGRES_URL, REDIS_URL, _postgres
+from bench.subjects import POSTGRES_URL, REDIS_URL, RUN, _postgres
 
 Workload = Callable[[int], Awaitable[None]]
 
@@ -240,7 +240,7 @@ def _raw(backend: str, tag: str) -> Any:
         return _RawSQLite(os.path.join(tempfile.gettempdir(), f"bench-tx-raw-{tag}.db"))
     if backend == "redis":
         return _RawRedis(f"bench-tx-raw-{tag}:")
-    return _RawPostgres(f"bench_txraw_{tag}")
+    return _RawPostgres(f"bench_{RUN}_txraw_{tag}")
 
 
 async def transaction_costs(backends: list[str], n: int = 500, reps: int = 5) -> list[dict[str, Any]]:

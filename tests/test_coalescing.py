@@ -257,3 +257,57 @@ async def test_conditional_writes_of_one_key_are_never_merged() -> None:
         )
         assert isinstance(outcomes[2], VersionConflictError)
         assert await storage.get("k") == 1
+
+
+async def test_a_cancelled_increment_waiting_in_a_refused_run_is_never_sent() -> None:
+    backend = Recording()
+    top = 2**63 - 1
+    async with Storage(backend) as storage:
+        await storage.set("n", top - 3)
+        first = asyncio.create_task(storage.incr("n", 0))  # in flight alone
+        await asyncio.sleep(0)
+        a, b, c = (asyncio.create_task(storage.incr("n", amount)) for amount in (2, 1, 1))
+        await first
+        await asyncio.sleep(0.0015)  # the run's total (4) is refused; a's own call is in flight
+        b.cancel()
+        results = await asyncio.gather(a, b, c, return_exceptions=True)
+        assert results[0] == top - 1
+        assert isinstance(results[1], asyncio.CancelledError)
+        assert results[2] == top  # its own answer, not the cancelled caller's leftovers
+        assert backend.increments == [0, 4, 2, 1]
+
+
+async def test_each_update_gives_up_after_its_own_attempts() -> None:
+    backend = Recording()
+    async with Storage(backend) as storage:
+        await storage.set("n", 0)
+        first = asyncio.create_task(storage.update("n", lambda n: n + 1))
+        await asyncio.sleep(0)
+        patient = asyncio.create_task(storage.update("n", lambda n: n + 1))
+        hasty = asyncio.create_task(storage.update("n", lambda n: n + 1, max_attempts=1))
+        await first
+        backend.overtake_next_write_of.add("n")  # the group's first write loses
+        outcomes = await asyncio.gather(patient, hasty, return_exceptions=True)
+        assert outcomes[0] == 101
+        assert isinstance(outcomes[1], VersionConflictError)
+
+
+async def test_an_update_from_inside_an_update_of_the_same_key_does_not_wait_on_itself() -> None:
+    async with Storage(Recording()) as storage:
+        await storage.set("n", 0)
+        await storage.set("other", 0)
+
+        async def nested(n: int) -> int:
+            await storage.update("other", lambda o: o + 1)  # another key: combined as usual
+            return n + 1
+
+        assert await asyncio.wait_for(storage.update("n", nested), 5) == 1
+        inner_done = asyncio.Event()
+
+        async def same_key(n: int) -> int:
+            if not inner_done.is_set():
+                inner_done.set()
+                await storage.update("n", lambda m: m + 10)  # would wait on its own group forever
+            return n + 1
+
+        assert await asyncio.wait_for(storage.update("n", same_key), 5) == 12

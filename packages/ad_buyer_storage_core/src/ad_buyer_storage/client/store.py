@@ -12,12 +12,14 @@ import asyncio
 import bisect
 import contextlib
 import enum
+import itertools
 import logging
 import random
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from decimal import Context, Decimal
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, TypeVar, cast, overload
@@ -27,7 +29,7 @@ from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, va
 from ad_buyer_storage.client.combine import Increment, KeyedGroups, Update, sign_runs
 from ad_buyer_storage.client.filters import matches, pushable, wanted
 from ad_buyer_storage.client.transaction import Transaction
-from ad_buyer_storage.client.validation import TTL, check_amount, check_key, check_keys, ttl_to_ms
+from ad_buyer_storage.client.validation import TTL, check_amount, check_key, check_keys, check_version, ttl_to_ms
 from ad_buyer_storage.contract.glob import compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import (
     NO_EXPIRY,
@@ -101,6 +103,20 @@ class Selection(NamedTuple):
 
     rows: list[tuple[str, Any]]
     last_key: str | None
+
+
+#: The key whose update group runs its callers' functions in this context (see _apply_updates).
+_applying: ContextVar[str | None] = ContextVar("ad_buyer_storage_applying", default=None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None, *, error: BaseException | None = None) -> None:
+    """Give a caller its outcome, unless it was cancelled meanwhile."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def _merge_writes(earlier: Write, later: Write) -> Write | None:
@@ -380,7 +396,7 @@ class Store:
             write = Write(key, text, version, ttl_ms, keep_ttl)
         else:
             self._require(Capability.ATOMIC, "version-checked writes", key)
-            write = Write(key, text, version, ttl_ms, keep_ttl, Condition.IF_VERSION, str(if_version))
+            write = Write(key, text, version, ttl_ms, keep_ttl, Condition.IF_VERSION, check_version(if_version))
         if not await self._write_one(backend, write):
             raise VersionConflictError(f"{key!r} is no longer at version {if_version!r}")
         return version
@@ -462,7 +478,7 @@ class Store:
     ) -> Any:
         self.require_open()
         op = Update(fn, default, ttl_ms, ttl_on_create_only, max_attempts)
-        if self._updates is not None:
+        if self._updates is not None and _applying.get() != key:
             return await self._updates.submit(key, op)
         await self._apply_updates(key, [op])
         return await op.future
@@ -471,55 +487,62 @@ class Store:
         """One read, every function in order, one conditional write (see combine.py)."""
         backend = self.require_open()
         codec = self._codec
-        for attempt in range(max(op.max_attempts for op in group)):
-            record = await self._read_one(backend, key)
-            text: str | bytes | None = None if record is None else record.value
-            written: str | None = None  # what the group's write will store
-            write_ttl, keep = None, True  # an existing expiry is kept unless a caller sets one
-            outcomes: list[tuple[Update, Any, BaseException | None]] = []
-            for op in group:
-                if op.future.done():  # cancelled while this group was retrying
-                    continue
-                try:
-                    if text is None:
-                        if op.default is _MISSING:
-                            raise KeyNotFoundError(f"{key!r} does not exist")
-                        current = codec.decode(codec.encode(op.default))  # a private copy
-                    else:
-                        current = codec.decode(text)
-                    new_value = op.fn(current)
-                    if isinstance(new_value, Awaitable):
-                        new_value = await new_value
-                    new_text = codec.encode(new_value)
-                except Exception as exc:  # noqa: BLE001 - this caller's own error
-                    outcomes.append((op, None, exc))
-                    continue
-                creates = text is None
-                if creates or (not op.ttl_on_create_only and op.ttl_ms is not None):
-                    write_ttl, keep = op.ttl_ms, False
-                text = written = new_text
-                outcomes.append((op, new_value, None))
-            if written is not None:
-                if record is None:
-                    write = Write(key, written, new_version(), write_ttl, keep, Condition.IF_ABSENT)
-                else:
-                    write = Write(key, written, new_version(), write_ttl, keep, Condition.IF_VERSION, record.version)
-            if written is None or await self._write_one(backend, write):
-                for op, value, error in outcomes:
-                    if op.future.done():
-                        continue
-                    if error is None:
-                        op.future.set_result(value)
-                    else:
-                        op.future.set_exception(error)
-                return
-            # Jittered exponential backoff spreads the losers of a race over time.
-            await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+        token = _applying.set(key)  # an update of *key* from inside a function must not wait on this group
+        try:
+            for attempt in itertools.count():
+                for op in group:  # each caller gives up after its own number of attempts
+                    if attempt >= op.max_attempts:
+                        _settle(op.future, error=VersionConflictError(
+                            f"gave up updating {key!r} after {op.max_attempts} conflicting attempts"
+                        ))  # fmt: skip
+                group = [op for op in group if not op.future.done()]
+                if not group:
+                    return
+                if attempt:  # jittered exponential backoff spreads the losers of a race over time
+                    await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** (attempt - 1))))
+                if await self._update_once(backend, codec, key, group):
+                    return
+        finally:
+            _applying.reset(token)
+
+    async def _update_once(self, backend: StorageBackend, codec: JsonCodec, key: str, group: list[Update]) -> bool:
+        """Apply *group* to the value read now; False if another write overtook it."""
+        record = await self._read_one(backend, key)
+        text: str | bytes | None = None if record is None else record.value
+        written: str | None = None  # what the group's write will store
+        write_ttl, keep = None, True  # an existing expiry is kept unless a caller sets one
+        outcomes: list[tuple[Update, Any, BaseException | None]] = []
         for op in group:
-            if not op.future.done():
-                op.future.set_exception(
-                    VersionConflictError(f"gave up updating {key!r} after {op.max_attempts} conflicting attempts")
-                )
+            if op.future.done():  # cancelled meanwhile
+                continue
+            try:
+                if text is None:
+                    if op.default is _MISSING:
+                        raise KeyNotFoundError(f"{key!r} does not exist")
+                    current = codec.decode(codec.encode(op.default))  # a private copy
+                else:
+                    current = codec.decode(text)
+                new_value = op.fn(current)
+                if isinstance(new_value, Awaitable):
+                    new_value = await new_value
+                new_text = codec.encode(new_value)
+            except Exception as exc:  # noqa: BLE001 - this caller's own error
+                outcomes.append((op, None, exc))
+                continue
+            if text is None or (not op.ttl_on_create_only and op.ttl_ms is not None):
+                write_ttl, keep = op.ttl_ms, False
+            text = written = new_text
+            outcomes.append((op, new_value, None))
+        if written is not None:
+            if record is None:
+                write = Write(key, written, new_version(), write_ttl, keep, Condition.IF_ABSENT)
+            else:
+                write = Write(key, written, new_version(), write_ttl, keep, Condition.IF_VERSION, record.version)
+            if not await self._write_one(backend, write):
+                return False
+        for op, value, error in outcomes:
+            _settle(op.future, value, error=error)
+        return True
 
     async def _apply_increments(self, key: str, group: list[Increment]) -> None:
         """One server-side increment per run of same-signed amounts (see combine.py)."""
@@ -533,21 +556,22 @@ class Store:
                 result = await backend.increment(key, total, new_version(), run[0].ttl_ms)
             except InvalidValueError as exc:
                 if len(run) == 1:
-                    run[0].future.set_exception(exc)
+                    _settle(run[0].future, error=exc)
                     continue
                 # Not an integer (each caller hears so) or the total leaves 64 bits while a
                 # prefix of the run might not: one call per caller gives each its exact answer.
                 for op in run:
+                    if op.future.done():  # cancelled while the calls before it ran: never sent
+                        continue
                     try:
-                        op.future.set_result(await backend.increment(key, op.amount, new_version(), op.ttl_ms))
+                        _settle(op.future, await backend.increment(key, op.amount, new_version(), op.ttl_ms))
                     except InvalidValueError as one:
-                        op.future.set_exception(one)
+                        _settle(op.future, error=one)
                 continue
             running = result - total
             for op in run:
                 running += op.amount
-                if not op.future.done():
-                    op.future.set_result(running)
+                _settle(op.future, running)
 
     @overload
     async def incr(self, key: str, amount: int = 1, *, ttl: TTL = None) -> int: ...

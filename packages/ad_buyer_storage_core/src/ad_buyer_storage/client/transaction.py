@@ -21,7 +21,7 @@ from decimal import Context, Decimal
 from typing import Any, NamedTuple, TypeVar, overload
 
 from ad_buyer_storage.client.codec import JsonCodec, validate_as
-from ad_buyer_storage.client.validation import TTL, check_amount, check_key, ttl_to_ms
+from ad_buyer_storage.client.validation import TTL, check_amount, check_key, check_version, ttl_to_ms
 from ad_buyer_storage.contract.protocol import (
     INT64_MAX,
     INT64_MIN,
@@ -193,7 +193,7 @@ class Transaction:
 
     def require_version(self, key: str, version: str) -> None:
         """Commit only if *key* is still at *version* then."""
-        self._require(self._key(key), str(version))
+        self._require(self._key(key), check_version(version))
 
     # -- commit ------------------------------------------------------------------------------
     async def commit(self) -> None:

@@ -69,6 +69,20 @@ def check_keys(keys: list[object]) -> list[str]:
     return [check_key(key) for key in keys]
 
 
+def check_version(version: object) -> str:
+    """A version token to compare with (``if_version=``, ``require_version``), as text that
+    every store can carry: NUL characters and lone surrogates are refused before any I/O."""
+    text = version if type(version) is str else str(version)
+    if "\x00" in text:
+        raise InvalidInputError("version tokens must not contain NUL characters")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError("version tokens must not contain lone surrogates") from None
+    return text
+
+
 def ttl_to_ms(ttl: object) -> int | None:
     """Validate a TTL (seconds as int/float/timedelta, > 0 and at most :data:`MAX_TTL_SECONDS`,
     or None) and return milliseconds.

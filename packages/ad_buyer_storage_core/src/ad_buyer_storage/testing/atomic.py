@@ -158,6 +158,24 @@ class AtomicContract(ContractBase):
         )
         assert not await storage.exists("deal:none"), "a conflicting versioned write must not create the key"
 
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_a_version_no_store_can_carry_fails_only_its_caller(self, subject: Subject) -> None:
+        storage = subject.storage
+        outcomes = await asyncio.gather(
+            storage.set("deal:first", 0),  # in flight alone: the rest share the next batch
+            storage.set("deal:a", 1),
+            storage.set("deal:b", 1, if_version="\ud800"),
+            storage.set("deal:c", 1, if_version="bad\x00token"),
+            storage.set("deal:d", 1),
+            return_exceptions=True,
+        )
+        for i in (2, 3):
+            assert isinstance(outcomes[i], InvalidInputError), (
+                f"set(if_version=) with a lone surrogate or a NUL must raise InvalidInputError: {outcomes[i]!r}"
+            )
+        got = await storage.get_many(["deal:a", "deal:d", "deal:b", "deal:c"])
+        assert got == {"deal:a": 1, "deal:d": 1}, f"bad input must fail only its own caller: stored {got!r}"
+
     @certifies("atomic", Capability.ATOMIC, Capability.EXPIRY)
     async def test_versioned_write_keeps_ttl_when_asked(self, subject: Subject) -> None:
         storage = subject.storage
