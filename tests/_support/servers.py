@@ -259,3 +259,71 @@ def postgres_server(
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+@dataclass
+class PgBouncer:
+    """A private pgbouncer in front of a private PostgreSQL server, run as the postgres user
+    (it refuses to run as root). ``pool_mode`` is ``transaction`` or ``session``."""
+
+    directory: Path
+    upstream: PostgresServer
+    pool_mode: str = "transaction"
+    pool_size: int = 20
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> PgBouncer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.directory, "postgres", "postgres")
+        users = self.directory / "userlist.txt"
+        users.write_text('"postgres" ""\n')
+        ini = self.directory / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={self.upstream.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {users}\n"
+            f"pool_mode = {self.pool_mode}\ndefault_pool_size = {self.pool_size}\nmax_client_conn = 1000\n"
+            f"logfile = {self.directory / 'pgbouncer.log'}\npidfile = {self.directory / 'pgbouncer.pid'}\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+        )
+        for path in (users, ini):
+            shutil.chown(path, "postgres", "postgres")
+        self.process = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", PGBOUNCER, str(ini)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+
+@contextlib.contextmanager
+def pgbouncer(server: PostgresServer, pool_mode: str = "transaction", pool_size: int = 20) -> Iterator[PgBouncer]:
+    """A pgbouncer in *pool_mode* in front of *server*, stopped (and its directory removed) afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="abs-pgbouncer-"))
+    os.chmod(directory, 0o755)  # noqa: S103 - the postgres user writes its log and pid file here
+    bouncer = PgBouncer(directory / "bouncer", server, pool_mode=pool_mode, pool_size=pool_size)
+    try:
+        yield bouncer.start()
+    finally:
+        bouncer.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -12,6 +12,10 @@
   so a value reads back exactly as written (``1e23`` stays a float, ``-0.0`` keeps its sign),
   as on every other backend; ``jsonb`` would respell numbers and reorder keys. Core decodes
   the text. Schema version 1 tables (``jsonb``) are converted in place on first connect.
+* Behind a pooler in transaction mode (PgBouncer ``pool_mode=transaction``; detected at
+  connect, or ``pooling="transaction"``) no session state is relied on: the statement cache is
+  off, the DDL and sweep locks are transaction-scoped (they always are), and ``LISTEN`` needs a
+  direct connection (``listen_url``): without one a subscription is refused, never dead.
 * Idempotent operations are retried once after a dropped connection (the first query after a
   server restart fails); others raise ``OutcomeUnknownError`` (the kit's :class:`RetryPolicy`,
   told which asyncpg errors are which). Driver errors are translated in
@@ -69,12 +73,15 @@ from ad_buyer_storage.kit.subscription import Deliver, queue_subscription
 from ad_buyer_storage.kit.sweeper import Sweeper, purge_in_batches
 from ad_buyer_storage.kit.urls import encode_credentials
 
-__all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
+__all__ = ["POOLING_MODES", "SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
 
 log = logging.getLogger("ad_buyer_storage.postgres")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 3  # 1: value jsonb; 2: value json (exact text); 3: ttl_ms, the TTL each key was given
+#: ``auto``: detect a pooler in transaction mode at connect; ``transaction``: one is there;
+#: ``session``: a direct connection or session pooling (each client its own server session).
+POOLING_MODES = ("auto", "transaction", "session")
 _MAX_NOTIFY_BYTES = 7999  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 # Errors after which the statement certainly did not run: safe to send anything again.
 _NOT_SENT = (asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)
@@ -149,14 +156,22 @@ class PostgresBackend:
         sweep_interval: float | None = 60.0,
         sweep_batch: int = 500,
         indexed_fields: str = DEFAULT_INDEXED_FIELDS,
+        pooling: str = "auto",
+        listen_url: str | None = None,
     ) -> None:
         check_identifier("POSTGRES_SCHEMA", schema)
+        if pooling not in POOLING_MODES:
+            raise ConfigurationError(f"POSTGRES_POOLING must be one of {', '.join(POOLING_MODES)}, not {pooling!r}")
         self.indexed_fields = indexed_fields_of("POSTGRES_INDEXED_FIELDS", indexed_fields)
         check_identifier("POSTGRES_TABLE", table)
         if pool_min > pool_max:
             raise ConfigurationError(f"POSTGRES_POOL_MIN ({pool_min}) must be <= POSTGRES_POOL_MAX ({pool_max})")
         self._url = url
         self._dsn = normalise_dsn(url)
+        self._pooling = pooling
+        self._transaction_pooling = pooling == "transaction"
+        self._listen_url = listen_url or None
+        self._listen_dsn = normalise_dsn(listen_url) if listen_url else None
         self.schema = schema
         self.table = table
         self._pool_min, self._pool_max = pool_min, pool_max
@@ -166,7 +181,13 @@ class PostgresBackend:
         self._statement_cache_size = statement_cache_size
         self._sweep_batch = sweep_batch
         self._pool: Any = None
-        self._errors = ErrorMap(self._translate, (Exception,), secrets=(url,))
+        secrets = (url, listen_url)
+        self._errors = ErrorMap(self._translate, (Exception,), secrets=secrets)
+        self._listen_errors = ErrorMap(
+            lambda exc, *, outcome_unknown: _classify(exc, listen_url or url, outcome_unknown=outcome_unknown),
+            (Exception,),
+            secrets=secrets,
+        )
         self._sweeper = Sweeper(self.purge_expired, sweep_interval, f"{schema}.{table}", log)
         self._sql = _Statements(f'"{schema}"."{table}"')
         self._lock = _lock_id("ad_buyer_storage", schema, table)
@@ -182,13 +203,17 @@ class PostgresBackend:
     async def connect(self) -> None:
         try:
             with self._errors.mapped():
+                if self._pooling == "auto":
+                    self._transaction_pooling = await self._behind_transaction_pooling()
                 self._pool = await asyncpg.create_pool(
                     self._dsn,
                     min_size=self._pool_min,
                     max_size=self._pool_max,
                     timeout=self._connect_timeout,
                     command_timeout=self._command_timeout,
-                    statement_cache_size=self._statement_cache_size,
+                    # A pooler in transaction mode hands each transaction any server session:
+                    # a statement prepared in one is unknown to the next.
+                    statement_cache_size=0 if self._transaction_pooling else self._statement_cache_size,
                     reset=_keep_session,
                 )
                 await self._create_schema()
@@ -196,6 +221,36 @@ class PostgresBackend:
             await self.aclose()
             raise
         self._sweeper.start()
+
+    async def _behind_transaction_pooling(self) -> bool:
+        """Whether a pooler in transaction (or statement) mode stands between us and the server:
+        two client connections open at once whose statements run in one server session
+        (``pg_backend_pid()``), or one client connection whose statements move between server
+        sessions. Directly, or through session pooling, each client connection is one session
+        for its whole life, so neither can happen: the answer is never a false "yes"."""
+
+        async def probe() -> Any:
+            return await asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout,
+                statement_cache_size=0,
+            )  # fmt: skip
+
+        first = await probe()
+        try:
+            second = await probe()
+            try:
+                seen: set[int] = set()
+                for _ in range(3):
+                    a = await first.fetchval("SELECT pg_backend_pid()")
+                    b = await second.fetchval("SELECT pg_backend_pid()")
+                    seen.add(a)
+                    if a == b or len(seen) > 1:
+                        return True
+                return False
+            finally:
+                await _close_quietly(second, self._command_timeout)
+        finally:
+            await _close_quietly(first, self._command_timeout)
 
     async def _create_schema(self) -> None:
         async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
@@ -247,6 +302,8 @@ class PostgresBackend:
             "pool_idle": pool.get_idle_size() if pool else 0,
             "pool_min": self._pool_min,
             "pool_max": self._pool_max,
+            "pooling": "transaction" if self._transaction_pooling else "session",
+            "listen_url": redact_url(self._listen_url) if self._listen_url else None,
             "clock": "database server (now())",
         }
 
@@ -450,11 +507,20 @@ class PostgresBackend:
     async def _listen(self, name: str, deliver: Deliver) -> AsyncIterator[None]:
         if self._pool is None:
             raise NotConnectedError("the PostgreSQL backend is not connected")
+        dsn = self._listen_dsn or self._dsn
+        if self._listen_dsn is None and self._transaction_pooling:
+            # LISTEN through transaction pooling registers on whichever server session ran it,
+            # and that session goes back to the pooler's pool: notifications would never come.
+            raise ConfigurationError(
+                f"subscribe() through a pooler in transaction mode ({redact_url(self._url)}) would never "
+                "receive anything: set POSTGRES_LISTEN_URL (listen_url=) to a direct connection to the "
+                "PostgreSQL server, or use session pooling"
+            )
         # A dedicated connection: LISTEN state must not leak into the pool.
-        with self._errors.mapped():
-            conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+        with self._listen_errors.mapped():
+            conn = await asyncpg.connect(dsn, timeout=self._connect_timeout, statement_cache_size=0)
         try:
-            with self._errors.mapped():
+            with self._listen_errors.mapped():
                 await conn.add_listener(name, lambda _c, _pid, _ch, payload: deliver(payload))
             yield
         finally:
@@ -474,6 +540,13 @@ class PostgresBackend:
                 return int(await conn.fetchval(self._sql.purge, limit))
 
         return await self._call(purge, idempotent=True)
+
+
+async def _close_quietly(conn: Any, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), timeout=seconds)
+    except Exception:  # noqa: BLE001 - a probe connection: drop it hard
+        conn.terminate()
 
 
 async def _keep_session(conn: Any) -> None:

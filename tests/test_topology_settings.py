@@ -1,0 +1,82 @@
+"""Settings and URLs of the production topologies (issue 18), without any server: pooling and
+the LISTEN URL, multi-host URLs, and that none of them shows a password anywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from ad_buyer_storage import ConfigurationError, get_storage_backend
+from ad_buyer_storage.kit.redaction import redact_text, redact_url
+from ad_buyer_storage.plugins.settings import load_backend_settings, load_settings
+from ad_buyer_storage_postgres import PostgresBackend
+from ad_buyer_storage_postgres.factory import create_backend
+from ad_buyer_storage_postgres.settings import PostgresSettings
+
+SECRET = "s3cr3t-Topo:pw@x"
+ENCODED = "s3cr3t-Topo%3Apw%40x"
+
+
+def test_pooling_defaults_to_auto_and_the_listen_url_to_none() -> None:
+    settings = load_backend_settings(PostgresSettings, {})
+    assert (settings.pooling, settings.listen_url) == ("auto", None)
+
+
+def test_pooling_and_listen_url_reach_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{ENCODED}@bouncer:6432/db")
+    monkeypatch.setenv("POSTGRES_POOLING", "transaction")
+    monkeypatch.setenv("POSTGRES_LISTEN_URL", f"postgresql://app:{ENCODED}@db:5432/db")
+    backend = create_backend(load_settings())
+    assert backend._transaction_pooling
+    assert backend._listen_dsn == f"postgresql://app:{ENCODED}@db:5432/db"
+    assert "s3cr3t" not in repr(backend)
+
+
+def test_an_unknown_pooling_mode_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{ENCODED}@bouncer:6432/db")
+    monkeypatch.setenv("POSTGRES_POOLING", "statement")
+    with pytest.raises(ConfigurationError, match="POSTGRES_POOLING") as info:
+        get_storage_backend()
+    assert "s3cr3t" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="POSTGRES_POOLING"):
+        PostgresBackend("postgresql://h/db", pooling="bogus")
+
+
+def test_a_listen_url_that_is_not_postgresql_is_refused_without_its_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PostgresBackend("postgresql://h/db", listen_url=f"redis://:{ENCODED}@cache:6379/0")
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_settings_repr_hides_the_listen_url_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTGRES_LISTEN_URL", f"postgresql://app:{ENCODED}@db:5432/db")
+    settings = load_backend_settings(PostgresSettings, {})
+    assert "s3cr3t" not in repr(settings) + str(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:pw@h1:5432,h2:5433/db?target_session_attrs=read-write",
+         "postgresql://app:***@h1:5432,h2:5433/db?target_session_attrs=read-write"),
+        ("postgresql://app:p@ss,w@h1,h2/db", "postgresql://app:***@h1,h2/db"),
+        ("postgresql://app@h1:5432,h2:5433/db", "postgresql://app@h1:5432,h2:5433/db"),
+        ("redis+sentinel://:pw@h1:26379,h2:26380,h3:26381/mymaster/0",
+         "redis+sentinel://:***@h1:26379,h2:26380,h3:26381/mymaster/0"),
+        ("redis+sentinel://user:p,w@h1:26379,h2:26380/mymaster/0",
+         "redis+sentinel://user:***@h1:26379,h2:26380/mymaster/0"),
+        ("redis+sentinel://tok3n@h1:26379/mymaster", "redis+sentinel://***@h1:26379/mymaster"),
+        ("rediss+sentinel://h1:26379,h2:26380/mymaster/0?password=pw",
+         "rediss+sentinel://h1:26379,h2:26380/mymaster/0?password=***"),
+    ],
+)  # fmt: skip
+def test_multi_host_and_sentinel_urls_are_redacted(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_text(f"connecting to {url} failed", url) == f"connecting to {shown} failed"
+
+
+def test_a_multi_host_url_is_accepted_and_its_password_never_shown() -> None:
+    url = f"postgresql://app:{SECRET}@h1:5432,h2:5433/db?target_session_attrs=read-write"
+    backend = PostgresBackend(url)
+    assert backend._dsn == f"postgresql://app:{ENCODED}@h1:5432,h2:5433/db?target_session_attrs=read-write"
+    assert "s3cr3t" not in repr(backend)
+    assert repr(backend).startswith("PostgresBackend('postgresql://app:***@h1:5432,h2:5433/db")
