@@ -9,6 +9,7 @@ from ad_buyer_storage import ConfigurationError, get_storage_backend
 from ad_buyer_storage.kit.redaction import redact_text, redact_url
 from ad_buyer_storage.plugins.settings import load_backend_settings, load_settings
 from ad_buyer_storage_postgres import PostgresBackend
+from ad_buyer_storage_postgres.backend import split_urls
 from ad_buyer_storage_postgres.factory import create_backend
 from ad_buyer_storage_postgres.settings import PostgresSettings
 
@@ -80,3 +81,31 @@ def test_a_multi_host_url_is_accepted_and_its_password_never_shown() -> None:
     assert backend._dsn == f"postgresql://app:{ENCODED}@h1:5432,h2:5433/db?target_session_attrs=read-write"
     assert "s3cr3t" not in repr(backend)
     assert repr(backend).startswith("PostgresBackend('postgresql://app:***@h1:5432,h2:5433/db")
+
+
+@pytest.mark.parametrize(
+    ("text", "urls"),
+    [
+        (None, []),
+        ("", []),
+        ("postgresql://r1/db", ["postgresql://r1/db"]),
+        ("postgresql://r1/db, postgres://r2:5433/db", ["postgresql://r1/db", "postgres://r2:5433/db"]),
+        # A multi-host URL and a password holding a comma stay whole.
+        ("postgresql://u:p,w@r1:5432,r2:5433/db?target_session_attrs=prefer-standby,postgresql://r3/db",
+         ["postgresql://u:p,w@r1:5432,r2:5433/db?target_session_attrs=prefer-standby", "postgresql://r3/db"]),
+        (["postgresql://r1/db", ""], ["postgresql://r1/db"]),
+    ],
+)  # fmt: skip
+def test_read_urls_are_split_at_schemes_only(text: str | list[str] | None, urls: list[str]) -> None:
+    assert split_urls(text) == urls
+
+
+def test_read_urls_reach_the_backend_and_never_show_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{ENCODED}@primary:5432/db")
+    monkeypatch.setenv("POSTGRES_READ_URL", f"postgresql://app:{ENCODED}@r1/db,postgresql://app:{SECRET}@r2/db")
+    backend = create_backend(load_settings())
+    assert [r.url.rsplit("@", 1)[1] for r in backend._replicas] == ["r1/db", "r2/db"]
+    assert "s3cr3t" not in repr(backend) + repr(load_backend_settings(PostgresSettings, {}))
+    with pytest.raises(ConfigurationError) as info:
+        PostgresBackend("postgresql://h/db", read_urls=f"mysql://app:{ENCODED}@r1/db")
+    assert "s3cr3t" not in str(info.value)

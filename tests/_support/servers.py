@@ -244,6 +244,36 @@ class PostgresServer:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
 
+    def base_backup_from(self, primary: PostgresServer) -> PostgresServer:
+        """Make this (not yet started) cluster a streaming standby of *primary*: ``pg_basebackup -R``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.directory, "postgres", "postgres")
+        self._as_postgres(
+            str(PG_BIN / "pg_basebackup"), "-h", primary.host, "-p", str(primary.port), "-U", "postgres",
+            "-D", str(self.directory / "data"), "-R", "-X", "stream", "--no-sync", timeout=120,
+        )  # fmt: skip
+        return self
+
+    def promote(self) -> None:
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-w", "-t", "30", "promote")
+
+
+@contextlib.contextmanager
+def replicated_postgres() -> Iterator[tuple[PostgresServer, PostgresServer]]:
+    """A private primary and a hot standby streaming from it (made by ``pg_basebackup -R``)."""
+    directory = Path(tempfile.mkdtemp(prefix="abs-pg-repl-"))
+    os.chmod(directory, 0o755)  # noqa: S103 - the postgres user must reach its data directories
+    primary = PostgresServer(directory / "primary")
+    standby = PostgresServer(directory / "standby")
+    try:
+        primary.init().start()
+        standby.base_backup_from(primary).start()
+        yield primary, standby
+    finally:
+        standby.stop()
+        primary.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
 
 @contextlib.contextmanager
 def postgres_server(

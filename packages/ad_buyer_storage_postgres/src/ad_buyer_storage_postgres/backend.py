@@ -16,6 +16,10 @@
   connect, or ``pooling="transaction"``) no session state is relied on: the statement cache is
   off, the DDL and sweep locks are transaction-scoped (they always are), and ``LISTEN`` needs a
   direct connection (``listen_url``): without one a subscription is refused, never dead.
+* Optional read replicas (``read_urls``) serve listing and filtered reads (``scan``, ``query``):
+  read-your-writes per backend object, by WAL position: after this object wrote, a replica
+  serves it only once it has replayed up to the primary's WAL position taken after the write;
+  a replica behind, down or refusing sends the read to the primary.
 * Idempotent operations are retried once after a dropped connection (the first query after a
   server restart fails); others raise ``OutcomeUnknownError`` (the kit's :class:`RetryPolicy`,
   told which asyncpg errors are which). Driver errors are translated in
@@ -30,9 +34,12 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -56,11 +63,13 @@ from ad_buyer_storage.errors import (
     ConfigurationError,
     InvalidValueError,
     NotConnectedError,
+    OutcomeUnknownError,
     ReadOnlyError,
     StorageError,
     StorageFullError,
     StorageTimeoutError,
     TLSError,
+    UnavailableError,
 )
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
@@ -73,7 +82,7 @@ from ad_buyer_storage.kit.subscription import Deliver, queue_subscription
 from ad_buyer_storage.kit.sweeper import Sweeper, purge_in_batches
 from ad_buyer_storage.kit.urls import encode_credentials
 
-__all__ = ["POOLING_MODES", "SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
+__all__ = ["POOLING_MODES", "SCHEMA_VERSION", "PostgresBackend", "normalise_dsn", "split_urls"]
 
 log = logging.getLogger("ad_buyer_storage.postgres")
 T = TypeVar("T")
@@ -121,6 +130,36 @@ def normalise_dsn(url: str) -> str:
     return encode_credentials("postgresql://" + rest)  # asyncpg itself refuses "+asyncpg"
 
 
+def split_urls(text: str | Sequence[str] | None) -> list[str]:
+    """``POSTGRES_READ_URL``: one URL or several, comma-separated. A comma also separates the
+    hosts of a multi-host URL and may sit in a password, so a new URL starts only at a piece
+    that starts with a scheme (``postgresql://``...)."""
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        return [u for u in text if u]
+    urls: list[str] = []
+    for piece in text.split(","):
+        if urls and not SCHEME_START.match(piece.strip()):
+            urls[-1] += "," + piece
+        elif piece.strip():
+            urls.append(piece.strip())
+    return urls
+
+
+SCHEME_START = re.compile(r"(?i)(postgresql|postgres|postgresql\+asyncpg)://")
+_REPLICA_RETRY_AFTER = 5.0  # seconds a replica that failed is left alone before it is tried again
+
+
+@dataclass
+class _Replica:
+    url: str
+    dsn: str
+    errors: ErrorMap
+    pool: Any = None
+    down_until: float = 0.0
+
+
 def _lock_id(*parts: str) -> int:
     digest = hashlib.sha256("\x00".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -158,6 +197,7 @@ class PostgresBackend:
         indexed_fields: str = DEFAULT_INDEXED_FIELDS,
         pooling: str = "auto",
         listen_url: str | None = None,
+        read_urls: str | Sequence[str] | None = None,
     ) -> None:
         check_identifier("POSTGRES_SCHEMA", schema)
         if pooling not in POOLING_MODES:
@@ -181,19 +221,36 @@ class PostgresBackend:
         self._statement_cache_size = statement_cache_size
         self._sweep_batch = sweep_batch
         self._pool: Any = None
-        secrets = (url, listen_url)
+        read = split_urls(read_urls)
+        secrets = (url, listen_url, *read)
         self._errors = ErrorMap(self._translate, (Exception,), secrets=secrets)
         self._listen_errors = ErrorMap(
             lambda exc, *, outcome_unknown: _classify(exc, listen_url or url, outcome_unknown=outcome_unknown),
             (Exception,),
             secrets=secrets,
         )
+        self._replicas = [_Replica(u, normalise_dsn(u), self._replica_errors(u, secrets)) for u in read]
+        self._next_replica = 0
+        # Read-your-writes: set when a write of this object ended (applied, refused or unknown);
+        # the next replica read then takes the primary's WAL position as the bar to clear.
+        self._wrote = False
+        self._write_lsn: str | None = None
+        self.replica_reads = 0  # reads a replica served (for info() and the tests)
+        self.primary_fallbacks = 0  # replica reads that went to the primary instead
         self._sweeper = Sweeper(self.purge_expired, sweep_interval, f"{schema}.{table}", log)
         self._sql = _Statements(f'"{schema}"."{table}"')
         self._lock = _lock_id("ad_buyer_storage", schema, table)
 
     def __repr__(self) -> str:
         return f"PostgresBackend({redact_url(self._url)!r}, table={self.schema}.{self.table})"
+
+    @staticmethod
+    def _replica_errors(url: str, secrets: Sequence[str | None]) -> ErrorMap:
+        return ErrorMap(
+            lambda exc, *, outcome_unknown: _classify(exc, url, outcome_unknown=outcome_unknown),
+            (Exception,),
+            secrets=secrets,
+        )
 
     def _translate(self, exc: BaseException, *, outcome_unknown: bool) -> StorageError:
         """The one place asyncpg and socket errors become storage errors (raised by self._errors)."""
@@ -217,6 +274,17 @@ class PostgresBackend:
                     reset=_keep_session,
                 )
                 await self._create_schema()
+                for replica in self._replicas:
+                    # No connection yet (min_size=0): a replica that is down must not stop the app.
+                    replica.pool = await asyncpg.create_pool(
+                        replica.dsn,
+                        min_size=0,
+                        max_size=self._pool_max,
+                        timeout=self._connect_timeout,
+                        command_timeout=self._command_timeout,
+                        statement_cache_size=0 if self._transaction_pooling else self._statement_cache_size,
+                        reset=_keep_session,
+                    )
         except Exception:
             await self.aclose()
             raise
@@ -279,6 +347,13 @@ class PostgresBackend:
 
     async def aclose(self) -> None:
         await self._sweeper.stop()
+        for replica in self._replicas:
+            replica_pool, replica.pool = replica.pool, None
+            if replica_pool is not None:
+                try:
+                    await asyncio.wait_for(replica_pool.close(), timeout=self._command_timeout)
+                except (TimeoutError, Exception):  # noqa: BLE001 - a dead replica: drop connections hard
+                    replica_pool.terminate()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -304,6 +379,9 @@ class PostgresBackend:
             "pool_max": self._pool_max,
             "pooling": "transaction" if self._transaction_pooling else "session",
             "listen_url": redact_url(self._listen_url) if self._listen_url else None,
+            "read_urls": [redact_url(r.url) for r in self._replicas],
+            "replica_reads": self.replica_reads,
+            "primary_fallbacks": self.primary_fallbacks,
             "clock": "database server (now())",
         }
 
@@ -343,9 +421,67 @@ class PostgresBackend:
             with contextlib.suppress(Exception):
                 await pool.release(conn)
 
-    async def _query(self, method: str, sql: str, *args: Any, idempotent: bool) -> Any:
-        """``connection.<method>(sql, *args)`` through :meth:`_call`."""
-        return await self._call(lambda c: getattr(c, method)(sql, *args), idempotent=idempotent)
+    async def _write_call(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
+        """:meth:`_call` for a statement that writes: whatever its outcome, this object's next
+        replica read must see the primary's state as of after it."""
+        try:
+            return await self._call(fn, idempotent=idempotent)
+        finally:
+            self._wrote = True
+
+    async def _own_writes_lsn(self) -> str | None:
+        """The WAL position a replica must have replayed to hold every write this object
+        finished (None: it never wrote). Taken after the flag is cleared, so a write that
+        finishes meanwhile raises the bar again for the next read."""
+        if self._wrote:
+            self._wrote = False
+            try:
+                self._write_lsn = await self._call(
+                    lambda c: c.fetchval("SELECT pg_current_wal_lsn()::text"), idempotent=True
+                )
+            except BaseException:
+                self._wrote = True
+                raise
+        return self._write_lsn
+
+    async def _read_call(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """A listing or filtered read: on a replica that is up and has replayed this object's
+        own writes, else on the primary."""
+        if not self._replicas:
+            return await self._call(fn, idempotent=True)
+        lsn = await self._own_writes_lsn()
+        count = len(self._replicas)
+        start, self._next_replica = self._next_replica, (self._next_replica + 1) % count
+        for replica in (self._replicas[(start + i) % count] for i in range(count)):
+            if replica.pool is None or replica.down_until > time.monotonic():
+                continue
+            try:
+                with replica.errors.mapped():
+                    conn = await replica.pool.acquire(timeout=self._acquire_timeout)
+                    try:
+                        if lsn is None or await conn.fetchval(_CAUGHT_UP, lsn):
+                            result = await fn(conn)
+                            self.replica_reads += 1
+                            return result
+                    except _CONNECTION_LOST:
+                        conn.terminate()
+                        raise
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await replica.pool.release(conn)
+            except (UnavailableError, StorageTimeoutError, OutcomeUnknownError, AuthenticationError, TLSError) as exc:
+                replica.down_until = time.monotonic() + _REPLICA_RETRY_AFTER
+                log.warning("read replica %s left alone for %.0f s: %s", redact_url(replica.url),
+                            _REPLICA_RETRY_AFTER, exc)  # fmt: skip
+            except StorageError as exc:
+                # Busy, a conflict with recovery, a table it has not replayed yet: the primary answers.
+                log.debug("read replica %s could not serve a read: %s", redact_url(replica.url), exc)
+        self.primary_fallbacks += 1
+        return await self._call(fn, idempotent=True)
+
+    async def _write_query(self, method: str, sql: str, *args: Any, idempotent: bool) -> Any:
+        """``connection.<method>(sql, *args)`` through :meth:`_write_call`."""
+        return await self._write_call(lambda c: getattr(c, method)(sql, *args), idempotent=idempotent)
 
     # -- primitives ------------------------------------------------------------------------
     async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
@@ -389,7 +525,7 @@ class PostgresBackend:
 
     async def _upsert(self, sql: str, rows: Sequence[Write]) -> list[bool]:
         # One statement for all of them (unnest); idempotent: the same value and version again.
-        await self._query("execute", sql, *self._columns(rows), idempotent=True)
+        await self._write_query("execute", sql, *self._columns(rows), idempotent=True)
         return [True] * len(rows)
 
     async def _upsert_row(self, sql: str, row: Write) -> bool:
@@ -397,17 +533,18 @@ class PostgresBackend:
         return applied
 
     async def _insert_many_if_absent(self, rows: Sequence[Write]) -> list[bool]:
-        found = await self._query("fetch", self._sql.insert_many_if_absent, *self._columns(rows), idempotent=False)
+        sql = self._sql.insert_many_if_absent
+        found = await self._write_query("fetch", sql, *self._columns(rows), idempotent=False)
         applied = {row[0] for row in found}
         return [w.key in applied for w in rows]
 
     async def _insert_if_absent(self, w: Write) -> bool:
         args = (w.key, w.value, w.version, w.ttl_ms)
-        return bool(await self._query("fetchval", self._sql.insert_if_absent, *args, idempotent=False))
+        return bool(await self._write_query("fetchval", self._sql.insert_if_absent, *args, idempotent=False))
 
     async def _update_if_version(self, w: Write) -> bool:
         args = (w.key, w.value, w.version, w.ttl_ms, w.keep_ttl, w.expected_version)
-        return bool(await self._query("fetchval", self._sql.update_if_version, *args, idempotent=False))
+        return bool(await self._write_query("fetchval", self._sql.update_if_version, *args, idempotent=False))
 
     async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
         """One SERIALIZABLE transaction: lock and compare the checked rows' versions, then write
@@ -433,18 +570,18 @@ class PostgresBackend:
                 return False
             return True
 
-        return await self._call(transaction, idempotent=False)
+        return await self._write_call(transaction, idempotent=False)
 
     async def remove(self, keys: Sequence[str]) -> int:
-        rows = await self._call(lambda c: c.fetch(self._sql.remove, sorted(keys)), idempotent=True)
+        rows = await self._write_call(lambda c: c.fetch(self._sql.remove, sorted(keys)), idempotent=True)
         return sum(1 for (live,) in rows if live)
 
     async def remove_prefix(self, prefix: str) -> int:
         upper = prefix_upper_bound(prefix)
         if upper is None:
-            count = await self._query("fetchval", self._sql.remove_from, prefix, idempotent=True)
+            count = await self._write_query("fetchval", self._sql.remove_from, prefix, idempotent=True)
         else:
-            count = await self._query("fetchval", self._sql.remove_range, prefix, upper, idempotent=True)
+            count = await self._write_query("fetchval", self._sql.remove_range, prefix, upper, idempotent=True)
         return int(count)
 
     async def count(self, keys: Sequence[str]) -> int:
@@ -455,7 +592,7 @@ class PostgresBackend:
 
     async def _scan_page(self, page: Page) -> list[str]:
         sql = self._sql.scan(first=page.inclusive, bounded=page.stop is not None)
-        rows = await self._query("fetch", sql, *page.bounds, page.limit, idempotent=True)
+        rows = await self._read_call(lambda c: c.fetch(sql, *page.bounds, page.limit))
         return [key for (key,) in rows]
 
     async def get_ttl(self, key: str) -> int:
@@ -465,23 +602,23 @@ class PostgresBackend:
         return NO_EXPIRY if row[0] is None else int(row[0])
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
-        return bool(await self._call(lambda c: c.fetchval(self._sql.set_ttl, key, ttl_ms), idempotent=True))
+        return bool(await self._write_call(lambda c: c.fetchval(self._sql.set_ttl, key, ttl_ms), idempotent=True))
 
     async def query(
         self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
     ) -> Sequence[tuple[str, Record]]:
         sql, params = self._sql.query(prefix, where, after, limit)
-        rows = await self._call(lambda c: c.fetch(sql, *params), idempotent=True)
+        rows = await self._read_call(lambda c: c.fetch(sql, *params))
         return [(key, Record(value, version)) for key, value, version in rows]
 
     async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
         # Idempotent: renewing twice from now is renewing once.
-        row = await self._call(lambda c: c.fetchrow(self._sql.read_refresh, key, ttl_ms), idempotent=True)
+        row = await self._write_call(lambda c: c.fetchrow(self._sql.read_refresh, key, ttl_ms), idempotent=True)
         return None if row is None else Record(row[0], row[1])
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         args = (key, amount, version, ttl_ms)
-        result = await self._call(lambda c: c.fetchval(self._sql.increment, *args), idempotent=False)
+        result = await self._write_call(lambda c: c.fetchval(self._sql.increment, *args), idempotent=False)
         if result is None:
             raise InvalidValueError(
                 f"cannot increment {key!r} by {amount}: not a 64-bit integer, or the result would overflow"
@@ -607,6 +744,13 @@ def _classify(exc: BaseException, url: str, *, outcome_unknown: bool) -> Storage
             )
         )
     return BackendError(message)
+
+
+# On a replica: has it replayed the WAL up to $1? (On a primary named as a replica: always.)
+_CAUGHT_UP = (
+    "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END"
+    " >= $1::text::pg_lsn"
+)
 
 
 class _Conflict(Exception):

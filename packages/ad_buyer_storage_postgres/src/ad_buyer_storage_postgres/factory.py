@@ -39,4 +39,5 @@ def create_backend(settings: StorageSettings, /, **overrides: Any) -> PostgresBa
         indexed_fields=pg.indexed_fields,
         pooling=pg.pooling,
         listen_url=pg.listen_url,
+        read_urls=pg.read_url,
     )

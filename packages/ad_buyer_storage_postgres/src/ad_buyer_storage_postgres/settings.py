@@ -35,6 +35,9 @@ class PostgresSettings(SettingsBase):
     #: A direct connection to the server for LISTEN (pub/sub) when DATABASE_URL goes through a
     #: pooler in transaction mode; empty: LISTEN uses DATABASE_URL.
     listen_url: str | None = None
+    #: Read replicas (hot standbys) for listing and filtered reads: one URL or several,
+    #: comma-separated. Read-your-writes per backend object (see the README); empty: none.
+    read_url: str | None = None
     #: Seconds between purges of expired rows (0: never); one instance sweeps at a time.
     sweep_interval: float = Field(60.0, ge=0)
     #: Rows deleted per purge statement.
