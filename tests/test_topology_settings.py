@@ -3,15 +3,21 @@ the LISTEN URL, multi-host URLs, and that none of them shows a password anywhere
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ad_buyer_storage import ConfigurationError, get_storage_backend
-from ad_buyer_storage.kit.redaction import redact_text, redact_url
+from ad_buyer_storage.errors import BackendError, UnavailableError
+from ad_buyer_storage.kit.redaction import redact_text, redact_url, reveals_secret
 from ad_buyer_storage.plugins.settings import load_backend_settings, load_settings
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_postgres.backend import split_urls
 from ad_buyer_storage_postgres.factory import create_backend
 from ad_buyer_storage_postgres.settings import PostgresSettings
+from ad_buyer_storage_redis import RedisBackend
+from ad_buyer_storage_redis.backend import parse_sentinel_url
+from ad_buyer_storage_redis.factory import create_backend as redis_create_backend
 
 SECRET = "s3cr3t-Topo:pw@x"
 ENCODED = "s3cr3t-Topo%3Apw%40x"
@@ -66,6 +72,7 @@ def test_settings_repr_hides_the_listen_url_password(monkeypatch: pytest.MonkeyP
         ("redis+sentinel://user:p,w@h1:26379,h2:26380/mymaster/0",
          "redis+sentinel://user:***@h1:26379,h2:26380/mymaster/0"),
         ("redis+sentinel://tok3n@h1:26379/mymaster", "redis+sentinel://***@h1:26379/mymaster"),
+        ("redis+sentinel://h1/m/0?sentinel_password=pw&db=1", "redis+sentinel://h1/m/0?sentinel_password=***&db=1"),
         ("rediss+sentinel://h1:26379,h2:26380/mymaster/0?password=pw",
          "rediss+sentinel://h1:26379,h2:26380/mymaster/0?password=***"),
     ],
@@ -109,3 +116,47 @@ def test_read_urls_reach_the_backend_and_never_show_a_password(monkeypatch: pyte
     with pytest.raises(ConfigurationError) as info:
         PostgresBackend("postgresql://h/db", read_urls=f"mysql://app:{ENCODED}@r1/db")
     assert "s3cr3t" not in str(info.value)
+
+
+def test_a_sentinel_url_names_the_sentinels_the_service_and_the_masters_options() -> None:
+    target = parse_sentinel_url(
+        f"redis+sentinel://app:{SECRET}@h1:26379,h2:26380,[::1]/mymaster/2?sentinel_password=sp&socket_keepalive=true"
+    )
+    assert target.sentinels == [("h1", 26379), ("h2", 26380), ("::1", 26379)]
+    assert target.service == "mymaster"
+    assert (target.master["username"], target.master["password"], target.master["db"]) == ("app", SECRET, 2)
+    assert target.master["socket_keepalive"] is True
+    assert "ssl" not in target.master
+    assert target.sentinel == {"password": "sp"}
+    tls = parse_sentinel_url("rediss+sentinel://h1/mymaster?ssl_cert_reqs=required&ssl_ca_certs=/ca.pem")
+    assert (tls.master["db"], tls.master["ssl"], tls.master["ssl_ca_certs"]) == (0, True, "/ca.pem")
+    assert tls.sentinel["ssl_ca_certs"] == "/ca.pem"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+sentinel://h1:26379", "redis+sentinel://h1:26379/", "redis+sentinel://h1:x/m/0", "redis+sentinel:///m/0",
+     "redis+sentinel://h1/m/0/extra"],
+)  # fmt: skip
+def test_a_malformed_sentinel_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="sentinel"):
+        parse_sentinel_url(url)
+
+
+async def test_a_sentinel_url_picks_the_redis_backend_and_never_shows_its_passwords(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"redis+sentinel://:{ENCODED}@127.0.0.1:1,127.0.0.1:2/mymaster/0?sentinel_password=sentinel-s3cr3t"
+    monkeypatch.setenv("REDIS_URL", url)
+    assert repr(get_storage_backend()).startswith("<Storage redis redis+sentinel://:***@127.0.0.1:1,127.0.0.1:2/")
+    backend: Any = redis_create_backend(load_settings())
+    assert type(backend).__name__ == "RedisBackend"
+    assert "s3cr3t" not in repr(backend)
+    with pytest.raises(BackendError) as info:  # nothing listens: typed, and no secret in it
+        await backend.connect()
+    assert isinstance(info.value, UnavailableError), type(info.value)
+    assert not reveals_secret(info.value, url)
+    assert "s3cr3t" not in str(info.value) + repr(info.value)
+    with pytest.raises(ConfigurationError) as bad:
+        await RedisBackend(f"redis+sentinel://:{ENCODED}@h1:x/m").connect()
+    assert "s3cr3t" not in str(bad.value)

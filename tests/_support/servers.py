@@ -357,3 +357,79 @@ def pgbouncer(server: PostgresServer, pool_mode: str = "transaction", pool_size:
     finally:
         bouncer.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+REDIS_SENTINEL = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+
+
+@dataclass
+class SentinelGroup:
+    """A master, its replica and three sentinels watching them as ``mymaster``, all on loopback."""
+
+    master: RedisServer
+    replica: RedisServer
+    sentinels: list[subprocess.Popen[bytes]]
+    ports: list[int]
+    service: str = "mymaster"
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    def master_port(self) -> int:
+        """The master's port as the first sentinel reports it now."""
+        out = subprocess.run(
+            [REDIS_CLI, "-p", str(self.ports[0]), "sentinel", "get-master-addr-by-name", self.service],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        return int(out.stdout.split()[1])
+
+
+@contextlib.contextmanager
+def sentinel_group(directory: Path, down_after_ms: int = 1000) -> Iterator[SentinelGroup]:
+    """Start the group and wait until the replica is in sync and every sentinel knows it and the other two."""
+    master = RedisServer(directory / "master", extra=("--repl-diskless-sync-delay", "0"))
+    replica = RedisServer(directory / "replica")
+    sentinels: list[subprocess.Popen[bytes]] = []
+    ports = [free_port() for _ in range(3)]
+    try:
+        master.start()
+        replica.extra = ("--replicaof", "127.0.0.1", str(master.port))
+        replica.start()
+        for i, port in enumerate(ports):
+            home = directory / f"sentinel{i}"
+            home.mkdir(parents=True, exist_ok=True)
+            conf = home / "sentinel.conf"  # the sentinel rewrites it: its own copy, writable
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {home}\nlogfile {home / 'sentinel.log'}\n"
+                f"sentinel monitor mymaster 127.0.0.1 {master.port} 2\n"
+                f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
+                "sentinel failover-timeout mymaster 10000\nsentinel parallel-syncs mymaster 1\n"
+            )
+            sentinels.append(
+                subprocess.Popen([REDIS_SENTINEL, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            wait_for_port(port)
+        group = SentinelGroup(master, replica, sentinels, ports)
+        deadline = time.monotonic() + 30
+        while True:
+            infos = [
+                subprocess.run([REDIS_CLI, "-p", str(p), "info", "sentinel"], capture_output=True, text=True,
+                               timeout=10, check=True).stdout
+                for p in ports
+            ]  # fmt: skip
+            linked = "master_link_status:up" in replica.cli("info", "replication")  # synced, not just attached
+            if linked and all("slaves=1,sentinels=3" in info for info in infos):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sentinels never saw the replica and each other")
+            time.sleep(0.2)
+        yield group
+    finally:
+        for process in sentinels:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        replica.kill()
+        master.kill()
