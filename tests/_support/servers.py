@@ -133,13 +133,23 @@ def redis_server(directory: Path, *extra: str, tls: Certificates | None = None) 
 
 
 @contextlib.contextmanager
-def redis_cluster(directory: Path, nodes: int = 3) -> Iterator[list[RedisServer]]:
-    """*nodes* masters joined with ``redis-cli --cluster create``; yields once every slot is served."""
+def redis_cluster(directory: Path, nodes: int = 3, replicas: int = 0) -> Iterator[list[RedisServer]]:
+    """*nodes* servers joined with ``redis-cli --cluster create`` (*replicas* replicas per master);
+    yields once every slot is served (and every replica is in sync)."""
     servers = [
         RedisServer(
             directory / f"node{i}",
             port=free_port(below=55535),
-            extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"),
+            extra=(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--repl-diskless-sync-delay",
+                "0",
+            ),
         )
         for i in range(nodes)
     ]
@@ -147,13 +157,16 @@ def redis_cluster(directory: Path, nodes: int = 3) -> Iterator[list[RedisServer]
         for server in servers:
             server.start()
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers), "--cluster-replicas", "0",
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers), "--cluster-replicas",
+             str(replicas),
              "--cluster-yes"],
             capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if all("cluster_state:ok" in s.cli("cluster", "info") for s in servers):
+            if all("cluster_state:ok" in s.cli("cluster", "info") for s in servers) and all(
+                "master_link_status:down" not in s.cli("info", "replication") for s in servers
+            ):
                 break
             time.sleep(0.1)
         else:
