@@ -82,7 +82,21 @@ async def test_transaction_pooling_is_detected_and_session_pooling_is_not(
                       ("direct", primary.url())):  # fmt: skip
         async with Storage(PostgresBackend(url, table="detect", sweep_interval=None)) as storage:
             found[name] = (await storage.backend.info())["pooling"]
-    assert found == {"transaction": "transaction", "session": "session", "direct": "session"}
+    # A session pooler is not told from a TCP proxy: "unknown", run without a statement cache.
+    assert found == {"transaction": "transaction", "session": "unknown", "direct": "direct"}
+
+
+async def test_a_session_pooler_with_one_server_session_does_not_hang_the_detection(
+    primary: PostgresServer,
+) -> None:
+    """The second probe connection waits for a session the first holds: "session", not a hang."""
+    with pgbouncer(primary, "session", pool_size=1) as bouncer:
+        backend = PostgresBackend(bouncer.url(), table="tiny", pool_min=1, pool_max=1, connect_timeout=1,
+                                  command_timeout=1, sweep_interval=None)  # fmt: skip
+        async with Storage(backend) as storage:
+            assert (await backend.info())["pooling"] == "unknown"
+            await storage.set("deal:1", 1)
+            assert await storage.get("deal:1") == 1
 
 
 async def test_subscribe_through_transaction_pooling_without_a_listen_url_is_refused(
@@ -93,6 +107,25 @@ async def test_subscribe_through_transaction_pooling_without_a_listen_url_is_ref
             async with storage.subscribe("pubsub:deals"):
                 pass
         assert await storage.publish("pubsub:deals", {"a": 1}) == -1  # NOTIFY itself goes through
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+async def test_when_the_pooler_is_of_unknown_mode_subscribe_checks_that_listen_delivers(
+    mode: str, transaction_bouncer: PgBouncer, session_bouncer: PgBouncer
+) -> None:
+    """A busy transaction pooler can hide from the detection: then a probe NOTIFY decides."""
+    bouncer = transaction_bouncer if mode == "transaction" else session_bouncer
+    backend = PostgresBackend(bouncer.url(), table="probe", sweep_interval=None)
+    async with Storage(backend) as storage:
+        backend._between = "unknown"  # as if the detection had seen nothing conclusive
+        if mode == "transaction":
+            with pytest.raises(ConfigurationError, match="probe NOTIFY did not arrive"):
+                async with storage.subscribe("pubsub:deals"):
+                    pass
+        else:
+            async with storage.subscribe("pubsub:deals") as messages:
+                await storage.publish("pubsub:deals", {"a": 1})
+                assert await asyncio.wait_for(anext(aiter(messages)), timeout=5) == {"a": 1}
 
 
 async def test_a_listen_through_the_pooler_really_is_dead_which_is_why_it_is_refused(

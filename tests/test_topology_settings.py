@@ -33,7 +33,8 @@ def test_pooling_and_listen_url_reach_the_backend(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("POSTGRES_POOLING", "transaction")
     monkeypatch.setenv("POSTGRES_LISTEN_URL", f"postgresql://app:{ENCODED}@db:5432/db")
     backend = create_backend(load_settings())
-    assert backend._transaction_pooling
+    assert backend._between == "transaction"
+    assert backend._cache_size == 0
     assert backend._listen_dsn == f"postgresql://app:{ENCODED}@db:5432/db"
     assert "s3cr3t" not in repr(backend)
 

@@ -209,7 +209,9 @@ class PostgresBackend:
         self._url = url
         self._dsn = normalise_dsn(url)
         self._pooling = pooling
-        self._transaction_pooling = pooling == "transaction"
+        # What stands between us and the server: "direct", "session" (said so), "transaction",
+        # or "unknown" (a proxy or pooler of unknown mode: no statement cache, LISTEN probed).
+        self._between = {"transaction": "transaction", "session": "session"}.get(pooling, "unknown")
         self._listen_url = listen_url or None
         self._listen_dsn = normalise_dsn(listen_url) if listen_url else None
         self.schema = schema
@@ -261,7 +263,7 @@ class PostgresBackend:
         try:
             with self._errors.mapped():
                 if self._pooling == "auto":
-                    self._transaction_pooling = await self._behind_transaction_pooling()
+                    self._between = await self._detect_pooler()
                 self._pool = await asyncpg.create_pool(
                     self._dsn,
                     min_size=self._pool_min,
@@ -270,7 +272,7 @@ class PostgresBackend:
                     command_timeout=self._command_timeout,
                     # A pooler in transaction mode hands each transaction any server session:
                     # a statement prepared in one is unknown to the next.
-                    statement_cache_size=0 if self._transaction_pooling else self._statement_cache_size,
+                    statement_cache_size=self._cache_size,
                     reset=_keep_session,
                 )
                 await self._create_schema()
@@ -282,7 +284,7 @@ class PostgresBackend:
                         max_size=self._pool_max,
                         timeout=self._connect_timeout,
                         command_timeout=self._command_timeout,
-                        statement_cache_size=0 if self._transaction_pooling else self._statement_cache_size,
+                        statement_cache_size=self._cache_size,
                         reset=_keep_session,
                     )
         except Exception:
@@ -290,12 +292,24 @@ class PostgresBackend:
             raise
         self._sweeper.start()
 
-    async def _behind_transaction_pooling(self) -> bool:
-        """Whether a pooler in transaction (or statement) mode stands between us and the server:
-        two client connections open at once whose statements run in one server session
-        (``pg_backend_pid()``), or one client connection whose statements move between server
-        sessions. Directly, or through session pooling, each client connection is one session
-        for its whole life, so neither can happen: the answer is never a false "yes"."""
+    @property
+    def _cache_size(self) -> int:
+        # A pooler in transaction mode hands each transaction any server session: a statement
+        # prepared in one is unknown to the next, or worse, another client's of the same name.
+        return self._statement_cache_size if self._between in ("direct", "session") else 0
+
+    async def _detect_pooler(self) -> str:
+        """What stands between us and the server, from two probe connections:
+
+        * ``direct``: the server sees our own socket (its ``inet_client_port()`` is our local
+          port; on a unix socket, its own socket directory and port are the ones we dialled);
+        * ``transaction``: two client connections open at once ran statements in one server
+          session (``pg_backend_pid()``), or one client's statements moved between sessions,
+          which only a pooler in transaction (or statement) mode does;
+        * ``unknown``: something else is in between (a session pooler, a TCP proxy, or a
+          transaction pooler busy enough to hide it): run as if transaction pooling, but let
+          subscriptions check that LISTEN delivers (see ``_listen``).
+        """
 
         async def probe() -> Any:
             return await asyncpg.connect(
@@ -305,16 +319,32 @@ class PostgresBackend:
 
         first = await probe()
         try:
-            second = await probe()
+            row = await first.fetchrow(
+                "SELECT pg_backend_pid(), inet_client_port(), current_setting('port'), "
+                "current_setting('unix_socket_directories')"
+            )
+            a = row[0]
+            if _sees_our_socket(first, row[1], row[2], row[3]):
+                return "direct"
+            second = None
             try:
-                seen: set[int] = set()
+                second = await probe()
+                b = await second.fetchval("SELECT pg_backend_pid()")
+            except TimeoutError:
+                # A second server session was not to be had while the first is held: a session
+                # pooler at its pool size (a transaction pooler would have lent the first one).
+                if second is not None:
+                    second.terminate()
+                return "unknown"
+            try:
+                seen = {a}
                 for _ in range(3):
+                    if a == b or len(seen) > 1:
+                        return "transaction"
                     a = await first.fetchval("SELECT pg_backend_pid()")
                     b = await second.fetchval("SELECT pg_backend_pid()")
                     seen.add(a)
-                    if a == b or len(seen) > 1:
-                        return True
-                return False
+                return "transaction" if a == b or len(seen) > 1 else "unknown"
             finally:
                 await _close_quietly(second, self._command_timeout)
         finally:
@@ -377,7 +407,8 @@ class PostgresBackend:
             "pool_idle": pool.get_idle_size() if pool else 0,
             "pool_min": self._pool_min,
             "pool_max": self._pool_max,
-            "pooling": "transaction" if self._transaction_pooling else "session",
+            "pooling": self._between,
+            "statement_cache_size": self._cache_size,
             "listen_url": redact_url(self._listen_url) if self._listen_url else None,
             "read_urls": [redact_url(r.url) for r in self._replicas],
             "replica_reads": self.replica_reads,
@@ -645,7 +676,7 @@ class PostgresBackend:
         if self._pool is None:
             raise NotConnectedError("the PostgreSQL backend is not connected")
         dsn = self._listen_dsn or self._dsn
-        if self._listen_dsn is None and self._transaction_pooling:
+        if self._listen_dsn is None and self._between == "transaction":
             # LISTEN through transaction pooling registers on whichever server session ran it,
             # and that session goes back to the pooler's pool: notifications would never come.
             raise ConfigurationError(
@@ -659,10 +690,39 @@ class PostgresBackend:
         try:
             with self._listen_errors.mapped():
                 await conn.add_listener(name, lambda _c, _pid, _ch, payload: deliver(payload))
+                if self._listen_dsn is None and self._between == "unknown":
+                    await self._check_delivery(conn)
             yield
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=self._command_timeout)
+
+    async def _check_delivery(self, conn: Any) -> None:
+        """Something of unknown mode stands between us and the server: check that a NOTIFY
+        sent through the pool reaches this LISTEN connection. Through transaction pooling it
+        never does (the listening server session went back to the pooler's pool)."""
+        probe = "abs_probe_" + os.urandom(8).hex()
+        arrived = asyncio.Event()
+
+        def heard(*_: object) -> None:
+            arrived.set()
+
+        await conn.add_listener(probe, heard)
+        try:
+            await self._call(lambda c: c.execute("SELECT pg_notify($1, 'probe')", probe), idempotent=True)
+            wait = min(2.0, self._command_timeout)
+            try:
+                await asyncio.wait_for(arrived.wait(), timeout=wait)
+            except TimeoutError:
+                raise ConfigurationError(
+                    f"subscribe() through {redact_url(self._url)} would never receive anything: a probe NOTIFY "
+                    f"did not arrive within {wait:g} s (a pooler in transaction mode?); set POSTGRES_LISTEN_URL "
+                    "(listen_url=) to a direct connection to the PostgreSQL server, or POSTGRES_POOLING=session "
+                    "if it is a session pooler"
+                ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(probe, heard)
 
     # -- expiry sweeping -------------------------------------------------------------------
     async def purge_expired(self) -> int:
@@ -677,6 +737,22 @@ class PostgresBackend:
                 return int(await conn.fetchval(self._sql.purge, limit))
 
         return await self._call(purge, idempotent=True)
+
+
+def _sees_our_socket(conn: Any, client_port: int | None, port: str, socket_dirs: str) -> bool:
+    """Whether the server's view of this connection's client is this very socket."""
+    transport = getattr(conn, "_transport", None)
+    if transport is None:
+        return False
+    local = transport.get_extra_info("sockname")
+    if isinstance(local, tuple) and len(local) >= 2:  # TCP: the port the server sees is ours
+        return client_port is not None and client_port == local[1]
+    peer = transport.get_extra_info("peername")
+    if client_port is None and isinstance(peer, str) and peer:  # a unix socket: the server's own?
+        directory, _, name = peer.rpartition("/")
+        dirs = {d.strip() for d in socket_dirs.split(",")}
+        return name == f".s.PGSQL.{port}" and directory in dirs
+    return False
 
 
 async def _close_quietly(conn: Any, seconds: float) -> None:

@@ -28,9 +28,10 @@ class PostgresSettings(SettingsBase):
     acquire_timeout: float = Field(5.0, gt=0)
     #: Prepared statements cached per connection; 0 behind pgbouncer in transaction mode.
     statement_cache_size: int = Field(100, ge=0)
-    #: ``auto`` (detect a pooler in transaction mode at connect), ``transaction`` (PgBouncer
-    #: ``pool_mode=transaction`` in front: no statement cache, no session state) or ``session``
-    #: (a direct connection, or session pooling: skips the detection's two probe connections).
+    #: ``auto`` (probe at connect: direct, a transaction pooler, or unknown: then as under one),
+    #: ``transaction`` (PgBouncer ``pool_mode=transaction`` in front: no statement cache, no
+    #: session state) or ``session`` (a direct connection, session pooling or a plain TCP proxy:
+    #: skips the probe's two connections, keeps the statement cache).
     pooling: Literal["auto", "transaction", "session"] = "auto"
     #: A direct connection to the server for LISTEN (pub/sub) when DATABASE_URL goes through a
     #: pooler in transaction mode; empty: LISTEN uses DATABASE_URL.
