@@ -349,7 +349,7 @@ class _RedisKeyValue:
         )
 
     def __repr__(self) -> str:
-        mode = "cluster" if self.cluster else "single"
+        mode = "cluster" if self.cluster else "sentinel" if is_sentinel_url(self._url) else "single"
         return f"RedisBackend({redact_url(self._url)!r}, prefix={self.key_prefix!r}, {mode})"
 
     def _translate(self, exc: BaseException, *, outcome_unknown: bool) -> StorageError:
@@ -438,7 +438,7 @@ class _RedisKeyValue:
         return {
             "backend": "redis",
             "url": redact_url(self._url),
-            "mode": "cluster" if self.cluster else "single",
+            "mode": "cluster" if self.cluster else "sentinel" if self._sentinel is not None else "single",
             "redis_version": version,
             "nodes": len(nodes),
             "namespace": self.key_prefix,
