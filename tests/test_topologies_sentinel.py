@@ -20,8 +20,12 @@ pytestmark = pytest.mark.topologies
 TYPED = {"UnavailableError", "OutcomeUnknownError", "StorageTimeoutError", "ReadOnlyError", "BusyError"}
 
 
-async def test_the_master_killed_under_load_the_backend_finds_the_new_one(tmp_path) -> None:
-    with sentinel_group(tmp_path) as group:
+SECRET = "s3cr3t-Sentinel:p@ss"
+
+
+@pytest.mark.parametrize("password", [None, SECRET], ids=["no-auth", "password"])
+async def test_the_master_killed_under_load_the_backend_finds_the_new_one(tmp_path, password: str | None) -> None:
+    with sentinel_group(tmp_path, password=password) as group:
         old_port = group.master.port
         backend = RedisBackend(group.url, key_prefix="topo:", connect_timeout=1, command_timeout=1,
                                health_check_interval=0)  # fmt: skip
@@ -64,6 +68,7 @@ async def test_the_master_killed_under_load_the_backend_finds_the_new_one(tmp_pa
             assert group.master_port() == group.replica.port != old_port
             final = await history.final_state(storage)
         errors = {op.error for op in history.operations if op.outcome == "unknown"}
+        assert not any("s3cr3t" in str(op.result) for op in history.operations), "a password in an error"
         assert not raw, raw[:3]
         assert errors, "the workers never noticed the kill"
         assert errors <= TYPED, errors
@@ -81,7 +86,8 @@ async def test_the_master_killed_under_load_the_backend_finds_the_new_one(tmp_pa
             for key in ("count:0", "count:1")
         )  # fmt: skip
     acked = sum(op.outcome == "ok" and op.kind in ("set", "incr") for op in history.operations)
-    print(f"TOPOLOGY S1: Sentinel, master kill -9 under 8-task load: {acked:,} acknowledged writes, "
+    auth = "password" if password else "no auth"
+    print(f"TOPOLOGY S1 ({auth}): Sentinel, master kill -9 under 8-task load: {acked:,} acknowledged writes, "
           f"{len(lost)} sets and {counters_short} increments lost (acknowledged at most {window * 1000:.0f} ms "
           f"before the kill); errors {sorted(errors)}; writing to the new master {recovered:.2f} s after the kill "
           f"(down-after-milliseconds 1000)")  # fmt: skip

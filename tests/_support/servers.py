@@ -82,6 +82,7 @@ class RedisServer:
     tls: Certificates | None = None  # TLS only: no plaintext port at all
     host: str = "127.0.0.1"
     launcher: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", name): where the server runs
+    password: str | None = None  # for cli(); the server's own requirepass goes in extra
 
     @property
     def url(self) -> str:
@@ -109,8 +110,9 @@ class RedisServer:
 
     def cli(self, *args: str) -> str:
         tls = ["--tls", "--cacert", str(self.tls.ca)] if self.tls is not None else []
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
         out = subprocess.run(
-            [REDIS_CLI, "-h", self.host, "-p", str(self.port), *tls, *args],
+            [REDIS_CLI, "-h", self.host, "-p", str(self.port), *tls, *auth, *args],
             capture_output=True,
             text=True,
             timeout=10,
@@ -384,11 +386,13 @@ class SentinelGroup:
     sentinels: list[subprocess.Popen[bytes]]
     ports: list[int]
     service: str = "mymaster"
+    password: str | None = None  # the master's and the replica's (requirepass, masterauth)
 
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports)
-        return f"redis+sentinel://{hosts}/{self.service}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis+sentinel://{auth}{hosts}/{self.service}/0"
 
     def master_port(self) -> int:
         """The master's port as the first sentinel reports it now."""
@@ -400,15 +404,16 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def sentinel_group(directory: Path, down_after_ms: int = 1000) -> Iterator[SentinelGroup]:
+def sentinel_group(directory: Path, down_after_ms: int = 1000, password: str | None = None) -> Iterator[SentinelGroup]:
     """Start the group and wait until the replica is in sync and every sentinel knows it and the other two."""
-    master = RedisServer(directory / "master", extra=("--repl-diskless-sync-delay", "0"))
-    replica = RedisServer(directory / "replica")
+    auth = ("--requirepass", password, "--masterauth", password) if password else ()
+    master = RedisServer(directory / "master", extra=("--repl-diskless-sync-delay", "0", *auth), password=password)
+    replica = RedisServer(directory / "replica", password=password)
     sentinels: list[subprocess.Popen[bytes]] = []
     ports = [free_port() for _ in range(3)]
     try:
         master.start()
-        replica.extra = ("--replicaof", "127.0.0.1", str(master.port))
+        replica.extra = ("--replicaof", "127.0.0.1", str(master.port), *auth)
         replica.start()
         for i, port in enumerate(ports):
             home = directory / f"sentinel{i}"
@@ -419,12 +424,13 @@ def sentinel_group(directory: Path, down_after_ms: int = 1000) -> Iterator[Senti
                 f"sentinel monitor mymaster 127.0.0.1 {master.port} 2\n"
                 f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
                 "sentinel failover-timeout mymaster 10000\nsentinel parallel-syncs mymaster 1\n"
+                + (f'sentinel auth-pass mymaster "{password}"\n' if password else "")
             )
             sentinels.append(
                 subprocess.Popen([REDIS_SENTINEL, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
             wait_for_port(port)
-        group = SentinelGroup(master, replica, sentinels, ports)
+        group = SentinelGroup(master, replica, sentinels, ports, password=password)
         deadline = time.monotonic() + 30
         while True:
             infos = [
