@@ -5,6 +5,7 @@ followed, nothing acknowledged is lost, listings are complete afterwards. Privat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -78,6 +79,12 @@ class Load:
         await asyncio.gather(*self.tasks)
         return await self.history.final_state(self.storage)
 
+    def cancel(self) -> None:
+        """After a failed assertion: no worker outlives the test."""
+        self.stop.set()
+        for task in self.tasks:
+            task.cancel()
+
     def acknowledged_sets(self) -> set[str]:
         return {op.key for op in self.history.operations if op.kind == "set" and op.outcome == "ok"}
 
@@ -95,9 +102,10 @@ async def test_resharding_under_load_loses_nothing_and_listings_are_complete(clu
     source, target = masters[0], masters[1]
     moved_slots = 3000
     before = slots_of(source)
-    async with Storage(backend(cluster)) as storage:
+    async with Storage(backend(cluster)) as storage, contextlib.AsyncExitStack() as stack:
         load = Load(storage)
         load.start()
+        stack.callback(load.cancel)
         await asyncio.sleep(0.5)
         started = time.monotonic()
         reshard = await asyncio.to_thread(
@@ -130,9 +138,10 @@ async def test_resharding_under_load_loses_nothing_and_listings_are_complete(clu
 
 async def test_a_manual_failover_to_the_replica_under_load_loses_nothing(cluster) -> None:
     replica = next(s for s in cluster if role(s) == "slave")
-    async with Storage(backend(cluster)) as storage:
+    async with Storage(backend(cluster)) as storage, contextlib.AsyncExitStack() as stack:
         load = Load(storage)
         load.start()
+        stack.callback(load.cancel)
         await asyncio.sleep(1.0)
         started = time.monotonic()
         assert replica.cli("cluster", "failover") == "OK"

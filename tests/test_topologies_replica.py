@@ -6,6 +6,7 @@ switchover. Private servers only (``pg_basebackup -R``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -112,7 +113,7 @@ async def test_a_multi_host_url_finds_the_promoted_standby_after_a_switchover(pa
     pg = PostgresBackend(url, pooling="session", sweep_interval=None, connect_timeout=2, command_timeout=2,
                          acquire_timeout=2)  # fmt: skip
     history = History()
-    async with Storage(pg) as storage:
+    async with Storage(pg) as storage, contextlib.AsyncExitStack() as stack:
         assert (await pg.info())["server_version"]
         stop = asyncio.Event()
         errors: set[str] = set()
@@ -129,6 +130,7 @@ async def test_a_multi_host_url_finds_the_promoted_standby_after_a_switchover(pa
                     await asyncio.sleep(0.02)
 
         tasks = [asyncio.create_task(worker(n)) for n in range(8)]
+        stack.callback(lambda: [task.cancel() for task in tasks])  # no worker outlives a failure
         await asyncio.sleep(1.0)
         switched = time.monotonic()
         await asyncio.to_thread(primary.stop, "fast")  # a clean switchover: the standby has every WAL record

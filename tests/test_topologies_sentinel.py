@@ -5,6 +5,7 @@ typed, and what asynchronous replication lost is measured. Private servers only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -31,7 +32,7 @@ async def test_the_master_killed_under_load_the_backend_finds_the_new_one(tmp_pa
                                health_check_interval=0)  # fmt: skip
         history = History()
         raw: list[str] = []
-        async with Storage(backend) as storage:
+        async with Storage(backend) as storage, contextlib.AsyncExitStack() as stack:
             assert (await backend.info())["mode"] == "sentinel"
             stop = asyncio.Event()
 
@@ -50,6 +51,7 @@ async def test_the_master_killed_under_load_the_backend_finds_the_new_one(tmp_pa
                         await asyncio.sleep(0.01)
 
             tasks = [asyncio.create_task(worker(n)) for n in range(8)]
+            stack.callback(lambda: [task.cancel() for task in tasks])  # no worker outlives a failure
             await asyncio.sleep(1.5)
             killed = time.monotonic()
             await asyncio.to_thread(group.master.kill)
