@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ad_buyer_storage import ConfigurationError, get_storage_backend
-from ad_buyer_storage.errors import BackendError, UnavailableError
+from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, UnavailableError
 from ad_buyer_storage.kit.redaction import redact_text, redact_url, reveals_secret
 from ad_buyer_storage.plugins.settings import load_backend_settings, load_settings
 from ad_buyer_storage_postgres import PostgresBackend
@@ -161,3 +161,36 @@ async def test_a_sentinel_url_picks_the_redis_backend_and_never_shows_its_passwo
     with pytest.raises(ConfigurationError) as bad:
         await RedisBackend(f"redis+sentinel://:{ENCODED}@h1:x/m").connect()
     assert "s3cr3t" not in str(bad.value)
+
+
+async def test_redis_py_using_a_connection_just_disconnected_is_a_lost_connection_not_a_raw_error() -> None:
+    """Seen when a cluster master was killed under load: redis-py's connection had no writer."""
+    from redis.asyncio.connection import Connection  # noqa: PLC0415 - the driver, only here
+
+    from ad_buyer_storage_redis import backend as redis_backend  # noqa: PLC0415
+
+    async def send_on_a_disconnected_connection(_client: object) -> None:
+        await Connection()._send_packed_command([b"PING"])
+
+    b: Any = RedisBackend("redis://127.0.0.1:1/0")
+    b._client = object()  # "connected": _call hands it to the function, which never uses it
+    with pytest.raises(OutcomeUnknownError, match="connection closed under the command"):
+        await b._call(send_on_a_disconnected_connection, idempotent=False)
+    calls = 0
+
+    async def fails_once(_client: object) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await Connection()._send_packed_command([b"PING"])
+        return "ok"
+
+    assert await b._call(fails_once, idempotent=True) == "ok"  # an idempotent call is retried once
+    assert calls == 2
+
+    async def our_own_bug(_client: object) -> None:
+        raise AttributeError("ours")
+
+    with pytest.raises(AttributeError, match="ours"):  # a bug of ours is never dressed as the network's
+        await b._call(our_own_bug, idempotent=True)
+    assert redis_backend._raised_in_redis_py(AttributeError()) is False

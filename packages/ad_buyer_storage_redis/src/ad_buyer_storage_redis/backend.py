@@ -24,12 +24,14 @@ server); bulk reads and writes are one script call per batch (per hash slot on a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -451,7 +453,12 @@ class _RedisKeyValue:
 
     async def _call(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
         """Run *fn(client)*; resent only where that cannot double-apply (_RETRY); errors translated."""
-        return await _RETRY.run(self._connection, fn, idempotent=idempotent, errors=self._errors)
+
+        async def guarded(client: Any) -> T:
+            with _redis_py_faults():
+                return await fn(client)
+
+        return await _RETRY.run(self._connection, guarded, idempotent=idempotent, errors=self._errors)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
@@ -605,7 +612,7 @@ class _RedisKeyValue:
             iterator = client.scan_iter(match=match, count=count)
             page: list[bytes] = []
             while True:
-                with self._errors.mapped():
+                with self._errors.mapped(), _redis_py_faults():
                     raw = await anext(iterator, None)
                 if raw is not None:
                     page.append(raw)
@@ -716,6 +723,28 @@ class RedisBackend(_RedisKeyValue):
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     yield message["data"].decode()
+
+
+@contextlib.contextmanager
+def _redis_py_faults() -> Iterator[None]:
+    """redis-py's asyncio cluster client may use a connection another task's failure has just
+    disconnected (``'NoneType' object has no attribute 'writelines'``, seen when a cluster
+    master was killed under load): an AttributeError raised in redis-py's own code is that
+    connection lost under the command, and is raised as redis-py's ConnectionError, so that
+    it is retried or reported like one (a pipeline's other nodes may have run their part)."""
+    try:
+        yield
+    except AttributeError as exc:
+        if not _raised_in_redis_py(exc):
+            raise  # ours: a bug stays a bug
+        raise redis_errors.ConnectionError(f"connection closed under the command ({exc})") from exc
+
+
+def _raised_in_redis_py(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "redis" in Path(tb.tb_frame.f_code.co_filename).parts
 
 
 def _pool_exhausted(exc: BaseException) -> bool:
