@@ -299,7 +299,8 @@ class PostgresBackend:
         return self._statement_cache_size if self._between in ("direct", "session") else 0
 
     async def _detect_pooler(self) -> str:
-        """What stands between us and the server, from two probe connections:
+        """What stands between us and the server, from a probe connection (and a second one
+        when it is not direct):
 
         * ``direct``: the server sees our own socket (its ``inet_client_port()`` is our local
           port; on a unix socket, its own socket directory and port are the ones we dialled);

@@ -31,7 +31,7 @@ class PostgresSettings(SettingsBase):
     #: ``auto`` (probe at connect: direct, a transaction pooler, or unknown: then as under one),
     #: ``transaction`` (PgBouncer ``pool_mode=transaction`` in front: no statement cache, no
     #: session state) or ``session`` (a direct connection, session pooling or a plain TCP proxy:
-    #: skips the probe's two connections, keeps the statement cache).
+    #: skips the probe connections, keeps the statement cache).
     pooling: Literal["auto", "transaction", "session"] = "auto"
     #: A direct connection to the server for LISTEN (pub/sub) when DATABASE_URL goes through a
     #: pooler in transaction mode; empty: LISTEN uses DATABASE_URL.
