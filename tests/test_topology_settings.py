@@ -9,7 +9,8 @@ import pytest
 
 from ad_buyer_storage import ConfigurationError, get_storage_backend
 from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, UnavailableError
-from ad_buyer_storage.kit.redaction import redact_text, redact_url, reveals_secret
+from ad_buyer_storage.kit.redaction import redact_routes, redact_text, redact_url, reveals_secret
+from ad_buyer_storage.kit.urls import split_routes
 from ad_buyer_storage.plugins.settings import load_backend_settings, load_settings
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_postgres.backend import split_urls
@@ -194,3 +195,24 @@ async def test_redis_py_using_a_connection_just_disconnected_is_a_lost_connectio
     with pytest.raises(AttributeError, match="ours"):  # a bug of ours is never dressed as the network's
         await b._call(our_own_bug, idempotent=True)
     assert redis_backend._raised_in_redis_py(AttributeError()) is False
+
+
+def test_a_route_table_keeps_multi_host_urls_whole_and_hides_their_passwords() -> None:
+    table = (
+        f"deal:=postgresql://app:{ENCODED}@h1:5432,h2:5433/db?target_session_attrs=read-write,"
+        f"session:=redis+sentinel://:{ENCODED}@s1:26379,s2:26380/mymaster/0,cache:=memory"
+    )
+    assert split_routes(table) == [
+        f"deal:=postgresql://app:{ENCODED}@h1:5432,h2:5433/db?target_session_attrs=read-write",
+        f"session:=redis+sentinel://:{ENCODED}@s1:26379,s2:26380/mymaster/0",
+        "cache:=memory",
+    ]
+    assert redact_routes(table) == (
+        "deal:=postgresql://app:***@h1:5432,h2:5433/db?target_session_attrs=read-write,"
+        "session:=redis+sentinel://:***@s1:26379,s2:26380/mymaster/0,cache:=memory"
+    )
+    # A single-host URL without a path still ends at the comma.
+    assert split_routes("session:=redis://localhost:6379,cache:=memory") == [
+        "session:=redis://localhost:6379",
+        "cache:=memory",
+    ]
