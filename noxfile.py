@@ -101,9 +101,9 @@ def install_project(session: nox.Session) -> None:
 
 @nox.session(python=TESTED_PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite but the reliability faults (conformance kit on every backend included)."""
+    """Run the test suite but the reliability faults and topologies (conformance kit on every backend included)."""
     install_project(session)
-    session.run("pytest", "-m", "not faults", *session.posargs)
+    session.run("pytest", "-m", "not faults and not topologies", *session.posargs)
 
 
 # What the reliability suite drives, and the Debian package of each: the session installs the
@@ -121,10 +121,23 @@ FAULT_TOOLS = {
 }
 
 
-def install_fault_tools(session: nox.Session) -> None:
-    """apt-get install what is missing (after one apt-get update if the package lists are stale
-    or absent, as in a fresh container); then fail, never skip, if anything still is."""
-    missing = sorted({package for tool, package in FAULT_TOOLS.items() if not shutil.which(tool)})
+# The topology suite's servers besides the fault suite's: a pooler in front of PostgreSQL, sentinels.
+TOPOLOGY_TOOLS = {
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",
+    "redis-sentinel": "redis-sentinel",
+    "psql": "postgresql-client",
+    "runuser": "util-linux",
+    "pgbouncer": "pgbouncer",
+}
+
+
+def install_fault_tools(session: nox.Session, tools: dict[str, str] | None = None) -> None:
+    """apt-get install what is missing of *tools* (FAULT_TOOLS by default; after one apt-get
+    update if the package lists are stale or absent, as in a fresh container); then fail, never
+    skip, if anything still is."""
+    tools = FAULT_TOOLS if tools is None else tools
+    missing = sorted({package for tool, package in tools.items() if not shutil.which(tool)})
     if not missing:
         return
     if not shutil.which("apt-get"):
@@ -135,7 +148,7 @@ def install_fault_tools(session: nox.Session) -> None:
     if subprocess.run(install, env={**os.environ, **env}, capture_output=True, check=False).returncode:
         session.run("apt-get", "update", "-qq", external=True, env=env, silent=True)
         session.run(*install, external=True, env=env, silent=True)
-    still = [tool for tool in FAULT_TOOLS if not shutil.which(tool)]
+    still = [tool for tool in tools if not shutil.which(tool)]
     if still:
         session.error(f"missing tools after installing {', '.join(missing)}: {', '.join(still)}")
 
@@ -150,6 +163,16 @@ def faults(session: nox.Session) -> None:
     # Only a whole run may speak for RELIABILITY.md: a selection (-k ...) would drop the other cases' figures.
     report = {} if session.posargs else {"ABS_RELIABILITY_REPORT": "RELIABILITY.md"}
     session.run("pytest", "-m", "faults", *session.posargs, env=report)
+
+
+@nox.session(python=PYTHON)
+def topologies(session: nox.Session) -> None:
+    """Run the production topology suite (root: PgBouncer, a streaming standby, Sentinel, Cluster)."""
+    if os.geteuid():
+        session.error("the topology suite runs as root (private PostgreSQL servers run as the postgres user)")
+    install_fault_tools(session, TOPOLOGY_TOOLS)
+    install_project(session)
+    session.run("pytest", "-m", "topologies", *session.posargs)
 
 
 @nox.session(python=PYTHON)

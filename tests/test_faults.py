@@ -41,7 +41,8 @@ def _through(kind: str, proxy_port: int, schema: str) -> Any:
             f"redis://127.0.0.1:{proxy_port}/0", key_prefix=f"abs-test:{schema}:", command_timeout=2, connect_timeout=2
         )
     return PostgresBackend(f"postgresql://postgres@127.0.0.1:{proxy_port}/test", schema=schema, pool_max=10,
-                           command_timeout=2, connect_timeout=2, acquire_timeout=2, sweep_interval=None)  # fmt: skip
+                           command_timeout=2, connect_timeout=2, acquire_timeout=2, sweep_interval=None,
+                           pooling="session")  # a plain TCP proxy: no pooler to detect  # fmt: skip
 
 
 @pytest.fixture

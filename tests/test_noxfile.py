@@ -88,3 +88,18 @@ def test_without_apt_get_it_names_the_packages(machine: dict[str, Any], monkeypa
     monkeypatch.setattr("noxfile.shutil.which", lambda tool: None if tool in ("apt-get", "iptables") else tool)
     with pytest.raises(RuntimeError, match=r"install these packages .*iptables"):
         install(Session())
+
+
+def test_the_topologies_session_installs_pgbouncer_and_redis_sentinel(monkeypatch) -> None:
+    present = {"redis-server", "redis-cli", "psql", "runuser"}
+    installs: list[tuple[str, ...]] = []
+
+    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        installs.append(tuple(argv))
+        present.update(t for t, p in noxfile.TOPOLOGY_TOOLS.items() if p in argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr("noxfile.shutil.which", lambda tool: tool if tool in present or tool == "apt-get" else None)
+    monkeypatch.setattr("noxfile.subprocess.run", run)
+    noxfile.install_fault_tools(Session(), noxfile.TOPOLOGY_TOOLS)  # type: ignore[arg-type]
+    assert installs == [("apt-get", "install", "-y", "-qq", "--no-install-recommends", "pgbouncer", "redis-sentinel")]

@@ -82,6 +82,7 @@ class RedisServer:
     tls: Certificates | None = None  # TLS only: no plaintext port at all
     host: str = "127.0.0.1"
     launcher: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", name): where the server runs
+    password: str | None = None  # for cli(); the server's own requirepass goes in extra
 
     @property
     def url(self) -> str:
@@ -109,8 +110,9 @@ class RedisServer:
 
     def cli(self, *args: str) -> str:
         tls = ["--tls", "--cacert", str(self.tls.ca)] if self.tls is not None else []
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
         out = subprocess.run(
-            [REDIS_CLI, "-h", self.host, "-p", str(self.port), *tls, *args],
+            [REDIS_CLI, "-h", self.host, "-p", str(self.port), *tls, *auth, *args],
             capture_output=True,
             text=True,
             timeout=10,
@@ -133,13 +135,23 @@ def redis_server(directory: Path, *extra: str, tls: Certificates | None = None) 
 
 
 @contextlib.contextmanager
-def redis_cluster(directory: Path, nodes: int = 3) -> Iterator[list[RedisServer]]:
-    """*nodes* masters joined with ``redis-cli --cluster create``; yields once every slot is served."""
+def redis_cluster(directory: Path, nodes: int = 3, replicas: int = 0) -> Iterator[list[RedisServer]]:
+    """*nodes* servers joined with ``redis-cli --cluster create`` (*replicas* replicas per master);
+    yields once every slot is served (and every replica is in sync)."""
     servers = [
         RedisServer(
             directory / f"node{i}",
             port=free_port(below=55535),
-            extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"),
+            extra=(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--repl-diskless-sync-delay",
+                "0",
+            ),
         )
         for i in range(nodes)
     ]
@@ -147,13 +159,16 @@ def redis_cluster(directory: Path, nodes: int = 3) -> Iterator[list[RedisServer]
         for server in servers:
             server.start()
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers), "--cluster-replicas", "0",
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers), "--cluster-replicas",
+             str(replicas),
              "--cluster-yes"],
             capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if all("cluster_state:ok" in s.cli("cluster", "info") for s in servers):
+            if all("cluster_state:ok" in s.cli("cluster", "info") for s in servers) and all(
+                "master_link_status:down" not in s.cli("info", "replication") for s in servers
+            ):
                 break
             time.sleep(0.1)
         else:
@@ -244,6 +259,36 @@ class PostgresServer:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
 
+    def base_backup_from(self, primary: PostgresServer) -> PostgresServer:
+        """Make this (not yet started) cluster a streaming standby of *primary*: ``pg_basebackup -R``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.directory, "postgres", "postgres")
+        self._as_postgres(
+            str(PG_BIN / "pg_basebackup"), "-h", primary.host, "-p", str(primary.port), "-U", "postgres",
+            "-D", str(self.directory / "data"), "-R", "-X", "stream", "--no-sync", timeout=120,
+        )  # fmt: skip
+        return self
+
+    def promote(self) -> None:
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-w", "-t", "30", "promote")
+
+
+@contextlib.contextmanager
+def replicated_postgres() -> Iterator[tuple[PostgresServer, PostgresServer]]:
+    """A private primary and a hot standby streaming from it (made by ``pg_basebackup -R``)."""
+    directory = Path(tempfile.mkdtemp(prefix="abs-pg-repl-"))
+    os.chmod(directory, 0o755)  # noqa: S103 - the postgres user must reach its data directories
+    primary = PostgresServer(directory / "primary")
+    standby = PostgresServer(directory / "standby")
+    try:
+        primary.init().start()
+        standby.base_backup_from(primary).start()
+        yield primary, standby
+    finally:
+        standby.stop()
+        primary.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
 
 @contextlib.contextmanager
 def postgres_server(
@@ -259,3 +304,151 @@ def postgres_server(
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+@dataclass
+class PgBouncer:
+    """A private pgbouncer in front of a private PostgreSQL server, run as the postgres user
+    (it refuses to run as root). ``pool_mode`` is ``transaction`` or ``session``."""
+
+    directory: Path
+    upstream: PostgresServer
+    pool_mode: str = "transaction"
+    pool_size: int = 20
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> PgBouncer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.directory, "postgres", "postgres")
+        users = self.directory / "userlist.txt"
+        users.write_text('"postgres" ""\n')
+        ini = self.directory / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={self.upstream.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {users}\n"
+            f"pool_mode = {self.pool_mode}\ndefault_pool_size = {self.pool_size}\nmax_client_conn = 1000\n"
+            f"logfile = {self.directory / 'pgbouncer.log'}\npidfile = {self.directory / 'pgbouncer.pid'}\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+        )
+        for path in (users, ini):
+            shutil.chown(path, "postgres", "postgres")
+        self.process = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", PGBOUNCER, str(ini)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+
+@contextlib.contextmanager
+def pgbouncer(server: PostgresServer, pool_mode: str = "transaction", pool_size: int = 20) -> Iterator[PgBouncer]:
+    """A pgbouncer in *pool_mode* in front of *server*, stopped (and its directory removed) afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="abs-pgbouncer-"))
+    os.chmod(directory, 0o755)  # noqa: S103 - the postgres user writes its log and pid file here
+    bouncer = PgBouncer(directory / "bouncer", server, pool_mode=pool_mode, pool_size=pool_size)
+    try:
+        yield bouncer.start()
+    finally:
+        bouncer.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+REDIS_SENTINEL = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+
+
+@dataclass
+class SentinelGroup:
+    """A master, its replica and three sentinels watching them as ``mymaster``, all on loopback."""
+
+    master: RedisServer
+    replica: RedisServer
+    sentinels: list[subprocess.Popen[bytes]]
+    ports: list[int]
+    service: str = "mymaster"
+    password: str | None = None  # the master's and the replica's (requirepass, masterauth)
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis+sentinel://{auth}{hosts}/{self.service}/0"
+
+    def master_port(self) -> int:
+        """The master's port as the first sentinel reports it now."""
+        out = subprocess.run(
+            [REDIS_CLI, "-p", str(self.ports[0]), "sentinel", "get-master-addr-by-name", self.service],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        return int(out.stdout.split()[1])
+
+
+@contextlib.contextmanager
+def sentinel_group(directory: Path, down_after_ms: int = 1000, password: str | None = None) -> Iterator[SentinelGroup]:
+    """Start the group and wait until the replica is in sync and every sentinel knows it and the other two."""
+    auth = ("--requirepass", password, "--masterauth", password) if password else ()
+    master = RedisServer(directory / "master", extra=("--repl-diskless-sync-delay", "0", *auth), password=password)
+    replica = RedisServer(directory / "replica", password=password)
+    sentinels: list[subprocess.Popen[bytes]] = []
+    ports = [free_port() for _ in range(3)]
+    try:
+        master.start()
+        replica.extra = ("--replicaof", "127.0.0.1", str(master.port), *auth)
+        replica.start()
+        for i, port in enumerate(ports):
+            home = directory / f"sentinel{i}"
+            home.mkdir(parents=True, exist_ok=True)
+            conf = home / "sentinel.conf"  # the sentinel rewrites it: its own copy, writable
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {home}\nlogfile {home / 'sentinel.log'}\n"
+                f"sentinel monitor mymaster 127.0.0.1 {master.port} 2\n"
+                f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
+                "sentinel failover-timeout mymaster 10000\nsentinel parallel-syncs mymaster 1\n"
+                + (f'sentinel auth-pass mymaster "{password}"\n' if password else "")
+            )
+            sentinels.append(
+                subprocess.Popen([REDIS_SENTINEL, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            wait_for_port(port)
+        group = SentinelGroup(master, replica, sentinels, ports, password=password)
+        deadline = time.monotonic() + 30
+        while True:
+            infos = [
+                subprocess.run([REDIS_CLI, "-p", str(p), "info", "sentinel"], capture_output=True, text=True,
+                               timeout=10, check=True).stdout
+                for p in ports
+            ]  # fmt: skip
+            linked = "master_link_status:up" in replica.cli("info", "replication")  # synced, not just attached
+            if linked and all("slaves=1,sentinels=3" in info for info in infos):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sentinels never saw the replica and each other")
+            time.sleep(0.2)
+        yield group
+    finally:
+        for process in sentinels:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        replica.kill()
+        master.kill()

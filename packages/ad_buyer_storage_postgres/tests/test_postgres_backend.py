@@ -122,8 +122,12 @@ async def test_four_processes_times_1000_increments_and_versioned_updates_are_ex
 async def test_a_lost_reply_is_retried_only_when_that_cannot_double_apply(schema: str) -> None:
     async with FaultProxy(5432) as proxy:
         url = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
-        pg = PostgresBackend(url, schema=schema, pool_min=1, pool_max=1, command_timeout=3, sweep_interval=None)
+        # A plain TCP proxy, not a pooler: say so, or the backend (which cannot tell) would run
+        # without a statement cache, and the dropped reply below would be the Parse's, not the Execute's.
+        pg = PostgresBackend(url, schema=schema, pool_min=1, pool_max=1, command_timeout=3, sweep_interval=None,
+                             pooling="session")  # fmt: skip
         async with Storage(pg) as storage:
+            assert (await pg.info())["statement_cache_size"] == 100
             assert await storage.incr("n") == 1
             proxy.mode = "drop_one_reply"
             assert await storage.get("n") == 1  # idempotent: the dropped connection is retried once

@@ -12,6 +12,14 @@
   so a value reads back exactly as written (``1e23`` stays a float, ``-0.0`` keeps its sign),
   as on every other backend; ``jsonb`` would respell numbers and reorder keys. Core decodes
   the text. Schema version 1 tables (``jsonb``) are converted in place on first connect.
+* Behind a pooler in transaction mode (PgBouncer ``pool_mode=transaction``; detected at
+  connect, or ``pooling="transaction"``) no session state is relied on: the statement cache is
+  off, the DDL and sweep locks are transaction-scoped (they always are), and ``LISTEN`` needs a
+  direct connection (``listen_url``): without one a subscription is refused, never dead.
+* Optional read replicas (``read_urls``) serve listing and filtered reads (``scan``, ``query``):
+  read-your-writes per backend object, by WAL position: after this object wrote, a replica
+  serves it only once it has replayed up to the primary's WAL position taken after the write;
+  a replica behind, down or refusing sends the read to the primary.
 * Idempotent operations are retried once after a dropped connection (the first query after a
   server restart fails); others raise ``OutcomeUnknownError`` (the kit's :class:`RetryPolicy`,
   told which asyncpg errors are which). Driver errors are translated in
@@ -26,9 +34,12 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -54,11 +65,13 @@ from ad_buyer_storage.errors import (
     ConfigurationError,
     InvalidValueError,
     NotConnectedError,
+    OutcomeUnknownError,
     ReadOnlyError,
     StorageError,
     StorageFullError,
     StorageTimeoutError,
     TLSError,
+    UnavailableError,
 )
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
@@ -71,12 +84,15 @@ from ad_buyer_storage.kit.subscription import Deliver, queue_subscription
 from ad_buyer_storage.kit.sweeper import Sweeper, purge_in_batches
 from ad_buyer_storage.kit.urls import encode_credentials, server_of
 
-__all__ = ["SCHEMA_VERSION", "PostgresBackend", "normalise_dsn"]
+__all__ = ["POOLING_MODES", "SCHEMA_VERSION", "PostgresBackend", "normalise_dsn", "split_urls"]
 
 log = logging.getLogger("ad_buyer_storage.postgres")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 3  # 1: value jsonb; 2: value json (exact text); 3: ttl_ms, the TTL each key was given
+#: ``auto``: detect a pooler in transaction mode at connect; ``transaction``: one is there;
+#: ``session``: a direct connection or session pooling (each client its own server session).
+POOLING_MODES = ("auto", "transaction", "session")
 _MAX_NOTIFY_BYTES = 7999  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 # Errors after which the statement certainly did not run: safe to send anything again.
 _NOT_SENT = (asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)
@@ -116,6 +132,36 @@ def normalise_dsn(url: str) -> str:
     return encode_credentials("postgresql://" + rest)  # asyncpg itself refuses "+asyncpg"
 
 
+def split_urls(text: str | Sequence[str] | None) -> list[str]:
+    """``POSTGRES_READ_URL``: one URL or several, comma-separated. A comma also separates the
+    hosts of a multi-host URL and may sit in a password, so a new URL starts only at a piece
+    that starts with a scheme (``postgresql://``...)."""
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        return [u for u in text if u]
+    urls: list[str] = []
+    for piece in text.split(","):
+        if urls and not SCHEME_START.match(piece.strip()):
+            urls[-1] += "," + piece
+        elif piece.strip():
+            urls.append(piece.strip())
+    return urls
+
+
+SCHEME_START = re.compile(r"(?i)(postgresql|postgres|postgresql\+asyncpg)://")
+_REPLICA_RETRY_AFTER = 5.0  # seconds a replica that failed is left alone before it is tried again
+
+
+@dataclass
+class _Replica:
+    url: str
+    dsn: str
+    errors: ErrorMap
+    pool: Any = None
+    down_until: float = 0.0
+
+
 def _lock_id(*parts: str) -> int:
     digest = hashlib.sha256("\x00".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -151,14 +197,25 @@ class PostgresBackend:
         sweep_interval: float | None = 60.0,
         sweep_batch: int = 500,
         indexed_fields: str = DEFAULT_INDEXED_FIELDS,
+        pooling: str = "auto",
+        listen_url: str | None = None,
+        read_urls: str | Sequence[str] | None = None,
     ) -> None:
         check_identifier("POSTGRES_SCHEMA", schema)
+        if pooling not in POOLING_MODES:
+            raise ConfigurationError(f"POSTGRES_POOLING must be one of {', '.join(POOLING_MODES)}, not {pooling!r}")
         self.indexed_fields = indexed_fields_of("POSTGRES_INDEXED_FIELDS", indexed_fields)
         check_identifier("POSTGRES_TABLE", table)
         if pool_min > pool_max:
             raise ConfigurationError(f"POSTGRES_POOL_MIN ({pool_min}) must be <= POSTGRES_POOL_MAX ({pool_max})")
         self._url = url
         self._dsn = normalise_dsn(url)
+        self._pooling = pooling
+        # What stands between us and the server: "direct", "session" (said so), "transaction",
+        # or "unknown" (a proxy or pooler of unknown mode: no statement cache, LISTEN probed).
+        self._between = {"transaction": "transaction", "session": "session"}.get(pooling, "unknown")
+        self._listen_url = listen_url or None
+        self._listen_dsn = normalise_dsn(listen_url) if listen_url else None
         self.schema = schema
         self.table = table
         self._pool_min, self._pool_max = pool_min, pool_max
@@ -169,13 +226,36 @@ class PostgresBackend:
         self._sweep_batch = sweep_batch
         self._pool: Any = None
         self._waiting = 0  # calls waiting for a pooled connection (telemetry)
-        self._errors = ErrorMap(self._translate, (Exception,), secrets=(url,))
+        read = split_urls(read_urls)
+        secrets = (url, listen_url, *read)
+        self._errors = ErrorMap(self._translate, (Exception,), secrets=secrets)
+        self._listen_errors = ErrorMap(
+            lambda exc, *, outcome_unknown: _classify(exc, listen_url or url, outcome_unknown=outcome_unknown),
+            (Exception,),
+            secrets=secrets,
+        )
+        self._replicas = [_Replica(u, normalise_dsn(u), self._replica_errors(u, secrets)) for u in read]
+        self._next_replica = 0
+        # Read-your-writes: set when a write of this object ended (applied, refused or unknown);
+        # the next replica read then takes the primary's WAL position as the bar to clear.
+        self._wrote = False
+        self._write_lsn: str | None = None
+        self.replica_reads = 0  # reads a replica served (for info() and the tests)
+        self.primary_fallbacks = 0  # replica reads that went to the primary instead
         self._sweeper = Sweeper(self.purge_expired, sweep_interval, f"{schema}.{table}", log)
         self._sql = _Statements(f'"{schema}"."{table}"')
         self._lock = _lock_id("ad_buyer_storage", schema, table)
 
     def __repr__(self) -> str:
         return f"PostgresBackend({redact_url(self._url)!r}, table={self.schema}.{self.table})"
+
+    @staticmethod
+    def _replica_errors(url: str, secrets: Sequence[str | None]) -> ErrorMap:
+        return ErrorMap(
+            lambda exc, *, outcome_unknown: _classify(exc, url, outcome_unknown=outcome_unknown),
+            (Exception,),
+            secrets=secrets,
+        )
 
     def _translate(self, exc: BaseException, *, outcome_unknown: bool) -> StorageError:
         """The one place asyncpg and socket errors become storage errors (raised by self._errors)."""
@@ -185,20 +265,94 @@ class PostgresBackend:
     async def connect(self) -> None:
         try:
             with self._errors.mapped():
+                if self._pooling == "auto":
+                    self._between = await self._detect_pooler()
                 self._pool = await asyncpg.create_pool(
                     self._dsn,
                     min_size=self._pool_min,
                     max_size=self._pool_max,
                     timeout=self._connect_timeout,
                     command_timeout=self._command_timeout,
-                    statement_cache_size=self._statement_cache_size,
+                    # A pooler in transaction mode hands each transaction any server session:
+                    # a statement prepared in one is unknown to the next.
+                    statement_cache_size=self._cache_size,
                     reset=_keep_session,
                 )
                 await self._create_schema()
+                for replica in self._replicas:
+                    # No connection yet (min_size=0): a replica that is down must not stop the app.
+                    replica.pool = await asyncpg.create_pool(
+                        replica.dsn,
+                        min_size=0,
+                        max_size=self._pool_max,
+                        timeout=self._connect_timeout,
+                        command_timeout=self._command_timeout,
+                        statement_cache_size=self._cache_size,
+                        reset=_keep_session,
+                    )
         except Exception:
             await self.aclose()
             raise
         self._sweeper.start()
+
+    @property
+    def _cache_size(self) -> int:
+        # A pooler in transaction mode hands each transaction any server session: a statement
+        # prepared in one is unknown to the next, or worse, another client's of the same name.
+        return self._statement_cache_size if self._between in ("direct", "session") else 0
+
+    async def _detect_pooler(self) -> str:
+        """What stands between us and the server, from a probe connection (and a second one
+        when it is not direct):
+
+        * ``direct``: the server sees our own socket (its ``inet_client_port()`` is our local
+          port; on a unix socket, its own socket directory and port are the ones we dialled);
+        * ``transaction``: two client connections open at once ran statements in one server
+          session (``pg_backend_pid()``), or one client's statements moved between sessions,
+          which only a pooler in transaction (or statement) mode does;
+        * ``unknown``: something else is in between (a session pooler, a TCP proxy, or a
+          transaction pooler busy enough to hide it): run as if transaction pooling, but let
+          subscriptions check that LISTEN delivers (see ``_listen``).
+        """
+
+        async def probe() -> Any:
+            return await asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout,
+                statement_cache_size=0,
+            )  # fmt: skip
+
+        first = await probe()
+        try:
+            row = await first.fetchrow(
+                "SELECT pg_backend_pid(), inet_client_port(), current_setting('port'), "
+                "current_setting('unix_socket_directories')"
+            )
+            a = row[0]
+            if _sees_our_socket(first, row[1], row[2], row[3]):
+                return "direct"
+            second = None
+            try:
+                second = await probe()
+                b = await second.fetchval("SELECT pg_backend_pid()")
+            except TimeoutError:
+                # A second server session was not to be had while the first is held: a session
+                # pooler at its pool size (a transaction pooler would have lent the first one).
+                if second is not None:
+                    second.terminate()
+                return "unknown"
+            try:
+                seen = {a}
+                for _ in range(3):
+                    if a == b or len(seen) > 1:
+                        return "transaction"
+                    a = await first.fetchval("SELECT pg_backend_pid()")
+                    b = await second.fetchval("SELECT pg_backend_pid()")
+                    seen.add(a)
+                return "transaction" if a == b or len(seen) > 1 else "unknown"
+            finally:
+                await _close_quietly(second, self._command_timeout)
+        finally:
+            await _close_quietly(first, self._command_timeout)
 
     async def _create_schema(self) -> None:
         async with self._pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
@@ -227,6 +381,13 @@ class PostgresBackend:
 
     async def aclose(self) -> None:
         await self._sweeper.stop()
+        for replica in self._replicas:
+            replica_pool, replica.pool = replica.pool, None
+            if replica_pool is not None:
+                try:
+                    await asyncio.wait_for(replica_pool.close(), timeout=self._command_timeout)
+                except (TimeoutError, Exception):  # noqa: BLE001 - a dead replica: drop connections hard
+                    replica_pool.terminate()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -262,6 +423,12 @@ class PostgresBackend:
             "pool_idle": pool.get_idle_size() if pool else 0,
             "pool_min": self._pool_min,
             "pool_max": self._pool_max,
+            "pooling": self._between,
+            "statement_cache_size": self._cache_size,
+            "listen_url": redact_url(self._listen_url) if self._listen_url else None,
+            "read_urls": [redact_url(r.url) for r in self._replicas],
+            "replica_reads": self.replica_reads,
+            "primary_fallbacks": self.primary_fallbacks,
             "clock": "database server (now())",
         }
 
@@ -304,9 +471,67 @@ class PostgresBackend:
             with contextlib.suppress(Exception):
                 await pool.release(conn)
 
-    async def _query(self, method: str, sql: str, *args: Any, idempotent: bool) -> Any:
-        """``connection.<method>(sql, *args)`` through :meth:`_call`."""
-        return await self._call(lambda c: getattr(c, method)(sql, *args), idempotent=idempotent)
+    async def _write_call(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
+        """:meth:`_call` for a statement that writes: whatever its outcome, this object's next
+        replica read must see the primary's state as of after it."""
+        try:
+            return await self._call(fn, idempotent=idempotent)
+        finally:
+            self._wrote = True
+
+    async def _own_writes_lsn(self) -> str | None:
+        """The WAL position a replica must have replayed to hold every write this object
+        finished (None: it never wrote). Taken after the flag is cleared, so a write that
+        finishes meanwhile raises the bar again for the next read."""
+        if self._wrote:
+            self._wrote = False
+            try:
+                self._write_lsn = await self._call(
+                    lambda c: c.fetchval("SELECT pg_current_wal_lsn()::text"), idempotent=True
+                )
+            except BaseException:
+                self._wrote = True
+                raise
+        return self._write_lsn
+
+    async def _read_call(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """A listing or filtered read: on a replica that is up and has replayed this object's
+        own writes, else on the primary."""
+        if not self._replicas:
+            return await self._call(fn, idempotent=True)
+        lsn = await self._own_writes_lsn()
+        count = len(self._replicas)
+        start, self._next_replica = self._next_replica, (self._next_replica + 1) % count
+        for replica in (self._replicas[(start + i) % count] for i in range(count)):
+            if replica.pool is None or replica.down_until > time.monotonic():
+                continue
+            try:
+                with replica.errors.mapped():
+                    conn = await replica.pool.acquire(timeout=self._acquire_timeout)
+                    try:
+                        if lsn is None or await conn.fetchval(_CAUGHT_UP, lsn):
+                            result = await fn(conn)
+                            self.replica_reads += 1
+                            return result
+                    except _CONNECTION_LOST:
+                        conn.terminate()
+                        raise
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await replica.pool.release(conn)
+            except (UnavailableError, StorageTimeoutError, OutcomeUnknownError, AuthenticationError, TLSError) as exc:
+                replica.down_until = time.monotonic() + _REPLICA_RETRY_AFTER
+                log.warning("read replica %s left alone for %.0f s: %s", redact_url(replica.url),
+                            _REPLICA_RETRY_AFTER, exc)  # fmt: skip
+            except StorageError as exc:
+                # Busy, a conflict with recovery, a table it has not replayed yet: the primary answers.
+                log.debug("read replica %s could not serve a read: %s", redact_url(replica.url), exc)
+        self.primary_fallbacks += 1
+        return await self._call(fn, idempotent=True)
+
+    async def _write_query(self, method: str, sql: str, *args: Any, idempotent: bool) -> Any:
+        """``connection.<method>(sql, *args)`` through :meth:`_write_call`."""
+        return await self._write_call(lambda c: getattr(c, method)(sql, *args), idempotent=idempotent)
 
     # -- primitives ------------------------------------------------------------------------
     async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
@@ -350,7 +575,7 @@ class PostgresBackend:
 
     async def _upsert(self, sql: str, rows: Sequence[Write]) -> list[bool]:
         # One statement for all of them (unnest); idempotent: the same value and version again.
-        await self._query("execute", sql, *self._columns(rows), idempotent=True)
+        await self._write_query("execute", sql, *self._columns(rows), idempotent=True)
         return [True] * len(rows)
 
     async def _upsert_row(self, sql: str, row: Write) -> bool:
@@ -358,17 +583,18 @@ class PostgresBackend:
         return applied
 
     async def _insert_many_if_absent(self, rows: Sequence[Write]) -> list[bool]:
-        found = await self._query("fetch", self._sql.insert_many_if_absent, *self._columns(rows), idempotent=False)
+        sql = self._sql.insert_many_if_absent
+        found = await self._write_query("fetch", sql, *self._columns(rows), idempotent=False)
         applied = {row[0] for row in found}
         return [w.key in applied for w in rows]
 
     async def _insert_if_absent(self, w: Write) -> bool:
         args = (w.key, w.value, w.version, w.ttl_ms)
-        return bool(await self._query("fetchval", self._sql.insert_if_absent, *args, idempotent=False))
+        return bool(await self._write_query("fetchval", self._sql.insert_if_absent, *args, idempotent=False))
 
     async def _update_if_version(self, w: Write) -> bool:
         args = (w.key, w.value, w.version, w.ttl_ms, w.keep_ttl, w.expected_version)
-        return bool(await self._query("fetchval", self._sql.update_if_version, *args, idempotent=False))
+        return bool(await self._write_query("fetchval", self._sql.update_if_version, *args, idempotent=False))
 
     async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
         """One SERIALIZABLE transaction: lock and compare the checked rows' versions, then write
@@ -394,18 +620,18 @@ class PostgresBackend:
                 return False
             return True
 
-        return await self._call(transaction, idempotent=False)
+        return await self._write_call(transaction, idempotent=False)
 
     async def remove(self, keys: Sequence[str]) -> int:
-        rows = await self._call(lambda c: c.fetch(self._sql.remove, sorted(keys)), idempotent=True)
+        rows = await self._write_call(lambda c: c.fetch(self._sql.remove, sorted(keys)), idempotent=True)
         return sum(1 for (live,) in rows if live)
 
     async def remove_prefix(self, prefix: str) -> int:
         upper = prefix_upper_bound(prefix)
         if upper is None:
-            count = await self._query("fetchval", self._sql.remove_from, prefix, idempotent=True)
+            count = await self._write_query("fetchval", self._sql.remove_from, prefix, idempotent=True)
         else:
-            count = await self._query("fetchval", self._sql.remove_range, prefix, upper, idempotent=True)
+            count = await self._write_query("fetchval", self._sql.remove_range, prefix, upper, idempotent=True)
         return int(count)
 
     async def count(self, keys: Sequence[str]) -> int:
@@ -416,7 +642,7 @@ class PostgresBackend:
 
     async def _scan_page(self, page: Page) -> list[str]:
         sql = self._sql.scan(first=page.inclusive, bounded=page.stop is not None)
-        rows = await self._query("fetch", sql, *page.bounds, page.limit, idempotent=True)
+        rows = await self._read_call(lambda c: c.fetch(sql, *page.bounds, page.limit))
         return [key for (key,) in rows]
 
     async def get_ttl(self, key: str) -> int:
@@ -426,23 +652,23 @@ class PostgresBackend:
         return NO_EXPIRY if row[0] is None else int(row[0])
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
-        return bool(await self._call(lambda c: c.fetchval(self._sql.set_ttl, key, ttl_ms), idempotent=True))
+        return bool(await self._write_call(lambda c: c.fetchval(self._sql.set_ttl, key, ttl_ms), idempotent=True))
 
     async def query(
         self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
     ) -> Sequence[tuple[str, Record]]:
         sql, params = self._sql.query(prefix, where, after, limit)
-        rows = await self._call(lambda c: c.fetch(sql, *params), idempotent=True)
+        rows = await self._read_call(lambda c: c.fetch(sql, *params))
         return [(key, Record(value, version)) for key, value, version in rows]
 
     async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
         # Idempotent: renewing twice from now is renewing once.
-        row = await self._call(lambda c: c.fetchrow(self._sql.read_refresh, key, ttl_ms), idempotent=True)
+        row = await self._write_call(lambda c: c.fetchrow(self._sql.read_refresh, key, ttl_ms), idempotent=True)
         return None if row is None else Record(row[0], row[1])
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         args = (key, amount, version, ttl_ms)
-        result = await self._call(lambda c: c.fetchval(self._sql.increment, *args), idempotent=False)
+        result = await self._write_call(lambda c: c.fetchval(self._sql.increment, *args), idempotent=False)
         if result is None:
             raise InvalidValueError(
                 f"cannot increment {key!r} by {amount}: not a 64-bit integer, or the result would overflow"
@@ -468,16 +694,54 @@ class PostgresBackend:
     async def _listen(self, name: str, deliver: Deliver) -> AsyncIterator[None]:
         if self._pool is None:
             raise NotConnectedError("the PostgreSQL backend is not connected")
+        dsn = self._listen_dsn or self._dsn
+        if self._listen_dsn is None and self._between == "transaction":
+            # LISTEN through transaction pooling registers on whichever server session ran it,
+            # and that session goes back to the pooler's pool: notifications would never come.
+            raise ConfigurationError(
+                f"subscribe() through a pooler in transaction mode ({redact_url(self._url)}) would never "
+                "receive anything: set POSTGRES_LISTEN_URL (listen_url=) to a direct connection to the "
+                "PostgreSQL server, or use session pooling"
+            )
         # A dedicated connection: LISTEN state must not leak into the pool.
-        with self._errors.mapped():
-            conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+        with self._listen_errors.mapped():
+            conn = await asyncpg.connect(dsn, timeout=self._connect_timeout, statement_cache_size=0)
         try:
-            with self._errors.mapped():
+            with self._listen_errors.mapped():
                 await conn.add_listener(name, lambda _c, _pid, _ch, payload: deliver(payload))
+                if self._listen_dsn is None and self._between == "unknown":
+                    await self._check_delivery(conn)
             yield
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=self._command_timeout)
+
+    async def _check_delivery(self, conn: Any) -> None:
+        """Something of unknown mode stands between us and the server: check that a NOTIFY
+        sent through the pool reaches this LISTEN connection. Through transaction pooling it
+        never does (the listening server session went back to the pooler's pool)."""
+        probe = "abs_probe_" + os.urandom(8).hex()
+        arrived = asyncio.Event()
+
+        def heard(*_: object) -> None:
+            arrived.set()
+
+        await conn.add_listener(probe, heard)
+        try:
+            await self._call(lambda c: c.execute("SELECT pg_notify($1, 'probe')", probe), idempotent=True)
+            wait = min(2.0, self._command_timeout)
+            try:
+                await asyncio.wait_for(arrived.wait(), timeout=wait)
+            except TimeoutError:
+                raise ConfigurationError(
+                    f"subscribe() through {redact_url(self._url)} would never receive anything: a probe NOTIFY "
+                    f"did not arrive within {wait:g} s (a pooler in transaction mode?); set POSTGRES_LISTEN_URL "
+                    "(listen_url=) to a direct connection to the PostgreSQL server, or POSTGRES_POOLING=session "
+                    "if it is a session pooler"
+                ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(probe, heard)
 
     # -- expiry sweeping -------------------------------------------------------------------
     async def purge_expired(self) -> int:
@@ -492,6 +756,29 @@ class PostgresBackend:
                 return int(await conn.fetchval(self._sql.purge, limit))
 
         return await self._call(purge, idempotent=True)
+
+
+def _sees_our_socket(conn: Any, client_port: int | None, port: str, socket_dirs: str) -> bool:
+    """Whether the server's view of this connection's client is this very socket."""
+    transport = getattr(conn, "_transport", None)
+    if transport is None:
+        return False
+    local = transport.get_extra_info("sockname")
+    if isinstance(local, tuple) and len(local) >= 2:  # TCP: the port the server sees is ours
+        return client_port is not None and client_port == local[1]
+    peer = transport.get_extra_info("peername")
+    if client_port is None and isinstance(peer, str) and peer:  # a unix socket: the server's own?
+        directory, _, name = peer.rpartition("/")
+        dirs = {d.strip() for d in socket_dirs.split(",")}
+        return name == f".s.PGSQL.{port}" and directory in dirs
+    return False
+
+
+async def _close_quietly(conn: Any, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), timeout=seconds)
+    except Exception:  # noqa: BLE001 - a probe connection: drop it hard
+        conn.terminate()
 
 
 async def _keep_session(conn: Any) -> None:
@@ -552,6 +839,13 @@ def _classify(exc: BaseException, url: str, *, outcome_unknown: bool) -> Storage
             )
         )
     return BackendError(message)
+
+
+# On a replica: has it replayed the WAL up to $1? (On a primary named as a replica: always.)
+_CAUGHT_UP = (
+    "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END"
+    " >= $1::text::pg_lsn"
+)
 
 
 class _Conflict(Exception):

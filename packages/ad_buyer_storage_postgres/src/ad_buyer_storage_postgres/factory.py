@@ -37,4 +37,7 @@ def create_backend(settings: StorageSettings, /, **overrides: Any) -> PostgresBa
         sweep_interval=pg.sweep_interval or None,
         sweep_batch=pg.sweep_batch,
         indexed_fields=pg.indexed_fields,
+        pooling=pg.pooling,
+        listen_url=pg.listen_url,
+        read_urls=pg.read_url,
     )

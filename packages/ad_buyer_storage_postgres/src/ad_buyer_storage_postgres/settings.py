@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -26,6 +28,17 @@ class PostgresSettings(SettingsBase):
     acquire_timeout: float = Field(5.0, gt=0)
     #: Prepared statements cached per connection; 0 behind pgbouncer in transaction mode.
     statement_cache_size: int = Field(100, ge=0)
+    #: ``auto`` (probe at connect: direct, a transaction pooler, or unknown: then as under one),
+    #: ``transaction`` (PgBouncer ``pool_mode=transaction`` in front: no statement cache, no
+    #: session state) or ``session`` (a direct connection, session pooling or a plain TCP proxy:
+    #: skips the probe connections, keeps the statement cache).
+    pooling: Literal["auto", "transaction", "session"] = "auto"
+    #: A direct connection to the server for LISTEN (pub/sub) when DATABASE_URL goes through a
+    #: pooler in transaction mode; empty: LISTEN uses DATABASE_URL.
+    listen_url: str | None = None
+    #: Read replicas (hot standbys) for listing and filtered reads: one URL or several,
+    #: comma-separated. Read-your-writes per backend object (see the README); empty: none.
+    read_url: str | None = None
     #: Seconds between purges of expired rows (0: never); one instance sweeps at a time.
     sweep_interval: float = Field(60.0, ge=0)
     #: Rows deleted per purge statement.

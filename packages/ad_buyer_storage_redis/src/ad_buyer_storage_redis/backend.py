@@ -14,25 +14,33 @@ server); bulk reads and writes are one script call per batch (per hash slot on a
   :class:`RetryPolicy`, told which redis-py errors are which.
 * Driver errors are translated in ``_RedisKeyValue._translate``, the one place, with URLs
   redacted (the kit's :class:`ErrorMap`).
+* Redis Sentinel (``redis+sentinel://[user:pass@]h1:26379,h2:26380/service/db``): the client
+  asks the sentinels for the service's master before each new connection (redis-py's
+  ``master_for``); a connection to a master that died or was demoted fails (typed) and the
+  next one goes to the new master.
 * The key prefix is registered on connect so that no namespace nests in another (namespaces.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
 
 from ad_buyer_storage.contract.glob import GlobPattern, escape_glob
@@ -60,7 +68,7 @@ from ad_buyer_storage.kit.urls import encode_credentials, server_of
 
 from .namespaces import NAMESPACES_KEY, REGISTER_SCRIPT, check_prefix, overlap_error
 
-__all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url"]
+__all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url", "is_sentinel_url", "parse_sentinel_url"]
 
 log = logging.getLogger("ad_buyer_storage.redis")
 T = TypeVar("T")
@@ -250,6 +258,69 @@ def is_cluster_url(url: str) -> bool:
     return url.split("://", 1)[0].lower().endswith("+cluster")
 
 
+def is_sentinel_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower().endswith("+sentinel")
+
+
+class SentinelTarget(NamedTuple):
+    """What a ``redis+sentinel://`` URL names: the sentinels, the service, and the keyword
+    arguments of the master's connections and of the sentinels' own."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    master: dict[str, Any]
+    sentinel: dict[str, Any]
+
+
+_SENTINEL_PORT = 26379
+_SENTINEL_OPTIONS = ("sentinel_password", "sentinel_username")
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """``redis+sentinel://[user:pass@]host[:port][,host[:port]...]/service[/db][?options]``
+    (``rediss+sentinel://`` for TLS to the master and the sentinels). Credentials and options
+    are those of a plain ``redis://`` URL (parsed by redis-py) and go to the master's
+    connections; ``sentinel_password=``/``sentinel_username=`` authenticate to the sentinels.
+    Raises ValueError (the caller's error map makes it a ConfigurationError, redacted)."""
+    scheme, sep, rest = encode_credentials(url).partition("://")
+    if not sep or scheme.lower() not in ("redis+sentinel", "rediss+sentinel"):
+        raise ValueError("not a redis+sentinel:// URL")
+    parts = urlsplit("redis://" + rest)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    sentinels = [_host_port(item) for item in hosts.split(",") if item.strip()]
+    path = [p for p in parts.path.split("/") if p]
+    if not sentinels or not path or len(path) > 2:
+        raise ValueError("expected redis+sentinel://host:26379[,host:port...]/service[/db]")
+    service, db = path[0], path[1] if len(path) == 2 else "0"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in query if k in _SENTINEL_OPTIONS}
+    plain_query = urlencode([(k, v) for k, v in query if k not in _SENTINEL_OPTIONS])
+    tls = scheme.lower().startswith("rediss")
+    plain = f"{'rediss' if tls else 'redis'}://{userinfo}{at}localhost/{db}" + (
+        f"?{plain_query}" if plain_query else ""
+    )
+    master = dict(parse_url(plain))
+    for key in ("host", "port", "connection_class"):
+        master.pop(key, None)
+    sentinel: dict[str, Any] = dict(sentinel_auth)
+    if tls:
+        master["ssl"] = True  # SentinelConnectionPool picks its TLS connection class from this
+        sentinel.update({k: v for k, v in master.items() if k.startswith("ssl")})
+    return SentinelTarget(sentinels, service, master, sentinel)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    item = item.strip()
+    if item.startswith("["):  # [::1]:26379
+        host, _, port = item[1:].partition("]")
+        port = port.removeprefix(":")
+    else:
+        host, _, port = item.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise ValueError("a sentinel address is host[:port] with a numeric port")
+    return host, int(port) if port else _SENTINEL_PORT
+
+
 class _RedisKeyValue:
     """Everything but pub/sub, for one server or a cluster."""
 
@@ -289,6 +360,7 @@ class _RedisKeyValue:
         self._scan_count = scan_count
         self._client: Any = None
         self._pool: Any = None
+        self._sentinel: Any = None
         self._errors = ErrorMap(self._translate, _DRIVER_ERRORS, secrets=(url,))
         self._limiter: asyncio.Semaphore | None = None
         self._registered = False
@@ -297,7 +369,7 @@ class _RedisKeyValue:
         )
 
     def __repr__(self) -> str:
-        mode = "cluster" if self.cluster else "single"
+        mode = "cluster" if self.cluster else "sentinel" if is_sentinel_url(self._url) else "single"
         return f"RedisBackend({redact_url(self._url)!r}, prefix={self.key_prefix!r}, {mode})"
 
     def _translate(self, exc: BaseException, *, outcome_unknown: bool) -> StorageError:
@@ -315,6 +387,17 @@ class _RedisKeyValue:
                     self._client = RedisCluster.from_url(url, **self._options)
                     await self._client.initialize()
                     self._limiter = asyncio.Semaphore(self._max_connections)
+                elif is_sentinel_url(self._url):
+                    target = parse_sentinel_url(self._url)
+                    timeouts = {k: v for k, v in self._options.items() if k.startswith("socket_") or k == "retry"}
+                    self._sentinel = sentinels = Sentinel(
+                        target.sentinels, sentinel_kwargs={**timeouts, **target.sentinel}
+                    )  # type: ignore[no-untyped-call]
+                    # The sentinels' pool opens connections without waiting: our limiter makes
+                    # callers wait for one instead (then BusyError), as the blocking pool does.
+                    self._client = sentinels.master_for(target.service, **self._options, **target.master)
+                    self._limiter = asyncio.Semaphore(self._max_connections)
+                    await self._client.ping()
                 else:
                     # A blocking pool: when every connection is busy, wait up to pool_timeout for
                     # one (then BusyError) instead of failing at once or opening without bound.
@@ -349,10 +432,14 @@ class _RedisKeyValue:
     async def aclose(self) -> None:
         client, self._client = self._client, None
         pool, self._pool = self._pool, None
+        sentinel, self._sentinel = self._sentinel, None
         if client is not None:
             await client.aclose()
         if pool is not None:
             await pool.disconnect()
+        if sentinel is not None:  # its clients of the sentinels themselves
+            for node in sentinel.sentinels:
+                await node.aclose()
 
     async def ping(self) -> None:
         await self._call(lambda c: c.ping(), idempotent=True)
@@ -388,7 +475,7 @@ class _RedisKeyValue:
         return {
             "backend": "redis",
             "url": redact_url(self._url),
-            "mode": "cluster" if self.cluster else "single",
+            "mode": "cluster" if self.cluster else "sentinel" if self._sentinel is not None else "single",
             "redis_version": version,
             "nodes": len(nodes),
             "namespace": self.key_prefix,
@@ -401,7 +488,12 @@ class _RedisKeyValue:
 
     async def _call(self, fn: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
         """Run *fn(client)*; resent only where that cannot double-apply (_RETRY); errors translated."""
-        return await _RETRY.run(self._connection, fn, idempotent=idempotent, errors=self._errors)
+
+        async def guarded(client: Any) -> T:
+            with _redis_py_faults():
+                return await fn(client)
+
+        return await _RETRY.run(self._connection, guarded, idempotent=idempotent, errors=self._errors)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
@@ -560,7 +652,7 @@ class _RedisKeyValue:
             iterator = client.scan_iter(match=match, count=count)
             page: list[bytes] = []
             while True:
-                with self._errors.mapped():
+                with self._errors.mapped(), _redis_py_faults():
                     raw = await anext(iterator, None)
                 if raw is not None:
                     page.append(raw)
@@ -673,6 +765,28 @@ class RedisBackend(_RedisKeyValue):
                     yield message["data"].decode()
 
 
+@contextlib.contextmanager
+def _redis_py_faults() -> Iterator[None]:
+    """redis-py's asyncio cluster client may use a connection another task's failure has just
+    disconnected (``'NoneType' object has no attribute 'writelines'``, seen when a cluster
+    master was killed under load): an AttributeError raised in redis-py's own code is that
+    connection lost under the command, and is raised as redis-py's ConnectionError, so that
+    it is retried or reported like one (a pipeline's other nodes may have run their part)."""
+    try:
+        yield
+    except AttributeError as exc:
+        if not _raised_in_redis_py(exc):
+            raise  # ours: a bug stays a bug
+        raise redis_errors.ConnectionError(f"connection closed under the command ({exc})") from exc
+
+
+def _raised_in_redis_py(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "redis" in Path(tb.tb_frame.f_code.co_filename).parts
+
+
 def _pool_exhausted(exc: BaseException) -> bool:
     text = str(exc)
     return (
@@ -684,6 +798,8 @@ def _pool_exhausted(exc: BaseException) -> bool:
 
 def _never_sent(exc: BaseException) -> bool:
     """True if the error happened while connecting: the command never left the client."""
+    if isinstance(exc, MasterNotFoundError):  # no sentinel named a master: nothing was sent
+        return True
     text = str(exc).lower()
     return "connecting to" in text or "connection refused" in text or _pool_exhausted(exc)
 
@@ -757,7 +873,8 @@ def _classify(exc: BaseException, url: str, *, outcome_unknown: bool) -> Storage
         return unchained(
             ConfigurationError(
                 f"REDIS_URL {redact_url(url)} could not be used ({type(exc).__name__}); expected "
-                "redis://host:6379/0 (credentials before an @), rediss://... or unix:///path.sock"
+                "redis://host:6379/0 (credentials before an @), rediss://..., unix:///path.sock or "
+                "redis+sentinel://host:26379,host:26380/service/0"
             )
         )
     return BackendError(message)

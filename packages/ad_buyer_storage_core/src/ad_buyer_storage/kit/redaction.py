@@ -23,7 +23,8 @@ __all__ = ["raise_redacted", "redact_routes", "redact_text", "redact_url", "reve
 # A URL visibly starting inside a longer run of text ("url=redis://..."): scheme, colon, slash.
 _URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/")
 _QUERY_SECRET = re.compile(
-    r"(?i)([?&;](?:password|passwd|pwd|pass|token|secret|sslpassword|sslkey_password|auth|api_key|access_token)=)"
+    r"(?i)([?&;](?:password|passwd|pwd|pass|token|secret|sslpassword|sslkey_password|sentinel_password|auth|api_key|"
+    r"access_token)=)"
     r"[^&#\s'\"]*"
 )
 # A user name we may show: nothing in it could be the start of a pasted password.

@@ -37,17 +37,37 @@ def split_routes(text: str) -> list[str]:
 
     A comma may belong to a password pasted unencoded into a target URL: a piece without
     ``=``, or whose target holds an ``@`` without starting with a scheme (a backend name never
-    holds one), continues the item before it. Parsing and redaction split alike, so no piece
+    holds one), continues the item before it. So does a bare ``host[:port]`` after a URL whose
+    host list is still open: the next host of a multi-host URL. Parsing and redaction split alike, so no piece
     of a password ever stands alone as an "item" to quote.
     """
     pieces = text.split(",")
     items: list[str] = []
     for i, piece in enumerate(pieces):
-        if items and _continues(pieces, i):
+        if items and (_continues(pieces, i) or _next_host(items[-1], piece)):
             items[-1] += "," + piece
         else:
             items.append(piece)
     return items
+
+
+_HOST = re.compile(r"\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:\d+)?\s*")
+
+
+def _next_host(item: str, piece: str) -> bool:
+    """Whether *piece* is one more host of a multi-host URL (``postgresql://u:p@h1:5432,h2:5433/db``,
+    ``redis+sentinel://h1,h2/mymaster``) that *item* ends in: the URL's host list is still open
+    (nothing after ``//`` and the credentials has ended it with ``/`` or ``?``), and the piece
+    starts with a bare ``host[:port]``."""
+    target = item.partition("=")[2].strip() if "=" in item.split("://", 1)[0] else item.strip()
+    scheme = SCHEME.match(target)
+    if not scheme or not scheme.group().endswith("//"):
+        return False
+    authority = target[scheme.end() :].rpartition("@")[2]
+    if "/" in authority or "?" in authority:
+        return False
+    head = re.split(r"[/?]", piece, maxsplit=1)[0]
+    return _HOST.fullmatch(head) is not None
 
 
 def _continues(pieces: list[str], i: int) -> bool:
