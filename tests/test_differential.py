@@ -41,6 +41,7 @@ from tests._support.differential import (
     LIMIT,
     NAMESPACES,
     PAD,
+    RECORD,
     SUFFIX,
     TINY_TTLS,
     TTL,
@@ -48,10 +49,11 @@ from tests._support.differential import (
     Stacks,
     build_key,
     exact,
+    lookalikes,
     open_stacks,
 )
 
-EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES", "200"))
 #: Seconds two backends' answers to ttl() may differ by: the steps run on each backend in turn,
 #: and Redis and PostgreSQL count expiry on their servers' clocks (README: "TTLs are
 #: PEXPIRE/PTTL milliseconds on the server's clock", packages/ad_buyer_storage_redis/README.md;
@@ -94,12 +96,14 @@ CALLERS_OWN = {"TypeError", "LookupError"}
 
 
 @st.composite
-def programs(draw: st.DrawFn) -> list[tuple[Any, ...]]:
-    """A list of operations; keys come from a small pool so that operations meet again."""
+def programs(draw: st.DrawFn, listings_only: bool = False) -> list[tuple[Any, ...]]:
+    """A list of operations; keys come from a small pool so that operations meet again. With
+    *listings_only*, records then listings alone (select, list_deals, keys...)."""
     pool = draw(st.lists(st.text(alphabet=KEY_ALPHABET, max_size=4), min_size=1, max_size=4, unique=True))
     suffix = st.one_of(st.sampled_from(pool), st.sampled_from(pool), SUFFIX)
     key = st.tuples(st.sampled_from(NAMESPACES), suffix, PAD)
     keys = st.lists(key, max_size=4)
+    record_key = st.tuples(st.sampled_from(["deal:", "deal:", *NAMESPACES]), st.sampled_from(pool), st.just(""))
     tail = st.one_of(
         st.text(alphabet=GLOB_ALPHABET, max_size=5),  # malformed ones included: refused everywhere
         st.sampled_from(pool).map(escape_glob),
@@ -111,8 +115,17 @@ def programs(draw: st.DrawFn) -> list[tuple[Any, ...]]:
         st.tuples(st.just("raw"), st.sampled_from(["", "[", "\\", "\ud800*", "*\x00", "a[b"])),
     )
     update_default = st.one_of(st.just(NO_DEFAULT), VALUE)
+    # Records first (what filters and listings look at), then the operations; filters are often
+    # a record's field with a lookalike value (True for 1, 0 for False, 1e16 for 10**16...).
+    records = draw(st.lists(st.tuples(st.just("set"), record_key, RECORD, st.none(), st.just("plain")), max_size=6))
+    fields = [(f, v) for *_, record, _, _ in records for f, v in record.items()]
+    filters = FILTERS
+    if fields:
+        near = st.sampled_from(fields).flatmap(lambda fv: st.sampled_from(lookalikes(fv[1])).map(lambda v: {fv[0]: v}))
+        filters = st.one_of(near, near, FILTERS)
     op = st.one_of(
         *[st.tuples(st.just("set"), key, VALUE, TTL, st.sampled_from(SET_MODES))] * 5,
+        st.tuples(st.just("set"), record_key, RECORD, st.none(), st.just("plain")),
         st.tuples(st.just("set_if_absent"), key, VALUE, TTL),
         st.tuples(st.just("get"), key, st.one_of(st.none(), st.none(), st.just(True), TTL)),
         st.tuples(st.just("get_versioned"), key),
@@ -127,8 +140,13 @@ def programs(draw: st.DrawFn) -> list[tuple[Any, ...]]:
         st.tuples(st.just("ttl"), key),
         st.tuples(st.just("expire"), key, TTL),
         st.tuples(st.just("persist"), key),
-        *[st.tuples(st.just("select"), st.sampled_from(NAMESPACES), FILTERS, st.one_of(st.none(), key), LIMIT)] * 2,
-        *[st.tuples(st.just("list_deals"), FILTERS, LIMIT)] * 2,
+        *[
+            st.tuples(
+                st.just("select"), st.sampled_from(["deal:", *NAMESPACES]), filters, st.one_of(st.none(), key), LIMIT
+            )
+        ]
+        * 2,
+        *[st.tuples(st.just("list_deals"), filters, LIMIT)] * 3,
         st.tuples(st.just("get_deal"), suffix),
         st.tuples(st.just("update_deal"), suffix, st.sampled_from(sorted(UPDATERS))),
         st.tuples(
@@ -146,7 +164,16 @@ def programs(draw: st.DrawFn) -> list[tuple[Any, ...]]:
             ),
         ),
     )
-    return draw(st.lists(op, min_size=1, max_size=20))
+    if listings_only:
+        listing = st.one_of(
+            st.tuples(
+                st.just("select"), st.sampled_from(["deal:", *NAMESPACES]), filters, st.one_of(st.none(), key), LIMIT
+            ),
+            st.tuples(st.just("list_deals"), filters, LIMIT),
+            st.tuples(st.sampled_from(["keys", "scan", "count"]), pattern),
+        )
+        return records + draw(st.lists(listing, min_size=1, max_size=6))
+    return records + draw(st.lists(op, min_size=1, max_size=20))
 
 
 class Runner:
@@ -329,6 +356,8 @@ async def run_program(stacks: Stacks, program: list[tuple[Any, ...]]) -> None:
             reference = answers[REFERENCE]
             # What the steps did, for --hypothesis-show-statistics.
             event(f"{op[0]}: {reference[1] if reference[0] == 'raised' else 'answered'}")
+            if op[0] in ("select", "list_deals") and reference[0] == "ok" and op[1]:
+                event(f"{op[0]} with filters found {'something' if 'dict' in repr(reference) else 'nothing'}")
             differing = {name: answer for name, answer in answers.items() if not same(answer, reference)}
             assert not differing, f"step {step} {op!r}:\n  {REFERENCE}: {reference!r}\n" + "\n".join(
                 f"  {name}: {answer!r}" for name, answer in differing.items()
@@ -376,6 +405,19 @@ def differential() -> Iterator[tuple[asyncio.AbstractEventLoop, Stacks]]:
         finally:
             loop.close()
             stacks.drop()
+
+
+# A failure is shrunk for up to 5 minutes (Hypothesis's own bound): the timeout leaves it room.
+@pytest.mark.timeout(600 + EXAMPLES)
+@settings(max_examples=max(1, EXAMPLES // 2), deadline=None, suppress_health_check=list(HealthCheck))
+@given(program=programs(listings_only=True))
+def test_filters_and_listings_give_the_same_answers(
+    differential: tuple[asyncio.AbstractEventLoop, Stacks], program: list[tuple[Any, ...]]
+) -> None:
+    """Records with lookalike values (True and 1, 0 and False and None, 1e16 and 10**16...),
+    then filtered, paged and pattern listings of them."""
+    loop, stacks = differential
+    loop.run_until_complete(run_program(stacks, program))
 
 
 # A failure is shrunk for up to 5 minutes (Hypothesis's own bound): the timeout leaves it room.

@@ -147,9 +147,11 @@ _SCALAR: st.SearchStrategy[Any] = st.one_of(
     st.sampled_from(_REFUSED),
 )
 #: Filter fields and values chosen to collide: True/1/1.0/"1", 0/-0.0/False/None, ints beyond 2**53.
-FIELDS = ("a", "active", "é")
-FILTER_VALUES = [True, False, 1, 1.0, 0, -0.0, None, "1", "true", "", [1], [True], {"x": 1}, {"x": 1.0}, [],
-                 {}, 2**53, 2**53 + 1, 9007199254740992.0, 1e23, Decimal("1.0"), Decimal("1")]  # fmt: skip
+FIELDS = ("active", "é")
+_CONFUSABLE = [True, 1, 1.0, "1", False, 0, -0.0, None]  # JSON equality tells them apart (bar 1 and 1.0)
+FILTER_VALUES = [*_CONFUSABLE, "true", "", [1], [True], {"x": 1}, {"x": 1.0}, [], {}, 2**53, 2**53 + 1,
+                 9007199254740992.0, 1e16, 10**16, 1e23, Decimal("1.0"), Decimal("1")]  # fmt: skip
+FILTER_VALUE = st.one_of(st.sampled_from(_CONFUSABLE), st.sampled_from(_CONFUSABLE), st.sampled_from(FILTER_VALUES))
 
 
 def _nested(depth: int, kind: str) -> Any:
@@ -170,15 +172,33 @@ VALUE: st.SearchStrategy[Any] = st.one_of(
         ),
         max_leaves=6,
     ),
-    st.fixed_dictionaries({}, optional={f: st.sampled_from(FILTER_VALUES) for f in FIELDS}),  # records to filter
+    st.fixed_dictionaries({}, optional={f: FILTER_VALUE for f in FIELDS}),  # records to filter
     st.sampled_from([{}, [], {1: "a"}, {"a": {}, "b": []}, (1, 2)]),
     DEEP,
 )
+#: Values JSON equality tells apart though Python's == may not (only 1 and 1.0 are equal).
+LOOKALIKES = [
+    [True, 1, 1.0, "1", "true", [1], [True], Decimal("1"), Decimal("1.0")],
+    [False, 0, -0.0, 0.0, None, "", "0", [], {}],
+    [2**53, 2**53 + 1, 9007199254740992.0, 1e16, 10**16, 1e23],
+]
+
+
+def lookalikes(value: Any) -> list[Any]:
+    """Filter values close to *value*: those of its group, or itself."""
+    for group in LOOKALIKES:
+        if any(type(value) is type(other) and value == other for other in group):
+            return group
+    return [value]
+
+
+#: What filters are meant to find: objects with the filtered fields, holding confusable values.
+RECORD = st.dictionaries(st.sampled_from(FIELDS), FILTER_VALUE, min_size=1, max_size=len(FIELDS))
 FILTERS: st.SearchStrategy[Any] = st.one_of(
     st.none(),
-    st.dictionaries(st.sampled_from(FIELDS), st.sampled_from(FILTER_VALUES), min_size=1, max_size=2),
-    st.dictionaries(st.sampled_from(FIELDS), st.sampled_from(FILTER_VALUES), min_size=1, max_size=2),
-    st.dictionaries(st.sampled_from(FIELDS), st.sampled_from(FILTER_VALUES), min_size=1, max_size=2),
+    st.dictionaries(st.sampled_from(FIELDS), FILTER_VALUE, min_size=1, max_size=2),
+    st.dictionaries(st.sampled_from(FIELDS), FILTER_VALUE, min_size=1, max_size=2),
+    st.dictionaries(st.sampled_from(FIELDS), FILTER_VALUE, min_size=1, max_size=2),
     st.sampled_from([{}, {1: 1}, [("a", 1)]]),  # the last two refused: not a mapping of str fields
 )
 #: TTLs at the edges. Tiny ones expire before the next step on every backend (the test waits).
