@@ -256,10 +256,10 @@ class Runner:
             return await s.persist(self.key(op[1]))
         if name == "select":
             _, namespace, filters, after, limit = op
-            found = await s.select(
+            selection = await s.select(
                 namespace + self.example, filters, after=None if after is None else self.key(after), limit=limit
             )
-            return ("Selection", [(k, exact(v)) for k, v in found.rows], found.last_key)
+            return ("Selection", [(k, exact(v)) for k, v in selection.rows], selection.last_key)
         if name == "list_deals":
             _, filters, limit = op
             pages: list[Any] = []
@@ -372,8 +372,8 @@ async def run_program(stacks: Stacks, program: list[tuple[Any, ...]]) -> None:
                 for name, runner in runners.items():
                     if name != "mirror" and before[name] is not None and after[name] is not None:
                         assert after[name] == before[name], f"{name}: {op[0]} changed the version"
-                    if after[name] is not None:
-                        runner.known[runner.key(op[1])] = after[name]
+                    if (version := after[name]) is not None:
+                        runner.known[runner.key(op[1])] = version
         await check_mirror_converged(stacks)
     finally:
         for storage in stacks.storages.values():

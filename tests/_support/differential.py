@@ -177,7 +177,7 @@ VALUE: st.SearchStrategy[Any] = st.one_of(
     DEEP,
 )
 #: Values JSON equality tells apart though Python's == may not (only 1 and 1.0 are equal).
-LOOKALIKES = [
+LOOKALIKES: list[list[Any]] = [
     [True, 1, 1.0, "1", "true", [1], [True], Decimal("1"), Decimal("1.0")],
     [False, 0, -0.0, 0.0, None, "", "0", [], {}],
     [2**53, 2**53 + 1, 9007199254740992.0, 1e16, 10**16, 1e23],
