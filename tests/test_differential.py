@@ -25,6 +25,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -308,11 +309,13 @@ def same(a: Any, b: Any) -> bool:
     by TTL_TOLERANCE seconds."""
     if a == b:
         return True
-    if a[0] == b[0] == "ok" and isinstance(a[1], tuple) and a[1][0] == b[1][0] == "dump":
+    if not (a[0] == b[0] == "ok" and isinstance(a[1], tuple) and isinstance(b[1], tuple) and a[1] and b[1]):
+        return False
+    if a[1][0] == b[1][0] == "dump":
         return a[1][:3] == b[1][:3] and all(
             same(("ok", ("ttl", x)), ("ok", ("ttl", y))) for x, y in zip(a[1][3], b[1][3], strict=True)
         )
-    if a[0] == b[0] == "ok" and isinstance(a[1], tuple) and a[1][:1] == b[1][:1] == ("ttl",):
+    if a[1][0] == b[1][0] == "ttl":
         x, y = a[1][1], b[1][1]
         return x is not None and y is not None and abs(x - y) <= TTL_TOLERANCE
     return False
@@ -452,3 +455,23 @@ def test_select_with_limit_zero_returns_nothing_on_every_backend(
 
     for storage in stacks.storages.values():
         loop.run_until_complete(check(storage))
+
+
+def test_the_comparison_tells_apart_what_a_caller_can() -> None:
+    """The suite is only as strict as same() and exact(): what they must never confuse."""
+    confusable = [1, 1.0, True, "1", Decimal("1"), Decimal("1.0"), 0.0, -0.0, 5e-324, 0, False, None, [], {}]
+    for x in confusable:
+        for y in confusable:
+            assert same(("ok", exact(x)), ("ok", exact(y))) == (type(x) is type(y) and repr(x) == repr(y)), (x, y)
+    assert not same(("ok", exact({"a": 1, "b": 2})), ("ok", exact({"b": 2, "a": 1})))  # key order is kept
+    assert not same(("ok", exact(10**16)), ("ok", exact(1e16)))
+    assert not same(("raised", "InvalidKeyError", True), ("raised", "InvalidValueError", True))
+    assert not same(("ok", None), ("raised", "InvalidKeyError", True))
+    assert same(("ok", ("ttl", 3600.0)), ("ok", ("ttl", 3599.0)))
+    assert not same(("ok", ("ttl", 3600.0)), ("ok", ("ttl", 3590.0)))
+    assert not same(("ok", ("ttl", None)), ("ok", ("ttl", 3600.0)))
+    assert not same(
+        ("ok", ("dump", ["k"], exact({"k": 1}), [None])), ("ok", ("dump", ["k"], exact({"k": 1.0}), [None]))
+    )
+    assert untyped(("raised", "RecursionError", False), ("get_deal", "x"))
+    assert not untyped(("raised", "LookupError", False), ("update", ("k:", "", ""), "fails", NO_DEFAULT, None))
