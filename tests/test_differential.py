@@ -8,10 +8,13 @@ which must be refused, keys at the length limit and one byte over), values of ev
 unicode, empty containers, nesting at the limit and one over, NaN...), TTLs at the edges
 (tiny, the longest accepted, just over it, 0, negative, non-finite, of the wrong type),
 filters that confuse ``True``/``1``/``1.0``/``"1"``, bulk operations, increments, versioned
-writes, updates, listings with patterns and cursor pagination. Each step runs on every backend
-and every observable result must be identical: the value and its Python types (float bits,
-dict key order, Decimal spelling), or the error's exact type. The only differences allowed are
-those the READMEs document, each marked where it is handled (``README:`` comments).
+writes, updates, transactions, concurrent calls (coalesced into shared round trips), listings
+with patterns and cursor pagination. Each step runs on every backend and every observable
+result must be identical: the value and its Python types (float bits, dict key order, Decimal
+spelling), or the error's exact type (always one of ours, unless the caller's own function
+raised it). Every example ends by comparing everything each backend holds (keys, values,
+TTLs), and the mirror's secondary against its primary. The only differences allowed are those
+the READMEs document, each marked where it is handled (``README:`` comments).
 
 Each backend is opened once for the module; each example works under a fresh key prefix
 (itself full of metacharacters) and deletes what it wrote. ``DIFFERENTIAL_EXAMPLES`` sets the
