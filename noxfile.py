@@ -184,6 +184,14 @@ def conformance(session: nox.Session, backend: str) -> None:
 
 
 @nox.session(python=PYTHON)
+def differential(session: nox.Session) -> None:
+    """Run the differential suite long: 20,000 random programs on every backend, answers compared."""
+    install_project(session)
+    env = {"DIFFERENTIAL_EXAMPLES": os.environ.get("DIFFERENTIAL_EXAMPLES", "20000")}
+    session.run("pytest", "tests/test_differential.py", "-p", "no:cacheprovider", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Check style and common bugs with ruff."""
     session.install("ruff>=0.6")

@@ -140,7 +140,7 @@ local function apply(key, i)
   end
   redis.call('HSET', key, 'd', ARGV[2 + i], 'v', version, 't', ttl)
   if ttl ~= '' then
-    redis.call('PEXPIRE', key, ttl)
+    redis.call('PEXPIRE', key, ttl)  -- last: it deletes a key whose expiry has passed
   else
     redis.call('PERSIST', key)
   end
@@ -162,11 +162,12 @@ _INCREMENT = _Script(
 local existed = redis.call('EXISTS', KEYS[1])
 redis.call('HINCRBY', KEYS[1], 'd', ARGV[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[2])
+local value = redis.call('HGET', KEYS[1], 'd')  -- as text: a Lua number would round beyond 2**53
 if existed == 0 and ARGV[3] ~= '' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('HSET', KEYS[1], 't', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])  -- last: it deletes a key whose expiry has passed
 end
-return redis.call('HGET', KEYS[1], 'd')
+return value
 """
 )
 
@@ -200,8 +201,8 @@ for i = 1, written do
   if ARGV[b + 4] == '1' and exists then
     -- HSET keeps the key's expiry, and 't' the TTL it was given
   elseif ARGV[b + 3] ~= '' then
-    redis.call('PEXPIRE', key, ARGV[b + 3])
     redis.call('HSET', key, 't', ARGV[b + 3])
+    redis.call('PEXPIRE', key, ARGV[b + 3])  -- last: it deletes a key whose expiry has passed
   else
     redis.call('PERSIST', key)
     redis.call('HDEL', key, 't')
@@ -224,8 +225,8 @@ if ARGV[1] == '' then
   redis.call('PERSIST', KEYS[1])
   redis.call('HDEL', KEYS[1], 't')
 else
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
   redis.call('HSET', KEYS[1], 't', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])  -- last: it deletes a key whose expiry has passed
 end
 return 1
 """
@@ -243,8 +244,8 @@ if ARGV[1] ~= '' then
   ttl = ARGV[1]
 end
 if ttl and ttl ~= '' then
-  redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('HSET', KEYS[1], 't', ttl)
+  redis.call('PEXPIRE', KEYS[1], ttl)  -- last: it deletes a key whose expiry has passed
 end
 return {row[1], row[2]}
 """

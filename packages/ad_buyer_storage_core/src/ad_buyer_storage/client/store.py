@@ -724,6 +724,8 @@ class Store:
     ) -> Selection:
         """``select`` on a backend without ``SupportsQuery``: every key under *prefix* listed
         and sorted (memory and time grow with the keyspace, per page), then read in bulk."""
+        if limit == 0:  # as the query path answers: nothing, and the same place to go on from
+            return Selection([], after)
         keys = sorted([key async for key in backend.scan(compile_glob(escape_glob(prefix) + "*"), _SCAN_BATCH)])
         start = 0 if after is None else bisect.bisect_right(keys, after)
         rows: list[tuple[str, Any]] = []
