@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from ad_buyer_storage import Record, Storage, UnavailableError, VersionConflictError, Write
+from ad_buyer_storage import PartialBatchError, Record, Storage, UnavailableError, VersionConflictError, Write
 from ad_buyer_storage.backends.memory import MemoryBackend
 
 
@@ -311,3 +311,19 @@ async def test_an_update_from_inside_an_update_of_the_same_key_does_not_wait_on_
             return n + 1
 
         assert await asyncio.wait_for(storage.update("n", same_key), 5) == 12
+
+
+async def test_a_backend_answering_a_batch_with_the_wrong_count_fails_its_callers_not_hangs() -> None:
+    class Miscounting(Recording):
+        async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+            if len(writes) > 1:
+                raise PartialBatchError([UnavailableError("one of some other batch")])
+            return await super().write(writes)
+
+    async with Storage(Miscounting()) as storage:
+        first = asyncio.create_task(storage.set("x", 0))
+        await asyncio.sleep(0)
+        rest = [storage.set(f"k{i}", i) for i in range(3)]
+        outcomes = await asyncio.wait_for(asyncio.gather(first, *rest, return_exceptions=True), 5)
+        assert isinstance(outcomes[0], str)
+        assert all(isinstance(o, UnavailableError) for o in outcomes[1:]), outcomes

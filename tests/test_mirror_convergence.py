@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from ad_buyer_storage import Storage, UnavailableError
+from ad_buyer_storage import BackendError, Storage, UnavailableError
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.composed.mirror import MirrorBackend
+from ad_buyer_storage.kit.batches import results_or_raise
 from tests._support import mirror_workload
 from tests._support.convergence import differences
 from tests._support.history import History
@@ -126,3 +127,37 @@ async def test_an_older_copy_landing_last_is_corrected(second: str) -> None:
         await first
         async with Storage(primary) as left, Storage(secondary) as right:
             assert await differences(left, right) == []
+
+
+class _Refusing(MemoryBackend):
+    """Refuses the writes of some keys, item by item (as a store refusing one row does)."""
+
+    def __init__(self, *refused: str) -> None:
+        super().__init__()
+        self.refused = set(refused)
+
+    async def write(self, writes: Any) -> Any:
+        outcomes: list[object] = []
+        for w in writes:
+            if w.key in self.refused:
+                outcomes.append(BackendError(f"{w.key} refused"))
+            else:
+                outcomes += await super().write([w])
+        return results_or_raise(outcomes)
+
+
+async def test_a_secondary_refusing_part_of_a_copy_fails_the_batch_it_came_from() -> None:
+    """The secondary's partial failure concerns the copy's batch, not the callers': they hear an
+    error (fail mode) instead of waiting for ever on answers that never come."""
+    primary, secondary = _Refusing("deal:p"), _Refusing("deal:s")
+    async with Storage(MirrorBackend(primary, secondary)) as storage:
+        first = asyncio.create_task(storage.set("deal:x", 0))  # in flight alone: the rest share a batch
+        await asyncio.sleep(0)
+        batch = [storage.set(key, 1) for key in ("deal:a", "deal:p", "deal:s")]
+        outcomes = await asyncio.wait_for(asyncio.gather(first, *batch, return_exceptions=True), 5)
+        assert isinstance(outcomes[0], str)
+        assert all(isinstance(o, BackendError) for o in outcomes[1:]), outcomes
+        secondary.refused.clear()
+        await storage.set("deal:s", 1)  # the retry
+        await storage.set("deal:a", 1)
+        assert await secondary.read(["deal:a", "deal:s"]) == await primary.read(["deal:a", "deal:s"])

@@ -135,6 +135,9 @@ class Coalescer(Generic[Item, Result]):
                     future.cancel()
             raise
         except PartialBatchError as exc:  # each caller gets its own outcome
+            if len(exc.outcomes) != len(batch):  # a backend's bug: never leave a caller waiting
+                whole = exc.first_error()
+                exc = PartialBatchError([whole] * len(batch))
             for (_, futures), outcome in zip(batch, exc.outcomes, strict=True):
                 for future in futures:
                     if future.done():

@@ -153,6 +153,8 @@ class MirrorBackend:
         except StorageError as exc:
             self.stats.secondary_failures += 1
             if self.on_secondary_failure == "fail":
+                if isinstance(exc, PartialBatchError):  # the copy's batch, not the caller's: fail it whole
+                    raise exc.first_error() from exc
                 raise
             await self._record(list(states), exc)
 
