@@ -6,9 +6,10 @@ Per backend and size (10^4, 10^5 and, in a full run, 10^6 deals, 0.1% of them ``
 * ``first 100``: ``list_deals({"status": "active"}, limit=100)``, an unselective filter;
 * ``page walk``: ``list_deals({"status": "paused"}, limit=20, cursor=...)`` to the end.
 
-Each is the median of 5 calls, also given as a number of single ``get`` calls (the median
-of 200 in the same run): the issue's target is at most 60 for the selective list of 100 over
-100,000 deals on SQLite and PostgreSQL.
+Each is the median of 5 calls (one call at 10^6 deals, where the page walk is also left out for
+stores that cannot filter: each page there scans every deal), also given as a number of single
+``get`` calls (the median of 200 in the same run). Target: at most 60 for the selective list of
+100 over 100,000 deals on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ad_buyer_storage import Storage
+from ad_buyer_storage import Storage, SupportsQuery
 from bench.subjects import ours
 
 
@@ -60,6 +61,7 @@ async def _measure(backend: str, storage: Storage, sizes: list[int], reps: int) 
         "first 100": lambda: storage.list_deals({"status": "active"}, limit=100),
         "page walk": walk,
     }
+    pushed_down = isinstance(storage.backend, SupportsQuery)
     loaded = 0
     for size in sizes:
         await _load_more(storage, loaded, size)
@@ -68,7 +70,9 @@ async def _measure(backend: str, storage: Storage, sizes: list[int], reps: int) 
         paused = size // 1000
         assert len(await storage.list_deals({"status": "paused"})) == paused
         for label, call in checks.items():
-            seconds = await _median_s(call, reps)
+            if label == "page walk" and size >= 1_000_000 and not pushed_down:
+                continue  # every page is a scan of every deal there: minutes, and nothing new to learn
+            seconds = await _median_s(call, reps if size < 1_000_000 else 1)
             rows.append({"backend": backend, "deals": size, "list": label, "matches": paused,
                          "ms": round(seconds * 1000, 2), "gets": round(seconds / get_s, 1)})  # fmt: skip
             print(f"  {backend:<9} {size:>9,} {label:<10} {seconds * 1000:9.2f} ms = {seconds / get_s:8.1f} gets")
