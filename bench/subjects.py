@@ -7,6 +7,7 @@ Every subject stores the same JSON document under the same keys, in its own name
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -67,9 +68,10 @@ class Subject:
 
 
 class Ours(Subject):
-    def __init__(self, backend: Any, label: str) -> None:
+    def __init__(self, backend: Any, label: str, file: str | None = None) -> None:
         self.storage = Storage(backend)
         self.label = label
+        self.file = file  # a SQLite subject's database, removed with its WAL files on close
 
     async def open(self) -> None:
         await self.storage.connect()
@@ -77,6 +79,9 @@ class Ours(Subject):
     async def close(self) -> None:
         await self.storage.clear()
         await self.storage.aclose()
+        for suffix in ("", "-wal", "-shm") if self.file else ():
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{self.file}{suffix}")
 
     async def get(self, key: str) -> Any:
         return await self.storage.get(key)
@@ -113,7 +118,8 @@ def ours(backend_name: str) -> Ours:
     if backend_name == "sqlite":
         from ad_buyer_storage_sqlite import SQLiteBackend
 
-        return Ours(SQLiteBackend(os.path.join(tempfile.gettempdir(), f"bench-{tag}.db"), sweep_interval=None), "ours")
+        path = os.path.join(tempfile.gettempdir(), f"bench-{tag}.db")
+        return Ours(SQLiteBackend(path, sweep_interval=None), "ours", path)
     if backend_name == "redis":
         from ad_buyer_storage_redis import RedisBackend
 
