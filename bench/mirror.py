@@ -12,7 +12,6 @@ hybrid routes). Three subjects write the same keys the same way:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import tempfile
@@ -27,7 +26,7 @@ from ad_buyer_storage.ops.migrate import migrate
 from ad_buyer_storage.plugins.composition import default_routes
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
-from bench.subjects import REDIS_URL, _postgres
+from bench.subjects import REDIS_URL, _postgres, rate
 
 DOC = {"status": "active", "deal_type": "PMP", "cpm": "12.50", "spend": "1042.10", "seller": "seller-17"}
 
@@ -71,16 +70,6 @@ def _ops(s: Any) -> list[tuple[str, Callable[[int], Awaitable[Any]], int, int]]:
     ]
 
 
-async def _rate(call: Callable[[int], Awaitable[Any]], n: int, concurrency: int) -> float:
-    async def worker(w: int) -> None:
-        for i in range(w, n, concurrency):
-            await call(i)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return n / (time.perf_counter() - started)
-
-
 async def mirror_overhead(reps: int = 5) -> list[dict[str, Any]]:
     """Per operation: calls/s of each subject (median of *reps*) and the mirror's time ratio."""
     tags = [uuid.uuid4().hex[:10] for _ in range(3)]
@@ -97,12 +86,12 @@ async def mirror_overhead(reps: int = 5) -> list[dict[str, Any]]:
             rates: dict[str, float] = {}
             for label, subject in subjects.items():
                 call = _ops(subject)[index][1]
-                await _rate(call, min(n, 100), concurrency)  # warm up (and create the keys deleted later)
+                await rate(call, min(n, 100), concurrency)  # warm up (and create the keys deleted later)
                 samples = []
                 for _ in range(reps):
                     if op == "delete":
-                        await _rate(_ops(subject)[0][1], 500, 1)  # something to delete
-                    samples.append(await _rate(call, n, concurrency))
+                        await rate(_ops(subject)[0][1], 500, 1)  # something to delete
+                    samples.append(await rate(call, n, concurrency))
                 rates[label] = statistics.median(samples)
             rows.append({"op": op, **rates, "ratio": rates["primary alone"] / rates["mirror"],
                          "ratio_by_hand": rates["both by hand"] / rates["mirror"]})  # fmt: skip

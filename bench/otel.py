@@ -13,9 +13,7 @@ itself is the application's cost, not ours) and metrics are aggregated by an in-
 
 from __future__ import annotations
 
-import asyncio
 import statistics
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -28,7 +26,7 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from ad_buyer_storage import Storage
 from ad_buyer_storage.otel import StorageInstrumentor
-from bench.subjects import ours
+from bench.subjects import ours, rate
 
 MODES = ("off", "no-op", "sdk")
 DOC = {"deal_id": "d-0001", "status": "active", "cpm": "12.50", "targeting": {"geo": ["US", "CA"]}}
@@ -60,16 +58,6 @@ def _instrument(mode: str) -> Callable[[], None]:
     return off
 
 
-async def _rate(call: Callable[[int], Awaitable[Any]], n: int, concurrency: int) -> float:
-    async def worker(w: int) -> None:
-        for i in range(w, n, concurrency):
-            await call(i)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return n / (time.perf_counter() - started)
-
-
 def _calls(storage: Storage) -> dict[str, tuple[Callable[[int], Awaitable[Any]], int]]:
     """Operation -> (one call, how many run concurrently)."""
     return {
@@ -87,13 +75,13 @@ async def instrumentation_overhead(backends: list[str], n: int, reps: int) -> li
         try:
             await subject.storage.set_many({f"deal:{i}": DOC for i in range(256)})
             for op, (call, concurrency) in _calls(subject.storage).items():
-                await _rate(call, min(n, 500), concurrency)  # warm up
+                await rate(call, min(n, 500), concurrency)  # warm up
                 rates: dict[str, list[float]] = {mode: [] for mode in MODES}
                 for _ in range(reps):
                     for mode in MODES:
                         off = _instrument(mode)
                         try:
-                            rates[mode].append(await _rate(call, n, concurrency))
+                            rates[mode].append(await rate(call, n, concurrency))
                         finally:
                             off()
                 medians = {mode: statistics.median(found) for mode, found in rates.items()}

@@ -7,10 +7,13 @@ Every subject stores the same JSON document under the same keys, in its own name
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -65,6 +68,18 @@ class Subject:
 
     async def incr(self, key: str) -> int:
         raise NotImplementedError
+
+
+async def rate(call: Callable[[int], Awaitable[Any]], n: int, concurrency: int) -> float:
+    """Calls per second of *call(0..n-1)* spread over *concurrency* tasks."""
+
+    async def worker(w: int) -> None:
+        for i in range(w, n, concurrency):
+            await call(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return n / (time.perf_counter() - started)
 
 
 class Ours(Subject):

@@ -19,7 +19,6 @@ import asyncio
 import os
 import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -28,7 +27,7 @@ from typing import Any
 import orjson
 
 from ad_buyer_storage import Storage, Transaction
-from bench.subjects import POSTGRES_URL, REDIS_URL, RUN, _postgres
+from bench.subjects import POSTGRES_URL, REDIS_URL, RUN, _postgres, rate
 
 Workload = Callable[[int], Awaitable[None]]
 
@@ -213,16 +212,6 @@ class _RawPostgres:
             )
 
 
-async def _rate(call: Workload, n: int, concurrency: int) -> float:
-    async def worker(w: int) -> None:
-        for i in range(w, n, concurrency):
-            await call(i)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return n / (time.perf_counter() - started)
-
-
 def _ours(backend: str, tag: str) -> Storage:
     if backend == "sqlite":
         from ad_buyer_storage_sqlite import SQLiteBackend
@@ -264,7 +253,7 @@ async def transaction_costs(backends: list[str], n: int = 500, reps: int = 5) ->
                 rates: dict[str, list[float]] = {"ours": [], "raw": []}
                 for _ in range(reps):
                     for name, subject in (("ours", ours), ("raw", raw)):
-                        rates[name].append(await _rate(pick(subject), n, concurrency))
+                        rates[name].append(await rate(pick(subject), n, concurrency))
                 mine, theirs = statistics.median(rates["ours"]), statistics.median(rates["raw"])
                 rows.append({"backend": backend, "op": label, "ours_per_s": round(mine), "raw_per_s": round(theirs),
                              "ratio": round(theirs / mine, 2)})  # fmt: skip
