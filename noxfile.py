@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import nox
 from packaging.requirements import Requirement  # nox's own dependency
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 nox.options.sessions = ["lint", "typecheck", "tests", "faults", "build", "demo", "demo_redis", "demo_postgres"]
 nox.options.error_on_missing_interpreters = True
@@ -93,17 +94,118 @@ def find_interpreters(versions: list[str], links: Path) -> None:
 find_interpreters(TESTED_PYTHONS, HERE / ".nox" / ".pythons")
 
 
-def install_project(session: nox.Session) -> None:
+# Exact versions of everything the checks install, one lock per Python (`nox -s lock` writes
+# them from requirements/checks.in); our pyprojects keep ranges, users are not pinned.
+REQUIREMENTS = HERE / "requirements"
+OURS = tuple(f"ad-buyer-storage{part}" for part in ("", "-core", "-sqlite", "-redis", "-postgres", "-example"))
+UV = "uv==0.13.10"  # what writes the locks (itself pinned: its resolver decides what they hold)
+OLDEST_PYTHON = TESTED_PYTHONS[0]
+NEWEST_PYTHON = TESTED_PYTHONS[-1]
+
+
+def lock_file(python: object) -> Path:
+    return REQUIREMENTS / f"lock-{python}.txt"
+
+
+def install(session: nox.Session, *args: str, lock: Path | None = None) -> None:
+    """pip install *args* with every third-party version taken from the session's lock."""
+    lock = lock or lock_file(session.python)
+    if not lock.is_file():
+        session.error(f"no requirements/{lock.name}: run `nox -s lock` to write it")
+    session.install("-c", str(lock), *args)
+
+
+def install_project(session: nox.Session, lock: Path | None = None) -> None:
     # The real distributions (not editable): the tests exercise what users install,
     # entry points and py.typed included.
-    session.install(".[dev]", EXAMPLE_PLUGIN)
+    install(session, ".[dev]", EXAMPLE_PLUGIN, lock=lock)
 
 
 @nox.session(python=TESTED_PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite but the reliability faults and topologies (conformance kit on every backend included)."""
     install_project(session)
-    session.run("pytest", "-m", "not faults and not topologies", *session.posargs)
+    session.run("pytest", "-m", SUITE, *session.posargs)
+
+
+SUITE = "not faults and not topologies"
+
+
+def our_requirements() -> list[Requirement]:
+    """Every third-party requirement our distributions declare, their extras included (not the
+    meta-package's `dev` extra: test tools, not what users run)."""
+    found = []
+    for folder in (CORE, SQLITE, REDIS, POSTGRES):
+        project = project_table(folder)
+        lines = list(project.get("dependencies", []))
+        for extra in project.get("optional-dependencies", {}).values():
+            lines += extra
+        found += [r for r in map(Requirement, lines) if canonicalize_name(r.name) not in OURS]
+    return found
+
+
+def lowest_pins() -> list[str]:
+    """`name==X` for each requirement `name>=X` of ours: the oldest versions our ranges admit."""
+    pins: dict[str, str] = {}
+    for req in our_requirements():
+        floors = [spec.version for spec in req.specifier if spec.operator == ">="]
+        if not floors:
+            raise ValueError(f"{req} has no lower bound: say which oldest version it supports")
+        name = canonicalize_name(req.name)
+        pins[name] = max([floors[0], pins.get(name, floors[0])], key=Version)
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
+def compile_lock(session: nox.Session, python: str, output: Path, *options: str) -> None:
+    """uv pip compile requirements/checks.in for *python* into *output* (ours left out: they are
+    installed from this tree)."""
+    skip = [arg for name in OURS for arg in ("--no-emit-package", name)]
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "--quiet",
+        "--python-version",
+        python,
+        "--no-header",
+        *skip,
+        *options,
+        "--output-file",
+        str(output.relative_to(HERE)),
+        str((REQUIREMENTS / "checks.in").relative_to(HERE)),
+        env={"UV_NO_CONFIG": "1"},
+    )
+
+
+@nox.session(python=PYTHON, default=False)
+def lock(session: nox.Session) -> None:
+    """Write requirements/lock-3.X.txt (newest versions that resolve) and oldest-3.11.txt (our lowest bounds)."""
+    session.install(UV)
+    for python in TESTED_PYTHONS:
+        compile_lock(session, python, lock_file(python), "--upgrade", *session.posargs)
+    floors = Path(session.create_tmp()) / "lowest.txt"
+    floors.write_text("\n".join(lowest_pins()) + "\n", encoding="utf-8")
+    oldest = REQUIREMENTS / f"oldest-{OLDEST_PYTHON}.txt"
+    compile_lock(session, OLDEST_PYTHON, oldest, "--upgrade", "--constraint", str(floors), *session.posargs)
+
+
+@nox.session(name="deps-oldest", python=OLDEST_PYTHON, default=False)
+def deps_oldest(session: nox.Session) -> None:
+    """Run the test suite with the oldest version of every dependency our pyprojects allow."""
+    install_project(session, lock=REQUIREMENTS / f"oldest-{OLDEST_PYTHON}.txt")
+    session.run("pip", "freeze", "--exclude-editable", silent=False)
+    session.run("pytest", "-m", SUITE, *session.posargs)
+
+
+@nox.session(name="deps-latest", python=NEWEST_PYTHON, default=False)
+def deps_latest(session: nox.Session) -> None:
+    """Run the test suite with the newest version of every dependency the index serves today."""
+    session.install(UV)
+    latest = Path(session.create_tmp()) / "latest.txt"
+    compile_lock(session, NEWEST_PYTHON, latest, "--upgrade", "--no-cache")
+    install_project(session, lock=latest)
+    session.run("pip", "freeze", "--exclude-editable", silent=False)
+    session.run("pytest", "-m", SUITE, *session.posargs)
 
 
 # What the reliability suite drives, and the Debian package of each: the session installs the
@@ -194,7 +296,7 @@ def differential(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Check style and common bugs with ruff."""
-    session.install("ruff>=0.6")
+    install(session, "ruff")
     session.run("ruff", "check", ".", *session.posargs)
     session.run("ruff", "format", "--check", ".")
 
@@ -203,7 +305,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Type-check packages (strict), tests, this noxfile and the build backend with mypy."""
     install_project(session)
-    session.install("mypy>=1.10", "nox")
+    install(session, "mypy", "nox")
     session.run("mypy", *PACKAGES, *session.posargs)
     tests = ["tests", f"{SQLITE}/tests", f"{REDIS}/tests", f"{POSTGRES}/tests", "conftest.py"]
     session.run("mypy", *tests, "noxfile.py", "bench", "build_support", "--exclude", "tests/example_plugin")
@@ -223,7 +325,7 @@ def assert_no_driver_but(session: nox.Session, allowed: str) -> None:
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """Install core + SQLite alone (no other driver) into a fresh venv and run the demo."""
-    session.install(CORE, SQLITE)
+    install(session, CORE, SQLITE)
     assert_no_driver_but(session, "aiosqlite")
     session.chdir(session.create_tmp())
     session.run("ad-buyer-storage", "demo", *session.posargs)
@@ -233,7 +335,7 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def demo_redis(session: nox.Session) -> None:
     """Install core + Redis alone (no aiosqlite, no asyncpg) and run the demo on the local Redis."""
-    session.install(CORE, REDIS)
+    install(session, CORE, REDIS)
     assert_no_driver_but(session, "redis")
     env = {"STORAGE_TYPE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0", "REDIS_KEY_PREFIX": "ad_buyer_demo:"}
     session.chdir(session.create_tmp())
@@ -245,7 +347,7 @@ def demo_redis(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def demo_postgres(session: nox.Session) -> None:
     """Install core + PostgreSQL alone (no aiosqlite, no redis) and run the demo on the local server."""
-    session.install(CORE, POSTGRES)
+    install(session, CORE, POSTGRES)
     assert_no_driver_but(session, "asyncpg")
     env = {
         "STORAGE_TYPE": "postgres",
@@ -455,7 +557,8 @@ def install_alone(
     python = str(venv / "bin" / "python")
     wheels = [dist_dir / f"{artifact_stem(d.folder)}-py3-none-any.whl" for d in present]
     if third := third_party_requirements(wheels):
-        session.run(python, "-m", "pip", "install", "--quiet", *third, external=True, silent=True)
+        lock = ["-c", str(lock_file(session.python))]
+        session.run(python, "-m", "pip", "install", "--quiet", *lock, *third, external=True, silent=True)
     only_ours = {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(dist_dir), "PIP_NO_INDEX": "1"}
     project = project_table(asked.folder)
     pip = [python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(dist_dir)]
@@ -475,7 +578,7 @@ def install_alone(
 @nox.session(python=PYTHON)
 def build(session: nox.Session) -> None:
     """Build every sdist and wheel, check them (twine, contents, no direct references) and install each alone."""
-    session.install("build>=1.2", "twine>=6.1", "packaging>=24.2")
+    install(session, "build", "twine", "packaging")
     tmp = Path(session.create_tmp())
     dist_dir = tmp / "dist"
     shutil.rmtree(dist_dir, ignore_errors=True)
@@ -511,5 +614,5 @@ def build(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Benchmark every backend against its raw driver and py-key-value-aio; write bench/results/."""
-    session.install(".[dev,production]", "matplotlib", "py-key-value-aio[redis,postgresql,memory]")
+    install(session, ".[dev,production]", "matplotlib", "py-key-value-aio[redis,postgresql,memory]")
     session.run("python", "-m", "bench.run", *session.posargs)

@@ -215,6 +215,30 @@ async def test_a_full_pool_waits_then_raises_busy_and_recovers(tmp_path) -> None
             assert await storage.get("k") == 1  # healthy again
 
 
+async def test_pool_usage_counts_calls_holding_and_waiting_for_a_connection(namespace: str) -> None:
+    """Counted by the backend itself (redis-py tells it only through private attributes)."""
+    backend = RedisBackend(REDIS_URL, key_prefix=namespace, max_connections=3)
+    async with Storage(backend):
+        assert backend.pool_usage() == (0, 1, 3, 0), "connect's own calls opened one"
+        inside, release = asyncio.Event(), asyncio.Event()
+        entered = 0
+
+        async def hold(client: object) -> None:
+            nonlocal entered
+            entered += 1
+            if entered == 5:
+                inside.set()
+            await release.wait()
+
+        calls = [asyncio.create_task(backend._call(hold, idempotent=True)) for _ in range(5)]
+        await inside.wait()
+        assert backend.pool_usage() == (3, 0, 3, 2), "3 calls hold the 3 connections, 2 wait"
+        release.set()
+        await asyncio.gather(*calls)
+        assert backend.pool_usage() == (0, 3, 3, 0), "the pool keeps the 3 it opened"
+    assert backend.pool_usage() is None
+
+
 async def test_unix_socket_and_database_number(tmp_path) -> None:
     sock = tmp_path / "redis.sock"
     with redis_server(tmp_path / "r", "--unixsocket", str(sock), "--unixsocketperm", "700") as server:

@@ -237,12 +237,27 @@ def test_a_forked_child_opens_its_own_connection(tmp_path) -> None:
     assert out.stdout.strip() == "ok"
 
 
-def test_without_aiosqlites_thread_hook_transactions_are_not_claimed(monkeypatch, tmp_path) -> None:
-    """A transaction runs as one function on aiosqlite's worker thread; an aiosqlite without
-    that hook must make the backend stop claiming TRANSACTIONS, never run them unsafely."""
-    assert Capability.TRANSACTIONS in SQLiteBackend(str(tmp_path / "a.db")).capabilities
-    monkeypatch.setattr("ad_buyer_storage_sqlite.backend._CAN_RUN_IN_THREAD", False)
-    assert Capability.TRANSACTIONS not in SQLiteBackend(str(tmp_path / "b.db")).capabilities
+@pytest.mark.parametrize("hook", ["_execute", "_conn"])
+async def test_an_aiosqlite_without_its_worker_hook_fails_connect_loudly(monkeypatch, tmp_path, hook) -> None:
+    """A transaction runs as one function on aiosqlite's worker thread (a private hook): an
+    aiosqlite without it must fail at connect, naming the release to install, never run
+    transactions unsafely nor quietly stop claiming them (the kit would then skip them)."""
+    import aiosqlite  # noqa: PLC0415 - the driver, only here
+
+    backend = SQLiteBackend(str(tmp_path / "a.db"))
+    assert Capability.TRANSACTIONS in backend.capabilities
+    monkeypatch.delattr(aiosqlite.Connection, hook)
+    with pytest.raises(ConfigurationError, match=rf"aiosqlite .* lacks Connection\.{hook}.*aiosqlite>=0\.20,<0\.23"):
+        await backend.connect()
+    assert Capability.TRANSACTIONS in SQLiteBackend(str(tmp_path / "b.db")).capabilities
+
+
+def test_the_installed_aiosqlite_has_the_private_hook_we_rely_on() -> None:
+    """README "Private parts of other libraries": when a release drops it, this fails (and
+    deps-latest with it) before any user sees connect() refuse."""
+    from ad_buyer_storage_sqlite.backend import _missing_worker_hooks  # noqa: PLC0415
+
+    assert _missing_worker_hooks() == []
 
 
 async def test_a_table_from_before_sliding_ttls_gains_its_ttl_column(tmp_path) -> None:

@@ -68,6 +68,10 @@ from ad_buyer_storage.kit.urls import encode_credentials, server_of
 
 from .namespaces import NAMESPACES_KEY, REGISTER_SCRIPT, check_prefix, overlap_error
 
+#: Sentinel's constructor is untyped before redis-py 8 and typed from 8 on: called through this
+#: name, it type-checks on every version our range admits (no version-dependent `type: ignore`).
+_new_sentinel: Callable[..., Sentinel] = Sentinel
+
 __all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url", "is_sentinel_url", "parse_sentinel_url"]
 
 log = logging.getLogger("ad_buyer_storage.redis")
@@ -364,6 +368,10 @@ class _RedisKeyValue:
         self._sentinel: Any = None
         self._errors = ErrorMap(self._translate, _DRIVER_ERRORS, secrets=(url,))
         self._limiter: asyncio.Semaphore | None = None
+        # Our own count of the pool's use (redis-py tells it only through private attributes):
+        # calls in flight, and the most there ever were at once (the connections the pool opened).
+        self._in_flight = 0
+        self._opened = 0
         self._registered = False
         self.capabilities = frozenset(
             {Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS, Capability.TRANSACTIONS}
@@ -391,9 +399,9 @@ class _RedisKeyValue:
                 elif is_sentinel_url(self._url):
                     target = parse_sentinel_url(self._url)
                     timeouts = {k: v for k, v in self._options.items() if k.startswith("socket_") or k == "retry"}
-                    self._sentinel = sentinels = Sentinel(
+                    self._sentinel = sentinels = _new_sentinel(
                         target.sentinels, sentinel_kwargs={**timeouts, **target.sentinel}
-                    )  # type: ignore[no-untyped-call]
+                    )
                     # The sentinels' pool opens connections without waiting: our limiter makes
                     # callers wait for one instead (then BusyError), as the blocking pool does.
                     self._client = sentinels.master_for(target.service, **self._options, **target.master)
@@ -434,6 +442,7 @@ class _RedisKeyValue:
         client, self._client = self._client, None
         pool, self._pool = self._pool, None
         sentinel, self._sentinel = self._sentinel, None
+        self._opened = 0
         if client is not None:
             await client.aclose()
         if pool is not None:
@@ -452,15 +461,15 @@ class _RedisKeyValue:
         return Peer("redis", None if self.cluster else database, host, port)
 
     def pool_usage(self) -> PoolUsage | None:
-        """The single server's pool (a cluster has one per node: not reported)."""
-        pool = self._pool
-        if pool is None:
+        """The single server's pool (a cluster has one per node: not reported), from our own
+        count of the calls in flight: up to the pool's size they hold a connection each, beyond
+        it they wait for one; idle are the connections opened (the most calls ever in flight at
+        once, up to the size: the pool keeps what it opened) that no call holds now."""
+        if self._pool is None:
             return None
-        idle = len(getattr(pool, "_available_connections", ()))
-        used = len(getattr(pool, "_in_use_connections", ()))
-        condition = getattr(pool, "_condition", None)
-        waiters = getattr(condition, "_waiters", None)
-        return PoolUsage(used, idle, self._max_connections, None if waiters is None else len(waiters))
+        size = self._max_connections
+        used = min(self._in_flight, size)
+        return PoolUsage(used, min(self._opened, size) - used, size, max(0, self._in_flight - size))
 
     async def info(self) -> Mapping[str, object]:
         raw = await self._call(lambda c: c.info("server"), idempotent=True)
@@ -498,10 +507,20 @@ class _RedisKeyValue:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
-        """The client, once the cluster's connection limit lets this call in."""
+        """The client, once the cluster's connection limit lets this call in; counted in flight."""
         client = self._client
         if client is None:
             raise NotConnectedError("the Redis backend is not connected")
+        self._in_flight += 1
+        self._opened = max(self._opened, self._in_flight)
+        try:
+            async with self._limited(client) as limited:
+                yield limited
+        finally:
+            self._in_flight -= 1
+
+    @asynccontextmanager
+    async def _limited(self, client: Any) -> AsyncIterator[Any]:
         limiter = self._limiter
         if limiter is None:
             yield client

@@ -7,8 +7,9 @@ Design (two driver facts: aiosqlite serves a connection from one worker thread; 
   hop too: a function run on aiosqlite's worker thread (its ``_execute``, the same private
   hook each of its own methods uses), so no other statement can land inside it; it takes the
   write lock up front (``BEGIN IMMEDIATE``), so its checks and writes are one step for every
-  process on the file. Were a future aiosqlite to drop that hook, the backend would stop
-  claiming TRANSACTIONS rather than run them unsafely;
+  process on the file. That hook is private: our range of aiosqlite is bounded to the releases
+  that have it, and were one to lack it, ``connect()`` fails loudly (``ConfigurationError``)
+  rather than run transactions unsafely or quietly stop claiming them;
 * WAL + ``synchronous=NORMAL`` + ``busy_timeout``: several processes on one host may write the
   same file; a write statement takes the write lock up front, so ``busy_timeout`` applies. A
   commit is in the WAL when the call returns: it survives the process being killed, and with
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import logging
 import os
 import sqlite3
@@ -62,7 +64,6 @@ from ad_buyer_storage.errors import (
     StorageError,
     StorageFullError,
     UnavailableError,
-    UnsupportedOperationError,
 )
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap
@@ -76,9 +77,16 @@ __all__ = ["MAX_BUSY_TIMEOUT", "SQLiteBackend", "parse_sqlite_url"]
 
 log = logging.getLogger("ad_buyer_storage.sqlite")
 
-#: aiosqlite runs every call as a function on its worker thread (``Connection._execute``): a
-#: transaction uses the same hook to run as one step. Checked once, here, not at each call.
-_CAN_RUN_IN_THREAD = callable(getattr(aiosqlite.Connection, "_execute", None))
+#: aiosqlite runs every call as a function on its worker thread (``Connection._execute``, with
+#: the sqlite3 connection as ``Connection._conn``): a transaction uses the same hook to run as
+#: one step. Both are private, in every release from 0.20 to 0.22 (our range stops there).
+_WORKER_HOOKS = ("_execute", "_conn")
+
+
+def _missing_worker_hooks() -> list[str]:
+    return [name for name in _WORKER_HOOKS if not hasattr(aiosqlite.Connection, name)]
+
+
 _MAX_ROWS_PER_STATEMENT = 1000  # 5 parameters a row, well under SQLite's 32,766 limit
 _MAX_KEYS_PER_STATEMENT = 5000
 #: Seconds. PRAGMA busy_timeout holds milliseconds in a C int: above that, SQLite silently waits 0.
@@ -165,8 +173,7 @@ class SQLiteBackend:
         self.in_memory = self.path == ":memory:"
         self.read_only = read_only
         self.capabilities = frozenset(
-            {Capability.EXPIRY, Capability.ATOMIC}
-            | ({Capability.TRANSACTIONS} if _CAN_RUN_IN_THREAD else set())
+            {Capability.EXPIRY, Capability.ATOMIC, Capability.TRANSACTIONS}
             | (set() if self.in_memory else {Capability.DURABLE, Capability.MULTI_PROCESS})
         )
         self._busy_timeout = busy_timeout
@@ -198,6 +205,12 @@ class SQLiteBackend:
         self._sweeper.start()
 
     async def _open(self) -> None:
+        if missing := _missing_worker_hooks():
+            version = importlib.metadata.version("aiosqlite")
+            raise ConfigurationError(
+                f"aiosqlite {version} lacks Connection.{', Connection.'.join(missing)}, on which this backend runs "
+                "a transaction as one step: install a release ad-buyer-storage-sqlite supports (aiosqlite>=0.20,<0.23)"
+            )
         target, uri = self.path, False
         if self.read_only and not self.in_memory:
             # An existing file, opened so that SQLite itself refuses every write.
@@ -210,7 +223,8 @@ class SQLiteBackend:
         # aiosqlite's worker thread is non-daemon: a connection never closed would keep the
         # interpreter from exiting. Committed statements are already in the WAL, so a daemon
         # thread loses nothing when the process ends.
-        worker = getattr(connection, "_thread", None)
+        # Up to 0.21 the connection is its worker thread; from 0.22 it holds one (private `_thread`).
+        worker = connection if isinstance(connection, threading.Thread) else getattr(connection, "_thread", None)
         if isinstance(worker, threading.Thread) and not worker.is_alive():
             worker.daemon = True
         self._conn = await connection
@@ -342,9 +356,7 @@ class SQLiteBackend:
         conn = self._conn
         if conn is None:
             raise NotConnectedError("the SQLite backend is not connected")
-        if not _CAN_RUN_IN_THREAD:  # never claimed then; a caller that did not check gets told
-            raise UnsupportedOperationError("this aiosqlite cannot run a transaction as one step")
-        run_in_thread: Any = conn._execute
+        run_in_thread: Any = conn._execute  # checked at connect
         with self._errors.mapped():
             return bool(await run_in_thread(self._transaction, conn._conn, checks, writes, deletes, self._now_ms()))
 
