@@ -105,6 +105,19 @@ ATOMIC must have ``incr`` refused, not half-done. Behind a router that answers p
 (:class:`~ad_buyer_storage.SupportsRouting`), PUBSUB counts on the route of the channel used.
 A claim is a promise the kit checks; claim nothing you are not sure of.
 
+Coalescing off
+--------------
+A ``Storage`` coalesces concurrent calls: writes of one key share a batch, concurrent
+increments and updates of one key are combined into one call. So through it, concurrent
+calls on one key never reach the backend together, and a backend whose ``increment`` or
+conditional write reads, awaits, then writes (what a network store without a script or a
+transaction does) would look atomic. The kit's tests that contend on one key (areas
+``atomic``, ``transactions`` and ``coordination``) therefore run twice, ``[coalesced]`` and
+``[uncoalesced]``: the second with ``Storage(backend, coalesce=False)``, where every call is
+its own round trip and such a race fails, its message naming it ("100 concurrent increments
+of one key gave 1: increment is not atomic"). Mark a test of your own the same way with
+``@also_uncoalesced`` (it receives the setting as the ``coalesce`` fixture).
+
 The rules
 =========
 
@@ -220,10 +233,11 @@ Your own tests
 ==============
 
 ``certifies(area, *needs, absent=None, key=None)`` marks a test the way the kit's are, so it
-is skipped the same way and counted in the report; ``fails_with(error, awaitable, rule)``
-checks an error and says which rule broke when it is not raised. The ``subject`` fixture gives
-a :class:`Subject`: the connected ``storage``, its ``clock``, ``elapse(seconds)``,
-``move_clock_to(instant)``, ``reopen()`` and ``claims(capability)``.
+is skipped the same way and counted in the report; ``also_uncoalesced`` runs it with the
+store's coalescing on and off; ``fails_with(error, awaitable, rule)`` checks an error and says
+which rule broke when it is not raised. The ``subject`` fixture gives a :class:`Subject`: the
+connected ``storage`` (``coalesce`` says whether it coalesces), its ``clock``,
+``elapse(seconds)``, ``move_clock_to(instant)``, ``reopen()`` and ``claims(capability)``.
 
 pytest-asyncio
 --------------
@@ -254,7 +268,7 @@ pytest.register_assert_rewrite(
     "ad_buyer_storage.testing._child",
 )
 
-from ._base import ContractBase, certifies, fails_with  # noqa: E402
+from ._base import ContractBase, also_uncoalesced, certifies, fails_with  # noqa: E402
 from ._child import increment_in_processes  # noqa: E402
 from .atomic import AtomicContract  # noqa: E402
 from .contract import StorageContract  # noqa: E402
@@ -285,6 +299,7 @@ __all__ = [
     "CoordinationContract",
     "ContractBase",
     "certifies",
+    "also_uncoalesced",
     "fails_with",
     "increment_in_processes",
 ]
