@@ -24,13 +24,15 @@ class and per area::
     ad-buyer-storage conformance: TestMyBackendContract [mybackend (expiry)]  CERTIFIED
       lifecycle      3/3 passed
       kv             53/53 passed, 1 skipped (the harness gives no way to make the store refuse a key ...)
-      listing        6/6 passed
-      ttl            22/22 passed
-      atomic         refusal 1/1 passed, 11 skipped (not claimed: ATOMIC)
+      listing        10/10 passed
+      ttl            26/26 passed
+      atomic         refusal 1/1 passed, 21 skipped (not claimed: ATOMIC)
+      transactions   refusal 1/1 passed, 12 skipped (not claimed: TRANSACTIONS, MULTI_PROCESS)
       pubsub         refusal 1/1 passed, 1 skipped (not claimed: PUBSUB)
       multi_process  skipped (not claimed: MULTI_PROCESS, ATOMIC)
       durable        skipped (not claimed: DURABLE)
       domain         6/6 passed, 2 skipped (not claimed: ATOMIC)
+      coordination   skipped (not claimed: ATOMIC, MULTI_PROCESS)
 
 ``CERTIFIED`` means no kit test failed; a failing one is named under its area, and its
 assertion message says which rule it broke. "refusal 1/1 passed" is an unclaimed capability
@@ -199,7 +201,11 @@ Atomicity
 * ATOMIC promises set-if-absent with exactly one winner, increments on signed 64-bit integers
   that lose nothing under concurrency and fail (writing nothing) on overflow or a non-integer
   value, exact ``Decimal`` increments, and version-checked writes; ``update`` is built on them.
-  MULTI_PROCESS promises the same across processes (and hosts) sharing the store.
+  Each is one atomic step per key whatever else is in flight on it, never a read, an await,
+  then a write: the kit runs its contended tests with coalescing off too (see "Coalescing
+  off" above). MULTI_PROCESS promises the same across processes sharing the store: on any
+  number of hosts for a server store, on one host for a file store (the kit checks processes
+  of one machine).
 * TRANSACTIONS promises :meth:`~ad_buyer_storage.SupportsTransactions.commit`: given checks
   (key, version or None for "absent"), writes and deletes, apply all of it in one atomic step
   iff every check holds against the *live* state (an expired key is absent), else nothing, and
