@@ -4,7 +4,9 @@ it, its report says what was certified, and a stranger's first run carries no wa
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
+import json
 import re
 import textwrap
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -14,7 +16,7 @@ import pytest
 
 from ad_buyer_storage import NO_EXPIRY, NO_KEY, Capability, Condition, GlobPattern, ManualClock, Record, Storage, Write
 from ad_buyer_storage.backends.memory import MemoryBackend
-from ad_buyer_storage.errors import UnsupportedOperationError
+from ad_buyer_storage.errors import InvalidValueError, UnsupportedOperationError
 from ad_buyer_storage.testing import Harness, StorageContract, Subject, TTLContract
 from ad_buyer_storage.testing import plugin as kit_plugin
 
@@ -91,6 +93,38 @@ class OffByOneMemory(MemoryBackend):
         if entry is None or (entry.expires_at_ms is not None and entry.expires_at_ms < now_ms):
             return None
         return entry
+
+
+class RacyMemory(MemoryBackend):
+    """Claims ATOMIC but does increments and conditional writes as a network store without a
+    script or a transaction would: read, await the round trip, then write. Alone, each call is
+    right; concurrent calls on one key all read the old value and all write (lost increments,
+    several set-if-absent winners, several version-checked writes applied)."""
+
+    async def _check_then_write(self, write: Write) -> bool:
+        (current,) = await self.read([write.key])
+        await asyncio.sleep(0)  # the round trip: another caller reads the same value meanwhile
+        if write.condition is Condition.IF_ABSENT and current is not None:
+            return False
+        if write.condition is Condition.IF_VERSION and (current is None or current.version != write.expected_version):
+            return False
+        (applied,) = await super().write([write._replace(condition=Condition.ALWAYS, expected_version=None)])
+        return applied
+
+    async def write(self, writes: Sequence[Write]) -> Sequence[bool]:
+        return [await self._check_then_write(w) for w in writes]
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        (current,) = await self.read([key])
+        await asyncio.sleep(0)
+        if current is None:
+            await super().write([Write(key, str(amount), version, ttl_ms)])
+            return amount
+        value = json.loads(current.value)
+        if type(value) is not int or not -(2**63) <= value + amount < 2**63:
+            raise InvalidValueError(f"cannot add {amount} to the value at {key!r}")
+        await super().write([Write(key, str(value + amount), version, keep_ttl=True)])
+        return value + amount
 
 
 async def test_the_boundary_check_catches_a_key_visible_in_its_expiry_millisecond() -> None:
@@ -234,3 +268,41 @@ def test_a_loop_scope_the_project_sets_wins(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*asyncio_default_fixture_loop_scope=module*"])
+
+
+RACY_RUN = """
+import pytest
+from ad_buyer_storage.testing import AtomicContract, CoordinationContract, Harness, TransactionsContract
+from tests.test_conformance_kit import RacyMemory
+
+
+class TestRacy(AtomicContract, TransactionsContract, CoordinationContract):
+    @pytest.fixture
+    def harness(self):
+        return Harness(lambda clock: RacyMemory(clock=clock))
+"""
+
+
+def test_a_backend_whose_atomics_race_is_not_certified(pytester: pytest.Pytester) -> None:
+    """Through the store's coalescing and combining, concurrent calls on one key never reach the
+    backend together, so the kit also runs its concurrency tests with them off: a backend that
+    reads, awaits, then writes fails, and the failures say which atomic operation raced."""
+    pytester.makepyfile(test_racy_run=RACY_RUN)
+    pytester.syspathinsert(Path(__file__).parent.parent)  # so the inner run imports RacyMemory
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert re.search(r"ad-buyer-storage conformance: TestRacy \[memory \([a-z, ]+\)\]  FAILED", output), output
+    for race in (
+        r"100 concurrent increments of one key gave \d+: increment is not atomic",
+        r"50 concurrent set_if_absent\(\) of one key had \d+ winners: set-if-absent is not atomic",
+        r"20 concurrent set\(if_version=\) of one key had \d+ winners: version-checked writes are not atomic",
+        r"100 concurrent update\(\) of one key applied \d+: version-checked writes are not atomic",
+    ):
+        assert re.search(race, output), f"no failure says {race!r}:\n{output}"
+    failed = re.findall(r"^FAILED \S+::(\S+)", output, flags=re.MULTILINE)
+    assert failed, output
+    assert all(name.endswith("[uncoalesced]") for name in failed), (
+        f"only the runs with coalescing off can see the race: {sorted(failed)}"
+    )
+    assert RacyMemory.capabilities == MemoryBackend.capabilities  # it claims what the reference claims

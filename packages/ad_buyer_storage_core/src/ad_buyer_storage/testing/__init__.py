@@ -24,13 +24,15 @@ class and per area::
     ad-buyer-storage conformance: TestMyBackendContract [mybackend (expiry)]  CERTIFIED
       lifecycle      3/3 passed
       kv             53/53 passed, 1 skipped (the harness gives no way to make the store refuse a key ...)
-      listing        6/6 passed
-      ttl            22/22 passed
-      atomic         refusal 1/1 passed, 11 skipped (not claimed: ATOMIC)
+      listing        10/10 passed
+      ttl            26/26 passed
+      atomic         refusal 1/1 passed, 21 skipped (not claimed: ATOMIC)
+      transactions   refusal 1/1 passed, 12 skipped (not claimed: TRANSACTIONS, MULTI_PROCESS)
       pubsub         refusal 1/1 passed, 1 skipped (not claimed: PUBSUB)
       multi_process  skipped (not claimed: MULTI_PROCESS, ATOMIC)
       durable        skipped (not claimed: DURABLE)
       domain         6/6 passed, 2 skipped (not claimed: ATOMIC)
+      coordination   skipped (not claimed: ATOMIC, MULTI_PROCESS)
 
 ``CERTIFIED`` means no kit test failed; a failing one is named under its area, and its
 assertion message says which rule it broke. "refusal 1/1 passed" is an unclaimed capability
@@ -104,6 +106,19 @@ capability (``certifies(..., absent=Capability.ATOMIC)``) runs instead: a backen
 ATOMIC must have ``incr`` refused, not half-done. Behind a router that answers per key
 (:class:`~ad_buyer_storage.SupportsRouting`), PUBSUB counts on the route of the channel used.
 A claim is a promise the kit checks; claim nothing you are not sure of.
+
+Coalescing off
+--------------
+A ``Storage`` coalesces concurrent calls: writes of one key share a batch, concurrent
+increments and updates of one key are combined into one call. So through it, concurrent
+calls on one key never reach the backend together, and a backend whose ``increment`` or
+conditional write reads, awaits, then writes (what a network store without a script or a
+transaction does) would look atomic. The kit's tests that contend on one key (areas
+``atomic``, ``transactions`` and ``coordination``) therefore run twice, ``[coalesced]`` and
+``[uncoalesced]``: the second with ``Storage(backend, coalesce=False)``, where every call is
+its own round trip and such a race fails, its message naming it ("100 concurrent increments
+of one key gave 1: increment is not atomic"). Mark a test of your own the same way with
+``@also_uncoalesced`` (it receives the setting as the ``coalesce`` fixture).
 
 The rules
 =========
@@ -186,7 +201,11 @@ Atomicity
 * ATOMIC promises set-if-absent with exactly one winner, increments on signed 64-bit integers
   that lose nothing under concurrency and fail (writing nothing) on overflow or a non-integer
   value, exact ``Decimal`` increments, and version-checked writes; ``update`` is built on them.
-  MULTI_PROCESS promises the same across processes (and hosts) sharing the store.
+  Each is one atomic step per key whatever else is in flight on it, never a read, an await,
+  then a write: the kit runs its contended tests with coalescing off too (see "Coalescing
+  off" above). MULTI_PROCESS promises the same across processes sharing the store: on any
+  number of hosts for a server store, on one host for a file store (the kit checks processes
+  of one machine).
 * TRANSACTIONS promises :meth:`~ad_buyer_storage.SupportsTransactions.commit`: given checks
   (key, version or None for "absent"), writes and deletes, apply all of it in one atomic step
   iff every check holds against the *live* state (an expired key is absent), else nothing, and
@@ -220,10 +239,11 @@ Your own tests
 ==============
 
 ``certifies(area, *needs, absent=None, key=None)`` marks a test the way the kit's are, so it
-is skipped the same way and counted in the report; ``fails_with(error, awaitable, rule)``
-checks an error and says which rule broke when it is not raised. The ``subject`` fixture gives
-a :class:`Subject`: the connected ``storage``, its ``clock``, ``elapse(seconds)``,
-``move_clock_to(instant)``, ``reopen()`` and ``claims(capability)``.
+is skipped the same way and counted in the report; ``also_uncoalesced`` runs it with the
+store's coalescing on and off; ``fails_with(error, awaitable, rule)`` checks an error and says
+which rule broke when it is not raised. The ``subject`` fixture gives a :class:`Subject`: the
+connected ``storage`` (``coalesce`` says whether it coalesces), its ``clock``,
+``elapse(seconds)``, ``move_clock_to(instant)``, ``reopen()`` and ``claims(capability)``.
 
 pytest-asyncio
 --------------
@@ -254,7 +274,7 @@ pytest.register_assert_rewrite(
     "ad_buyer_storage.testing._child",
 )
 
-from ._base import ContractBase, certifies, fails_with  # noqa: E402
+from ._base import ContractBase, also_uncoalesced, certifies, fails_with  # noqa: E402
 from ._child import increment_in_processes  # noqa: E402
 from .atomic import AtomicContract  # noqa: E402
 from .contract import StorageContract  # noqa: E402
@@ -285,6 +305,7 @@ __all__ = [
     "CoordinationContract",
     "ContractBase",
     "certifies",
+    "also_uncoalesced",
     "fails_with",
     "increment_in_processes",
 ]

@@ -1,5 +1,6 @@
-"""What every part of the kit shares: its two fixtures, the ``certifies`` marker, and a check
-that an awaitable fails with the right error (saying which rule broke when it does not)."""
+"""What every part of the kit shares: its fixtures, the ``certifies`` and ``also_uncoalesced``
+markers, and a check that an awaitable fails with the right error (saying which rule broke
+when it does not)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import pytest_asyncio
 
 from ad_buyer_storage.contract.clock import ManualClock
 from ad_buyer_storage.contract.protocol import Capability
-from ad_buyer_storage.domain.storage import Storage
 
-from .harness import Harness, Subject
+from .harness import Harness, Subject, new_storage
 from .plugin import AREAS, BACKEND_PROPERTY
 
-__all__ = ["ContractBase", "Rule", "certifies", "fails_with", "rule_of"]
+__all__ = ["ContractBase", "Rule", "also_uncoalesced", "certifies", "fails_with", "rule_of"]
 
 E = TypeVar("E", bound=BaseException)
 
@@ -54,6 +54,16 @@ def certifies(
     return pytest.mark.certifies(area, needs=needs, absent=absent, key=key)
 
 
+#: Run a kit test twice: through the store's coalescing and combining, as every deployment
+#: runs (``[coalesced]``), and with them off (``[uncoalesced]``). Coalescing sends concurrent
+#: writes of one key in one batch and combines concurrent increments and updates of one key
+#: into one call, so with it on, concurrent calls on one key never reach the backend together:
+#: a backend whose increment or conditional write reads, awaits, then writes would pass. With
+#: it off, each call is its own round trip, and such a race shows. Only tests that contend on
+#: a key need both runs.
+also_uncoalesced = pytest.mark.parametrize("coalesce", [True, False], ids=["coalesced", "uncoalesced"])
+
+
 def rule_of(node: pytest.Item) -> Rule | None:
     marker = node.get_closest_marker("certifies")
     if marker is None:
@@ -82,13 +92,19 @@ class ContractBase:
     def harness(self) -> Harness:
         raise NotImplementedError("provide a `harness` fixture returning ad_buyer_storage.testing.Harness")
 
+    @pytest.fixture
+    def coalesce(self) -> bool:
+        """Whether the kit's ``Storage`` coalesces concurrent calls: yes (or as the harness's
+        ``storage_options`` say), except in the ``[uncoalesced]`` run of an ``also_uncoalesced`` test."""
+        return True
+
     @pytest_asyncio.fixture
-    async def subject(self, harness: Harness, request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
+    async def subject(self, harness: Harness, coalesce: bool, request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
         clock = ManualClock()
-        storage = Storage(harness.make_backend(clock), **harness.storage_options)
+        storage = new_storage(harness, clock, coalesce=coalesce)
         await storage.connect()
         try:
-            subject = Subject(storage, clock, harness)
+            subject = Subject(storage, clock, harness, coalesce=coalesce)
             claimed = ", ".join(sorted(c.value for c in storage.capabilities)) or "no capabilities"
             request.node.user_properties.append((BACKEND_PROPERTY, f"{storage.name} ({claimed})"))
             rule = rule_of(request.node)

@@ -15,14 +15,18 @@ from ad_buyer_storage.errors import (
     VersionConflictError,
 )
 
-from ._base import ContractBase, certifies, fails_with
+from ._base import ContractBase, also_uncoalesced, certifies, fails_with
 from .harness import Subject
 
 __all__ = ["AtomicContract"]
 
 
 class AtomicContract(ContractBase):
-    """Area ``atomic``: what ATOMIC promises under contention, or its refusal."""
+    """Area ``atomic``: what ATOMIC promises under contention, or its refusal.
+
+    The tests that contend on one key run twice (``also_uncoalesced``): through the store's
+    coalescing and combining, and with them off, where concurrent calls reach the backend
+    together and an increment or conditional write that reads, awaits, then writes shows."""
 
     @certifies("atomic", absent=Capability.ATOMIC)
     async def test_atomics_are_refused_when_not_claimed(self, subject: Subject) -> None:
@@ -54,11 +58,13 @@ class AtomicContract(ContractBase):
         assert got == "you", f"set_if_absent() over an expired key must write its value: read {got!r}"
         assert await storage.ttl("lock:b") is None, "set_if_absent() without ttl must not inherit the expired TTL"
 
+    @also_uncoalesced
     @certifies("atomic", Capability.ATOMIC)
     async def test_concurrent_set_if_absent_has_one_winner(self, subject: Subject) -> None:
         results = await asyncio.gather(*(subject.storage.set_if_absent("lock:x", i) for i in range(50)))
         assert sum(results) == 1, (
-            f"50 concurrent set_if_absent() of one key must have exactly one winner: {sum(results)}"
+            f"50 concurrent set_if_absent() of one key had {sum(results)} winners: set-if-absent is not atomic "
+            "(exactly one must win)"
         )
         got = await subject.storage.get("lock:x")
         assert got == results.index(True), f"the value stored must be the winner's: {got!r}"
@@ -102,15 +108,44 @@ class AtomicContract(ContractBase):
         assert remaining is not None, "incr() must keep the key's expiry"
         assert 25 < remaining <= 30, f"incr() must keep the key's remaining TTL: {remaining}"
 
+    @also_uncoalesced
     @certifies("atomic", Capability.ATOMIC)
     async def test_100_concurrent_increments_end_at_100(self, subject: Subject) -> None:
         storage = subject.storage
         await asyncio.gather(*(storage.incr("deal:spend") for _ in range(100)))
         got = await storage.get("deal:spend")
-        assert got == 100, f"100 concurrent incr() must add up to 100, none lost: {got!r}"
+        assert got == 100, (
+            f"100 concurrent increments of one key gave {got!r}: increment is not atomic (none may be lost)"
+        )
         await asyncio.gather(*(storage.incr("deal:money", Decimal("0.10")) for _ in range(100)))
         got = await storage.get("deal:money")
-        assert got == "10.00", f"100 concurrent incr(Decimal('0.10')) must add up to exactly '10.00': {got!r}"
+        assert got == "10.00", (
+            f"100 concurrent incr(Decimal('0.10')) of one key gave {got!r}, not '10.00': a Decimal increment is a "
+            "read then a version-checked write, so version-checked writes are not atomic"
+        )
+
+    @also_uncoalesced
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_concurrent_versioned_writes_have_one_winner(self, subject: Subject) -> None:
+        storage = subject.storage
+        version = await storage.set("deal:race", {"n": 0})
+        calls = (storage.set("deal:race", {"n": n}, if_version=version) for n in range(1, 21))
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        winners = [n for n, outcome in enumerate(outcomes, 1) if isinstance(outcome, str)]
+        assert len(winners) == 1, (
+            f"20 concurrent set(if_version=) of one key had {len(winners)} winners: version-checked writes are not "
+            "atomic (exactly one must win)"
+        )
+        losers = [outcome for outcome in outcomes if not isinstance(outcome, str)]
+        assert all(isinstance(outcome, VersionConflictError) for outcome in losers), (
+            f"the losers of concurrent set(if_version=) must each raise VersionConflictError: {losers!r}"
+        )
+        read = await storage.get_versioned("deal:race")
+        expected = (winners[0], outcomes[winners[0] - 1])
+        assert read is not None, "the key written by concurrent set(if_version=) must exist"
+        assert (read.value["n"], read.version) == expected, (
+            f"the winner's value and version must be stored, nothing of the losers': {read!r}, winner {expected}"
+        )
 
     @certifies("atomic", Capability.ATOMIC)
     async def test_decimal_increments_are_exact(self, subject: Subject) -> None:
@@ -185,6 +220,7 @@ class AtomicContract(ContractBase):
         assert remaining is not None, "set(keep_ttl=True, if_version=) must keep the key's expiry"
         assert 35 < remaining <= 40, f"set(keep_ttl=True, if_version=) must keep the remaining TTL: {remaining}"
 
+    @also_uncoalesced
     @certifies("atomic", Capability.ATOMIC)
     async def test_update_is_atomic_under_contention(self, subject: Subject) -> None:
         storage = subject.storage
@@ -195,8 +231,10 @@ class AtomicContract(ContractBase):
 
         await asyncio.gather(*(storage.update_deal("d1", add_one) for _ in range(100)))
         got = await storage.get_deal("d1")
+        spend = None if got is None else got.get("spend")
         assert got == {"deal_id": "d1", "spend": 100, "status": "active"}, (
-            f"100 concurrent update() of one key must each apply once, none lost: {got!r}"
+            f"100 concurrent update() of one key applied {spend!r}: version-checked writes are not atomic "
+            f"(each update must apply once, none lost): {got!r}"
         )
         await fails_with(
             KeyNotFoundError, storage.update("missing", add_one), "update() of a missing key needs a default"
@@ -204,6 +242,7 @@ class AtomicContract(ContractBase):
         created = await storage.update("created", lambda v: [*v, 1], default=[])
         assert created == [1], f"update(default=) of a missing key must start from the default: {created!r}"
 
+    @also_uncoalesced
     @certifies("atomic", Capability.ATOMIC)
     async def test_concurrent_updates_each_get_their_own_outcome(self, subject: Subject) -> None:
         storage = subject.storage
@@ -228,10 +267,13 @@ class AtomicContract(ContractBase):
         seen = sorted(outcome["n"] for outcome in outcomes if isinstance(outcome, dict))
         applied = len(seen)
         assert seen == list(range(1, applied + 1)), (
-            f"each concurrent update() must return the value its own function produced: {seen!r}"
+            f"each concurrent update() must return the value its own function produced: {seen!r} (if two "
+            "return the same, version-checked writes are not atomic)"
         )
         got = await storage.get("deal:own")
-        assert got == {"n": applied}, f"every successful update must apply once: {got!r} after {applied}"
+        assert got == {"n": applied}, (
+            f"every successful update must apply once: {got!r} after {applied} (version-checked writes are not atomic)"
+        )
         lists = await asyncio.gather(*(storage.update("list:new", lambda v: [*v, 0], default=[]) for _ in range(20)))
         assert sorted(len(v) for v in lists) == list(range(1, 21)), (
             f"concurrent update(default=) of a missing key: one creates it, each next one appends: {lists!r}"
@@ -251,12 +293,14 @@ class AtomicContract(ContractBase):
         created = [outcome for outcome in mixed if isinstance(outcome, list)]
         assert await storage.get("list:late") == [0] * len(created), "each successful update must apply once"
 
+    @also_uncoalesced
     @certifies("atomic", Capability.ATOMIC)
     async def test_concurrent_increments_each_get_their_own_result(self, subject: Subject) -> None:
         storage = subject.storage
         results = await asyncio.gather(*(storage.incr("deal:clicks") for _ in range(100)))
         assert sorted(results) == list(range(1, 101)), (
-            f"100 concurrent incr() of one key must each return a distinct running total: {sorted(results)!r}"
+            f"100 concurrent increments of one key returned {len(set(results))} distinct totals: increment is not "
+            f"atomic (each must return its own running total, 1 to 100): {sorted(results)!r}"
         )
         top = 2**63 - 1
         await storage.set("deal:edge", top - 10)

@@ -12,7 +12,7 @@ from ad_buyer_storage.contract.clock import ManualClock
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
 from ad_buyer_storage.domain.storage import Storage
 
-__all__ = ["Harness", "Subject", "load_callable"]
+__all__ = ["Harness", "Subject", "load_callable", "new_storage"]
 
 
 @dataclass
@@ -41,11 +41,17 @@ class Harness:
 
 @dataclass
 class Subject:
-    """The connected storage under test, its clock, and ways to wait and reopen."""
+    """The connected storage under test, its clock, and ways to wait and reopen.
+
+    *coalesce* False: the storage (and every one ``reopen`` makes) sends each call to the
+    backend on its own, without coalescing or combining concurrent ones (``Storage(...,
+    coalesce=False)``), so concurrent calls on one key reach the backend together.
+    """
 
     storage: Storage
     clock: ManualClock
     harness: Harness
+    coalesce: bool = True
 
     async def elapse(self, seconds: float) -> None:
         """Let *seconds* pass for expiry purposes (instantly, on a controllable clock)."""
@@ -55,8 +61,8 @@ class Subject:
             await asyncio.sleep(seconds)
 
     def reopen(self) -> Storage:
-        """A new, unconnected Storage on the same store (same clock)."""
-        return Storage(self.harness.make_backend(self.clock), **self.harness.storage_options)
+        """A new, unconnected Storage on the same store (same clock, same coalescing)."""
+        return new_storage(self.harness, self.clock, coalesce=self.coalesce)
 
     def claims(self, capability: Capability, key: str | None = None) -> bool:
         """Whether the backend claims *capability* (for *key*'s route, behind a router)."""
@@ -72,6 +78,15 @@ class Subject:
         self.clock.advance(instant - self.clock())
         if self.clock() != instant:  # pragma: no cover - float addition is exact between near values
             raise RuntimeError(f"the clock reads {self.clock()!r}, not {instant!r}")
+
+
+def new_storage(harness: Harness, clock: ManualClock, *, coalesce: bool = True) -> Storage:
+    """A new, unconnected Storage on a new backend from *harness*; with *coalesce* False, one
+    that sends every call to the backend on its own (else as ``storage_options`` say)."""
+    options = dict(harness.storage_options)
+    if not coalesce:
+        options["coalesce"] = False
+    return Storage(harness.make_backend(clock), **options)
 
 
 def load_callable(path: str) -> Callable[..., Any]:

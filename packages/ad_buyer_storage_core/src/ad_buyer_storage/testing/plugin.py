@@ -9,7 +9,7 @@ and why they were skipped::
       lifecycle      3/3 passed
       kv             53/53 passed, 1 skipped (the harness gives no way to make the store refuse a key ...)
       ...
-      atomic         refusal 1/1 passed, 11 skipped (not claimed: ATOMIC)
+      atomic         refusal 1/1 passed, 21 skipped (not claimed: ATOMIC)
 
 A test that checks the refusal of an unclaimed capability, skipped because the backend claims
 it, is left out of the counts: it does not apply, and the claim's own tests count instead.
