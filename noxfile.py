@@ -189,23 +189,42 @@ def lock(session: nox.Session) -> None:
     compile_lock(session, OLDEST_PYTHON, oldest, "--upgrade", "--constraint", str(floors), *session.posargs)
 
 
+def check_with(session: nox.Session, lock: Path, *tests: str) -> None:
+    """Type-check our packages and run *tests* (the suite by default) with the versions of *lock*."""
+    install_project(session, lock=lock)
+    install(session, "mypy", lock=lock)
+    session.run("pip", "freeze", "--exclude-editable")  # the log says what ran
+    session.run("mypy", *PACKAGES)
+    session.run("pytest", "-m", SUITE, *tests, *session.posargs)
+
+
 @nox.session(name="deps-oldest", python=OLDEST_PYTHON, default=False)
 def deps_oldest(session: nox.Session) -> None:
-    """Run the test suite with the oldest version of every dependency our pyprojects allow."""
-    install_project(session, lock=REQUIREMENTS / f"oldest-{OLDEST_PYTHON}.txt")
-    session.run("pip", "freeze", "--exclude-editable", silent=False)
-    session.run("pytest", "-m", SUITE, *session.posargs)
+    """Type-check and test with the oldest version of every dependency our pyprojects allow."""
+    check_with(session, REQUIREMENTS / f"oldest-{OLDEST_PYTHON}.txt")
 
 
 @nox.session(name="deps-latest", python=NEWEST_PYTHON, default=False)
 def deps_latest(session: nox.Session) -> None:
-    """Run the test suite with the newest version of every dependency the index serves today."""
+    """Type-check and test with the newest version of every dependency the index serves today."""
     session.install(UV)
     latest = Path(session.create_tmp()) / "latest.txt"
     compile_lock(session, NEWEST_PYTHON, latest, "--upgrade", "--no-cache")
-    install_project(session, lock=latest)
-    session.run("pip", "freeze", "--exclude-editable", silent=False)
-    session.run("pytest", "-m", SUITE, *session.posargs)
+    check_with(session, latest)
+
+
+# The redis-py majors our range admits between the oldest (deps-oldest) and the newest (the locks).
+REDIS_BETWEEN = ["6.4.0", "7.4.1"]
+
+
+@nox.session(name="deps-redis", python=PYTHON, default=False)
+@nox.parametrize("redis", REDIS_BETWEEN)
+def deps_redis(session: nox.Session, redis: str) -> None:
+    """Type-check and run the Redis tests with each redis-py major between our oldest and newest."""
+    lock = Path(session.create_tmp()) / "lock.txt"
+    pinned = [line for line in lock_file(PYTHON).read_text().splitlines() if not line.startswith("redis==")]
+    lock.write_text("\n".join([*pinned, f"redis=={redis}"]) + "\n", encoding="utf-8")
+    check_with(session, lock, REDIS, "tests/test_conformance_hybrid.py", "tests/test_topology_settings.py")
 
 
 # What the reliability suite drives, and the Debian package of each: the session installs the

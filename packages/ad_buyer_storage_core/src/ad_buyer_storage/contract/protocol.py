@@ -76,7 +76,8 @@ class Capability(enum.StrEnum):
     ATOMIC = "atomic"
     #: ``publish``/``subscribe`` (see :class:`SupportsPubSub`).
     PUBSUB = "pubsub"
-    #: Several processes (or hosts) may use the same store at once, atomics included.
+    #: Several processes may use the same store at once, atomics included: on any number of
+    #: hosts for a server store, on one host for a file store such as SQLite (see the backend guide).
     MULTI_PROCESS = "multi_process"
     #: Several keys change together or not at all (see :class:`SupportsTransactions`).
     TRANSACTIONS = "transactions"
