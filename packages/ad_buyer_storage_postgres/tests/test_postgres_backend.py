@@ -22,7 +22,7 @@ from ad_buyer_storage import (
     UnavailableError,
     get_storage_backend,
 )
-from ad_buyer_storage.testing import increment_in_processes
+from ad_buyer_storage.testing import Elapsed, increment_in_processes
 from ad_buyer_storage_postgres import PostgresBackend, normalise_dsn
 from tests._support.proxy import FaultProxy
 from tests._support.servers import free_port, postgres_server
@@ -77,6 +77,7 @@ async def test_a_version_1_table_is_upgraded_in_place_and_keeps_its_values(schem
             "schema_version integer NOT NULL, updated_at timestamptz DEFAULT now())"
         )
         await conn.execute(f'INSERT INTO "{schema}".ad_buyer_storage_schema VALUES ($1, 1)', "kv_store")
+        hour = Elapsed()  # before the row's now() + 1 hour
         await conn.execute(
             f'INSERT INTO "{schema}".kv_store VALUES (\'deal:1\', \'{{"b": 1, "a": [2.5, "x"]}}\', \'v1\', NULL),'
             f"('session:1', '7', 'v2', now() + interval '1 hour')"
@@ -86,16 +87,15 @@ async def test_a_version_1_table_is_upgraded_in_place_and_keeps_its_values(schem
     async with Storage(backend(schema)) as storage:
         assert await storage.get("deal:1") == {"a": [2.5, "x"], "b": 1}
         assert await storage.incr("session:1") == 8
-        remaining = await storage.ttl("session:1")
-        assert remaining is not None
-        assert 3500 < remaining <= 3600
+        hour.check_ttl(await storage.ttl("session:1"), 3600, "incr() must keep the expiry of a version 1 row")
         await storage.set("deal:2", {"f": 1e23})
         assert type((await storage.get("deal:2"))["f"]) is float
         # Rows from before version 3 recorded no TTL: "the TTL it was given" leaves them be.
         assert await storage.get("session:1", refresh_ttl=True) == 8
-        assert 3500 < (await storage.ttl("session:1") or 0) <= 3600
+        hour.check_ttl(await storage.ttl("session:1"), 3600, "refresh_ttl=True must leave a row without a TTL be")
+        renewed = Elapsed()
         assert await storage.get("session:1", refresh_ttl=100) == 8
-        assert 0 < (await storage.ttl("session:1") or 0) <= 100
+        renewed.check_ttl(await storage.ttl("session:1"), 100, "get(refresh_ttl=100) must renew the expiry to 100 s")
     conn = await asyncpg.connect(POSTGRES_URL)
     try:
         version = await conn.fetchval(f'SELECT schema_version FROM "{schema}".ad_buyer_storage_schema')

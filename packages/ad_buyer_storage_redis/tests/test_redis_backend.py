@@ -29,7 +29,7 @@ from ad_buyer_storage import (
     get_storage_backend,
 )
 from ad_buyer_storage.composed.breaker import unwrap
-from ad_buyer_storage.testing import increment_in_processes
+from ad_buyer_storage.testing import Elapsed, increment_in_processes
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_redis.namespaces import NAMESPACES_KEY
 from tests._support.proxy import FaultProxy
@@ -145,9 +145,11 @@ async def test_an_acl_that_forbids_the_registry_skips_the_check(tmp_path, caplog
 async def test_ttl_is_native_and_kept_in_milliseconds(namespace: str) -> None:
     prefix = namespace
     async with Storage(RedisBackend(REDIS_URL, key_prefix=prefix)) as storage:
+        elapsed = Elapsed()
         await storage.set("session:s", {"n": 1}, ttl=1.5)
         pttl = int(shared_cli("PTTL", f"{prefix}session:s"))
-        assert 1300 < pttl <= 1500  # not truncated to 1 s as `ex=timedelta(seconds=1.5)` would be
+        # Not truncated to 1 s as `ex=timedelta(seconds=1.5)` would be:
+        elapsed.check_ttl(pttl / 1000, 1.5, "ttl=1.5 must be kept to the millisecond (PTTL, in ms, / 1000)")
         await storage.clear()
 
 

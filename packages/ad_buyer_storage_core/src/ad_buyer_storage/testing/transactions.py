@@ -23,6 +23,7 @@ from ad_buyer_storage.errors import (
 
 from ._base import ContractBase, certifies, fails_with
 from ._child import book_in_processes
+from ._elapsed import Elapsed
 from .harness import Subject
 
 __all__ = ["TransactionsContract"]
@@ -213,7 +214,9 @@ class TransactionsContract(ContractBase):
     @certifies("transactions", Capability.TRANSACTIONS, Capability.EXPIRY)
     async def test_expiry_inside_transactions(self, subject: Subject) -> None:
         storage = subject.storage  # keys of one keyspace: behind a router, one route serves them all
+        kept = Elapsed.of(subject)
         await storage.set("deal:ttl_kept", 1, ttl=40)
+        written = Elapsed.of(subject)
         async with storage.transaction() as tx:
             tx.set("deal:ttl_new", "x", ttl=30)
             tx.set("deal:ttl_kept", 2, keep_ttl=True)
@@ -221,10 +224,12 @@ class TransactionsContract(ContractBase):
         remaining = {
             key: await storage.ttl(key) or 0.0 for key in ("deal:ttl_new", "deal:ttl_kept", "deal:ttl_counter")
         }
-        assert 25 < remaining["deal:ttl_new"] <= 30, f"tx.set(ttl=) must give the key that TTL: {remaining}"
-        assert 35 < remaining["deal:ttl_kept"] <= 40, f"tx.set(keep_ttl=True) must keep the remaining TTL: {remaining}"
-        assert 0 < remaining["deal:ttl_counter"] <= 20, (
-            f"tx.incr(ttl=) must give the key it creates that TTL: {remaining}"
+        written.check_ttl(remaining["deal:ttl_new"], 30, f"tx.set(ttl=) must give the key that TTL: {remaining}")
+        kept.check_ttl(
+            remaining["deal:ttl_kept"], 40, f"tx.set(keep_ttl=True) must keep the remaining TTL: {remaining}"
+        )
+        written.check_ttl(
+            remaining["deal:ttl_counter"], 20, f"tx.incr(ttl=) must give the key it creates that TTL: {remaining}"
         )
 
         await storage.set("deal:ttl_brief", "v", ttl=0.2)
