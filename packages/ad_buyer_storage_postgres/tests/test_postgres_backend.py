@@ -24,6 +24,7 @@ from ad_buyer_storage import (
 )
 from ad_buyer_storage.testing import Elapsed, increment_in_processes
 from ad_buyer_storage_postgres import PostgresBackend, normalise_dsn
+from tests._support.connections import tcp_connections
 from tests._support.proxy import FaultProxy
 from tests._support.servers import free_port, postgres_server
 from tests._support.shared import POSTGRES_URL
@@ -149,10 +150,9 @@ async def test_authentication_and_passwords_with_reserved_characters() -> None:
             await storage.set("k", 1)
             text = repr(storage) + repr(storage.backend) + str(await storage.info())
             assert "S3cret" not in text
-        started = time.monotonic()
-        with pytest.raises(AuthenticationError) as info:
+        with tcp_connections() as dialled, pytest.raises(AuthenticationError) as info:
             await Storage(PostgresBackend(server.url(password="wrong-S3cret"))).connect()
-        assert time.monotonic() - started < 3
+        assert len(dialled) == 1, f"a refused password is not retried: {dialled}"
         assert "S3cret" not in str(info.value)
         assert "postgres" in str(info.value)
 
@@ -166,7 +166,7 @@ async def test_a_full_pool_raises_busy_within_the_acquire_timeout(schema: str) -
             started = time.monotonic()
             with pytest.raises(BusyError):
                 await storage.get("k")
-            assert 0.25 < time.monotonic() - started < 2
+            assert time.monotonic() - started > 0.25, "BusyError only once the acquire_timeout (0.3 s) is out"
         finally:
             for conn in held:
                 await pg._pool.release(conn)
@@ -216,12 +216,11 @@ def test_bad_urls_and_names_are_config_errors() -> None:
 
 
 async def test_a_refused_port_is_unavailable_quickly() -> None:
-    started = time.monotonic()
-    with pytest.raises(UnavailableError) as info:
+    with tcp_connections() as dialled, pytest.raises(UnavailableError) as info:
         await Storage(
             PostgresBackend(f"postgresql://u:{SECRET}@127.0.0.1:{free_port()}/db", connect_timeout=1)
         ).connect()
-    assert time.monotonic() - started < 3
+    assert len(dialled) == 1, f"a refused connection is not retried: {dialled}"
     assert "S3cret" not in str(info.value)
 
 
