@@ -232,17 +232,27 @@ class TransactionsContract(ContractBase):
             remaining["deal:ttl_counter"], 20, f"tx.incr(ttl=) must give the key it creates that TTL: {remaining}"
         )
 
-        await storage.set("deal:ttl_brief", "v", ttl=0.2)
-
-        async def read_then_expire() -> None:
+        async def read_then_expire(ttl: float) -> bool:
+            """Read a key live, let it expire, commit; False if a slow machine outlasted its TTL before the read."""
+            elapsed = Elapsed.of(subject)
+            await storage.set("deal:ttl_brief", "v", ttl=ttl)
             async with storage.transaction() as tx:
-                await tx.get("deal:ttl_brief")
-                await subject.elapse(0.3)
+                if await tx.get("deal:ttl_brief") is None:
+                    passed = elapsed.seconds()
+                    assert passed >= ttl - Elapsed.ROUNDING, f"a key {passed:.3f} s into its {ttl} s TTL must be live"
+                    return False
+                await subject.elapse(ttl + 0.1)
                 tx.set("deal:ttl_other", 1)
+            return True
 
-        await fails_with(
-            TransactionConflictError, read_then_expire(), "a key read live that expired before the commit must conflict"
-        )
+        for ttl in (0.2, 1.0, 5.0):  # a longer TTL only when the machine was slower than the last one
+            try:
+                read_live = await read_then_expire(ttl)
+            except TransactionConflictError:
+                break
+            assert not read_live, "a key read live that expired before the commit must conflict"
+        else:
+            raise AssertionError("the machine outlasted a 0.2, a 1 and a 5 s TTL between a write and the next read")
         assert not await storage.exists("deal:ttl_other"), "a conflicting commit must write nothing"
         await storage.set("deal:ttl_leftover", "v", ttl=0.2)
         await subject.elapse(0.3)
