@@ -19,7 +19,7 @@ from ad_buyer_storage.client.codec import canonical
 from ad_buyer_storage.composed.mirror import MirrorBackend
 from ad_buyer_storage.ops.migrate import migrate, verify
 from ad_buyer_storage.ops.repair import repair
-from ad_buyer_storage.testing import Harness, StorageContract
+from ad_buyer_storage.testing import Elapsed, Harness, StorageContract
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
 from tests._support.recipes import postgres_and_redis
@@ -59,13 +59,12 @@ async def test_migrate_copies_values_and_ttls_skips_expired_and_is_idempotent(tm
         await source.set_many({f"session:{i}": {"s": i} for i in range(300)}, ttl=100)
         await source.set("cache:gone", 1, ttl=1)
         clock.advance(2)
+        elapsed = Elapsed(clock)  # the stores keep time by this clock alone: the copy's TTL is exact
         report = await migrate(source, target, batch_size=400)
         assert (report.scanned, report.copied, report.expired) == (2800, 2800, 0)  # expired ones aren't even listed
         assert await target.get("deal:2499") == {"n": 2499}
         assert not await target.exists("cache:gone")
-        remaining = await target.ttl("session:7")
-        assert remaining is not None
-        assert 97 < remaining <= 98
+        elapsed.check_ttl(await target.ttl("session:7"), 98, "migrate() must copy the remaining TTL (100 s less 2)")
         again = await migrate(source, target)
         assert (again.copied, again.already_present, again.kept_on_target) == (0, 2800, 0)
         result = await verify(source, target)
@@ -153,16 +152,18 @@ async def test_mirror_writes_both_reads_primary_and_counts_shadow_mismatches(cap
     primary, secondary = MemoryBackend(), MemoryBackend()
     mirror = MirrorBackend(primary, secondary, shadow_reads=1.0)
     async with Storage(mirror) as storage:
+        elapsed = Elapsed()
         await storage.set("deal:1", {"spend": "1.00"}, ttl=60)
         await storage.incr("counter", ttl=60)
         await storage.update("deal:1", lambda d: {**d, "spend": "2.00"})
         assert secondary._data["deal:1"].value == primary._data["deal:1"].value
         assert secondary._data["deal:1"].version == primary._data["deal:1"].version
-        # The kept TTL is mirrored as "remaining ms": the two expiries agree to a few ms.
+        # The kept TTL is mirrored as "remaining ms": the copy's expiry is later than the original's by
+        # at most the time between reading the primary's TTL and writing the copy.
         mirrored, original = secondary._data["deal:1"].expires_at_ms, primary._data["deal:1"].expires_at_ms
         assert mirrored is not None
         assert original is not None
-        assert abs(mirrored - original) <= 5
+        elapsed.check_lag((mirrored - original) / 1000, "the mirrored expiry must follow the primary's")
         assert secondary._data["counter"].value == "1"
         secondary._data["deal:1"] = secondary._data["deal:1"]._replace(value='{"spend":"tampered-secret"}')
         with caplog.at_level(logging.WARNING, logger="ad_buyer_storage.mirror"):
@@ -217,6 +218,7 @@ async def test_the_runbook_sqlite_to_hybrid_with_real_servers(tmp_path) -> None:
         # 0. Today: everything in SQLite, some of it expiring.
         async with Storage(SQLiteBackend(old)) as before:
             await before.set_many({f"deal:{i}": {"n": i} for i in range(3000)})
+            sessions_written = Elapsed()
             await before.set_many({f"session:{i}": {"n": i} for i in range(500)}, ttl=600)
             await before.set_many({f"quote:{i}": {"n": i} for i in range(200)}, ttl=3600)
         # 1. Enable the mirror: the app keeps running, writing to both.
@@ -255,9 +257,9 @@ async def test_the_runbook_sqlite_to_hybrid_with_real_servers(tmp_path) -> None:
         async with Storage(MirrorBackend(new_store, SQLiteBackend(old))) as app:
             assert await app.count("deal:*") == 3300
             assert (await app.get("deal:5"))["touched"] == 300
-            remaining = await app.ttl("session:42")
-            assert remaining is not None
-            assert 595 < remaining <= 600
+            sessions_written.check_ttl(
+                await app.ttl("session:42"), 600, "a session's TTL must survive the migration and the cut-over"
+            )
             assert new_store.route_for("session:42").label == "fast"
         # 5. Drop the old store: the new one alone has everything.
         async with Storage(postgres_and_redis(schema, table, prefix)) as after:

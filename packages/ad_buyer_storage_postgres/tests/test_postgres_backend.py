@@ -22,8 +22,9 @@ from ad_buyer_storage import (
     UnavailableError,
     get_storage_backend,
 )
-from ad_buyer_storage.testing import increment_in_processes
+from ad_buyer_storage.testing import Elapsed, increment_in_processes
 from ad_buyer_storage_postgres import PostgresBackend, normalise_dsn
+from tests._support.connections import tcp_connections
 from tests._support.proxy import FaultProxy
 from tests._support.servers import free_port, postgres_server
 from tests._support.shared import POSTGRES_URL
@@ -77,6 +78,7 @@ async def test_a_version_1_table_is_upgraded_in_place_and_keeps_its_values(schem
             "schema_version integer NOT NULL, updated_at timestamptz DEFAULT now())"
         )
         await conn.execute(f'INSERT INTO "{schema}".ad_buyer_storage_schema VALUES ($1, 1)', "kv_store")
+        hour = Elapsed()  # before the row's now() + 1 hour
         await conn.execute(
             f'INSERT INTO "{schema}".kv_store VALUES (\'deal:1\', \'{{"b": 1, "a": [2.5, "x"]}}\', \'v1\', NULL),'
             f"('session:1', '7', 'v2', now() + interval '1 hour')"
@@ -86,16 +88,15 @@ async def test_a_version_1_table_is_upgraded_in_place_and_keeps_its_values(schem
     async with Storage(backend(schema)) as storage:
         assert await storage.get("deal:1") == {"a": [2.5, "x"], "b": 1}
         assert await storage.incr("session:1") == 8
-        remaining = await storage.ttl("session:1")
-        assert remaining is not None
-        assert 3500 < remaining <= 3600
+        hour.check_ttl(await storage.ttl("session:1"), 3600, "incr() must keep the expiry of a version 1 row")
         await storage.set("deal:2", {"f": 1e23})
         assert type((await storage.get("deal:2"))["f"]) is float
         # Rows from before version 3 recorded no TTL: "the TTL it was given" leaves them be.
         assert await storage.get("session:1", refresh_ttl=True) == 8
-        assert 3500 < (await storage.ttl("session:1") or 0) <= 3600
+        hour.check_ttl(await storage.ttl("session:1"), 3600, "refresh_ttl=True must leave a row without a TTL be")
+        renewed = Elapsed()
         assert await storage.get("session:1", refresh_ttl=100) == 8
-        assert 0 < (await storage.ttl("session:1") or 0) <= 100
+        renewed.check_ttl(await storage.ttl("session:1"), 100, "get(refresh_ttl=100) must renew the expiry to 100 s")
     conn = await asyncpg.connect(POSTGRES_URL)
     try:
         version = await conn.fetchval(f'SELECT schema_version FROM "{schema}".ad_buyer_storage_schema')
@@ -149,10 +150,9 @@ async def test_authentication_and_passwords_with_reserved_characters() -> None:
             await storage.set("k", 1)
             text = repr(storage) + repr(storage.backend) + str(await storage.info())
             assert "S3cret" not in text
-        started = time.monotonic()
-        with pytest.raises(AuthenticationError) as info:
+        with tcp_connections() as dialled, pytest.raises(AuthenticationError) as info:
             await Storage(PostgresBackend(server.url(password="wrong-S3cret"))).connect()
-        assert time.monotonic() - started < 3
+        assert len(dialled) == 1, f"a refused password is not retried: {dialled}"
         assert "S3cret" not in str(info.value)
         assert "postgres" in str(info.value)
 
@@ -166,7 +166,7 @@ async def test_a_full_pool_raises_busy_within_the_acquire_timeout(schema: str) -
             started = time.monotonic()
             with pytest.raises(BusyError):
                 await storage.get("k")
-            assert 0.25 < time.monotonic() - started < 2
+            assert time.monotonic() - started > 0.25, "BusyError only once the acquire_timeout (0.3 s) is out"
         finally:
             for conn in held:
                 await pg._pool.release(conn)
@@ -216,12 +216,11 @@ def test_bad_urls_and_names_are_config_errors() -> None:
 
 
 async def test_a_refused_port_is_unavailable_quickly() -> None:
-    started = time.monotonic()
-    with pytest.raises(UnavailableError) as info:
+    with tcp_connections() as dialled, pytest.raises(UnavailableError) as info:
         await Storage(
             PostgresBackend(f"postgresql://u:{SECRET}@127.0.0.1:{free_port()}/db", connect_timeout=1)
         ).connect()
-    assert time.monotonic() - started < 3
+    assert len(dialled) == 1, f"a refused connection is not retried: {dialled}"
     assert "S3cret" not in str(info.value)
 
 

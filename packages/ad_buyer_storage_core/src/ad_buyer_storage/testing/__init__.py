@@ -245,6 +245,12 @@ which rule broke when it is not raised. The ``subject`` fixture gives a :class:`
 connected ``storage`` (``coalesce`` says whether it coalesces), its ``clock``,
 ``elapse(seconds)``, ``move_clock_to(instant)``, ``reopen()`` and ``claims(capability)``.
 
+Never bound a remaining TTL by a fixed slack (``25 < ttl() <= 30`` fails on a machine that
+stalls for five seconds): ``elapsed = Elapsed.of(subject)`` just before the write that set the
+expiry (for a ``keep_ttl`` write, before the original ``set(ttl=...)``), then
+``elapsed.check_ttl(remaining, 30, rule)`` asserts ``30 - elapsed - 0.002 <= remaining <= 30``
+with the time that really passed (only the kit's clock's advances, on a store that uses it).
+
 pytest-asyncio
 --------------
 The kit's tests and its ``subject`` fixture are marked for pytest-asyncio (strict or auto
@@ -276,6 +282,7 @@ pytest.register_assert_rewrite(
 
 from ._base import ContractBase, also_uncoalesced, certifies, fails_with  # noqa: E402
 from ._child import increment_in_processes  # noqa: E402
+from ._elapsed import Elapsed  # noqa: E402
 from .atomic import AtomicContract  # noqa: E402
 from .contract import StorageContract  # noqa: E402
 from .coordination import CoordinationContract  # noqa: E402
@@ -307,5 +314,6 @@ __all__ = [
     "certifies",
     "also_uncoalesced",
     "fails_with",
+    "Elapsed",
     "increment_in_processes",
 ]
