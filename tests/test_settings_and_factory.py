@@ -151,7 +151,7 @@ async def test_open_storage_by_url_and_by_name(tmp_path) -> None:
         assert await storage.get("k") == 1
     async with open_storage("memory") as storage:
         assert storage.name == "memory"
-    with pytest.raises(ConfigurationError, match="accepted schemes"):
+    with pytest.raises(ConfigurationError, match="installed schemes"):
         async with open_storage("mongodb://h/db"):
             pass
 

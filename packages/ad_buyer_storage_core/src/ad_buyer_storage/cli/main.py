@@ -11,9 +11,12 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
+from pydantic import ValidationError
+
 from ad_buyer_storage.client.validation import ttl_to_ms
 from ad_buyer_storage.errors import InvalidTTLError, StorageError
 from ad_buyer_storage.ops.migrate import MAX_BATCH_SIZE
+from ad_buyer_storage.plugins.settings import problems
 
 from . import data, diagnose, moves
 from .common import describe, known_urls, redact_known, url_options
@@ -115,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(command(args))
     except StorageError as exc:
         print(f"error: {describe(exc)}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a settings model read outside load_*settings: pydantic quotes inputs
+        print(f"error: invalid settings: {problems(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
