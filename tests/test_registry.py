@@ -98,3 +98,10 @@ def test_the_default_registry_is_the_registry_whatever_was_imported_first(first:
     code = f"{first}\nfrom ad_buyer_storage import registry\nprint(type(registry).__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "Registry"
+
+
+def test_an_unknown_name_that_is_a_url_is_never_quoted_in_the_install_hint() -> None:
+    with pytest.raises(BackendNotFoundError) as info:
+        Registry().get("redis:/:Sup3rS3cret@h/0")  # a URL that lost a slash, given as a name
+    assert "Sup3rS3cret" not in str(info.value)
+    assert "pip install" not in str(info.value)

@@ -49,6 +49,7 @@ log = logging.getLogger("ad_buyer_storage.registry")
 
 ENTRY_POINT_GROUP = "ad_buyer_storage.backends"
 _SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.\-]*")
+_BACKEND_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 def unknown_scheme(scheme: str, offered: Iterable[str], *, slashes: bool = True) -> str:
@@ -150,9 +151,11 @@ class Registry:
                 f"storage backend {redact_url(name)!r} is installed but failed to load: {failure.error}"
             )
         known = sorted(set(self._specs) | {ep.name for ep in self._entry_points()})
+        # The hint names a distribution only for a word: anything else may be a pasted URL.
+        hint = f"pip install ad-buyer-storage-{name}" if _BACKEND_NAME.fullmatch(name) else "see its documentation"
         raise BackendNotFoundError(
             f"unknown storage backend {redact_url(name)!r}; installed: {', '.join(known) or 'none'}. Install the "
-            f"distribution that provides it; if it is one of this project's: pip install ad-buyer-storage-{name}"
+            f"distribution that provides it; if it is one of this project's: {hint}"
         )
 
     def discover(self) -> tuple[dict[str, BackendSpec], dict[str, PluginFailure]]:
