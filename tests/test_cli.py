@@ -24,6 +24,7 @@ from ad_buyer_storage import (
     registry,
 )
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.cli import diagnose
 from ad_buyer_storage.cli.main import _parser, main
 from ad_buyer_storage.ops.migrate import MAX_BATCH_SIZE, migrate, verify
 
@@ -318,3 +319,29 @@ def test_open_storage_with_a_misspelt_scheme_suggests_the_closest() -> None:
 async def _open(url: str) -> None:
     async with open_storage(url):
         pass
+
+
+def test_an_unexpected_error_quoting_a_password_is_withheld_whole(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:Hunter2Pw@127.0.0.1:1/0")
+
+    async def buggy(args: argparse.Namespace) -> int:
+        raise RuntimeError("AUTH hunter2pw failed")
+
+    monkeypatch.setattr(diagnose, "backends", buggy)
+    assert main(["backends"]) == 1
+    err = capsys.readouterr().err
+    assert "hunter2" not in err.lower()
+    assert err == "error: (the traceback of an unexpected RuntimeError withheld: it quotes a credential)\n"
+
+
+def test_an_unexpected_error_is_shown_whole_when_it_quotes_no_secret(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:redis@127.0.0.1:1/0")  # a common word: never searched for
+
+    async def buggy(args: argparse.Namespace) -> int:
+        raise RuntimeError("boom at redis://:redis@127.0.0.1:1/0")
+
+    monkeypatch.setattr(diagnose, "backends", buggy)
+    assert main(["backends"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback")
+    assert "RuntimeError: boom at redis://:***@127.0.0.1:1/0" in err

@@ -19,7 +19,7 @@ from ad_buyer_storage.ops.migrate import MAX_BATCH_SIZE
 from ad_buyer_storage.plugins.settings import problems
 
 from . import data, diagnose, moves
-from .common import describe, known_urls, redact_known, url_options
+from .common import describe, known_urls, url_options, withhold_known
 
 __all__ = ["main"]
 
@@ -125,5 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: report it whole, but never a secret in it
-        print(redact_known("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        text = "".join(traceback.format_exception(exc))
+        shown = withhold_known(text, what=f"the traceback of an unexpected {type(exc).__name__}")
+        print(shown if shown.endswith("\n") else f"error: {shown}\n", file=sys.stderr, end="")
         return 1
