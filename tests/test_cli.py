@@ -27,6 +27,7 @@ from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.cli import diagnose
 from ad_buyer_storage.cli.main import _parser, main
 from ad_buyer_storage.ops.migrate import MAX_BATCH_SIZE, migrate, verify
+from ad_buyer_storage.plugins.settings import choose_backend, load_settings
 
 SECRET = "Sup3rS3cretPW"
 
@@ -345,3 +346,13 @@ def test_an_unexpected_error_is_shown_whole_when_it_quotes_no_secret(monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("Traceback")
     assert "RuntimeError: boom at redis://:***@127.0.0.1:1/0" in err
+
+
+def test_a_url_setting_a_backend_reads_whatever_its_scheme_is_not_refused(monkeypatch) -> None:
+    registry.register(BackendSpec("anyscheme", _explodes, url_setting="database_url"))  # names no scheme
+    try:
+        monkeypatch.setenv("DATABASE_URL", "whatever://x")
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+        assert choose_backend(load_settings()).name == "redis"
+    finally:
+        registry._specs.pop("anyscheme", None)

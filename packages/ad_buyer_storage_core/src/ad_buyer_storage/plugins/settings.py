@@ -219,7 +219,10 @@ def _check_schemes(settings: StorageSettings, reg: Registry | None) -> None:
         url = settings.url(setting)
         if url is None:
             continue
-        offered = [s for spec in specs.values() if spec.url_setting == setting for s in spec.url_schemes]
+        readers = [spec for spec in specs.values() if spec.url_setting == setting]
+        if not readers or any(not spec.url_schemes for spec in readers):
+            continue  # a reader that names no scheme takes any: nothing to check here
+        offered = [s for spec in readers for s in spec.url_schemes]
         slashes = "://" in url
         scheme = url_scheme(url) if slashes else url.partition(":")[0].strip().lower()
         if not slashes or scheme not in offered:
