@@ -185,8 +185,14 @@ def test_in_flight_error(timed_out: bool, outcome_unknown: bool, expected: type[
 
 def test_driver_message_names_the_store_and_the_error_not_the_secret() -> None:
     text = driver_message("Redis", URL, ConnectionError(f"AUTH {SECRET} failed on {URL}"))
-    assert text.startswith("Redis redis://:***@db.example:6379/0: ConnectionError: AUTH ***")
+    # The bare secret is never starred where it stood (that would show where, and so what, it
+    # was): the driver's words are withheld whole. A URL they quote is redacted in place.
+    assert text == (
+        "Redis redis://:***@db.example:6379/0: ConnectionError: (the driver's message withheld: it quotes a credential)"
+    )
     assert SECRET not in text
+    quoted = driver_message("Redis", URL, ConnectionError(f"lost {URL}"))
+    assert quoted == "Redis redis://:***@db.example:6379/0: ConnectionError: lost redis://:***@db.example:6379/0"
 
 
 # -- retry -----------------------------------------------------------------------------------

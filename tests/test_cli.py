@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Literal
 
 import pytest
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ad_buyer_storage import InvalidInputError, open_storage
+from ad_buyer_storage import (
+    BackendSpec,
+    ConfigurationError,
+    InvalidInputError,
+    get_storage_backend,
+    open_storage,
+    registry,
+)
+from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.cli import diagnose
 from ad_buyer_storage.cli.main import _parser, main
 from ad_buyer_storage.ops.migrate import MAX_BATCH_SIZE, migrate, verify
+from ad_buyer_storage.plugins.settings import choose_backend, load_settings
 
 SECRET = "Sup3rS3cretPW"
 
@@ -186,3 +200,159 @@ async def test_migrate_refuses_a_batch_size_that_cannot_work() -> None:
             with pytest.raises(InvalidInputError, match="batch_size"):
                 await verify(source, target, batch_size=bad)  # type: ignore[arg-type]
         assert await target.keys() == []
+
+
+# -- issue 22: settings named, never quoted; typed one-line errors ------------------------------
+
+
+def test_doctor_names_a_bad_setting_and_never_quotes_it(tmp_path) -> None:
+    result = run("doctor", cwd=tmp_path, env={"SQLITE_SYNCHRONOUS": "hunter2"})
+    out = result.stdout + result.stderr
+    assert "hunter2" not in out
+    assert "input_value" not in out
+    assert "SQLITE_SYNCHRONOUS" in out
+
+
+class _PluggedSettings(BaseSettings):
+    """A plugin's own settings model (not derived from core's SettingsBase)."""
+
+    model_config = SettingsConfigDict(env_prefix="PLUGGED_")
+    mode: Literal["fast", "safe"] = "fast"
+
+
+def _reads_its_settings_itself(settings: object, **overrides: object) -> MemoryBackend:
+    _PluggedSettings()  # pydantic's error quotes the input
+    return MemoryBackend()
+
+
+def _explodes(settings: object, **overrides: object) -> MemoryBackend:
+    raise RuntimeError("the plugin's factory failed")
+
+
+PLUGINS = (
+    BackendSpec("plugged", _reads_its_settings_itself, settings=_PluggedSettings),
+    BackendSpec("exploding", _explodes),
+    BackendSpec("driverless", "ad_buyer_storage_no_such_driver.backend:create", install_hint="pip install driverless"),
+)
+
+
+@pytest.fixture
+def plugins() -> Iterator[None]:
+    for spec in PLUGINS:
+        registry.register(spec)
+    yield
+    for spec in PLUGINS:
+        registry._specs.pop(spec.name, None)
+
+
+@pytest.mark.parametrize("command", [("doctor",), ("get", "k"), ("set", "k", "1"), ("keys",)], ids=" ".join)
+def test_a_plugins_bad_setting_is_named_never_quoted(plugins, monkeypatch, capsys, tmp_path, command) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PLUGGED_MODE", "hunter2")
+    code = main(["--backend", "plugged", *command])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert "hunter2" not in out + err
+    assert "input_value" not in out + err
+    assert "PLUGGED_MODE" in out + err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [("doctor",), ("get", "k"), ("demo",)], ids=" ".join)
+def test_a_plugin_factory_that_raises_is_one_typed_line_and_exit_2(plugins, capsys, command) -> None:
+    code = main(["--backend", "exploding", *command])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        "error: ConfigurationError: backend 'exploding' could not be built: RuntimeError: the plugin's factory failed"
+    ]
+
+
+def test_a_plugin_factory_that_raises_is_typed_in_the_api(plugins) -> None:
+    with pytest.raises(ConfigurationError, match="'exploding' could not be built"):
+        get_storage_backend("exploding")
+
+
+def test_backends_says_which_backend_cannot_be_used(plugins, capsys) -> None:
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("driverless"))
+    assert "UNUSABLE" in lines[at + 1], out
+    assert "ad_buyer_storage_no_such_driver" in lines[at + 1]
+    assert "pip install driverless" in lines[at + 1]
+    assert "UNUSABLE" not in out.replace(lines[at + 1], "")  # the usable ones are not flagged
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("diskcach:///x", "unknown scheme 'diskcach'"),
+        ("postgress://app:Sup3rS3cretPW@127.0.0.1:1/db", "unknown scheme 'postgress' (did you mean 'postgres'?)"),
+        ("sqlit:///./x.db", "unknown scheme 'sqlit' (did you mean 'sqlite'?)"),
+        ("postgresql:/app:Sup3rS3cretPW@127.0.0.1:1/db", "not a URL: expected scheme://... (did you mean postgresql"),
+    ],
+)
+def test_a_misspelt_scheme_is_named_with_the_closest_and_the_installed_ones(
+    monkeypatch, capsys, tmp_path, url, said
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["get", "k"]) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert "DATABASE_URL" in err
+    assert "no backend is configured" not in err
+    assert "installed schemes: " in err
+    assert "sqlite://" in err
+    assert SECRET not in err
+    with pytest.raises(ConfigurationError, match="installed schemes"):
+        get_storage_backend()
+
+
+def test_open_storage_with_a_misspelt_scheme_suggests_the_closest() -> None:
+    said = r"unknown scheme 'rediss\+clustr' \(did you mean 'rediss\+cluster'\?\)"
+    with pytest.raises(ConfigurationError, match=said):
+        asyncio.run(_open("rediss+clustr://h:1/0"))
+
+
+async def _open(url: str) -> None:
+    async with open_storage(url):
+        pass
+
+
+def test_an_unexpected_error_quoting_a_password_is_withheld_whole(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:Hunter2Pw@127.0.0.1:1/0")
+
+    async def buggy(args: argparse.Namespace) -> int:
+        raise RuntimeError("AUTH hunter2pw failed")
+
+    monkeypatch.setattr(diagnose, "backends", buggy)
+    assert main(["backends"]) == 1
+    err = capsys.readouterr().err
+    assert "hunter2" not in err.lower()
+    assert err == "error: (the traceback of an unexpected RuntimeError withheld: it quotes a credential)\n"
+
+
+def test_an_unexpected_error_is_shown_whole_when_it_quotes_no_secret(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:redis@127.0.0.1:1/0")  # a common word: never searched for
+
+    async def buggy(args: argparse.Namespace) -> int:
+        raise RuntimeError("boom at redis://:redis@127.0.0.1:1/0")
+
+    monkeypatch.setattr(diagnose, "backends", buggy)
+    assert main(["backends"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback")
+    assert "RuntimeError: boom at redis://:***@127.0.0.1:1/0" in err
+
+
+def test_a_url_setting_a_backend_reads_whatever_its_scheme_is_not_refused(monkeypatch) -> None:
+    registry.register(BackendSpec("anyscheme", _explodes, url_setting="database_url"))  # names no scheme
+    try:
+        monkeypatch.setenv("DATABASE_URL", "whatever://x")
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+        assert choose_backend(load_settings()).name == "redis"
+    finally:
+        registry._specs.pop("anyscheme", None)

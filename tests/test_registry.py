@@ -98,3 +98,60 @@ def test_the_default_registry_is_the_registry_whatever_was_imported_first(first:
     code = f"{first}\nfrom ad_buyer_storage import registry\nprint(type(registry).__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "Registry"
+
+
+def test_an_unknown_name_that_is_a_url_is_never_quoted_in_the_install_hint() -> None:
+    with pytest.raises(BackendNotFoundError) as info:
+        Registry().get("redis:/:Sup3rS3cret@h/0")  # a URL that lost a slash, given as a name
+    assert "Sup3rS3cret" not in str(info.value)
+    assert "pip install" not in str(info.value)
+
+
+# Run first in a child: OpenTelemetry made unimportable, as when the `otel` extra is not installed.
+_WITHOUT_OTEL = (
+    "import sys\n"
+    "class _NoOtel:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'opentelemetry' or name.startswith('opentelemetry.'):\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, _NoOtel())\n"
+    "for name in [m for m in sys.modules if m.startswith('opentelemetry')]:\n"
+    "    del sys.modules[name]\n"
+)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import io, pydoc, ad_buyer_storage\nassert 'open_storage' in pydoc.render_doc(ad_buyer_storage)\n",
+        "import contextlib, io, ad_buyer_storage\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    help(ad_buyer_storage)\n"
+        "assert 'get_storage_backend' in out.getvalue()\n",
+        "from ad_buyer_storage import *\nassert callable(open_storage)\n",
+        "import ad_buyer_storage\n"
+        "assert 'StorageInstrumentor' not in dir(ad_buyer_storage)\n"
+        "assert 'open_storage' in ad_buyer_storage.__all__\n"
+        "try:\n"
+        "    from ad_buyer_storage import StorageInstrumentor\n"
+        "except ImportError as exc:\n"
+        "    assert 'ad-buyer-storage-core[otel]' in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('imported without OpenTelemetry')\n",
+    ],
+    ids=["pydoc", "help", "star-import", "the-instrumentor-says-what-to-install"],
+)
+def test_the_package_documents_and_imports_without_opentelemetry(code: str) -> None:
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_OTEL + code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_with_opentelemetry_the_instrumentor_is_listed() -> None:
+    code = (
+        "import ad_buyer_storage\n"
+        "assert 'StorageInstrumentor' in ad_buyer_storage.__all__\n"
+        "assert 'StorageInstrumentor' in dir(ad_buyer_storage)\n"
+        "from ad_buyer_storage import StorageInstrumentor\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

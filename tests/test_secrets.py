@@ -31,11 +31,13 @@ import pytest
 
 from ad_buyer_storage import get_storage_backend, load_settings, open_storage
 from ad_buyer_storage.cli import main
+from ad_buyer_storage.kit.redaction import redact_text, redact_url
+from ad_buyer_storage.kit.urls import encode_credentials
 from ad_buyer_storage.plugins.composition import MirrorSettings
 from ad_buyer_storage.plugins.settings import load_backend_settings
 from ad_buyer_storage_postgres.backend import PostgresBackend
 from ad_buyer_storage_postgres.settings import PostgresSettings
-from ad_buyer_storage_redis.backend import RedisBackend
+from ad_buyer_storage_redis.backend import RedisBackend, parse_sentinel_url
 from ad_buyer_storage_redis.settings import RedisSettings
 from ad_buyer_storage_sqlite.settings import SQLiteSettings
 from tests._support.servers import redis_server
@@ -309,3 +311,114 @@ def test_a_driver_error_quoting_the_password_is_not_chained(backend: str) -> Non
     for driver_error in (ValueError(f"cannot parse {url}"), ConnectionError(f"lost {PASSWORD}")):
         text = describe(translated(driver_error))
         assert not leaks(text), text
+
+
+# -- issue 22: redaction by position -------------------------------------------------------------
+
+# Query passwords holding "#" and "&": the whole value is the password, and all of it is hidden.
+QUERY_URLS = [
+    ("redis", f"redis://{DEAD}/0?password=Sent#1nelPw", f"redis://{DEAD}/0?password=***"),
+    ("redis", f"redis://{DEAD}/0?password=Sent#1nel&Pw&db=0", f"redis://{DEAD}/0?password=***&db=0"),
+    ("postgres", f"postgresql://app@{DEAD}/ads?password=Sent#1nel&Pw", f"postgresql://app@{DEAD}/ads?password=***"),
+    (
+        "postgres",
+        f"postgresql://app@{DEAD}/ads?password=Sent&1nel#Pw&sslmode=disable",
+        f"postgresql://app@{DEAD}/ads?password=***&sslmode=disable",
+    ),
+    (
+        "redis",
+        f"redis+sentinel://{DEAD}/mymaster/0?sentinel_password=Sent#1nelPw",
+        f"redis+sentinel://{DEAD}/mymaster/0?sentinel_password=***",
+    ),
+]
+
+
+def _everything_shown(backend: str, url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """repr, the connect error (whole chain) and `doctor`, for *url* as the backend's URL."""
+    monkeypatch.setenv("STORAGE_CONNECT_TIMEOUT", "2")
+    monkeypatch.setenv("STORAGE_TYPE", backend)
+    monkeypatch.setenv("REDIS_URL" if backend == "redis" else "DATABASE_URL", url)
+    storage = get_storage_backend()
+    texts = [repr(storage), repr(storage.backend)]
+
+    async def use() -> None:
+        async with storage:
+            pass
+
+    try:
+        asyncio.run(use())
+    except Exception as exc:
+        texts.append(describe(exc))
+    else:
+        raise AssertionError("connected to a dead port")
+    texts.append(_run_cli(["doctor"]))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize(("backend", "url", "shown"), QUERY_URLS)
+def test_a_query_password_holding_hash_or_ampersand_is_hidden_whole(
+    backend: str, url: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert redact_url(url) == shown
+    assert redact_text(f"connecting to {url} failed", url) == f"connecting to {shown} failed"
+    text = _everything_shown(backend, url, monkeypatch)
+    assert "1nel" not in text.lower(), text
+    assert "pw&" not in text.lower(), text
+    assert shown in text, text
+    # Nothing else in the message was taken for the secret ("Sent" inside "sentinel").
+    assert "***inel" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("url", "encoded"),
+    [
+        ("redis://h/0?password=Sent#1nelPw", "redis://h/0?password=Sent%231nelPw"),
+        ("redis://h/0?password=Sent#1nel&Pw&db=1", "redis://h/0?password=Sent%231nel%26Pw&db=1"),
+        ("redis://h/0?db=1&password=a%41b", "redis://h/0?db=1&password=a%41b"),  # already encoded
+        ("redis://h/0?password=50%off", "redis://h/0?password=50%25off"),
+        ("redis://h/0?x=1#frag", "redis://h/0?x=1#frag"),  # only secret values are touched
+    ],
+)
+def test_a_query_password_reaches_the_driver_whole(url: str, encoded: str) -> None:
+    """What redaction hides is what the driver takes as the password: the URL parsing agrees."""
+    assert encode_credentials(url) == encoded
+    sentinel = parse_sentinel_url("redis+sentinel://h:26379/m/0?sentinel_password=Sent#1nel&Pw&db=2")
+    assert sentinel.sentinel["password"] == "Sent#1nel&Pw"
+    assert sentinel.master["db"] == 2
+
+
+def test_a_password_with_a_hash_in_the_query_authenticates(tmp_path: Path) -> None:
+    """End to end: a Redis whose password holds "#" and "&", given in ?password=."""
+    password = "Sent#1nel&Pw"
+    with redis_server(tmp_path / "auth", "--requirepass", password) as guarded:
+        url = f"redis://127.0.0.1:{guarded.port}/0?password={password}"
+
+        async def use() -> None:
+            async with open_storage(url) as storage:
+                await storage.ping()
+
+        asyncio.run(use())
+
+
+def test_a_password_that_is_a_common_word_is_not_searched_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replacing every "redis" in the message would give the password away."""
+    url = f"redis://:redis@{DEAD}/0"
+    text = _everything_shown("redis", url, monkeypatch)
+    assert f"Redis redis://:***@{DEAD}/0" in text, text
+    assert "*** ***" not in text, text
+    assert "***://" not in text, text
+
+
+def test_a_driver_message_quoting_a_bare_password_is_withheld_whole() -> None:
+    url = f"redis://:Hunter2Pw@{DEAD}/0"
+    errors = RedisBackend(url)._errors
+    try:
+        try:
+            raise ConnectionError("AUTH hunter2pw rejected")
+        except ConnectionError as exc:
+            errors.raise_from(exc)
+    except Exception as error:
+        text = describe(error)
+    assert "hunter2" not in text.lower(), text
+    assert "withheld" in text, text
+    assert f"redis://:***@{DEAD}/0" in text, text

@@ -23,6 +23,9 @@ from ad_buyer_storage import (
     open_storage,
     redact_url,
 )
+from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed.breaker import BreakerPolicy, guarded
+from ad_buyer_storage.composed.mirror import MirrorBackend, mirror_of
 from ad_buyer_storage.kit.urls import encode_credentials
 from ad_buyer_storage.plugins.settings import SettingsBase, StorageSettings, choose_backend, load_backend_settings
 from ad_buyer_storage.testing import Elapsed
@@ -151,7 +154,7 @@ async def test_open_storage_by_url_and_by_name(tmp_path) -> None:
         assert await storage.get("k") == 1
     async with open_storage("memory") as storage:
         assert storage.name == "memory"
-    with pytest.raises(ConfigurationError, match="accepted schemes"):
+    with pytest.raises(ConfigurationError, match="installed schemes"):
         async with open_storage("mongodb://h/db"):
             pass
 
@@ -344,3 +347,84 @@ async def test_the_default_session_ttl_reaches_set_session_at_its_largest(monkey
     async with open_storage("memory") as storage:
         await storage.set_session("s", {})
         assert await storage.ttl("session:s") == pytest.approx(10**9, abs=5)
+
+
+# -- issue 22: URLs and compositions that cannot work are ConfigurationErrors, before any I/O ---
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://app:{SECRET}@127.0.0.1:99999/db",
+        f"postgresql://app:{SECRET}@127.0.0.1:0/db",
+        f"postgresql://app:{SECRET}@127.0.0.1:5432,127.0.0.1:99999/db",
+        f"postgresql://app:{SECRET}@[::1]:70000/db",
+        f"postgresql://app:{SECRET}@127.0.0.1:54x2/db",
+    ],
+)
+def test_a_postgresql_port_out_of_range_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="port must be a number from 1 to 65535") as info:
+        get_storage_backend("postgres", database_url=url)  # built, never connected: no I/O
+    assert "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{SECRET}@127.0.0.1:6379/notadb",
+        "redis://127.0.0.1:6379/1x",
+        "redis://127.0.0.1:6379/0/1",
+        "rediss://127.0.0.1:6379/db0",
+        "redis+cluster://127.0.0.1:6379/x",
+    ],
+)
+def test_a_redis_path_that_is_not_a_database_number_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="must be a database number") as info:
+        get_storage_backend("redis", redis_url=url)
+    assert "s3cr3t" not in str(info.value)
+
+
+async def test_a_sentinel_database_that_is_not_a_number_is_refused_before_any_io() -> None:
+    storage = get_storage_backend("redis", redis_url="redis+sentinel://127.0.0.1:1/mymaster/notadb")
+    with pytest.raises(ConfigurationError, match="could not be used"):
+        await storage.connect()
+
+
+async def test_a_redis_database_the_server_does_not_have_is_a_configuration_error() -> None:
+    storage = get_storage_backend("redis", redis_url="redis://127.0.0.1:6379/9999")
+    with pytest.raises(ConfigurationError, match="names a database the server does not have"):
+        await storage.connect()
+
+
+@pytest.mark.parametrize(
+    ("primary", "secondary"),
+    [
+        ("sqlite", "sqlite"),
+        ("sqlite", "sqlite:///./ad_buyer.db"),  # DATABASE_URL's default: the same file
+        ("sqlite:///./m.db", "sqlite:///m.db"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0/"),
+        ("postgres://postgres@127.0.0.1:5432/test", "postgresql://postgres@127.0.0.1:5432/test"),
+        ("hybrid", "hybrid"),
+    ],
+)
+def test_a_mirror_of_one_store_onto_itself_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, primary: str, secondary: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STORAGE_ROUTES", "session:=memory,*=sqlite")
+    with pytest.raises(ConfigurationError, match="name the same store"):
+        get_storage_backend("mirror", mirror_primary=primary, mirror_secondary=secondary)
+
+
+def test_a_mirror_of_two_stores_is_accepted(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for primary, secondary in (("memory", "memory"), ("sqlite", "sqlite:///./other.db"), ("sqlite", "memory")):
+        get_storage_backend("mirror", mirror_primary=primary, mirror_secondary=secondary)
+
+
+def test_a_mirror_of_one_backend_instance_is_refused() -> None:
+    backend = MemoryBackend()
+    with pytest.raises(ConfigurationError, match="the same backend"):
+        mirror_of(backend, backend)
+    with pytest.raises(ConfigurationError, match="the same backend"):
+        MirrorBackend(backend, guarded(backend, BreakerPolicy(5, 5.0), "memory"))

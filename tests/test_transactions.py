@@ -12,6 +12,7 @@ import pytest
 
 from ad_buyer_storage import (
     BudgetExceededError,
+    InvalidInputError,
     MirrorBackend,
     Storage,
     Transaction,
@@ -164,3 +165,13 @@ async def test_concurrent_bookings_through_the_hybrid_router_stop_exactly_at_the
         assert (await storage.get_campaign("c1") or {})["spent"] == "1000.00"
         assert len(await storage.list_orders()) == 100
         await storage.clear()
+
+
+@pytest.mark.parametrize("bad", [1.5, "3", None, True, 0])
+async def test_update_refuses_a_bad_max_attempts_before_calling_fn(bad: object) -> None:
+    calls: list[object] = []
+    async with Storage(MemoryBackend()) as storage:
+        with pytest.raises(InvalidInputError, match="max_attempts"):
+            await storage.update("k", calls.append, default=0, max_attempts=bad)  # type: ignore[arg-type]
+        assert calls == []
+        assert not await storage.exists("k")

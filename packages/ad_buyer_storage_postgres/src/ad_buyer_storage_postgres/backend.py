@@ -129,7 +129,26 @@ def normalise_dsn(url: str) -> str:
         raise ConfigurationError(
             f"not a PostgreSQL URL: {redact_url(url)}; expected postgresql://user:password@host:5432/database"
         )
-    return encode_credentials("postgresql://" + rest)  # asyncpg itself refuses "+asyncpg"
+    dsn = encode_credentials("postgresql://" + rest)  # asyncpg itself refuses "+asyncpg"
+    _check_ports(url, dsn)
+    return dsn
+
+
+_HOST_PORT = re.compile(r"(?:\[[^\]]*\]|[^:\[\]]*)(?::(?P<port>[^:]*))?")
+
+
+def _check_ports(url: str, dsn: str) -> None:
+    """Each host's port, if given, is a TCP port (1 to 65535): ``:99999`` would otherwise fail
+    at the first connect as a driver error, ``:0`` as an unreachable server. Not quoted: a
+    malformed URL's authority may hold a piece of a password."""
+    authority = re.split(r"[/?]", dsn.partition("://")[2], maxsplit=1)[0].rpartition("@")[2]
+    for host in authority.split(","):
+        match = _HOST_PORT.fullmatch(host.strip())
+        port = match.group("port") if match else None
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigurationError(
+                f"PostgreSQL URL {redact_url(url)}: each host's port must be a number from 1 to 65535"
+            )
 
 
 def split_urls(text: str | Sequence[str] | None) -> list[str]:

@@ -297,6 +297,8 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     if not sentinels or not path or len(path) > 2:
         raise ValueError("expected redis+sentinel://host:26379[,host:port...]/service[/db]")
     service, db = path[0], path[1] if len(path) == 2 else "0"
+    if not db.isdigit():  # redis-py would ignore it and use database 0
+        raise ValueError("the database after the service must be a number: /service/0")
     query = parse_qsl(parts.query, keep_blank_values=True)
     sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in query if k in _SENTINEL_OPTIONS}
     plain_query = urlencode([(k, v) for k, v in query if k not in _SENTINEL_OPTIONS])
@@ -326,6 +328,23 @@ def _host_port(item: str) -> tuple[str, int]:
     return host, int(port) if port else _SENTINEL_PORT
 
 
+def _check_database(url: str, connect_url: str) -> None:
+    """Refuse a path that is not a database number (``redis://h/notadb``, ``/1x``): redis-py
+    ignores it and uses database 0, another deployment's data perhaps. Before any I/O; the
+    path is not quoted (a malformed URL's path may hold a piece of a password)."""
+    scheme = connect_url.partition("://")[0].lower()
+    if scheme == "unix" or is_sentinel_url(connect_url):  # unix: ?db=; sentinel: parse_sentinel_url
+        return
+    try:
+        path = urlsplit(connect_url).path
+    except ValueError:
+        return  # the connect maps the parser's error
+    if path.strip("/") and not path.strip("/").isdigit():
+        raise ConfigurationError(
+            f"REDIS_URL {redact_url(url)}: the path must be a database number (redis://host:6379/0)"
+        )
+
+
 class _RedisKeyValue:
     """Everything but pub/sub, for one server or a cluster."""
 
@@ -349,6 +368,7 @@ class _RedisKeyValue:
         check_prefix(key_prefix)
         self._url = url
         self._connect_url = encode_credentials(url)
+        _check_database(url, self._connect_url)
         self.key_prefix = key_prefix
         self._prefix_bytes = key_prefix.encode()
         self._cut = len(self._prefix_bytes)
@@ -865,6 +885,8 @@ def _classify(exc: BaseException, url: str, *, outcome_unknown: bool) -> Storage
             return unchained(
                 InvalidValueError("cannot increment: the value is not a 64-bit integer or the result would overflow")
             )
+        if "DB INDEX IS OUT OF RANGE" in upper:
+            return unchained(ConfigurationError(f"{message} (REDIS_URL names a database the server does not have)"))
         if upper.startswith("OOM"):
             return StorageFullError(message)
         if upper.startswith("READONLY"):

@@ -9,11 +9,20 @@ import os
 from typing import Any
 
 from ad_buyer_storage.domain.storage import Storage
-from ad_buyer_storage.kit.redaction import redact_text
+from ad_buyer_storage.kit.redaction import redact_or_withhold, redact_text
 from ad_buyer_storage.plugins.factory import get_storage_backend
 from ad_buyer_storage.plugins.settings import StorageSettings, load_settings, settings_model
 
-__all__ = ["describe", "known_urls", "print_json", "redact_known", "settings_from", "storage_from", "url_options"]
+__all__ = [
+    "describe",
+    "known_urls",
+    "print_json",
+    "redact_known",
+    "settings_from",
+    "storage_from",
+    "url_options",
+    "withhold_known",
+]
 
 # Whatever held a URL this run (variables, options): hidden again in anything printed.
 _known: list[str] = []
@@ -52,6 +61,12 @@ def known_urls(args: argparse.Namespace, variables: tuple[str, ...]) -> None:
 def redact_known(text: str) -> str:
     """*text* with the secrets of every URL this run knows of hidden."""
     return redact_text(text, *_known)
+
+
+def withhold_known(text: str, what: str) -> str:
+    """*text* redacted, or withheld whole if it quotes a secret of a known URL outside the URL
+    (text we did not write, such as a traceback: starring the secret in place would show it)."""
+    return redact_or_withhold(text, *_known, what=what)
 
 
 def describe(exc: BaseException) -> str:

@@ -9,22 +9,26 @@ from ad_buyer_storage.domain.entities import ENTITIES
 from ad_buyer_storage.errors import StorageError
 from ad_buyer_storage.plugins.factory import get_storage_backend, resolve
 from ad_buyer_storage.plugins.registry import registry
-from ad_buyer_storage.plugins.settings import SettingsBase, StorageSettings
+from ad_buyer_storage.plugins.settings import SettingsBase, StorageSettings, load_backend_settings
 from ad_buyer_storage.plugins.spec import BackendSpec
 
-from .common import describe, settings_from
+from .common import describe, redact_known, settings_from
 
 __all__ = ["backends", "doctor"]
 
 
 async def backends(args: argparse.Namespace) -> int:
     """Every installed backend with what it offers (from its registration: nothing is built),
-    and every plugin that failed to load, with why."""
+    whether it can be used (its module and driver import), and every plugin that failed to
+    load, with why."""
     specs, failures = registry.discover()
     print("installed storage backends:")
     for spec in specs.values():
         dist = f"{spec.distribution or '(in code)'} {spec.version or ''}".strip()
         print(f"  {spec.name:<10} {dist:<36} [{_offers(spec)}]  {spec.description}")
+        problem = spec.unusable()
+        if problem is not None:
+            print(f"  {'':<10} UNUSABLE until fixed: {redact_known(problem)}")
     if failures:
         print("failed to load (skipped):")
         for name, failure in failures.items():
@@ -46,9 +50,9 @@ async def doctor(args: argparse.Namespace) -> int:
     _print_settings(settings, sorted(type(settings).model_fields))
     own = spec.settings_model()
     if own is not None:
-        try:
-            backend_settings = own()
-        except Exception as exc:  # noqa: BLE001 - the backend's factory reports it precisely below
+        try:  # as the factory reads them: a bad value is named, never quoted (pydantic's would be)
+            backend_settings = load_backend_settings(own, {})
+        except StorageError as exc:
             print(f"  ({spec.name} settings: {describe(exc)})")
         else:
             if isinstance(backend_settings, SettingsBase):

@@ -11,12 +11,15 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
+from pydantic import ValidationError
+
 from ad_buyer_storage.client.validation import ttl_to_ms
 from ad_buyer_storage.errors import InvalidTTLError, StorageError
 from ad_buyer_storage.ops.migrate import MAX_BATCH_SIZE
+from ad_buyer_storage.plugins.settings import problems
 
 from . import data, diagnose, moves
-from .common import describe, known_urls, redact_known, url_options
+from .common import describe, known_urls, url_options, withhold_known
 
 __all__ = ["main"]
 
@@ -116,8 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:
         print(f"error: {describe(exc)}", file=sys.stderr)
         return 2
+    except ValidationError as exc:  # a settings model read outside load_*settings: pydantic quotes inputs
+        print(f"error: invalid settings: {problems(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: report it whole, but never a secret in it
-        print(redact_known("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        text = "".join(traceback.format_exception(exc))
+        shown = withhold_known(text, what=f"the traceback of an unexpected {type(exc).__name__}")
+        print(shown if shown.endswith("\n") else f"error: {shown}\n", file=sys.stderr, end="")
         return 1

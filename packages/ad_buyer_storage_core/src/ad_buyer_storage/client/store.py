@@ -29,7 +29,16 @@ from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, va
 from ad_buyer_storage.client.combine import Increment, KeyedGroups, Update, sign_runs
 from ad_buyer_storage.client.filters import matches, pushable, wanted
 from ad_buyer_storage.client.transaction import Transaction
-from ad_buyer_storage.client.validation import TTL, check_amount, check_key, check_keys, check_version, ttl_to_ms
+from ad_buyer_storage.client.validation import (
+    TTL,
+    as_decimal,
+    check_amount,
+    check_attempts,
+    check_key,
+    check_keys,
+    check_version,
+    ttl_to_ms,
+)
 from ad_buyer_storage.contract.glob import compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import (
     NO_EXPIRY,
@@ -458,6 +467,7 @@ class Store:
         *default* is given. The existing expiry is kept unless *ttl* is given; *ttl* also
         applies when the key is created.
         """
+        check_attempts(max_attempts, "max_attempts")
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(
                 self, "update", key, Store.update(self, key, fn, default=default, ttl=ttl, max_attempts=max_attempts)
@@ -595,7 +605,7 @@ class Store:
             decimal_amount = amount
 
             def add(current: Any) -> str:
-                return str(_DECIMAL_CONTEXT.add(_as_decimal(current, key), decimal_amount))
+                return str(_DECIMAL_CONTEXT.add(as_decimal(current, key), decimal_amount))
 
             return Decimal(await self._update(key, add, "0", ttl_ms, True, 1000))
         if self._increments is None:
@@ -858,10 +868,9 @@ class Store:
         tasks of one process contending for the same keys then take turns instead of failing
         each other again and again; a conflict even under those locks came from another
         process, and is retried after a jittered backoff."""
+        check_attempts(attempts)
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(self, "transact", None, Store.transact(self, fn, attempts=attempts))
-        if attempts < 1:
-            raise InvalidInputError("attempts must be >= 1")
         held: tuple[str, ...] = ()
         for attempt in range(attempts):
             touched: tuple[str, ...] = ()
@@ -938,15 +947,3 @@ class Store:
         facts.setdefault("backend", backend.name)
         facts["capabilities"] = sorted(c.value for c in self._caps)
         return facts
-
-
-def _as_decimal(current: Any, key: str) -> Decimal:
-    if isinstance(current, bool) or not isinstance(current, (int, str)):
-        raise InvalidValueError(f"the value at {key!r} is not a decimal amount (found {type(current).__name__})")
-    try:
-        value = Decimal(current)
-    except ArithmeticError:
-        raise InvalidValueError(f"the value at {key!r} is not a decimal amount: {current!r}") from None
-    if not value.is_finite():
-        raise InvalidValueError(f"the value at {key!r} is not a finite amount")
-    return value

@@ -21,7 +21,7 @@ from decimal import Context, Decimal
 from typing import Any, NamedTuple, TypeVar, overload
 
 from ad_buyer_storage.client.codec import JsonCodec, validate_as
-from ad_buyer_storage.client.validation import TTL, check_amount, check_key, check_version, ttl_to_ms
+from ad_buyer_storage.client.validation import TTL, as_decimal, check_amount, check_key, check_version, ttl_to_ms
 from ad_buyer_storage.contract.protocol import (
     INT64_MAX,
     INT64_MIN,
@@ -165,14 +165,8 @@ class Transaction:
         amount = check_amount(amount)
         found, current = self._value(key, (await self._records([key]))[key])
         if isinstance(amount, Decimal):
-            base = (
-                Decimal(current)
-                if found and isinstance(current, (int, str)) and not isinstance(current, bool)
-                else None
-            )
-            if found and (base is None or not base.is_finite()):
-                raise InvalidValueError(f"the value at {key!r} is not a decimal amount")
-            result: int | Decimal = _DECIMAL.add(base or Decimal(0), amount)
+            base = as_decimal(current, key) if found else Decimal(0)  # typed, as Store.incr's
+            result: int | Decimal = _DECIMAL.add(base, amount)
             stored: Any = str(result)
         else:
             if found and type(current) is not int:

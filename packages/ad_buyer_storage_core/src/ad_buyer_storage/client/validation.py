@@ -5,16 +5,24 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 from ad_buyer_storage.contract.protocol import INT64_MAX, INT64_MIN
-from ad_buyer_storage.errors import InvalidInputError, InvalidKeyError, InvalidTTLError, KeyTypeError
+from ad_buyer_storage.errors import (
+    InvalidInputError,
+    InvalidKeyError,
+    InvalidTTLError,
+    InvalidValueError,
+    KeyTypeError,
+)
 
 __all__ = [
     "MAX_KEY_BYTES",
     "MAX_TTL_SECONDS",
     "TTL",
+    "as_decimal",
     "check_amount",
+    "check_attempts",
     "check_key",
     "ttl_to_ms",
 ]
@@ -101,6 +109,30 @@ def ttl_to_ms(ttl: object) -> int | None:
     if seconds > MAX_TTL_SECONDS:
         raise InvalidTTLError(f"ttl must be at most {MAX_TTL_SECONDS} seconds (100 years; use None for no expiry)")
     return math.ceil(seconds * 1000) if isinstance(seconds, float) else int(seconds * 1000)
+
+
+def check_attempts(attempts: object, name: str = "attempts") -> int:
+    """A number of attempts: a whole number >= 1 (not a bool, a float, a string or None)."""
+    if isinstance(attempts, bool) or not isinstance(attempts, int):
+        raise InvalidInputError(f"{name} must be a whole number >= 1, not {type(attempts).__name__}")
+    if attempts < 1:
+        raise InvalidInputError(f"{name} must be >= 1, not {attempts}")
+    return attempts
+
+
+def as_decimal(current: Any, key: str) -> Decimal:
+    """The stored value *current* at *key* as the base of a decimal increment: an int or
+    decimal text, finite; anything else is an :class:`InvalidValueError` (never the
+    ``decimal`` module's own exceptions)."""
+    if isinstance(current, bool) or not isinstance(current, (int, str)):
+        raise InvalidValueError(f"the value at {key!r} is not a decimal amount (found {type(current).__name__})")
+    try:
+        value = Decimal(current)
+    except ArithmeticError:
+        raise InvalidValueError(f"the value at {key!r} is not a decimal amount: {current!r}") from None
+    if not value.is_finite():
+        raise InvalidValueError(f"the value at {key!r} is not a finite amount")
+    return value
 
 
 def check_amount(amount: object) -> int | Decimal:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ad_buyer_storage.client.codec import canonical
+from ad_buyer_storage.composed.breaker import unwrap
 from ad_buyer_storage.composed.lifecycle import close_all, connect_all, release_all
 from ad_buyer_storage.composed.replication import ABSENT, KeyState, Replicator
 from ad_buyer_storage.contract.glob import GlobPattern
@@ -101,6 +102,11 @@ class MirrorBackend:
     ) -> None:
         if on_secondary_failure not in ("fail", "record"):
             raise ConfigurationError("MIRROR_ON_SECONDARY_FAILURE is 'fail' or 'record'")
+        if unwrap(primary) is unwrap(secondary):
+            raise ConfigurationError(
+                "a mirror's primary and secondary are the same backend: every write would be applied twice "
+                "to one store, and nothing would be copied anywhere"
+            )
         self.primary, self.secondary = primary, secondary
         self.shadow_reads = shadow_reads
         self.on_secondary_failure = on_secondary_failure

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import NoReturn, Protocol, TypeVar
 
 from ad_buyer_storage.errors import OutcomeUnknownError, StorageError, StorageTimeoutError, UnavailableError
-from ad_buyer_storage.kit.redaction import raise_redacted, redact_text, redact_url
+from ad_buyer_storage.kit.redaction import raise_redacted, redact_or_withhold, redact_url
 
 __all__ = ["ErrorMap", "NoConnection", "Translator", "driver_message", "in_flight_error", "unchained"]
 
@@ -59,8 +59,10 @@ class NoConnection(Exception):
 
 def driver_message(store: str, url: str, exc: BaseException) -> str:
     """``"PostgreSQL postgresql://app:***@db/x: ConnectionResetError: ..."``: what a translated
-    error says, with the URL's secrets (and anything shaped like credentials) hidden."""
-    return redact_text(f"{store} {redact_url(url)}: {type(exc).__name__}: {exc}", url)
+    error says, with the URL's secrets (and anything shaped like credentials) hidden; the
+    driver's words are withheld whole if they quote a secret of *url* outside the URL."""
+    words = redact_or_withhold(str(exc), url, what="the driver's message")
+    return f"{store} {redact_url(url)}: {type(exc).__name__}: {words}"
 
 
 def in_flight_error(message: str, *, timed_out: bool, outcome_unknown: bool) -> StorageError:

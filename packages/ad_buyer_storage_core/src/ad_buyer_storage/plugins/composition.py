@@ -10,6 +10,8 @@ keyspaces on the fast store, everything else on the durable one.
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,6 +116,39 @@ class MirrorSettings(SettingsBase):
     repair_log: str = DEFAULT_REPAIR_LOG
 
 
+def _same_store(primary: str, secondary: str, settings: StorageSettings) -> bool:
+    """Whether two mirror targets (names or URLs) are one store: the same backend with the same
+    URL (``sqlite`` and ``sqlite:///./ad_buyer.db`` when that is ``DATABASE_URL``), or the same
+    composite (``hybrid`` twice). Two ``memory`` stores are two stores."""
+    first, second = _store_identity(primary, settings), _store_identity(secondary, settings)
+    return first is not None and first == second
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_SCHEME_ALIASES = {"postgres": "postgresql", "postgresql+asyncpg": "postgresql", "sqlite+aiosqlite": "sqlite"}
+
+
+def _store_identity(target: str, settings: StorageSettings) -> tuple[str, str] | None:
+    """``(backend, normalised URL)`` for *target*, or None for a store with no URL of its own."""
+    target = target.strip()
+    if "://" in target:
+        spec = registry.for_url(target)
+        url = target
+    else:
+        if not _NAME.fullmatch(target):
+            return None  # not a name: backend_from_target refuses it, without quoting it
+        spec = registry.get(target.lower())
+        found = settings.url(spec.url_setting) if spec.url_setting else None
+        if found is None:
+            return (spec.name, "") if spec.composite else None
+        url = found
+    scheme, _, rest = url.strip().partition("://")
+    scheme = _SCHEME_ALIASES.get(scheme.lower(), scheme.lower())
+    if scheme == "sqlite" and rest.startswith("/"):  # one file, however its path is spelt
+        rest = "/" + os.path.abspath(rest[1:])
+    return spec.name, f"{scheme}://{rest.rstrip('/')}"
+
+
 def create_mirror(settings: StorageSettings, /, **overrides: Any) -> MirrorBackend:
     """Registry factory: ``MIRROR_*`` settings (or the same names as keyword overrides)."""
     options = load_backend_settings(MirrorSettings, overrides)
@@ -121,6 +156,10 @@ def create_mirror(settings: StorageSettings, /, **overrides: Any) -> MirrorBacke
         raise ConfigurationError("STORAGE_TYPE=mirror needs MIRROR_PRIMARY and MIRROR_SECONDARY (names or URLs)")
     if "mirror" in (options.primary, options.secondary):
         raise ConfigurationError("a mirror cannot contain 'mirror' itself")
+    if _same_store(options.primary, options.secondary, settings):
+        raise ConfigurationError(
+            "MIRROR_PRIMARY and MIRROR_SECONDARY name the same store: a mirror copies from one store to another"
+        )
     return mirror_of(
         backend_from_target(options.primary, settings)[0],
         backend_from_target(options.secondary, settings)[0],

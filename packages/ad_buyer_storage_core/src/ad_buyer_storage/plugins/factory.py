@@ -18,17 +18,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pydantic import ValidationError
+
 from ad_buyer_storage.composed.breaker import BreakerPolicy, guarded
 from ad_buyer_storage.contract.protocol import StorageBackend
 from ad_buyer_storage.domain.storage import Storage
-from ad_buyer_storage.errors import ConfigurationError
-from ad_buyer_storage.kit.redaction import redact_url
+from ad_buyer_storage.errors import ConfigurationError, StorageError
+from ad_buyer_storage.kit.redaction import raise_redacted, redact_or_withhold, redact_url
 from ad_buyer_storage.plugins.registry import Registry, registry
 from ad_buyer_storage.plugins.settings import (
     BackendChoice,
     StorageSettings,
     choose_backend,
     load_settings,
+    problems,
     settings_model,
     url_scheme,
 )
@@ -95,7 +98,37 @@ def _check_name(name: str) -> None:
 def build_backend(spec: BackendSpec, settings: StorageSettings, label: str, **overrides: Any) -> StorageBackend:
     """*spec*'s backend from *settings*, behind a circuit breaker (``STORAGE_BREAKER_*``)
     unless breakers are off or it is made of other backends (which get one each)."""
-    backend = spec.load_factory()(settings, **overrides)
+    factory = spec.load_factory()
+    try:
+        backend = factory(settings, **overrides)
+    except StorageError:
+        raise
+    except ValidationError as exc:  # a plugin reading its settings model itself: pydantic quotes the input
+        error: StorageError = ConfigurationError(
+            f"backend {spec.name!r}: invalid settings: {problems(exc, _env_prefix(spec))}"
+        )
+    except Exception as exc:  # noqa: BLE001 - a plugin's factory failing: one typed error
+        url = settings.url(spec.url_setting) if spec.url_setting else None
+        words = redact_or_withhold(str(exc), url, what="its message")
+        raise_redacted(
+            ConfigurationError(f"backend {spec.name!r} could not be built: {type(exc).__name__}: {words}"),
+            url,
+            cause=exc,
+        )
+    else:
+        return _breaker(spec, settings, backend, label)
+    raise error  # outside the handler: not chained to pydantic's error, which quotes the inputs
+
+
+def _env_prefix(spec: BackendSpec) -> str:
+    try:
+        model = spec.settings_model()
+    except Exception:  # noqa: BLE001 - only for naming the settings in a message
+        return ""
+    return str(model.model_config.get("env_prefix", "")) if model is not None else ""
+
+
+def _breaker(spec: BackendSpec, settings: StorageSettings, backend: StorageBackend, label: str) -> StorageBackend:
     if spec.composite or settings.storage_breaker_threshold == 0:
         return backend
     policy = BreakerPolicy(settings.storage_breaker_threshold, settings.storage_breaker_cooldown)

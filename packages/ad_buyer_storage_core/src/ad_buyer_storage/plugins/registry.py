@@ -26,6 +26,7 @@ with :func:`register_backend`.
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as metadata
 import logging
 import re
@@ -42,12 +43,31 @@ from ad_buyer_storage.kit.redaction import redact_url
 from ad_buyer_storage.plugins.hookspecs import PROJECT, BackendHookSpecs
 from ad_buyer_storage.plugins.spec import BackendSpec
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "Registry", "register_backend", "registry"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "Registry", "register_backend", "registry", "unknown_scheme"]
 
 log = logging.getLogger("ad_buyer_storage.registry")
 
 ENTRY_POINT_GROUP = "ad_buyer_storage.backends"
 _SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.\-]*")
+_BACKEND_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def unknown_scheme(scheme: str, offered: Iterable[str], *, slashes: bool = True) -> str:
+    """``unknown scheme 'postgress' (did you mean 'postgres'?); installed schemes: ...``.
+
+    *scheme* is what stands before ``://``, quoted only if it looks like a scheme: otherwise it
+    may be a piece of a pasted password. Without *slashes* (no ``://`` at all) nothing of the
+    value is quoted, and a scheme is suggested only if the value starts with an offered one.
+    """
+    choices = sorted(set(offered))
+    installed = f"installed schemes: {', '.join(f'{s}://' for s in choices) or 'none'}"
+    if not slashes:
+        hint = f" (did you mean {scheme}://...?)" if scheme in choices else ""
+        return f"not a URL: expected scheme://...{hint}; {installed}"
+    if not _SCHEME_NAME.fullmatch(scheme):
+        return f"not a URL with a scheme (scheme://...); {installed}"
+    close = difflib.get_close_matches(scheme, choices, n=1)
+    return f"unknown scheme {scheme!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; {installed}"
 
 
 @dataclass(frozen=True)
@@ -131,9 +151,11 @@ class Registry:
                 f"storage backend {redact_url(name)!r} is installed but failed to load: {failure.error}"
             )
         known = sorted(set(self._specs) | {ep.name for ep in self._entry_points()})
+        # The hint names a distribution only for a word: anything else may be a pasted URL.
+        hint = f"pip install ad-buyer-storage-{name}" if _BACKEND_NAME.fullmatch(name) else "see its documentation"
         raise BackendNotFoundError(
             f"unknown storage backend {redact_url(name)!r}; installed: {', '.join(known) or 'none'}. Install the "
-            f"distribution that provides it; if it is one of this project's: pip install ad-buyer-storage-{name}"
+            f"distribution that provides it; if it is one of this project's: {hint}"
         )
 
     def discover(self) -> tuple[dict[str, BackendSpec], dict[str, PluginFailure]]:
@@ -151,10 +173,8 @@ class Registry:
         for spec in specs.values():
             if scheme in spec.url_schemes:
                 return spec
-        offered = sorted({s for spec in specs.values() for s in spec.url_schemes})
-        raise BackendNotFoundError(
-            f"no installed backend accepts {scheme or 'this'}:// URLs; accepted schemes: {', '.join(offered)}"
-        )
+        offered = {s for spec in specs.values() for s in spec.url_schemes}
+        raise BackendNotFoundError(f"no installed backend accepts this URL: {unknown_scheme(scheme, offered)}")
 
     def create(self, name: str, settings: object, **overrides: object) -> StorageBackend:
         """A new, unconnected backend *name* built by its factory."""

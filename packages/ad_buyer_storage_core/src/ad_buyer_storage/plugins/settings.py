@@ -22,7 +22,7 @@ from ad_buyer_storage.client.validation import ttl_to_ms
 from ad_buyer_storage.contract.protocol import INT64_MAX, INT64_MIN
 from ad_buyer_storage.errors import ConfigurationError, InvalidTTLError
 from ad_buyer_storage.kit.redaction import redact_routes, redact_url
-from ad_buyer_storage.plugins.registry import Registry, registry
+from ad_buyer_storage.plugins.registry import Registry, registry, unknown_scheme
 from ad_buyer_storage.plugins.spec import BackendSpec
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "composition",
     "load_backend_settings",
     "load_settings",
+    "problems",
     "settings_model",
     "url_candidates",
     "url_scheme",
@@ -162,12 +163,12 @@ def load_settings(**overrides: Any) -> StorageSettings:
     try:
         return settings_model()(**overrides)
     except ValidationError as exc:
-        error = ConfigurationError(f"invalid storage settings: {_problems(exc)}")
+        error = ConfigurationError(f"invalid storage settings: {problems(exc)}")
     # Raised outside the handler, so not chained to pydantic's error: that one quotes the inputs.
     raise error
 
 
-def _problems(exc: ValidationError, env_prefix: str = "") -> str:
+def problems(exc: ValidationError, env_prefix: str = "") -> str:
     """Each bad setting and why, by its variable name; never the input (it may hold a password)."""
     return "; ".join(
         f"{(env_prefix + '.'.join(map(str, e['loc']))).upper() or 'settings'}: {e['msg']}" for e in exc.errors()
@@ -199,7 +200,7 @@ def load_backend_settings(
     try:
         return model(**fields)
     except ValidationError as exc:
-        error = ConfigurationError(f"invalid settings: {_problems(exc, env_prefix)}")
+        error = ConfigurationError(f"invalid settings: {problems(exc, env_prefix)}")
     raise error  # outside the handler: see load_settings
 
 
@@ -207,6 +208,25 @@ def url_scheme(url: str | None) -> str:
     if not url or "://" not in url:
         return ""
     return url.split("://", 1)[0].lower()
+
+
+def _check_schemes(settings: StorageSettings, reg: Registry | None) -> None:
+    """Refuse a URL setting that no installed backend reading it accepts (``DATABASE_URL=
+    postgress://...``): named, with the closest scheme, rather than ignored (which would end
+    in "no backend is configured", or in another backend silently chosen)."""
+    specs, _ = (reg or registry).discover()
+    for setting in type(settings).URL_SETTINGS:
+        url = settings.url(setting)
+        if url is None:
+            continue
+        readers = [spec for spec in specs.values() if spec.url_setting == setting]
+        if not readers or any(not spec.url_schemes for spec in readers):
+            continue  # a reader that names no scheme takes any: nothing to check here
+        offered = [s for spec in readers for s in spec.url_schemes]
+        slashes = "://" in url
+        scheme = url_scheme(url) if slashes else url.partition(":")[0].strip().lower()
+        if not slashes or scheme not in offered:
+            raise ConfigurationError(f"{setting.upper()}: {unknown_scheme(scheme, offered, slashes=slashes)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +278,7 @@ def choose_backend(settings: StorageSettings, reg: Registry | None = None) -> Ba
     """Which backend the settings select, and why (the CLI and the logs show the reason)."""
     if settings.storage_type:
         return BackendChoice(settings.storage_type, f"STORAGE_TYPE={settings.storage_type}")
+    _check_schemes(settings, reg)
     pair = composition(settings, reg)
     if pair is not None:
         durable, fast = pair

@@ -84,6 +84,16 @@ class BackendSpec:
             raise PluginLoadError(f"backend {self.name!r}: {self.factory!r} is not callable")
         return cast(BackendFactory, factory)
 
+    def unusable(self) -> str | None:
+        """Why this backend cannot be built (its factory's module, or the driver that imports,
+        is missing), None if it can. Imports the backend's module: for diagnostics (the
+        ``backends`` listing), never for discovery."""
+        try:
+            self.load_factory()
+        except PluginLoadError as exc:
+            return str(exc)
+        return None
+
     def settings_model(self) -> type[BaseSettings] | None:
         """The backend's own settings model, imported if given as a path."""
         if self.settings is None or isinstance(self.settings, type):

@@ -294,6 +294,37 @@ class TransactionsContract(ContractBase):
 
     @also_uncoalesced
     @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_tx_incr_of_a_non_number_and_bad_attempts_are_typed(self, subject: Subject) -> None:
+        storage = subject.storage
+        for key, value in (("deal:text", "abc"), ("deal:list", [1]), ("deal:nan", "NaN"), ("deal:flag", True)):
+            await storage.set(key, value)
+            for amount in (1, Decimal("1")):
+
+                async def add(tx: Transaction, key: str = key, amount: int | Decimal = amount) -> Any:
+                    return await tx.incr(key, amount)
+
+                await fails_with(
+                    InvalidValueError,
+                    storage.transact(add, attempts=1),
+                    f"tx.incr({amount!r}) of {value!r} must raise InvalidValueError, as Storage.incr does",
+                )
+            assert await storage.get(key) == value, "a refused tx.incr() must change nothing"
+        ran: list[int] = []
+
+        async def write(tx: Transaction) -> None:
+            ran.append(1)
+            tx.set("deal:attempted", 1)
+
+        for bad in (1.5, "3", None, True, False, 0, -1):
+            await fails_with(
+                InvalidInputError,
+                storage.transact(write, attempts=bad),  # type: ignore[arg-type]
+                f"transact(attempts={bad!r}) must be refused before anything runs",
+            )
+        assert ran == [], "a refused attempts= must run nothing"
+        assert not await storage.exists("deal:attempted"), "a refused attempts= must write nothing"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
     async def test_book_order_never_overspends(self, subject: Subject) -> None:
         storage = subject.storage
         await storage.set_campaign("c1", {"budget": "200.00", "spent": "0"})
