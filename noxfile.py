@@ -131,23 +131,30 @@ def tests(session: nox.Session) -> None:
 SUITE = "not faults and not topologies"
 
 
-def our_requirements() -> list[Requirement]:
-    """Every third-party requirement our distributions declare, their extras included (not the
-    meta-package's `dev` extra: test tools, not what users run)."""
-    found = []
+def our_requirements(dev: bool = True) -> list[Requirement]:
+    """Every third-party requirement our distributions declare, their extras included, and (dev)
+    the test tools of the meta-package's `dev` extra."""
+    lines = []
+    if dev:
+        with open(HERE / "pyproject.toml", "rb") as file:
+            lines += tomllib.load(file)["tool"]["hatch"]["metadata"]["hooks"]["custom"]["optional-dependencies"]["dev"]
     for folder in (CORE, SQLITE, REDIS, POSTGRES):
         project = project_table(folder)
-        lines = list(project.get("dependencies", []))
+        lines += project.get("dependencies", [])
         for extra in project.get("optional-dependencies", {}).values():
             lines += extra
-        found += [r for r in map(Requirement, lines) if canonicalize_name(r.name) not in OURS]
-    return found
+    return [r for r in map(Requirement, lines) if canonicalize_name(r.name) not in OURS]
 
 
 def lowest_pins() -> list[str]:
-    """`name==X` for each requirement `name>=X` of ours: the oldest versions our ranges admit."""
+    """`name==X` for each requirement `name>=X` of our distributions: the oldest versions our
+    ranges admit (where the dev extra asks more of a test tool, its floor). Other test tools
+    are the newest that resolve with these."""
+    runtime = {canonicalize_name(r.name) for r in our_requirements(dev=False)}
     pins: dict[str, str] = {}
     for req in our_requirements():
+        if canonicalize_name(req.name) not in runtime:
+            continue
         floors = [spec.version for spec in req.specifier if spec.operator == ">="]
         if not floors:
             raise ValueError(f"{req} has no lower bound: say which oldest version it supports")

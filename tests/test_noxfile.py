@@ -4,7 +4,6 @@ README's one command passes on a fresh Debian machine; every session installs fr
 from __future__ import annotations
 
 import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +123,7 @@ def pins(lock: Path) -> dict[str, Version]:
 
 def declared() -> list[Requirement]:
     """What our pyprojects ask of others: our distributions' requirements and the dev extra's."""
-    with open(noxfile.HERE / "pyproject.toml", "rb") as file:
-        dev = tomllib.load(file)["tool"]["hatch"]["metadata"]["hooks"]["custom"]["optional-dependencies"]["dev"]
-    ours = set(noxfile.OURS)
-    return noxfile.our_requirements() + [r for r in map(Requirement, dev) if canonicalize_name(r.name) not in ours]
+    return noxfile.our_requirements()
 
 
 LOCKS = sorted(noxfile.REQUIREMENTS.glob("*-3.*.txt"))
@@ -158,7 +154,7 @@ def test_the_oldest_lock_holds_each_of_our_lower_bounds_exactly() -> None:
 
 
 def test_a_requirement_without_a_lower_bound_is_refused(monkeypatch) -> None:
-    monkeypatch.setattr(noxfile, "our_requirements", lambda: [Requirement("somelib<3")])
+    monkeypatch.setattr(noxfile, "our_requirements", lambda dev=True: [Requirement("somelib<3")])
     with pytest.raises(ValueError, match="somelib<3 has no lower bound"):
         noxfile.lowest_pins()
 

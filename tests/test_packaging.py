@@ -54,7 +54,7 @@ def test_in_a_clone_our_distributions_are_direct_references_to_their_folders() -
     assert set(optional) == noxfile.META_EXTRAS
     assert optional["fast"] == [f"ad-buyer-storage-core[fast] @ {(ROOT / noxfile.CORE).as_uri()}"]
     assert f"ad-buyer-storage-core[fast,testing] @ {(ROOT / noxfile.CORE).as_uri()}" in optional["dev"]
-    assert "pytest>=8.2" in optional["dev"]  # a third party's requirement is written as it is
+    assert "pytest>=8.4" in optional["dev"]  # a third party's requirement is written as it is
 
 
 def test_published_metadata_names_plain_requirements_at_the_trees_versions() -> None:

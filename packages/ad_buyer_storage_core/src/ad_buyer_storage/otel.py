@@ -46,7 +46,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -294,7 +294,7 @@ class _Hook:
 
     def _start(
         self, attributes: Attributes
-    ) -> tuple[Span, Token[otel_context.Context] | None, Token[tuple[bool, Attributes | None]]]:
+    ) -> tuple[Span, Any, Token[tuple[bool, Attributes | None]]]:  # attach()'s token: object before API 1.3x
         """Open the operation's span and make it current; the call about to run is covered by
         it, so its own :meth:`claim` answers False (set first: whatever fails after, the call
         runs once, unrecorded rather than broken)."""
@@ -308,7 +308,7 @@ class _Hook:
 
     def _end(
         self,
-        opened: tuple[Span, Token[otel_context.Context] | None, Token[tuple[bool, Attributes | None]]],
+        opened: tuple[Span, Any, Token[tuple[bool, Attributes | None]]],
         attributes: Attributes,
         started: float,
         error: str | None,

@@ -71,6 +71,7 @@ from .namespaces import NAMESPACES_KEY, REGISTER_SCRIPT, check_prefix, overlap_e
 #: Sentinel's constructor is untyped before redis-py 8 and typed from 8 on: called through this
 #: name, it type-checks on every version our range admits (no version-dependent `type: ignore`).
 _new_sentinel: Callable[..., Sentinel] = Sentinel
+_no_backoff: Callable[[], NoBackoff] = NoBackoff  # the same: untyped in redis-py 5
 
 __all__ = ["RedisBackend", "RedisClusterBackend", "is_cluster_url", "is_sentinel_url", "parse_sentinel_url"]
 
@@ -379,7 +380,7 @@ class _RedisKeyValue:
             "socket_connect_timeout": connect_timeout,
             "health_check_interval": health_check_interval,
             # No blind retries inside the driver: _call decides what may be sent twice.
-            "retry": Retry(NoBackoff(), 0),
+            "retry": Retry(_no_backoff(), 0),
         }
         self._pool_timeout = pool_timeout
         self._scan_count = scan_count

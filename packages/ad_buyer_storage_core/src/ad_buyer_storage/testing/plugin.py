@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pytest
 
@@ -90,6 +91,15 @@ def _default_loop_scope(config: pytest.Config) -> None:
     cache = getattr(config, "_inicache", None)  # where getini keeps values (pytest 8 and 9)
     if isinstance(cache, dict):
         cache[_LOOP_SCOPE] = value
+
+
+class _Terminal(Protocol):
+    """What the summary writes with: pytest's terminal reporter (`pytest.TerminalReporter` is
+    exported from pytest 8.4 on; the kit supports 8.2)."""
+
+    def write_sep(self, sep: str, title: str | None = None, **markup: bool) -> None: ...
+
+    def write_line(self, line: str | bytes, **markup: bool) -> None: ...
 
 
 @dataclass
@@ -170,7 +180,7 @@ class Certification:
         elif report.when == "call":
             outcome.result = "passed"
 
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+    def pytest_terminal_summary(self, terminalreporter: _Terminal) -> None:
         if not self.outcomes:
             return
         groups: dict[str, dict[str, _Area]] = {}
