@@ -105,8 +105,13 @@ class Selection(NamedTuple):
     last_key: str | None
 
 
-#: The key whose update group runs its callers' functions in this context (see _apply_updates).
-_applying: ContextVar[str | None] = ContextVar("ad_buyer_storage_applying", default=None)
+#: True where a caller's function runs while this library holds something others may wait
+#: for: an update group in flight for its key, or transact()'s local locks for a retry. A call
+#: made from there must never wait for such a thing in turn (it might be its own, or held by a
+#: task waiting for this one: waits forever either way), so it skips them: an update runs on
+#: its own, uncombined, exactly as with ``coalesce=False``; a transaction retries without the
+#: local locks. Only callers holding nothing wait, so no cycle of waits can form.
+_holding: ContextVar[bool] = ContextVar("ad_buyer_storage_holding", default=False)
 
 
 def _settle(future: asyncio.Future[Any], result: Any = None, *, error: BaseException | None = None) -> None:
@@ -478,7 +483,7 @@ class Store:
     ) -> Any:
         self.require_open()
         op = Update(fn, default, ttl_ms, ttl_on_create_only, max_attempts)
-        if self._updates is not None and _applying.get() != key:
+        if self._updates is not None and not _holding.get():
             return await self._updates.submit(key, op)
         await self._apply_updates(key, [op])
         return await op.future
@@ -487,7 +492,7 @@ class Store:
         """One read, every function in order, one conditional write (see combine.py)."""
         backend = self.require_open()
         codec = self._codec
-        token = _applying.set(key)  # an update of *key* from inside a function must not wait on this group
+        token = _holding.set(True)  # an update from inside a function must not wait on any group (see _holding)
         try:
             for attempt in itertools.count():
                 for op in group:  # each caller gives up after its own number of attempts
@@ -503,7 +508,7 @@ class Store:
                 if await self._update_once(backend, codec, key, group):
                     return
         finally:
-            _applying.reset(token)
+            _holding.reset(token)
 
     async def _update_once(self, backend: StorageBackend, codec: JsonCodec, key: str, group: list[Update]) -> bool:
         """Apply *group* to the value read now; False if another write overtook it."""
@@ -883,13 +888,20 @@ class Store:
     @asynccontextmanager
     async def _local_locks(self, keys: tuple[str, ...]) -> AsyncIterator[None]:
         """This store's lock of each of *keys* (sorted: no two takers wait for each other)."""
+        if _holding.get():  # called from a function run under such locks: never wait on them
+            keys = ()
         async with contextlib.AsyncExitStack() as stack:
             for key in keys:
                 lock = self._key_locks.get(key)
                 if lock is None:
                     lock = self._key_locks[key] = asyncio.Lock()
                 await stack.enter_async_context(lock)
-            yield
+            token = _holding.set(True) if keys else None
+            try:
+                yield
+            finally:
+                if token is not None:
+                    _holding.reset(token)
 
     # -- pub/sub -----------------------------------------------------------------------------
     def _pubsub(self, channel: str) -> SupportsPubSub:

@@ -23,6 +23,7 @@ from ad_buyer_storage.errors import (
 
 from ._base import ContractBase, certifies, fails_with
 from ._child import book_in_processes
+from .atomic import unhung
 from .harness import Subject
 
 __all__ = ["TransactionsContract"]
@@ -310,3 +311,55 @@ class TransactionsContract(ContractBase):
             f"4 processes x 40 bookings of 10.00 on a 1,000.00 budget must spend exactly 1000.00: {campaign}"
         )
         assert len(orders) == 100, f"exactly 100 of the 160 bookings fit the budget: {len(orders)} orders"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_a_transaction_inside_a_retried_transaction_never_waits_on_it(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("tx:k", 0)
+        runs = {"outer": 0, "inner": 0}
+
+        async def inner(tx: Transaction) -> None:
+            runs["inner"] += 1
+            value = await tx.get("tx:k")
+            if runs["inner"] == 1:
+                await storage.set("tx:k", value + 1)  # another writer: this attempt conflicts, and retries
+            tx.set("tx:k", value + 10)
+
+        async def outer(tx: Transaction) -> int:
+            runs["outer"] += 1
+            value = await tx.get("tx:k")
+            if runs["outer"] == 1:
+                await storage.set("tx:k", value + 1)  # the outer transaction's first attempt conflicts too
+            elif runs["outer"] == 2:
+                await storage.transact(inner)  # from inside the outer transaction's retry
+            tx.set("tx:k", value + 100)
+            return int(value)
+
+        await unhung(storage.transact(outer), "transact() inside a retry of transact() on the same key")
+        got = await storage.get("tx:k")
+        assert got == 112, f"the inner transaction commits, the outer one retries over it and commits: {got!r}"
+        assert runs == {"outer": 3, "inner": 2}, f"each transaction retries its own conflicts: {runs}"
+
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.ATOMIC)
+    async def test_updates_and_transactions_nested_in_each_other_complete(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("mix:a", 0)
+        await storage.set("mix:t", 0)
+        done: set[str] = set()
+
+        async def move(tx: Transaction) -> None:
+            tx.set("mix:t", await tx.get("mix:t") + 1)
+            if "a" not in done:
+                done.add("a")
+                await storage.update("mix:a", lambda a: a + 1)  # update inside transact inside update(mix:a)
+
+        async def via_transaction(a: int) -> int:
+            if "t" not in done:
+                done.add("t")
+                await storage.transact(move)
+            return a + 100
+
+        got = await unhung(storage.update("mix:a", via_transaction), "update(A) -> transact() -> update(A)")
+        assert got == 101, f"update(A) whose function changed A through a transaction must retry over it: {got!r}"
+        both = await storage.get_many(["mix:a", "mix:t"])
+        assert both == {"mix:a": 101, "mix:t": 1}, f"each call must apply once per successful run: {both!r}"
