@@ -45,6 +45,7 @@ from ad_buyer_storage.contract.protocol import (
     SupportsRemovePrefix,
     SupportsRouting,
     SupportsTransactions,
+    SupportsTurns,
     Write,
     new_version,
     new_versions,
@@ -168,6 +169,7 @@ class Store:
         # Optional protocols, checked once: a runtime protocol check costs tens of microseconds.
         self._routing = backend if isinstance(backend, SupportsRouting) else None
         self._committer = backend if isinstance(backend, SupportsTransactions) else None
+        self._turns = backend if isinstance(backend, SupportsTurns) else None
         self._prefix_remover = backend if isinstance(backend, SupportsRemovePrefix) else None
         self._publisher = backend if isinstance(backend, SupportsPubSub) else None
         self._refresher = backend if isinstance(backend, SupportsRefresh) else None
@@ -861,8 +863,12 @@ class Store:
 
         A retry first takes this store's local locks on the keys the failed attempt touched:
         tasks of one process contending for the same keys then take turns instead of failing
-        each other again and again; a conflict even under those locks came from another
-        process, and is retried after a jittered backoff."""
+        each other again and again. On a store shared by processes (a backend with turns:
+        PostgreSQL, SQLite, Redis) it then waits for its turn on those keys: retrying
+        transactions of every process are served one at a time, first come first served, and
+        no other transaction can commit over them meanwhile, so a booking that lost once is
+        not starved by the others (only a plain write to one of its keys can still make it
+        conflict again, and that is retried after a jittered backoff)."""
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(self, "transact", None, Store.transact(self, fn, attempts=attempts))
         if attempts < 1:
@@ -870,8 +876,9 @@ class Store:
         held: tuple[str, ...] = ()
         for attempt in range(attempts):
             touched: tuple[str, ...] = ()
+            turn = self._turn(held)  # decided before the local locks mark this context as holding
             try:
-                async with self._local_locks(held), self.transaction() as tx:
+                async with self._local_locks(held), turn, self.transaction() as tx:
                     try:
                         result = await fn(tx)
                     finally:
@@ -884,6 +891,13 @@ class Store:
                     await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
                 held = tuple(sorted(set(touched) | set(held)))
         raise AssertionError("unreachable")
+
+    def _turn(self, keys: tuple[str, ...]) -> contextlib.AbstractAsyncContextManager[None]:
+        """The backend's turn on *keys* across processes (see SupportsTurns); none for a
+        transaction run from inside another's function (it must never wait: see _holding)."""
+        if not keys or self._turns is None or _holding.get():
+            return contextlib.nullcontext()
+        return self._turns.turn(keys)
 
     @asynccontextmanager
     async def _local_locks(self, keys: tuple[str, ...]) -> AsyncIterator[None]:

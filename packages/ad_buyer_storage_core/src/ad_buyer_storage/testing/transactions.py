@@ -312,6 +312,46 @@ class TransactionsContract(ContractBase):
         )
         assert len(orders) == 100, f"exactly 100 of the 160 bookings fit the budget: {len(orders)} orders"
 
+    @pytest.mark.multiprocess
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_no_booking_starves_across_4_processes(self, subject: Subject) -> None:
+        await self._no_booking_starves(subject, processes=4, each=40)
+
+    @pytest.mark.slow
+    @pytest.mark.multiprocess
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_no_booking_starves_across_16_processes(self, subject: Subject) -> None:
+        await self._no_booking_starves(subject, processes=16, each=10)
+
+    async def _no_booking_starves(self, subject: Subject, *, processes: int, each: int) -> None:
+        """*processes* x *each* bookings of 10.00 on a 1,000.00 budget, each with book_order's
+        default attempts: every one completes or is refused for the budget, none is starved."""
+        recipe = subject.harness.child_backend
+        assert recipe is not None, "a backend claiming MULTI_PROCESS needs a harness with child_backend"
+        await subject.storage.set_campaign("fair", {"budget": "1000.00", "spent": "0"})
+        await book_in_processes(recipe, "fair", each, "10.00", processes=processes, strict=True, join_timeout=240)
+        campaign = await subject.storage.get_campaign("fair") or {}
+        orders = await subject.storage.list_orders()
+        assert Decimal(campaign["spent"]) == Decimal("1000.00"), f"the budget must be spent exactly: {campaign}"
+        assert len(orders) == 100, f"exactly 100 bookings of 10.00 fit 1,000.00: {len(orders)} orders"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_no_booking_starves_across_16_tasks(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set_campaign("tasks", {"budget": "100.00", "spent": "0"})
+
+        async def book(i: int) -> bool:
+            try:
+                await storage.book_order(f"t{i}", {"n": i}, campaign_id="tasks", amount=Decimal("10.00"))
+            except BudgetExceededError:
+                return False
+            return True  # TransactionConflictError (starved) fails the test
+
+        booked = await asyncio.gather(*(book(i) for i in range(16)))
+        campaign = await storage.get_campaign("tasks") or {}
+        assert sum(booked) == 10, f"a 100.00 budget takes exactly 10 bookings of 10.00: {sum(booked)} booked"
+        assert Decimal(campaign["spent"]) == Decimal("100.00"), f"the budget must be spent exactly: {campaign}"
+
     @certifies("transactions", Capability.TRANSACTIONS)
     async def test_a_transaction_inside_a_retried_transaction_never_waits_on_it(self, subject: Subject) -> None:
         storage = subject.storage
