@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ad_buyer_storage.client.transaction import MAX_TRANSACTION_WRITES, Transaction
-from ad_buyer_storage.contract.protocol import Capability
+from ad_buyer_storage.contract.protocol import Capability, SupportsTurns
 from ad_buyer_storage.errors import (
     BudgetExceededError,
     InvalidInputError,
@@ -334,6 +334,43 @@ class TransactionsContract(ContractBase):
         orders = await subject.storage.list_orders()
         assert Decimal(campaign["spent"]) == Decimal("1000.00"), f"the budget must be spent exactly: {campaign}"
         assert len(orders) == 100, f"exactly 100 bookings of 10.00 fit 1,000.00: {len(orders)} orders"
+
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_a_turn_holds_other_transactions_back_until_it_ends(self, subject: Subject) -> None:
+        storage = subject.storage
+        backend = storage.store.backend
+        if not isinstance(backend, SupportsTurns):
+            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        await storage.set("turn:k", 0)
+        inside, leave = asyncio.Event(), asyncio.Event()
+
+        async def bump(tx: Transaction) -> None:
+            tx.set("turn:k", await tx.get("turn:k") + 1)
+
+        async def holder() -> None:
+            async with backend.turn(["turn:k"]):
+                inside.set()
+                await leave.wait()
+                async with storage.transaction() as tx:  # the holder's own commit goes through
+                    await bump(tx)
+
+        held = asyncio.create_task(holder())
+        await unhung(inside.wait(), "taking a free turn")
+        try:
+            await fails_with(
+                TransactionConflictError,
+                storage.transact(bump, attempts=1),
+                "a commit touching a key under another's turn must fail (a conflict) while the turn is held",
+            )
+        finally:
+            leave.set()
+            await unhung(held, "a turn's holder committing")
+        got = await storage.get("turn:k")
+        assert got == 1, f"only the turn holder's commit may apply while it holds the turn: {got!r}"
+        await unhung(storage.transact(bump, attempts=1), "a commit after the turn ended")
+        got = await storage.get("turn:k")
+        assert got == 2, f"once the turn is over, commits go through again: {got!r}"
+        assert await storage.keys("*") == ["turn:k"], "a turn must leave no key of its own behind in listings"
 
     @certifies("transactions", Capability.TRANSACTIONS)
     async def test_no_booking_starves_across_16_tasks(self, subject: Subject) -> None:
