@@ -384,6 +384,20 @@ class SQLiteBackend:
             return
         with self._errors.mapped(also=(OSError,)):
             fd = os.open(self._absolute_path + "-turns", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: taken at once, no thread
+        except BlockingIOError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        else:
+            try:
+                with turns.holding(self, [_WHOLE_FILE]):
+                    yield
+            finally:
+                os.close(fd)  # releases the lock
+            return
         loop = asyncio.get_running_loop()
         taken: asyncio.Future[None] = loop.create_future()
 

@@ -863,20 +863,22 @@ class Store:
 
         A retry first takes this store's local locks on the keys the failed attempt touched:
         tasks of one process contending for the same keys then take turns instead of failing
-        each other again and again. On a store shared by processes (a backend with turns:
-        PostgreSQL, SQLite, Redis) it then waits for its turn on those keys: retrying
-        transactions of every process are served one at a time, first come first served, and
-        no other transaction can commit over them meanwhile, so a booking that lost once is
-        not starved by the others (only a plain write to one of its keys can still make it
-        conflict again, and that is retried after a jittered backoff)."""
+        each other again and again. A conflict even under those locks came from another
+        process: on a store shared by processes (a backend with turns: PostgreSQL, SQLite,
+        Redis) the next attempts wait for their turn on those keys: such transactions of every
+        process are served one at a time, first come first served, and no other transaction
+        can commit over them meanwhile, so none is starved by the others (only a plain write to
+        one of its keys can still make it conflict again: that is retried after a jittered
+        backoff)."""
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(self, "transact", None, Store.transact(self, fn, attempts=attempts))
         if attempts < 1:
             raise InvalidInputError("attempts must be >= 1")
         held: tuple[str, ...] = ()
+        turned: tuple[str, ...] = ()  # the keys to take the turn on (see below)
         for attempt in range(attempts):
             touched: tuple[str, ...] = ()
-            turn = self._turn(held)  # decided before the local locks mark this context as holding
+            turn = self._turn(turned)  # decided before the local locks mark this context as holding
             try:
                 async with self._local_locks(held), turn, self.transaction() as tx:
                     try:
@@ -887,8 +889,10 @@ class Store:
             except TransactionConflictError:
                 if attempt == attempts - 1:
                     raise
-                if held and set(touched) <= set(held):
-                    await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+                if held and set(touched) <= set(held):  # lost even under this process's locks: to another process
+                    if turned:  # even under its turn (a plain write overtook it): back off
+                        await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+                    turned = held  # from now on, wait for the turn on its keys
                 held = tuple(sorted(set(touched) | set(held)))
         raise AssertionError("unreachable")
 
