@@ -372,6 +372,37 @@ class TransactionsContract(ContractBase):
         assert got == 2, f"once the turn is over, commits go through again: {got!r}"
         assert await storage.keys("*") == ["turn:k"], "a turn must leave no key of its own behind in listings"
 
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_a_waiter_cancelled_in_the_turns_queue_leaves_it(self, subject: Subject) -> None:
+        backend = subject.storage.store.backend
+        if not isinstance(backend, SupportsTurns):
+            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        inside, leave = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with backend.turn(["turn:q"]):
+                inside.set()
+                await leave.wait()
+
+        async def wait_in_line() -> None:
+            async with backend.turn(["turn:q"]):
+                raise AssertionError("a turn held by another must not be given to a second taker")
+
+        holder = asyncio.create_task(hold())
+        await unhung(inside.wait(), "taking a free turn")
+        waiter = asyncio.create_task(wait_in_line())
+        await asyncio.sleep(0.05)  # let it queue
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        leave.set()
+        await unhung(holder, "giving a turn back")
+
+        async def take_again() -> None:
+            async with backend.turn(["turn:q"]):
+                pass
+
+        await unhung(take_again(), "taking the turn after a waiter was cancelled in its queue")
+
     @certifies("transactions", Capability.TRANSACTIONS)
     async def test_no_booking_starves_across_16_tasks(self, subject: Subject) -> None:
         storage = subject.storage
