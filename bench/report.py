@@ -63,6 +63,16 @@ def markdown(results: dict[str, Any]) -> str:
         for row in results["transactions"]:
             lines.append(f"| {row['backend']} | {row['op']} | {row['ours_per_s']:,} | {row['raw_per_s']:,} | "
                          f"{row['ratio']:.2f} |")  # fmt: skip
+    if results.get("transactions_fairness"):
+        lines += ["", "Booking fairness: processes making 160 bookings of 10.00 in all against one 1,000.00 budget "
+                  "with `book_order`'s default attempts. *per commit*: attempts per committed booking; shares "
+                  "over every booking; *starved*: TransactionConflictError after the default attempts.", "",
+                  "| backend | processes | per commit | 1 attempt | 2 | 3+ | most | starved | spent |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for row in results["transactions_fairness"]:
+            lines.append(f"| {row['backend']} | {row['processes']} | {row['attempts_per_commit']:.2f} | "
+                         f"{row['one']:.0%} | {row['two']:.0%} | {row['three_plus']:.0%} | {row['max_attempts']} | "
+                         f"{row['starved']} | {row['spent']} |")  # fmt: skip
     if results.get("filters"):
         lines += ["", "Filtered lists (0.1% of the deals `paused`): median time, and as a number of single `get`s "
                   "of the same run. *selective*: every paused deal; *first 100*: `status=active`, `limit=100`; "

@@ -296,6 +296,8 @@ async def main(argv: list[str] | None = None) -> None:
         if "transactions" in sections:
             print("== transactions", flush=True)
             results["transactions"] = await transactions.transaction_costs(backends, 200 if args.quick else 500, reps)
+            print("== transactions: fairness across processes", flush=True)
+            results["transactions_fairness"] = await transactions.booking_fairness(backends)
         if "filters" in sections:
             print("== filtered lists", flush=True)
             results["filters"] = await filters.filtered_lists(backends, sizes[1:3] if args.quick else sizes[1:], reps)

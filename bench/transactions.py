@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -267,4 +268,120 @@ async def transaction_costs(backends: list[str], n: int = 500, reps: int = 5) ->
                     path = os.path.join(tempfile.gettempdir(), f"bench-tx-{tag}.db{suffix}")
                     if os.path.exists(path):
                         os.remove(path)
+    return rows
+
+
+# -- fairness: processes booking against one budget, attempts per booking ---------------------
+
+
+def _open_backend(recipe: tuple[str, str]) -> Any:
+    kind, where = recipe
+    if kind == "sqlite":
+        from ad_buyer_storage_sqlite import SQLiteBackend
+
+        return SQLiteBackend(where, sweep_interval=None)
+    if kind == "redis":
+        from ad_buyer_storage_redis import RedisBackend
+
+        return RedisBackend(REDIS_URL, key_prefix=where)
+    from ad_buyer_storage_postgres import PostgresBackend
+
+    return PostgresBackend(POSTGRES_URL, schema=where, sweep_interval=None)
+
+
+class _Counting(Storage):
+    """A Storage whose transact() records how many attempts each call ran."""
+
+    attempts: list[int]
+
+    async def transact(self, fn: Callable[[Transaction], Awaitable[Any]], *, attempts: int = 10) -> Any:
+        calls = 0
+
+        async def counted(tx: Transaction) -> Any:
+            nonlocal calls
+            calls += 1
+            return await fn(tx)
+
+        try:
+            return await super().transact(counted, attempts=attempts)
+        finally:
+            self.attempts.append(calls)
+
+
+def _book_child(recipe: tuple[str, str], count: int, out: str) -> None:
+    """A child process: *count* bookings of 10.00 with book_order's defaults; writes, per
+    booking, its attempts and outcome (booked, refused: over budget, starved: conflict)."""
+    from ad_buyer_storage.errors import BudgetExceededError, TransactionConflictError
+
+    async def main() -> list[tuple[int, str]]:
+        storage = _Counting(_open_backend(recipe))
+        storage.attempts = []
+        outcomes: list[str] = []
+        async with storage:
+            for i in range(count):
+                try:
+                    await storage.book_order(f"{os.getpid()}-{i}", {}, campaign_id="fair", amount="10.00")
+                    outcomes.append("booked")
+                except BudgetExceededError:
+                    outcomes.append("refused")
+                except TransactionConflictError:
+                    outcomes.append("starved")
+        return list(zip(storage.attempts, outcomes, strict=True))
+
+    with open(out, "wb") as f:
+        f.write(orjson.dumps(asyncio.run(main())))
+
+
+async def booking_fairness(
+    backends: list[str], processes: tuple[int, ...] = (4, 16), bookings: int = 160
+) -> list[dict[str, Any]]:
+    """Per backend and number of processes: *bookings* in all, of 10.00 against one 1,000.00
+    budget, each with ``book_order``'s default attempts. Attempts per commit, the share of
+    bookings (booked or refused) that took 1, 2 and 3+ attempts, and how many starved
+    (TransactionConflictError after the default attempts)."""
+    import multiprocessing
+
+    rows: list[dict[str, Any]] = []
+    for backend in [b for b in backends if b in ("sqlite", "redis", "postgres")]:
+        for count in processes:
+            tag = uuid.uuid4().hex[:8]
+            where = {
+                "sqlite": os.path.join(tempfile.gettempdir(), f"bench-fair-{tag}.db"),
+                "redis": f"bench-fair-{tag}:",
+                "postgres": f"bench_{RUN}_fair_{tag}",
+            }[backend]
+            recipe = (backend, where)
+            outs = [os.path.join(tempfile.gettempdir(), f"bench-fair-{tag}-{i}.json") for i in range(count)]
+            async with Storage(_open_backend(recipe)) as storage:
+                await storage.set_campaign("fair", {"budget": "1000.00", "spent": "0"})
+                ctx = multiprocessing.get_context("spawn")
+                children = [ctx.Process(target=_book_child, args=(recipe, bookings // count, o)) for o in outs]
+                for child in children:
+                    child.start()
+                loop = asyncio.get_running_loop()
+                for child in children:
+                    await loop.run_in_executor(None, child.join)
+                spent = (await storage.get_campaign("fair") or {}).get("spent")
+                await storage.clear()
+            results = [tuple(r) for o in outs for r in orjson.loads(Path(o).read_bytes())]
+            for o in outs:
+                os.remove(o)
+            if backend == "sqlite":
+                for suffix in ("", "-wal", "-shm", "-turns"):
+                    if os.path.exists(where + suffix):
+                        os.remove(where + suffix)
+            attempts = [a for a, _ in results]
+            committed = [a for a, outcome in results if outcome == "booked"]
+            commits = len(committed)
+            share = {k: sum(1 for a in attempts if (a >= 3 if k == 3 else a == k)) / len(attempts) for k in (1, 2, 3)}
+            row = {"backend": backend, "processes": count, "bookings": len(results), "booked": commits,
+                   "refused": sum(1 for _, o in results if o == "refused"),
+                   "starved": sum(1 for _, o in results if o == "starved"),
+                   "attempts_per_commit": round(sum(committed) / max(commits, 1), 2),
+                   "one": round(share[1], 3), "two": round(share[2], 3), "three_plus": round(share[3], 3),
+                   "max_attempts": max(attempts), "spent": spent}  # fmt: skip
+            rows.append(row)
+            print(f"  {backend:<9} x{count:<3} attempts/commit {row['attempts_per_commit']:5.2f}  1: {share[1]:.0%}"
+                  f"  2: {share[2]:.0%}  3+: {share[3]:.0%}  max {row['max_attempts']}  starved {row['starved']}"
+                  f"  spent {spent}", flush=True)  # fmt: skip
     return rows

@@ -41,6 +41,7 @@ from ad_buyer_storage.contract.protocol import SupportsRemovePrefix as SupportsR
 from ad_buyer_storage.contract.protocol import SupportsRouting as SupportsRouting
 from ad_buyer_storage.contract.protocol import SupportsTelemetry as SupportsTelemetry
 from ad_buyer_storage.contract.protocol import SupportsTransactions as SupportsTransactions
+from ad_buyer_storage.contract.protocol import SupportsTurns as SupportsTurns
 from ad_buyer_storage.contract.protocol import Write as Write
 from ad_buyer_storage.contract.protocol import new_version as new_version
 from ad_buyer_storage.domain.collections import EntityCollection as EntityCollection

@@ -73,6 +73,7 @@ from ad_buyer_storage.errors import (
     TLSError,
     UnavailableError,
 )
+from ad_buyer_storage.kit import turns
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
 from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, check_identifier, is_identifier
@@ -240,6 +241,7 @@ class PostgresBackend:
         self._pool_min, self._pool_max = pool_min, pool_max
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
+        self._turn_wait = max(command_timeout, 60.0)  # a queue of turns, each a transaction long
         self._acquire_timeout = acquire_timeout
         self._statement_cache_size = statement_cache_size
         self._sweep_batch = sweep_batch
@@ -621,10 +623,15 @@ class PostgresBackend:
         creates cannot both commit; a serialization failure or deadlock is a conflict (False),
         as is a changed version: nothing applied either way."""
         checked = sorted(key for key, _ in checks)
+        touched = {*checked, *(w.key for w in writes), *deletes}
+        # Keys under another's turn (see turn()) fail this commit: a shared try-lock per key.
+        foreign = sorted(self._turn_ids(touched - turns.held(self, touched)))
 
         async def transaction(conn: Any) -> bool:
             try:
                 async with conn.transaction(isolation="serializable"):
+                    if foreign and not await conn.fetchval(self._sql.try_turns_shared, foreign):
+                        raise _Conflict
                     live = dict(await conn.fetch(self._sql.lock_versions, checked)) if checked else {}
                     if any(live.get(key) != version for key, version in checks):
                         raise _Conflict
@@ -640,6 +647,41 @@ class PostgresBackend:
             return True
 
         return await self._write_call(transaction, idempotent=False)
+
+    @asynccontextmanager
+    async def turn(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        """The turn on *keys* (see SupportsTurns): an exclusive transaction-level advisory lock
+        per key, taken in one order (no deadlock between takers) on a pooled connection kept in
+        a transaction for the block (so a transaction pooler keeps it pinned); PostgreSQL queues
+        the takers of a lock first come first served. Commits elsewhere try a shared lock on
+        each key they touch, and fail while a turn holds one."""
+        mine = turns.held(self, keys)
+        wanted = sorted(set(keys) - mine)
+        if not wanted:
+            yield
+            return
+        async with self._connection() as conn:
+            with self._errors.mapped():
+                transaction = conn.transaction()
+                await transaction.start()
+            try:
+                with self._errors.mapped():
+                    for lock_id in sorted(self._turn_ids(wanted)):
+                        await conn.execute(self._sql.take_turn, lock_id, timeout=self._turn_wait)
+                with turns.holding(self, wanted):
+                    yield
+            finally:
+                with contextlib.suppress(Exception):  # a rollback releases the locks; nothing was written
+                    await transaction.rollback()
+
+    def _turn_ids(self, keys: set[str] | Sequence[str]) -> set[int]:
+        """One advisory lock id per key (64 bits of a hash of the table and the key; two keys
+        sharing one only make their turns wait for each other)."""
+        table = f"{self.schema}.{self.table}\x00"
+        return {
+            int.from_bytes(hashlib.blake2b((table + key).encode(), digest_size=8).digest(), "big", signed=True)
+            for key in keys
+        }
 
     async def remove(self, keys: Sequence[str]) -> int:
         rows = await self._write_call(lambda c: c.fetch(self._sql.remove, sorted(keys)), idempotent=True)
@@ -932,6 +974,8 @@ class _Statements:
         )
         self.remove = f"DELETE FROM {t} WHERE key = ANY($1::text[]) RETURNING {live}"
         self.count = f"SELECT count(*) FROM {t} WHERE key = ANY($1::text[]) AND {live}"
+        self.take_turn = "SELECT pg_advisory_xact_lock($1::bigint)"
+        self.try_turns_shared = "SELECT bool_and(pg_try_advisory_xact_lock_shared(id)) FROM unnest($1::bigint[]) AS id"
         self.lock_versions = (
             f"SELECT key, version FROM {t} WHERE key = ANY($1::text[]) AND {live} ORDER BY key FOR UPDATE"
         )

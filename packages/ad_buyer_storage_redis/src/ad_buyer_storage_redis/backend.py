@@ -27,10 +27,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import re
 import ssl
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -59,6 +62,7 @@ from ad_buyer_storage.errors import (
     UnavailableError,
     UnsupportedOperationError,
 )
+from ad_buyer_storage.kit import turns
 from ad_buyer_storage.kit.batches import results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap, NoConnection, driver_message, in_flight_error, unchained
 from ad_buyer_storage.kit.redaction import redact_url
@@ -177,13 +181,21 @@ return value
 )
 
 # A transaction (SupportsTransactions.commit). KEYS: the checked keys, then the written ones,
-# then the deleted ones. ARGV: how many checked and written; per checked key its expected
-# version ('' = absent); per written key JSON, version, ttl in ms ('' none), keep ttl ('1'/'0').
+# then the deleted ones, then the turn keys of them all (see turn()). ARGV: how many checked and
+# written; per checked key its expected version ('' = absent); per written key JSON, version,
+# ttl in ms ('' none), keep ttl ('1'/'0'); last, how many turn keys and this context's turn token
+# ('' none): a turn held by another token fails the commit.
 # Every key is vetted before the first write: a script that fails halfway keeps what it wrote.
 _COMMIT = _Script(
     """
 local checked, written = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 1, #KEYS do
+local turns, token = tonumber(ARGV[#ARGV - 1]), ARGV[#ARGV]
+local own = #KEYS - turns
+for i = own + 1, #KEYS do
+  local holder = redis.call('GET', KEYS[i])
+  if holder and holder ~= token then return 0 end
+end
+for i = 1, own do
   local kind = redis.call('TYPE', KEYS[i]).ok
   if kind ~= 'hash' and kind ~= 'none' then
     return redis.error_reply('WRONGTYPE ' .. kind .. ' where a value of this store belongs')
@@ -213,12 +225,63 @@ for i = 1, written do
     redis.call('HDEL', key, 't')
   end
 end
-for i = checked + written + 1, #KEYS do
+for i = checked + written + 1, own do
   redis.call('DEL', KEYS[i])
 end
 return 1
 """
 )
+
+# A turn (see _RedisKeyValue.turn): KEYS the turn key, its queue (token by arrival) and the
+# waiters' heartbeats; ARGV the token and the lease in ms. 1 if the token now holds the turn.
+# A waiter at the head of the queue whose heartbeat is over a second old (it died, or gave up)
+# is dropped, so a waiter that went away never blocks the others for long.
+_TAKE_TURN = _Script(
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local token = ARGV[1]
+if redis.call('GET', KEYS[1]) == token then return 1 end  -- taken already (a resent call)
+redis.call('ZADD', KEYS[2], 'NX', now, token)
+redis.call('HSET', KEYS[3], token, now)
+redis.call('PEXPIRE', KEYS[2], 60000)
+redis.call('PEXPIRE', KEYS[3], 60000)
+while true do
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if head == nil or head == token then break end
+  if now - tonumber(redis.call('HGET', KEYS[3], head) or '0') <= 1000 then break end
+  redis.call('ZREM', KEYS[2], head)
+  redis.call('HDEL', KEYS[3], head)
+end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZRANGE', KEYS[2], 0, 0)[1] ~= token then
+  return 0
+end
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+redis.call('ZREM', KEYS[2], token)
+redis.call('HDEL', KEYS[3], token)
+return 1
+"""
+)
+
+# Gives a turn back (KEYS[1] the turn key) if ARGV[1] still holds it; also leaves its queue.
+_GIVE_TURN = _Script(
+    """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+)
+
+#: Between a user key and the prefix in the keys of its turn: no user key holds a NUL.
+_TURN_MARK = b"\x00turn\x00"
+#: How long a turn lasts at most if its holder dies (ms); a holder slower than that just
+#: conflicts and retries, as without a turn.
+_TURN_LEASE_MS = 10_000
+#: The token of the turn this context holds (see turn()).
+_TURN_TOKEN: ContextVar[str] = ContextVar("ad_buyer_storage_redis_turn", default="")
 
 # A new expiry (ARGV[1] ms, '' for none), recorded as the TTL the key was given ('t').
 _SET_TTL = _Script(
@@ -678,7 +741,8 @@ class _RedisKeyValue:
     async def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
         with SeenKeys() as seen:  # SCAN may return a key twice (during rehashing): exact, bounded memory
             async for page in self._scan_pages(pattern, max(batch_size, self._scan_count)):
-                for raw in await seen.first_time([raw for raw in page if raw.startswith(self._prefix_bytes)]):
+                page = [raw for raw in page if raw.startswith(self._prefix_bytes) and b"\x00" not in raw]  # no turns
+                for raw in await seen.first_time(page):
                     key = raw[self._cut :].decode()
                     if pattern.is_prefix_only or pattern.matches(key):
                         yield key
@@ -759,9 +823,59 @@ class _RedisKeyValue:
         args += [version or "" for _, version in checks]
         for w in writes:
             args += (w.value, w.version, "" if w.ttl_ms is None else str(w.ttl_ms), "1" if w.keep_ttl else "0")
+        turn_keys = [t for t in (self._turn_key(k) for k in dict.fromkeys(keys)) if t is not None]
+        keys += turn_keys
+        args += [len(turn_keys), _TURN_TOKEN.get()]
         # Never sent twice: a resend after a lost reply would find its own writes and fail its checks.
         applied = await self._call(lambda c: self._script(c, _COMMIT, keys, args), idempotent=False)
         return int(applied) == 1
+
+    def _turn_key(self, full: bytes) -> bytes | None:
+        """The key of *full*'s turn (in its hash slot on a cluster; None if it cannot be)."""
+        turn = self._prefix_bytes + _TURN_MARK + full[self._cut :]
+        if self.cluster and self._client is not None and self._client.keyslot(turn) != self._client.keyslot(full):
+            return None  # a key without a hash tag: a transaction of it alone stays optimistic
+        return turn
+
+    @asynccontextmanager
+    async def turn(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        """The turn on *keys* (see SupportsTurns): per key, in key order, a lease key set to this
+        turn's token once the token heads the key's queue of waiters (ordered by arrival; a
+        waiter that stops polling drops out after a second); the lease lapses after 10 s if its
+        holder dies. Commits elsewhere fail while a key they touch has another token's lease."""
+        wanted = sorted(set(keys) - turns.held(self, keys))
+        if not wanted or _TURN_TOKEN.get():
+            yield
+            return
+        token = uuid.uuid4().hex
+        taken: list[list[bytes]] = []
+        waiting: list[bytes] | None = None
+        try:
+            for key in wanted:
+                turn = self._turn_key(self._full(key))
+                if turn is None:
+                    continue
+                waiting = [turn, turn + b"\x00queue", turn + b"\x00beats"]
+                pause = 0.001
+                while not await self._turn_script(_TAKE_TURN, waiting, [token, _TURN_LEASE_MS]):
+                    await asyncio.sleep(random.uniform(pause / 2, pause))
+                    pause = min(pause * 2, 0.02)
+                taken.append(waiting)
+                waiting = None
+            with turns.holding(self, wanted):
+                context = _TURN_TOKEN.set(token)
+                try:
+                    yield
+                finally:
+                    _TURN_TOKEN.reset(context)
+        finally:
+            for triple in [*taken, *([waiting] if waiting else [])]:  # give back, or leave the queue
+                with contextlib.suppress(Exception):
+                    await self._turn_script(_GIVE_TURN, triple, [token])
+
+    async def _turn_script(self, script: _Script, keys: list[bytes], args: list[Any]) -> bool:
+        """Run a turn script (safe to resend: taking a turn held already answers 1)."""
+        return bool(await self._call(lambda c: self._script(c, script, keys, args), idempotent=True))
 
 
 class RedisClusterBackend(_RedisKeyValue):

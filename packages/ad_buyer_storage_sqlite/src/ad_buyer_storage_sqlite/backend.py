@@ -26,6 +26,7 @@ Design (two driver facts: aiosqlite serves a connection from one worker thread; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.metadata
 import logging
@@ -33,6 +34,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,7 @@ from ad_buyer_storage.errors import (
     StorageFullError,
     UnavailableError,
 )
+from ad_buyer_storage.kit import turns
 from ad_buyer_storage.kit.batches import each_or_error, in_bulk_or_each, results_or_raise
 from ad_buyer_storage.kit.errormap import ErrorMap
 from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, check_identifier, is_identifier
@@ -85,6 +88,15 @@ _WORKER_HOOKS = ("_execute", "_conn")
 
 def _missing_worker_hooks() -> list[str]:
     return [name for name in _WORKER_HOOKS if not hasattr(aiosqlite.Connection, name)]
+
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: no turns there (transactions stay optimistic)
+    fcntl = None  # type: ignore[assignment]
+
+#: What a turn holds on SQLite: the whole database (see SQLiteBackend.turn).
+_WHOLE_FILE = "*"
 
 
 _MAX_ROWS_PER_STATEMENT = 1000  # 5 parameters a row, well under SQLite's 32,766 limit
@@ -171,6 +183,7 @@ class SQLiteBackend:
         self._absolute_path = self.path if self.path == ":memory:" else os.path.abspath(self.path)
         self.table = table
         self.in_memory = self.path == ":memory:"
+        self._turns_check: int | None = None  # see _turns_fd()
         self.read_only = read_only
         self.capabilities = frozenset(
             {Capability.EXPIRY, Capability.ATOMIC, Capability.TRANSACTIONS}
@@ -255,6 +268,9 @@ class SQLiteBackend:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+        check, self._turns_check = self._turns_check, None
+        if check is not None:
+            os.close(check)
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1", ())
@@ -357,15 +373,104 @@ class SQLiteBackend:
         if conn is None:
             raise NotConnectedError("the SQLite backend is not connected")
         run_in_thread: Any = conn._execute  # checked at connect
-        with self._errors.mapped():
-            return bool(await run_in_thread(self._transaction, conn._conn, checks, writes, deletes, self._now_ms()))
+        with self._errors.mapped(also=(OSError,)):
+            # Unless this context holds the turn (see turn()), a turn held elsewhere fails this commit.
+            turn_fd = None if self.in_memory or turns.held(self, [_WHOLE_FILE]) else self._turns_fd()
+            return bool(
+                await run_in_thread(self._transaction, conn._conn, checks, writes, deletes, self._now_ms(), turn_fd)
+            )
+
+    def _turns_fd(self) -> int:
+        """The descriptor this backend's commits try a shared lock of the turns file on."""
+        if self._turns_check is None:
+            self._turns_check = os.open(self._absolute_path + "-turns", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._turns_check
+
+    @asynccontextmanager
+    async def turn(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        """The turn (see SupportsTurns), of the whole database: an exclusive ``flock`` of the file
+        beside it named ``<database>-turns``, waited for on a thread of its own; the kernel
+        queues the takers. Commits elsewhere try a shared lock of it once they hold SQLite's
+        write lock, and fail while a turn holds it. In memory (one process) there is none."""
+        if self.in_memory or fcntl is None or not keys or turns.held(self, [_WHOLE_FILE]):
+            yield
+            return
+        with self._errors.mapped(also=(OSError,)):
+            fd = os.open(self._absolute_path + "-turns", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: taken at once, no thread
+        except BlockingIOError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        else:
+            try:
+                with turns.holding(self, [_WHOLE_FILE]):
+                    yield
+            finally:
+                os.close(fd)  # releases the lock
+            return
+        loop = asyncio.get_running_loop()
+        taken: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: OSError | None) -> None:
+            if taken.done():  # its taker was cancelled
+                return
+            if error is None:
+                taken.set_result(None)
+            else:
+                taken.set_exception(error)
+
+        def take() -> None:
+            error = None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, error)
+
+        def release_when_taken(waiter: threading.Thread) -> None:
+            waiter.join()
+            os.close(fd)
+
+        waiter = threading.Thread(target=take, name="ad-buyer-storage-sqlite-turn", daemon=True)
+        waiter.start()
+        try:
+            with self._errors.mapped(also=(OSError,)):
+                await taken
+        except BaseException:
+            # Cancelled while waiting: the thread may still take the lock; closing the
+            # descriptor once it has returned releases it. (Its result is then never read.)
+            threading.Thread(target=release_when_taken, args=(waiter,), daemon=True).start()
+            raise
+        try:
+            with turns.holding(self, [_WHOLE_FILE]):
+                yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _transaction(
-        self, db: sqlite3.Connection, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str], now: int
+        self,
+        db: sqlite3.Connection,
+        checks: Sequence[Check],
+        writes: Sequence[Write],
+        deletes: Sequence[str],
+        now: int,
+        turn_fd: int | None = None,
     ) -> bool:
         """On aiosqlite's worker thread: nothing else runs on the connection meanwhile."""
         db.execute("BEGIN IMMEDIATE")
+        shared = False
         try:
+            if turn_fd is not None and fcntl is not None:
+                try:
+                    fcntl.flock(turn_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    shared = True
+                except BlockingIOError:  # a turn is held elsewhere: this transaction waits for one
+                    db.execute("ROLLBACK")
+                    return False
             keys = [key for key, _ in checks]
             live: dict[str, str] = {}
             for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
@@ -388,6 +493,9 @@ class SQLiteBackend:
             if db.in_transaction:
                 db.execute("ROLLBACK")  # nothing of it applies
             raise
+        finally:
+            if shared and turn_fd is not None and fcntl is not None:
+                fcntl.flock(turn_fd, fcntl.LOCK_UN)
 
     async def query(
         self, prefix: str, where: Sequence[Filter], after: str | None, limit: int

@@ -12,6 +12,11 @@ waiting is left out; one cancelled after its function ran may still see its chan
 with any write cancelled in flight. Across processes nothing changes: the group's write is
 conditional on the version it read, and a conflict re-runs the whole group.
 
+A caller's function may itself call ``update``/``incr``/``transact`` (of any key): those calls
+skip the groups (see ``store._holding``) and run on their own, since a group waiting for
+another group that waits for it (A's function updating B whose function updates A, or two
+tasks crossing) would wait forever; the outer group then retries over their writes.
+
 Integer increments combine the same way: a run of same-signed amounts is one server-side
 increment of their sum, and each caller's result is recovered from the total (increments within
 a run are applied in arrival order, so the running sums lie between the old and the new value

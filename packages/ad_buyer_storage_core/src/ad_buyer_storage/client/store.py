@@ -54,6 +54,7 @@ from ad_buyer_storage.contract.protocol import (
     SupportsRemovePrefix,
     SupportsRouting,
     SupportsTransactions,
+    SupportsTurns,
     Write,
     new_version,
     new_versions,
@@ -114,8 +115,13 @@ class Selection(NamedTuple):
     last_key: str | None
 
 
-#: The key whose update group runs its callers' functions in this context (see _apply_updates).
-_applying: ContextVar[str | None] = ContextVar("ad_buyer_storage_applying", default=None)
+#: True where a caller's function runs while this library holds something others may wait
+#: for: an update group in flight for its key, or transact()'s local locks for a retry. A call
+#: made from there must never wait for such a thing in turn (it might be its own, or held by a
+#: task waiting for this one: waits forever either way), so it skips them: an update runs on
+#: its own, uncombined, exactly as with ``coalesce=False``; a transaction retries without the
+#: local locks. Only callers holding nothing wait, so no cycle of waits can form.
+_holding: ContextVar[bool] = ContextVar("ad_buyer_storage_holding", default=False)
 
 
 def _settle(future: asyncio.Future[Any], result: Any = None, *, error: BaseException | None = None) -> None:
@@ -172,6 +178,7 @@ class Store:
         # Optional protocols, checked once: a runtime protocol check costs tens of microseconds.
         self._routing = backend if isinstance(backend, SupportsRouting) else None
         self._committer = backend if isinstance(backend, SupportsTransactions) else None
+        self._turns = backend if isinstance(backend, SupportsTurns) else None
         self._prefix_remover = backend if isinstance(backend, SupportsRemovePrefix) else None
         self._publisher = backend if isinstance(backend, SupportsPubSub) else None
         self._refresher = backend if isinstance(backend, SupportsRefresh) else None
@@ -488,7 +495,7 @@ class Store:
     ) -> Any:
         self.require_open()
         op = Update(fn, default, ttl_ms, ttl_on_create_only, max_attempts)
-        if self._updates is not None and _applying.get() != key:
+        if self._updates is not None and not _holding.get():
             return await self._updates.submit(key, op)
         await self._apply_updates(key, [op])
         return await op.future
@@ -497,7 +504,7 @@ class Store:
         """One read, every function in order, one conditional write (see combine.py)."""
         backend = self.require_open()
         codec = self._codec
-        token = _applying.set(key)  # an update of *key* from inside a function must not wait on this group
+        token = _holding.set(True)  # an update from inside a function must not wait on any group (see _holding)
         try:
             for attempt in itertools.count():
                 for op in group:  # each caller gives up after its own number of attempts
@@ -513,7 +520,7 @@ class Store:
                 if await self._update_once(backend, codec, key, group):
                     return
         finally:
-            _applying.reset(token)
+            _holding.reset(token)
 
     async def _update_once(self, backend: StorageBackend, codec: JsonCodec, key: str, group: list[Update]) -> bool:
         """Apply *group* to the value read now; False if another write overtook it."""
@@ -866,16 +873,23 @@ class Store:
 
         A retry first takes this store's local locks on the keys the failed attempt touched:
         tasks of one process contending for the same keys then take turns instead of failing
-        each other again and again; a conflict even under those locks came from another
-        process, and is retried after a jittered backoff."""
+        each other again and again. A conflict even under those locks came from another
+        process: on a store shared by processes (a backend with turns: PostgreSQL, SQLite,
+        Redis) the next attempts wait for their turn on those keys: such transactions of every
+        process are served one at a time, first come first served, and no other transaction
+        can commit over them meanwhile, so none is starved by the others (only a plain write to
+        one of its keys can still make it conflict again: that is retried after a jittered
+        backoff)."""
         check_attempts(attempts)
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(self, "transact", None, Store.transact(self, fn, attempts=attempts))
         held: tuple[str, ...] = ()
+        turned: tuple[str, ...] = ()  # the keys to take the turn on (see below)
         for attempt in range(attempts):
             touched: tuple[str, ...] = ()
+            turn = self._turn(turned)  # decided before the local locks mark this context as holding
             try:
-                async with self._local_locks(held), self.transaction() as tx:
+                async with self._local_locks(held), turn, self.transaction() as tx:
                     try:
                         result = await fn(tx)
                     finally:
@@ -884,21 +898,37 @@ class Store:
             except TransactionConflictError:
                 if attempt == attempts - 1:
                     raise
-                if held and set(touched) <= set(held):
-                    await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+                if held and set(touched) <= set(held):  # lost even under this process's locks: to another process
+                    if turned:  # even under its turn (a plain write overtook it): back off
+                        await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+                    turned = held  # from now on, wait for the turn on its keys
                 held = tuple(sorted(set(touched) | set(held)))
         raise AssertionError("unreachable")
+
+    def _turn(self, keys: tuple[str, ...]) -> contextlib.AbstractAsyncContextManager[None]:
+        """The backend's turn on *keys* across processes (see SupportsTurns); none for a
+        transaction run from inside another's function (it must never wait: see _holding)."""
+        if not keys or self._turns is None or _holding.get():
+            return contextlib.nullcontext()
+        return self._turns.turn(keys)
 
     @asynccontextmanager
     async def _local_locks(self, keys: tuple[str, ...]) -> AsyncIterator[None]:
         """This store's lock of each of *keys* (sorted: no two takers wait for each other)."""
+        if _holding.get():  # called from a function run under such locks: never wait on them
+            keys = ()
         async with contextlib.AsyncExitStack() as stack:
             for key in keys:
                 lock = self._key_locks.get(key)
                 if lock is None:
                     lock = self._key_locks[key] = asyncio.Lock()
                 await stack.enter_async_context(lock)
-            yield
+            token = _holding.set(True) if keys else None
+            try:
+                yield
+            finally:
+                if token is not None:
+                    _holding.reset(token)
 
     # -- pub/sub -----------------------------------------------------------------------------
     def _pubsub(self, channel: str) -> SupportsPubSub:

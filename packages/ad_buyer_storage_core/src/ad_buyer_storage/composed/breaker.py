@@ -42,6 +42,7 @@ from ad_buyer_storage.contract.protocol import (
     SupportsRemovePrefix,
     SupportsRouting,
     SupportsTransactions,
+    SupportsTurns,
     Write,
 )
 from ad_buyer_storage.errors import BusyError, CircuitOpenError, OutcomeUnknownError, UnavailableError
@@ -272,6 +273,14 @@ class _Transactions(GuardedBackend):
             return bool(await inner.commit(checks, writes, deletes))
 
 
+class _Turns(GuardedBackend):
+    def turn(self, keys: Sequence[str]) -> AbstractAsyncContextManager[None]:
+        inner: Any = self.inner
+        self.breaker.refuse_if_open()
+        turn: AbstractAsyncContextManager[None] = inner.turn(keys)
+        return turn
+
+
 class _Refresh(GuardedBackend):
     async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
         inner: Any = self.inner
@@ -318,6 +327,7 @@ class _Routing(GuardedBackend):
 _OPTIONAL: tuple[tuple[type, type[GuardedBackend]], ...] = (
     (SupportsPubSub, _PubSub),
     (SupportsTransactions, _Transactions),
+    (SupportsTurns, _Turns),
     (SupportsRefresh, _Refresh),
     (SupportsQuery, _Query),
     (SupportsRemovePrefix, _RemovePrefix),

@@ -22,7 +22,7 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -38,6 +38,7 @@ from ad_buyer_storage.contract.protocol import (
     SupportsQuery,
     SupportsRefresh,
     SupportsTransactions,
+    SupportsTurns,
     Write,
 )
 from ad_buyer_storage.errors import (
@@ -327,6 +328,15 @@ class HybridBackend:
         if committer is None:
             raise UnsupportedOperationError(f"the route {self._label(backend)} has no transactions")
         return await committer.commit(checks, writes, deletes)
+
+    def turn(self, keys: Sequence[str]) -> AbstractAsyncContextManager[None]:
+        """The turn of the one route every key goes to, where it has turns (else none)."""
+        groups = self._split(keys)
+        if len(groups) == 1:
+            ((backend, _),) = groups.values()
+            if isinstance(backend, SupportsTurns):
+                return backend.turn(keys)
+        return nullcontext()
 
     async def remove(self, keys: Sequence[str]) -> int:
         groups = self._split(keys)

@@ -26,7 +26,7 @@ import logging
 import os
 import random
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from ad_buyer_storage.contract.protocol import (
     SupportsPubSub,
     SupportsQuery,
     SupportsTransactions,
+    SupportsTurns,
     Write,
     new_version,
 )
@@ -245,6 +246,11 @@ class MirrorBackend:
             states.update(dict.fromkeys(deletes, ABSENT))
             await self._mirror(states)
         return committed
+
+    def turn(self, keys: Sequence[str]) -> AbstractAsyncContextManager[None]:
+        """The primary's turn, where it has turns (transactions commit on the primary)."""
+        primary = self.primary
+        return primary.turn(keys) if isinstance(primary, SupportsTurns) else nullcontext()
 
     async def count(self, keys: Sequence[str]) -> int:
         return await self.primary.count(keys)

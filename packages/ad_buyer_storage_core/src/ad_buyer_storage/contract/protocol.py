@@ -55,6 +55,7 @@ __all__ = [
     "SupportsRouting",
     "SupportsTelemetry",
     "SupportsTransactions",
+    "SupportsTurns",
     "Write",
     "new_version",
     "new_versions",
@@ -281,6 +282,20 @@ class SupportsTransactions(Protocol):
         absent where None is given), apply every write (unconditional; ``keep_ttl`` honoured)
         and every delete, and return True; else apply nothing and return False. Keys of
         *writes* and *deletes* are distinct. Nothing of it is visible to others before all of it."""
+
+
+@runtime_checkable
+class SupportsTurns(Protocol):
+    """Implemented by transactional backends shared by several processes: how a transaction
+    that lost a conflict gets its turn instead of losing again (``Store.transact`` retries)."""
+
+    def turn(self, keys: Sequence[str]) -> AbstractAsyncContextManager[None]:
+        """Wait for, then hold until the block exits, the turn on *keys*: takers of a turn on
+        any of them, from any process, are served one at a time in the order they asked; and
+        while it is held, a :meth:`SupportsTransactions.commit` that checks, writes or deletes
+        any of them fails (returns False) unless it runs in the holder's context (its task,
+        and what that awaits). So a transaction run under its turn cannot be overtaken by
+        another transaction. Plain writes are not held back."""
 
 
 class Peer(NamedTuple):

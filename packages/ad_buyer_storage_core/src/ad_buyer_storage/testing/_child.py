@@ -32,8 +32,17 @@ def run_increments(recipe: tuple[str, tuple[Any, ...]], key: str, count: int, do
     asyncio.run(main())
 
 
-def run_bookings(recipe: tuple[str, tuple[Any, ...]], campaign_id: str, count: int, amount: str) -> None:
-    """Open the store from *recipe*; try to book *count* orders of *amount* on one campaign."""
+#: A child's exit code when a booking ended in TransactionConflictError (``strict`` bookings).
+STARVED = 3
+
+
+def run_bookings(
+    recipe: tuple[str, tuple[Any, ...]], campaign_id: str, count: int, amount: str, strict: bool = False
+) -> None:
+    """Open the store from *recipe*; try to book *count* orders of *amount* on one campaign.
+    *strict*: each booking must complete or be refused (BudgetExceededError) within
+    ``book_order``'s default attempts; one ending in TransactionConflictError exits with
+    :data:`STARVED`. Otherwise such a booking is tried again."""
 
     async def book(storage: Storage, order_id: str) -> None:
         while True:
@@ -43,6 +52,8 @@ def run_bookings(recipe: tuple[str, tuple[Any, ...]], campaign_id: str, count: i
             except BudgetExceededError:
                 return
             except TransactionConflictError:
+                if strict:
+                    raise SystemExit(STARVED) from None
                 continue  # book_order's own retries lost to other processes: keep trying
 
     async def main() -> None:
@@ -57,10 +68,10 @@ def run_bookings(recipe: tuple[str, tuple[Any, ...]], campaign_id: str, count: i
 
 async def book_in_processes(
     recipe: tuple[str, tuple[Any, ...]], campaign_id: str, count: int, amount: str, *, processes: int = 4,
-    join_timeout: float = 240.0,
+    join_timeout: float = 240.0, strict: bool = False,
 ) -> None:  # fmt: skip
     """Run :func:`run_bookings` in *processes* spawned children at once; fail unless all exit 0."""
-    await _run_children(run_bookings, (recipe, campaign_id, count, amount), processes, join_timeout)
+    await _run_children(run_bookings, (recipe, campaign_id, count, amount, strict), processes, join_timeout)
 
 
 def run_limiter_attack(
@@ -119,6 +130,13 @@ async def _join(children: list[Any], join_timeout: float) -> None:
     for child in children:
         child.start()
     loop = asyncio.get_running_loop()
+    codes = []
     for child in children:
         await loop.run_in_executor(None, child.join, join_timeout)
-        assert child.exitcode == 0, f"a child process ended with exit code {child.exitcode}"
+        codes.append(child.exitcode)
+    starved = codes.count(STARVED)
+    assert not starved, (
+        f"{starved} of {len(codes)} processes had a booking end in TransactionConflictError after the "
+        f"default attempts (exit codes {codes}): a conflict repeated across processes must escalate"
+    )
+    assert codes == [0] * len(codes), f"every child process must exit 0: exit codes {codes}"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from ad_buyer_storage.contract.protocol import Capability
 from ad_buyer_storage.errors import (
@@ -19,7 +20,9 @@ from ._base import ContractBase, also_uncoalesced, certifies, fails_with
 from ._elapsed import Elapsed
 from .harness import Subject
 
-__all__ = ["AtomicContract"]
+__all__ = ["AtomicContract", "unhung"]
+
+T = TypeVar("T")
 
 
 class AtomicContract(ContractBase):
@@ -336,3 +339,81 @@ class AtomicContract(ContractBase):
         remaining = await storage.ttl("session:u")
         assert remaining is not None, "update() must keep the key's expiry"
         elapsed.check_ttl(remaining, 30, "update() must keep the remaining TTL")
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_an_update_inside_another_keys_update_never_waits_on_its_own_caller(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("nest:a", 0)
+        await storage.set("nest:b", 0)
+
+        async def bump_a_once(b: int) -> int:
+            if b == 0:  # the update of nest:a that nest:a's own update is waiting for
+                await storage.update("nest:a", lambda a: a + 1)
+            return b + 1
+
+        async def via_b(a: int) -> int:
+            await storage.update("nest:b", bump_a_once)
+            return a + 100
+
+        got = await unhung(storage.update("nest:a", via_b), "update(A, f) where f updates B, which updates A")
+        # As without combining: the inner update of nest:a wins, the outer one retries on it.
+        assert got == 101, f"update(A) whose function updated A through B must retry and return 101: {got!r}"
+        both = await storage.get_many(["nest:a", "nest:b"])
+        assert both == {"nest:a": 101, "nest:b": 2}, f"each update must apply once per successful run: {both!r}"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_crossed_nested_updates_of_two_tasks_both_complete(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("cross:a", 0)
+        await storage.set("cross:b", 0)
+        both_inside = asyncio.Barrier(2)
+        done: set[str] = set()
+
+        def crossing(other: str, add: int) -> Any:
+            async def fn(value: int) -> int:
+                if other not in done:  # each task's first run: both inside their update, then cross
+                    done.add(other)
+                    await both_inside.wait()
+                    await storage.update(other, lambda v: v + 1)
+                return value + add
+
+            return fn
+
+        outcomes = await unhung(
+            asyncio.gather(
+                storage.update("cross:a", crossing("cross:b", 100)),
+                storage.update("cross:b", crossing("cross:a", 10)),
+            ),
+            "update(A) whose function updates B, while update(B) whose function updates A",
+        )
+        # Each inner update lands before or after the other task's write; none is lost.
+        assert outcomes[0] in (100, 101), f"update(A) returns what its last run produced: {outcomes!r}"
+        assert outcomes[1] in (10, 11), f"update(B) returns what its last run produced: {outcomes!r}"
+        both = await storage.get_many(["cross:a", "cross:b"])
+        assert both == {"cross:a": 101, "cross:b": 11}, f"each update must apply once per successful run: {both!r}"
+
+    @certifies("atomic", Capability.ATOMIC)
+    async def test_increments_inside_an_update_of_the_same_key_do_not_wait_on_it(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("inc:n", 0)
+        ran: list[int] = []
+
+        async def count_then_add(n: int | str) -> int:
+            if not ran:
+                ran.append(1)
+                await storage.incr("inc:n", 5)
+                await storage.incr("inc:n", Decimal(1))  # an update of inc:n inside its own update
+            return int(n) + 100
+
+        got = await unhung(storage.update("inc:n", count_then_add), "incr(A) inside update(A)")
+        assert got == 106, f"update(A) whose function incremented A must retry over it: {got!r}"
+
+
+async def unhung(call: Awaitable[T], what: str, seconds: float = 10.0) -> T:
+    """Await *call*; fail (rather than hang the run) if it never returns: the rule is that no call
+    waits forever on the library's own bookkeeping. *seconds* only bounds a hang, far above any
+    real run time."""
+    try:
+        return await asyncio.wait_for(call, seconds)
+    except TimeoutError:
+        raise AssertionError(f"{what}: the call never returned (it waits on itself)") from None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ad_buyer_storage.client.transaction import MAX_TRANSACTION_WRITES, Transaction
-from ad_buyer_storage.contract.protocol import Capability
+from ad_buyer_storage.contract.protocol import Capability, SupportsTurns
 from ad_buyer_storage.errors import (
     BudgetExceededError,
     InvalidInputError,
@@ -24,6 +24,7 @@ from ad_buyer_storage.errors import (
 from ._base import ContractBase, also_uncoalesced, certifies, fails_with
 from ._child import book_in_processes
 from ._elapsed import Elapsed
+from .atomic import unhung
 from .harness import Subject
 
 __all__ = ["TransactionsContract"]
@@ -366,3 +367,163 @@ class TransactionsContract(ContractBase):
             f"4 processes x 40 bookings of 10.00 on a 1,000.00 budget must spend exactly 1000.00: {campaign}"
         )
         assert len(orders) == 100, f"exactly 100 of the 160 bookings fit the budget: {len(orders)} orders"
+
+    @pytest.mark.multiprocess
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_no_booking_starves_across_4_processes(self, subject: Subject) -> None:
+        await self._no_booking_starves(subject, processes=4, each=40)
+
+    @pytest.mark.slow
+    @pytest.mark.multiprocess
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_no_booking_starves_across_16_processes(self, subject: Subject) -> None:
+        await self._no_booking_starves(subject, processes=16, each=10)
+
+    async def _no_booking_starves(self, subject: Subject, *, processes: int, each: int) -> None:
+        """*processes* x *each* bookings of 10.00 on a 1,000.00 budget, each with book_order's
+        default attempts: every one completes or is refused for the budget, none is starved."""
+        recipe = subject.harness.child_backend
+        assert recipe is not None, "a backend claiming MULTI_PROCESS needs a harness with child_backend"
+        await subject.storage.set_campaign("fair", {"budget": "1000.00", "spent": "0"})
+        await book_in_processes(recipe, "fair", each, "10.00", processes=processes, strict=True, join_timeout=240)
+        campaign = await subject.storage.get_campaign("fair") or {}
+        orders = await subject.storage.list_orders()
+        assert Decimal(campaign["spent"]) == Decimal("1000.00"), f"the budget must be spent exactly: {campaign}"
+        assert len(orders) == 100, f"exactly 100 bookings of 10.00 fit 1,000.00: {len(orders)} orders"
+
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_a_turn_holds_other_transactions_back_until_it_ends(self, subject: Subject) -> None:
+        storage = subject.storage
+        backend = storage.store.backend
+        if not isinstance(backend, SupportsTurns):
+            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        await storage.set("turn:k", 0)
+        inside, leave = asyncio.Event(), asyncio.Event()
+
+        async def bump(tx: Transaction) -> None:
+            tx.set("turn:k", await tx.get("turn:k") + 1)
+
+        async def holder() -> None:
+            async with backend.turn(["turn:k"]):
+                inside.set()
+                await leave.wait()
+                async with storage.transaction() as tx:  # the holder's own commit goes through
+                    await bump(tx)
+
+        held = asyncio.create_task(holder())
+        await unhung(inside.wait(), "taking a free turn")
+        try:
+            await fails_with(
+                TransactionConflictError,
+                storage.transact(bump, attempts=1),
+                "a commit touching a key under another's turn must fail (a conflict) while the turn is held",
+            )
+        finally:
+            leave.set()
+            await unhung(held, "a turn's holder committing")
+        got = await storage.get("turn:k")
+        assert got == 1, f"only the turn holder's commit may apply while it holds the turn: {got!r}"
+        await unhung(storage.transact(bump, attempts=1), "a commit after the turn ended")
+        got = await storage.get("turn:k")
+        assert got == 2, f"once the turn is over, commits go through again: {got!r}"
+        assert await storage.keys("*") == ["turn:k"], "a turn must leave no key of its own behind in listings"
+
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_a_waiter_cancelled_in_the_turns_queue_leaves_it(self, subject: Subject) -> None:
+        backend = subject.storage.store.backend
+        if not isinstance(backend, SupportsTurns):
+            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        inside, leave = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with backend.turn(["turn:q"]):
+                inside.set()
+                await leave.wait()
+
+        async def wait_in_line() -> None:
+            async with backend.turn(["turn:q"]):
+                raise AssertionError("a turn held by another must not be given to a second taker")
+
+        holder = asyncio.create_task(hold())
+        await unhung(inside.wait(), "taking a free turn")
+        waiter = asyncio.create_task(wait_in_line())
+        await asyncio.sleep(0.05)  # let it queue
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        leave.set()
+        await unhung(holder, "giving a turn back")
+
+        async def take_again() -> None:
+            async with backend.turn(["turn:q"]):
+                pass
+
+        await unhung(take_again(), "taking the turn after a waiter was cancelled in its queue")
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_no_booking_starves_across_16_tasks(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set_campaign("tasks", {"budget": "100.00", "spent": "0"})
+
+        async def book(i: int) -> bool:
+            try:
+                await storage.book_order(f"t{i}", {"n": i}, campaign_id="tasks", amount=Decimal("10.00"))
+            except BudgetExceededError:
+                return False
+            return True  # TransactionConflictError (starved) fails the test
+
+        booked = await asyncio.gather(*(book(i) for i in range(16)))
+        campaign = await storage.get_campaign("tasks") or {}
+        assert sum(booked) == 10, f"a 100.00 budget takes exactly 10 bookings of 10.00: {sum(booked)} booked"
+        assert Decimal(campaign["spent"]) == Decimal("100.00"), f"the budget must be spent exactly: {campaign}"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_a_transaction_inside_a_retried_transaction_never_waits_on_it(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("tx:k", 0)
+        runs = {"outer": 0, "inner": 0}
+
+        async def inner(tx: Transaction) -> None:
+            runs["inner"] += 1
+            value = await tx.get("tx:k")
+            if runs["inner"] == 1:
+                await storage.set("tx:k", value + 1)  # another writer: this attempt conflicts, and retries
+            tx.set("tx:k", value + 10)
+
+        async def outer(tx: Transaction) -> int:
+            runs["outer"] += 1
+            value = await tx.get("tx:k")
+            if runs["outer"] == 1:
+                await storage.set("tx:k", value + 1)  # the outer transaction's first attempt conflicts too
+            elif runs["outer"] == 2:
+                await storage.transact(inner)  # from inside the outer transaction's retry
+            tx.set("tx:k", value + 100)
+            return int(value)
+
+        await unhung(storage.transact(outer), "transact() inside a retry of transact() on the same key")
+        got = await storage.get("tx:k")
+        assert got == 112, f"the inner transaction commits, the outer one retries over it and commits: {got!r}"
+        assert runs == {"outer": 3, "inner": 2}, f"each transaction retries its own conflicts: {runs}"
+
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.ATOMIC)
+    async def test_updates_and_transactions_nested_in_each_other_complete(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set("mix:a", 0)
+        await storage.set("mix:t", 0)
+        done: set[str] = set()
+
+        async def move(tx: Transaction) -> None:
+            tx.set("mix:t", await tx.get("mix:t") + 1)
+            if "a" not in done:
+                done.add("a")
+                await storage.update("mix:a", lambda a: a + 1)  # update inside transact inside update(mix:a)
+
+        async def via_transaction(a: int) -> int:
+            if "t" not in done:
+                done.add("t")
+                await storage.transact(move)
+            return a + 100
+
+        got = await unhung(storage.update("mix:a", via_transaction), "update(A) -> transact() -> update(A)")
+        assert got == 101, f"update(A) whose function changed A through a transaction must retry over it: {got!r}"
+        both = await storage.get_many(["mix:a", "mix:t"])
+        assert both == {"mix:a": 101, "mix:t": 1}, f"each call must apply once per successful run: {both!r}"
