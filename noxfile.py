@@ -178,7 +178,7 @@ def compile_lock(session: nox.Session, python: str, output: Path, *options: str)
         *skip,
         *options,
         "--output-file",
-        str(output.relative_to(HERE)),
+        str(output),
         str((REQUIREMENTS / "checks.in").relative_to(HERE)),
         env={"UV_NO_CONFIG": "1"},
     )
