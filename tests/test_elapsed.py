@@ -19,7 +19,7 @@ class FakeMonotonic:
 @pytest.fixture
 def monotonic(monkeypatch: pytest.MonkeyPatch) -> FakeMonotonic:
     fake = FakeMonotonic()
-    monkeypatch.setattr(_elapsed.time, "monotonic", fake)
+    monkeypatch.setattr(_elapsed, "_monotonic", fake)
     return fake
 
 

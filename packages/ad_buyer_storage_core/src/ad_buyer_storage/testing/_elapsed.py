@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 from .harness import Subject
 
+_monotonic = time.monotonic  # real time; tests of this module replace it
+
 __all__ = ["Elapsed"]
 
 
@@ -38,7 +40,7 @@ class Elapsed:
         advances count, and real time, however long, does not); None for a store on real time."""
         self._clock = clock
         self._clock_start = clock() if clock is not None else 0.0
-        self._start = time.monotonic()
+        self._start = _monotonic()
 
     @classmethod
     def of(cls, subject: Subject) -> Elapsed:
@@ -49,7 +51,7 @@ class Elapsed:
         """Seconds passed since the start, for the store (an upper bound on real time)."""
         if self._clock is not None:
             return self._clock() - self._clock_start
-        return time.monotonic() - self._start
+        return _monotonic() - self._start
 
     def check_ttl(self, remaining: float | None, ttl: float, rule: str) -> float:
         """Assert that *remaining*, read now, is what a key given *ttl* seconds after the start may have left.
