@@ -35,7 +35,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ad_buyer_storage import StorageError, UnsupportedOperationError, escape_glob
+from ad_buyer_storage import HybridBackend, Route, StorageError, UnsupportedOperationError, escape_glob
+from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.domain.storage import Storage
 from tests._support.differential import (
     AMOUNT,
@@ -530,6 +531,89 @@ def test_keys_whose_ttl_ran_out_during_the_write_leave_nothing_behind(
             assert await storage.incr(prefix + "n", ttl=0.001) == 1, name
         finally:
             await storage.delete_pattern(escape_glob(prefix) + "*")
+
+    for name, storage in stacks.storages.items():
+        loop.run_until_complete(check(name, storage))
+
+
+def test_read_only_transactions_see_one_state_on_every_backend(
+    differential: tuple[asyncio.AbstractEventLoop, Stacks],
+) -> None:
+    """Issue 22: a read-only transaction was never checked, so its reads could straddle another
+    commit (x + y == 101 where every committed state has 100) on every backend; and a block
+    that raised on such a state surfaced its own error instead of conflicting."""
+    loop, stacks = differential
+
+    async def check(name: str, storage: Storage) -> None:
+        p = f"k:{uuid.uuid4().hex}:"  # one namespace: one route of the hybrid router
+        x, y = p + "x", p + "y"
+        try:
+            await storage.set_many({x: 50, y: 50})
+
+            async def move() -> None:
+                async with storage.transaction() as tx:
+                    tx.set(x, await tx.get(x) - 1)
+                    tx.set(y, await tx.get(y) + 1)
+
+            async def straddled(raise_on_broken: bool) -> int:
+                async with storage.transaction() as tx:
+                    seen = await tx.get(x)
+                    await move()
+                    seen += await tx.get(y)
+                    if raise_on_broken and seen != 100:
+                        raise LookupError("the invariant looks broken")
+                return int(seen)
+
+            for raise_on_broken in (False, True):
+                answer = await outcome(straddled(raise_on_broken))
+                assert answer == ("raised", "TransactionConflictError", True), (name, raise_on_broken, answer)
+            runs = 0
+
+            async def look(tx: Any) -> int:
+                nonlocal runs
+                runs += 1
+                seen = await tx.get(x)
+                if runs == 1:
+                    await move()
+                return int(seen + await tx.get(y))
+
+            assert await storage.transact(look) == 100, name
+            assert runs == 2, (name, runs)
+        finally:
+            await storage.delete_many([x, y])
+
+    for name, storage in stacks.storages.items():
+        loop.run_until_complete(check(name, storage))
+
+
+def test_paging_reaches_every_record_after_a_route_table_change(
+    differential: tuple[asyncio.AbstractEventLoop, Stacks],
+) -> None:
+    """Issue 22: every key on one store, then ``deal:...vip:`` routed elsewhere before its rows
+    moved: the router hid the stale rows after the store had filled the page, and the short page
+    read as the end. Each backend of the suite serves as the old home, a memory store as the new
+    route; the walk by cursor must give what the plain store gives, stale rows left out."""
+    loop, stacks = differential
+
+    async def check(name: str, storage: Storage) -> None:
+        p = f"{uuid.uuid4().hex}:"
+        old = {f"deal:{p}vip:{i:02}": {"n": i} for i in range(8)}
+        live = {f"deal:{p}a": {"n": 100}, f"deal:{p}z1": {"n": 101}, f"deal:{p}z2": {"n": 102}}
+        try:
+            await storage.set_many({**old, **live})
+            router = HybridBackend([Route("", storage.backend, name), Route(f"deal:{p}vip:", MemoryBackend(), "new")])
+            for limit in (1, 2, 3, 5):  # the router's query, as Store.select pages it: short means the end
+                rows: list[str] = []
+                after: str | None = None
+                for _ in range(20):
+                    page = await router.query(f"deal:{p}", [], after, limit)
+                    rows += [key for key, _ in page]
+                    if len(page) < limit:
+                        break
+                    after = page[-1][0]
+                assert rows == sorted(live), (name, limit, rows)
+        finally:
+            await storage.delete_pattern("deal:" + escape_glob(p) + "*")
 
     for name, storage in stacks.storages.items():
         loop.run_until_complete(check(name, storage))

@@ -32,6 +32,7 @@ from ad_buyer_storage.plugins.composition import entity_requirements, parse_rout
 from ad_buyer_storage.testing import Elapsed
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
+from ad_buyer_storage_sqlite import SQLiteBackend
 from tests._support.recipes import memory_and_sqlite, seed_routes
 from tests._support.servers import redis_server
 from tests._support.shared import POSTGRES_URL, drop_pg_schema
@@ -85,6 +86,39 @@ async def test_stale_copies_on_another_route_stay_invisible() -> None:
         await storage.set("session:new", "fresh")
         assert await storage.keys("*") == ["session:new"]
         assert await storage.get("session:old") is None
+
+
+async def test_rows_left_by_an_older_route_table_never_end_a_page_early(tmp_path) -> None:
+    """Every key on SQLite, then ``deal:vip:`` routed to memory before its rows were moved:
+    the stale rows sort first, and a page the router filtered them out of used to read as the
+    end (``list_deals(limit=5)`` gave ``[]`` and no cursor while ``deal:z1`` was live)."""
+    path = str(tmp_path / "all.db")
+    async with Storage(SQLiteBackend(path, sweep_interval=None)) as before:  # the old table: one store
+        await before.set_many({f"deal:vip:{i:02}": {"n": i} for i in range(12)})
+        await before.set_many({"deal:a1": {"n": 100}, "deal:z1": {"n": 101}, "deal:z2": {"n": 102}})
+    moved = MemoryBackend()
+    router = HybridBackend(
+        [Route("", SQLiteBackend(path, sweep_interval=None), "sqlite"), Route("deal:vip:", moved, "memory")]
+    )
+    async with Storage(router) as storage:
+        await storage.set("deal:vip:new", {"n": 7})  # lives on its new route
+        live = ["deal:a1", "deal:vip:new", "deal:z1", "deal:z2"]
+        assert await storage.keys("deal:*") == live
+        for limit in (1, 2, 3, 5, 50):
+            seen: list[int] = []
+            cursor: str | None = None
+            for _ in range(20):
+                page = await storage.list_deals(limit=limit, cursor=cursor)
+                seen += [deal["n"] for deal in page]
+                assert len(page) == limit or page.next_cursor is None, (limit, list(page), page.next_cursor)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert seen == [100, 7, 101, 102], (limit, seen)
+        selection = await storage.select("deal:", limit=2)
+        assert [k for k, _ in selection.rows] == ["deal:a1", "deal:vip:new"], selection
+        rest = await storage.select("deal:", after=selection.last_key, limit=2)
+        assert [k for k, _ in rest.rows] == ["deal:z1", "deal:z2"], rest
 
 
 async def test_durable_data_survives_a_redis_restart(tmp_path) -> None:

@@ -861,6 +861,15 @@ class Store:
         tx = Transaction(backend, self._codec, routing=self._routing, committer=self._committer)
         try:
             yield tx
+        except Exception as exc:
+            # An error drawn from reads that saw no one state is a conflict (transact retries).
+            stale = tx.is_open and not isinstance(exc, TransactionConflictError) and not await _block_reads_hold(tx)
+            tx.discard()
+            if stale:
+                raise TransactionConflictError(
+                    "the block raised after reading keys that changed meanwhile; nothing was applied"
+                ) from exc
+            raise
         except BaseException:
             tx.discard()
             raise
@@ -977,3 +986,12 @@ class Store:
         facts.setdefault("backend", backend.name)
         facts["capabilities"] = sorted(c.value for c in self._caps)
         return facts
+
+
+async def _block_reads_hold(tx: Transaction) -> bool:
+    """Whether a block's reads saw one state; True when that cannot be told (the block's own
+    error then stands)."""
+    try:
+        return await tx._reads_hold()
+    except StorageError:
+        return True

@@ -11,6 +11,11 @@ Nothing is held while the caller's code runs: reads are plain reads that remembe
 they saw (or that the key was absent), writes are staged in memory, and the backend's
 :meth:`~ad_buyer_storage.contract.protocol.SupportsTransactions.commit` checks those versions
 and applies every write in one atomic step. Reads see the transaction's own writes.
+
+Every transaction sees one state or conflicts: a block that only read two keys or more ends
+with the same check, writing nothing (its reads may straddle another commit); a block that
+raised after such reads is checked too, and its error becomes a conflict if they did not hold
+(it may come from a state that never was).
 """
 
 from __future__ import annotations
@@ -194,15 +199,16 @@ class Transaction:
         """Apply every staged write atomically iff nothing read changed; else TransactionConflictError."""
         self._open()
         self._state = _State.DONE
-        if not self._staged:
-            return  # nothing to apply; reads alone need no commit
+        if not self._staged and not self._reads_need_check():
+            return  # nothing to apply, and one read (or none) is one state
+        # Reads alone apply nothing, but two of them may straddle another commit: they are
+        # checked like any commit's, in one atomic step that writes nothing.
         committer = self._committer
         if committer is None or any(
             Capability.TRANSACTIONS not in self._capabilities(k) for k in (*self._staged, *self._read)
         ):
             raise UnsupportedOperationError(f"the {self._backend.name!r} backend does not support transactions")
-        checks: list[Check] = [(k, None if r is None else r.version) for k, r in self._read.items()]
-        checks += [(k, v) for k, v in self._required.items() if k not in self._read]
+        checks = self._checks()
         writes, deletes = [], []
         for key, staged in self._staged.items():
             if staged.text is None:
@@ -216,6 +222,27 @@ class Transaction:
             raise TransactionConflictError(
                 "a key this transaction read changed before it committed; nothing was applied"
             )
+
+    async def _reads_hold(self) -> bool:
+        """Whether every key read is still at the version read (and every requirement holds),
+        checked in one atomic step that writes nothing: whether the reads saw one state. True
+        when that cannot be told (a route without transactions). ``Store.transaction`` asks it
+        of a block that raised: an error drawn from a state that never was is a conflict."""
+        if not self._reads_need_check():
+            return True
+        committer = self._committer
+        if committer is None or any(
+            Capability.TRANSACTIONS not in self._capabilities(k) for k in (*self._read, *self._required)
+        ):
+            return True
+        return await committer.commit(self._checks(), [], [])
+
+    def _reads_need_check(self) -> bool:
+        return len(self._read) > 1 or bool(self._required)
+
+    def _checks(self) -> list[Check]:
+        checks: list[Check] = [(k, None if r is None else r.version) for k, r in self._read.items()]
+        return checks + [(k, v) for k, v in self._required.items() if k not in self._read]
 
     def touched_keys(self) -> tuple[str, ...]:
         """Every key this transaction read, required or staged."""

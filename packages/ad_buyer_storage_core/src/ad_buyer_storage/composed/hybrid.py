@@ -54,6 +54,8 @@ from ad_buyer_storage.kit.refresh import read_refresh
 __all__ = ["HybridBackend", "Requirement", "Route", "RouteHealth", "check_routes"]
 
 T = TypeVar("T")
+#: Rows asked for again after a page lost some to stale copies: at least, and at most.
+_REFILL, _REFILL_MAX = 16, 1024
 
 
 @dataclass(frozen=True)
@@ -371,12 +373,25 @@ class HybridBackend:
         self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
     ) -> list[tuple[str, Record]]:
         """On each backend *prefix* can reach, merged in key order (keys that live elsewhere
-        under today's table left out, as in ``scan``)."""
+        under today's table left out, as in ``scan``).
+
+        A page is short only at the real end: when a backend's full page loses rows to that
+        filter (copies an older route table left behind), it is read on from its last row until
+        *limit* rows remain or the backend has no more; a short page would read as the end."""
         route = self._table.route
         pages = []
         for backend in self.reachable(compile_glob(escape_glob(prefix) + "*")):
-            page = await query(backend, self._queriers.get(id(backend)), prefix, where, after, limit)
-            pages.append([(key, record) for key, record in page if route(key).backend is backend])
+            querier = self._queriers.get(id(backend))
+            rows: list[tuple[str, Record]] = []
+            cursor, size = after, limit
+            while len(rows) < limit:
+                page = await query(backend, querier, prefix, where, cursor, size)
+                rows += [(key, record) for key, record in page if route(key).backend is backend]
+                if len(page) < size:
+                    break  # this backend has no more
+                cursor = page[-1][0]
+                size = min(max(size, _REFILL) * 2, _REFILL_MAX)  # many stale rows: fewer round trips
+            pages.append(rows[:limit])
         if len(pages) == 1:
             return pages[0]
         return list(itertools.islice(heapq.merge(*pages, key=lambda row: row[0]), limit))

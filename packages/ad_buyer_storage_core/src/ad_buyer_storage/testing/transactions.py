@@ -219,6 +219,113 @@ class TransactionsContract(ContractBase):
         total = await storage.get("counter:tx")
         assert total == 30, f"30 concurrent tx.incr() gave {total!r}, not 30: commits are not atomic"
 
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_a_read_only_transaction_sees_one_state_or_conflicts(self, subject: Subject) -> None:
+        storage = subject.storage  # x + y == 100 in every committed state; a move keeps it
+        await storage.set_many({"account:x": 50, "account:y": 50})
+
+        async def move() -> None:
+            async with storage.transaction() as tx:
+                x, y = await tx.get("account:x"), await tx.get("account:y")
+                tx.set("account:x", x - 1)
+                tx.set("account:y", y + 1)
+
+        async def straddled() -> int:
+            async with storage.transaction() as tx:
+                x = await tx.get("account:x")
+                await move()  # another commit between the two reads
+                y = await tx.get("account:y")
+            return int(x + y)
+
+        await fails_with(
+            TransactionConflictError,
+            straddled(),
+            "a read-only transaction whose reads straddled another commit must conflict (they saw no one state)",
+        )
+        runs = 0
+
+        async def look(tx: Transaction) -> int:
+            nonlocal runs
+            runs += 1
+            x = await tx.get("account:x")
+            if runs == 1:
+                await move()
+            return int(x + (await tx.get_many(["account:y"]))["account:y"])
+
+        assert await storage.transact(look) == 100, "transact() of a read-only body must return a consistent read"
+        assert runs == 2, f"transact() must rerun a read-only body whose reads conflicted: ran {runs} times"
+
+        # Moves racing looks: every look that returns saw one state.
+        async def move_in(tx: Transaction) -> None:
+            x, y = await tx.get("account:x"), await tx.get("account:y")
+            tx.set("account:x", x - 1)
+            tx.set("account:y", y + 1)
+
+        async def mover() -> None:
+            for _ in range(20):
+                await storage.transact(move_in, attempts=1000)
+                await asyncio.sleep(0)
+
+        async def one_look(tx: Transaction) -> int:
+            x = await tx.get("account:x")
+            await asyncio.sleep(0)
+            return int(x + await tx.get("account:y"))
+
+        async def looker() -> list[int]:
+            return [await storage.transact(one_look, attempts=1000) for _ in range(20)]
+
+        _, seen = await asyncio.gather(mover(), looker())
+        assert set(seen) == {100}, f"read-only transactions racing moves must each see one state: {seen}"
+
+    @certifies("transactions", Capability.TRANSACTIONS)
+    async def test_a_body_that_raised_on_a_state_that_never_was_conflicts(self, subject: Subject) -> None:
+        storage = subject.storage
+        await storage.set_many({"account:x": 50, "account:y": 50})
+
+        class _Broken(Exception):
+            pass
+
+        async def check(tx: Transaction, interfere: bool) -> None:
+            x = await tx.get("account:x")
+            if interfere:
+                async with storage.transaction() as other:
+                    other.set("account:x", x - 1)
+                    other.set("account:y", await other.get("account:y") + 1)
+            if x + await tx.get("account:y") != 100:
+                raise _Broken("the invariant looks broken")
+            tx.set("account:seen", True)
+
+        async def straddled() -> None:
+            async with storage.transaction() as tx:
+                await check(tx, True)
+
+        await fails_with(
+            TransactionConflictError,
+            straddled(),
+            "a block that raised after its reads straddled another commit must conflict, not raise its own error",
+        )
+        runs = 0
+
+        async def retried(tx: Transaction) -> None:
+            nonlocal runs
+            runs += 1
+            await check(tx, runs == 1)
+
+        await storage.transact(retried)
+        assert runs == 2, f"transact() must rerun a body that raised on reads that conflicted: ran {runs} times"
+        assert await storage.get("account:seen") is True, "the rerun must commit"
+
+        async def genuine() -> None:
+            async with storage.transaction() as tx:
+                await tx.get("account:x")
+                await tx.get("account:y")
+                raise _Abort
+
+        await fails_with(_Abort, genuine(), "a block that raised on reads that still hold must raise its own error")
+        assert await storage.get_many(["account:x", "account:y"]) == {"account:x": 48, "account:y": 52}, (
+            "each interfering move must have committed (two of them)"
+        )
+
     @certifies("transactions", Capability.TRANSACTIONS, Capability.EXPIRY)
     async def test_expiry_inside_transactions(self, subject: Subject) -> None:
         storage = subject.storage  # keys of one keyspace: behind a router, one route serves them all
