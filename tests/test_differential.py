@@ -617,3 +617,85 @@ def test_paging_reaches_every_record_after_a_route_table_change(
 
     for name, storage in stacks.storages.items():
         loop.run_until_complete(check(name, storage))
+
+
+def test_nested_and_crossed_updates_give_the_same_answers_on_every_backend(
+    differential: tuple[asyncio.AbstractEventLoop, Stacks],
+) -> None:
+    """Issue 22: update(A, f) where f updates B which updates A hung with combining on; every
+    stack must now answer as coalesce=False does (A=101, B=2), and crossed nested updates of
+    two tasks must both complete with nothing lost."""
+    loop, stacks = differential
+
+    async def run(storage: Storage) -> tuple[Any, ...]:
+        p = f"n:{uuid.uuid4().hex}:"  # one namespace: one route of the hybrid router
+        a, b, c, d = p + "a", p + "b", p + "c", p + "d"
+        try:
+            await storage.set_many({a: 0, b: 0, c: 0, d: 0})
+
+            async def bump_a_once(value: int) -> int:
+                if value == 0:
+                    await storage.update(a, lambda v: v + 1)
+                return value + 1
+
+            async def via_b(value: int) -> int:
+                await storage.update(b, bump_a_once)
+                return value + 100
+
+            nested = await outcome(asyncio.wait_for(storage.update(a, via_b), 20))
+            both_inside = asyncio.Barrier(2)
+            crossed: set[str] = set()
+
+            def crossing(other: str, add: int) -> Any:
+                async def fn(value: int) -> int:
+                    if other not in crossed:
+                        crossed.add(other)
+                        await both_inside.wait()
+                        await storage.update(other, lambda v: v + 1)
+                    return value + add
+
+                return fn
+
+            cross = await outcome(
+                asyncio.wait_for(
+                    asyncio.gather(storage.update(c, crossing(d, 100)), storage.update(d, crossing(c, 10))), 20
+                )
+            )
+            finals = await storage.get_many([a, b, c, d])
+            return nested, cross[0], sorted(finals.items())
+        finally:
+            await storage.delete_many([a, b, c, d])
+
+    answers = {name: loop.run_until_complete(run(storage)) for name, storage in stacks.storages.items()}
+    for name, (nested, crossed_kind, finals) in answers.items():
+        assert nested == ("ok", 101), (name, nested)
+        assert crossed_kind == "ok", (name, crossed_kind)
+        assert [v for _, v in finals] == [101, 2, 101, 11], (name, finals)
+
+
+def test_pubsub_delivers_the_same_messages_in_order_on_every_backend_that_has_it(
+    differential: tuple[asyncio.AbstractEventLoop, Stacks],
+) -> None:
+    """Every stack that claims PUBSUB for a channel delivers what was published after the
+    subscription, in publishing order, as published (types included); the others refuse alike."""
+    loop, stacks = differential
+    sent: list[Any] = [1, 1.0, True, None, "1", [1, "a"], {"deal": "d1", "n": 2}, -0.0, 10**16, "é\u2028"]
+
+    async def run(storage: Storage) -> Any:
+        channel = f"pubsub:{uuid.uuid4().hex}"
+        try:
+            async with storage.subscribe(channel) as messages:
+                for message in sent:
+                    await storage.publish(channel, message)
+                it = aiter(messages)
+                return ("ok", [await asyncio.wait_for(anext(it), 10) for _ in sent])
+        except Exception as exc:
+            return ("raised", type(exc).__name__)
+
+    answers = {name: loop.run_until_complete(run(storage)) for name, storage in stacks.storages.items()}
+    delivered = {name: got for name, (kind, got) in answers.items() if kind == "ok"}
+    assert {"memory", "redis"} <= set(delivered), answers
+    for name, got in delivered.items():
+        assert exact(got) == exact(sent), (name, got)
+    refused = {got for kind, got in answers.values() if kind == "raised"}
+    assert refused <= {"UnsupportedOperationError"}, answers
