@@ -173,6 +173,39 @@ async def test_a_full_pool_raises_busy_within_the_acquire_timeout(schema: str) -
         assert await storage.get("k") == 1
 
 
+async def test_turns_never_take_the_connections_their_holders_need(schema: str) -> None:
+    """As many turns as the pool has connections, each holder reading and committing inside its
+    turn: turns hold connections of their own, so every one completes (turns on the pool's own
+    connections left the holders none: BusyError, or asyncpg's wait surfaced raw)."""
+    pg = backend(schema, pool_min=1, pool_max=2, acquire_timeout=1.0)
+    async with Storage(pg) as storage:
+        keys = [f"t{i}" for i in range(2)]
+        await storage.set_many(dict.fromkeys(keys, 0))
+        inside = asyncio.Barrier(len(keys))
+
+        async def holder(key: str) -> int:
+            async with pg.turn([key]):
+                await inside.wait()  # every turn held at once
+                async with storage.transaction() as tx:
+                    tx.set(key, await tx.get(key) + 1)
+                return int(await storage.get(key))
+
+        assert await asyncio.wait_for(asyncio.gather(*map(holder, keys)), 30) == [1, 1]
+
+
+async def test_a_turn_with_no_connection_free_is_busy_not_a_raw_error(schema: str) -> None:
+    pg = backend(schema, pool_min=1, pool_max=1, acquire_timeout=0.3)
+    async with Storage(pg):
+        turns = await pg._turns_pool()
+        held = await turns.acquire()
+        try:
+            with pytest.raises(BusyError):
+                async with pg.turn(["k"]):
+                    pass
+        finally:
+            await turns.release(held)
+
+
 async def test_prefix_listing_uses_the_primary_key(schema: str) -> None:
     pg = backend(schema)
     async with Storage(pg) as storage:

@@ -246,6 +246,8 @@ class PostgresBackend:
         self._statement_cache_size = statement_cache_size
         self._sweep_batch = sweep_batch
         self._pool: Any = None
+        self._turns: Any = None  # the turns' own pool (see turn())
+        self._turns_opening = asyncio.Lock()
         self._waiting = 0  # calls waiting for a pooled connection (telemetry)
         read = split_urls(read_urls)
         secrets = (url, listen_url, *read)
@@ -409,12 +411,13 @@ class PostgresBackend:
                     await asyncio.wait_for(replica_pool.close(), timeout=self._command_timeout)
                 except (TimeoutError, Exception):  # noqa: BLE001 - a dead replica: drop connections hard
                     replica_pool.terminate()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), timeout=self._command_timeout)
-            except (TimeoutError, Exception):  # noqa: BLE001 - a dead server: drop connections hard
-                pool.terminate()
+        for pool in (self._turns, self._pool):
+            if pool is not None:
+                try:
+                    await asyncio.wait_for(pool.close(), timeout=self._command_timeout)
+                except (TimeoutError, Exception):  # noqa: BLE001 - a dead server: drop connections hard
+                    pool.terminate()
+        self._pool = self._turns = None
 
     async def ping(self) -> None:
         await self._call(lambda c: c.fetchval("SELECT 1"), idempotent=True)
@@ -459,9 +462,10 @@ class PostgresBackend:
         return await _RETRY.run(self._connection, fn, idempotent=idempotent, errors=self._errors)
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        """A pooled connection, terminated instead of released if it died or timed out."""
-        pool = self._pool
+    async def _connection(self, of: Any = None) -> AsyncIterator[Any]:
+        """A connection of the pool (*of*: the turns' one), terminated instead of released if it
+        died or timed out."""
+        pool = self._pool if of is None else of
         if pool is None:
             raise NotConnectedError("the PostgreSQL backend is not connected")
         self._waiting += 1
@@ -624,8 +628,9 @@ class PostgresBackend:
         as is a changed version: nothing applied either way."""
         checked = sorted(key for key, _ in checks)
         touched = {*checked, *(w.key for w in writes), *deletes}
-        # Keys under another's turn (see turn()) fail this commit: a shared try-lock per key.
-        foreign = sorted(self._turn_ids(touched - turns.held(self, touched)))
+        # Keys under another's turn (see turn()) fail this commit: a shared try-lock per key; a
+        # commit that only checks (a read set validated) writes nothing a turn protects.
+        foreign = sorted(self._turn_ids(touched - turns.held(self, touched))) if writes or deletes else []
 
         async def transaction(conn: Any) -> bool:
             try:
@@ -660,8 +665,11 @@ class PostgresBackend:
         if not wanted:
             yield
             return
-        async with self._connection() as conn:
+        async with contextlib.AsyncExitStack() as stack:
             with self._errors.mapped():
+                # Turns have connections of their own: a holder's reads and commit, and waiters
+                # queued behind it, never compete with it for the pool's (a full pool deadlocked).
+                conn = await stack.enter_async_context(self._connection(await self._turns_pool()))
                 transaction = conn.transaction()
                 await transaction.start()
             try:
@@ -673,6 +681,24 @@ class PostgresBackend:
             finally:
                 with contextlib.suppress(Exception):  # a rollback releases the locks; nothing was written
                     await transaction.rollback()
+
+    async def _turns_pool(self) -> Any:
+        """The pool turns are held on, opened at the first turn (most processes never take one)."""
+        if self._pool is None:
+            raise NotConnectedError("the PostgreSQL backend is not connected")
+        if self._turns is None:
+            async with self._turns_opening:
+                if self._turns is None:
+                    self._turns = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=self._pool_max,
+                        timeout=self._connect_timeout,
+                        command_timeout=self._command_timeout,
+                        statement_cache_size=self._cache_size,
+                        reset=_keep_session,
+                    )
+        return self._turns
 
     def _turn_ids(self, keys: set[str] | Sequence[str]) -> set[int]:
         """One advisory lock id per key (64 bits of a hash of the table and the key; two keys

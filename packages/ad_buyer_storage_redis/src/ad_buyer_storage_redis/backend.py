@@ -823,7 +823,10 @@ class _RedisKeyValue:
         args += [version or "" for _, version in checks]
         for w in writes:
             args += (w.value, w.version, "" if w.ttl_ms is None else str(w.ttl_ms), "1" if w.keep_ttl else "0")
-        turn_keys = [t for t in (self._turn_key(k) for k in dict.fromkeys(keys)) if t is not None]
+        # A commit that only checks (a read set validated) writes nothing a turn protects: no turn check.
+        turn_keys = (
+            [t for t in (self._turn_key(k) for k in dict.fromkeys(keys)) if t is not None] if writes or deletes else []
+        )
         keys += turn_keys
         args += [len(turn_keys), _TURN_TOKEN.get()]
         # Never sent twice: a resend after a lost reply would find its own writes and fail its checks.

@@ -374,8 +374,10 @@ class SQLiteBackend:
             raise NotConnectedError("the SQLite backend is not connected")
         run_in_thread: Any = conn._execute  # checked at connect
         with self._errors.mapped(also=(OSError,)):
-            # Unless this context holds the turn (see turn()), a turn held elsewhere fails this commit.
-            turn_fd = None if self.in_memory or turns.held(self, [_WHOLE_FILE]) else self._turns_fd()
+            # Unless this context holds the turn (see turn()), a turn held elsewhere fails this commit;
+            # one that only checks (a read set validated) writes nothing a turn protects.
+            only_checks = not (writes or deletes)
+            turn_fd = None if self.in_memory or only_checks or turns.held(self, [_WHOLE_FILE]) else self._turns_fd()
             return bool(
                 await run_in_thread(self._transaction, conn._conn, checks, writes, deletes, self._now_ms(), turn_fd)
             )

@@ -540,6 +540,43 @@ class TransactionsContract(ContractBase):
         assert await storage.keys("*") == ["turn:k"], "a turn must leave no key of its own behind in listings"
 
     @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
+    async def test_a_turn_elsewhere_never_fails_a_block_that_only_read(self, subject: Subject) -> None:
+        """A turn guards writes: a block that only read (its read set validated at the end), or
+        that raised its own error, answers as if no turn were held, whatever keys it covers."""
+        storage = subject.storage
+        backend = storage.store.backend
+        if not isinstance(backend, SupportsTurns):
+            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        await storage.set_many({"ro:a": 1, "ro:b": 2})
+        inside, leave = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with backend.turn(["ro:a", "ro:z"]):  # a key it reads, and one it does not
+                inside.set()
+                await leave.wait()
+
+        held = asyncio.create_task(hold())
+        await unhung(inside.wait(), "taking a free turn")
+        try:
+            async with storage.transaction() as tx:
+                got = await tx.get("ro:a") + await tx.get("ro:b")
+            assert got == 3, f"a read-only block under no change must return what it read: {got!r}"
+
+            async def refuse(tx: Transaction) -> None:
+                await tx.get("ro:a")
+                await tx.get("ro:b")
+                raise LookupError("insufficient funds")
+
+            await fails_with(
+                LookupError,
+                storage.transact(refuse, attempts=1),
+                "a block's own error, on reads that still hold, must come out as itself, not as a conflict",
+            )
+        finally:
+            leave.set()
+            await unhung(held, "a turn's holder leaving")
+
+    @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
     async def test_a_waiter_cancelled_in_the_turns_queue_leaves_it(self, subject: Subject) -> None:
         backend = subject.storage.store.backend
         if not isinstance(backend, SupportsTurns):
