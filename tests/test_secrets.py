@@ -29,9 +29,9 @@ from urllib.parse import quote
 
 import pytest
 
-from ad_buyer_storage import get_storage_backend, load_settings, open_storage
+from ad_buyer_storage import ConfigurationError, get_storage_backend, load_settings, open_storage
 from ad_buyer_storage.cli import main
-from ad_buyer_storage.kit.redaction import redact_text, redact_url
+from ad_buyer_storage.kit.redaction import redact_text, redact_url, reveals_secret
 from ad_buyer_storage.kit.urls import encode_credentials
 from ad_buyer_storage.plugins.composition import MirrorSettings
 from ad_buyer_storage.plugins.settings import load_backend_settings
@@ -422,3 +422,27 @@ def test_a_driver_message_quoting_a_bare_password_is_withheld_whole() -> None:
     assert "hunter2" not in text.lower(), text
     assert "withheld" in text, text
     assert f"redis://:***@{DEAD}/0" in text, text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:s3cretpw",
+        "postgresql://app:s3cretpw/db",
+        "redis://default:s3cretpw",
+        "redis://h:6379,x:s3cretpw/0",
+    ],
+)
+def test_credentials_whose_host_was_left_out_are_hidden(url: str) -> None:
+    """No `@`: `user:password` looks like `host:port`, but a port is digits; what is not is hidden."""
+    assert "s3cretpw" not in redact_url(url)
+    assert reveals_secret(ValueError(f"cannot open {url}"), url)
+    if url.startswith("redis"):
+        backend: object = RedisBackend(url)
+        assert "s3cretpw" not in repr(backend)
+        with pytest.raises(ConfigurationError) as refused:
+            asyncio.run(RedisBackend(url).connect())
+    else:
+        with pytest.raises(ConfigurationError) as refused:
+            PostgresBackend(url)
+    assert "s3cretpw" not in str(refused.value) + repr(refused.value)

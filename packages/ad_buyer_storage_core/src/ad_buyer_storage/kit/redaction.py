@@ -61,7 +61,35 @@ def _redact_url(text: str, *, prose: bool = False) -> str:
         match = _SCHEME.match(head)
         scheme = match.group() if match else ""
         text = f"{scheme}{_redact_userinfo(scheme, head[len(scheme) :])}@{tail}"
+    elif (hidden := _port_not_a_port(text)) is not None:
+        text = text[: hidden[0]] + "***" + text[hidden[1] :]
     return _hide_query_secrets(text, prose=prose)
+
+
+# The authority of a URL without "@": hosts, each maybe with a ":port".
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)")
+
+
+def _port_not_a_port(text: str) -> tuple[int, int] | None:
+    """Where to hide in a URL whose authority has no ``@`` but a ``:`` followed by something
+    that is no port (``postgresql://app:s3cret``: credentials whose host was left out): from
+    the first such ``:`` to the end of the authority. None when every host's port is digits."""
+    match = _AUTHORITY.match(text)
+    if match is None:
+        return None
+    start = match.start(1)
+    for item in re.finditer(r"[^,]+", match.group(1)):
+        host = item.group()
+        if host.startswith("[") and "]" in host:  # [::1]:6379
+            host_end = host.index("]") + 1
+            port = host[host_end + 1 :] if host[host_end : host_end + 1] == ":" else ""
+            if host[host_end:] and not (host[host_end : host_end + 1] == ":" and port.isdigit()):
+                return start + item.start() + host_end, match.end(1)
+            continue
+        name, colon, port = host.partition(":")
+        if colon and not (port.isascii() and port.isdigit()):
+            return start + item.start() + len(name) + 1, match.end(1)
+    return None
 
 
 def _hide_query_secrets(text: str, *, prose: bool = False) -> str:
@@ -194,6 +222,8 @@ def _secrets_of(urls: Iterable[str | None]) -> list[str]:
             secret = userinfo[len(shown) - 3 :] if shown.endswith(":***") else userinfo
             if shown != userinfo:
                 found.add(secret)
+        elif (hidden := _port_not_a_port(candidate)) is not None:
+            found.add(candidate[hidden[0] : hidden[1]])
         found.update(candidate[begin:end] for begin, end in query_secret_spans(candidate))
     spellings = {form for secret in found for form in (secret, unquote(secret), quote(secret, safe=""))}
     return sorted({s.lower() for s in spellings if len(s) >= _MIN_SECRET}, key=len, reverse=True)
