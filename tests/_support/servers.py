@@ -98,7 +98,13 @@ class RedisServer:
         argv = [*self.launcher, REDIS_SERVER, *ports, "--bind", self.host, "--save", "", "--appendonly", "no"]
         argv += ["--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"), *self.extra]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, host=self.host)
+        try:
+            wait_for_port(self.port, host=self.host)
+        except TimeoutError as exc:  # never leave the process behind; say why it did not listen
+            self.kill()
+            log = self.directory / "redis.log"
+            said = log.read_text(errors="replace")[-600:] if log.is_file() else "(no log)"
+            raise TimeoutError(f"{exc}; redis-server's log ends: {said}") from None
         return self
 
     def kill(self) -> None:
