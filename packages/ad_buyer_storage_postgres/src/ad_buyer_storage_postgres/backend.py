@@ -304,15 +304,7 @@ class PostgresBackend:
                 await self._create_schema()
                 for replica in self._replicas:
                     # No connection yet (min_size=0): a replica that is down must not stop the app.
-                    replica.pool = await asyncpg.create_pool(
-                        replica.dsn,
-                        min_size=0,
-                        max_size=self._pool_max,
-                        timeout=self._connect_timeout,
-                        command_timeout=self._command_timeout,
-                        statement_cache_size=self._cache_size,
-                        reset=_keep_session,
-                    )
+                    replica.pool = await self._lazy_pool(replica.dsn)
         except Exception:
             await self.aclose()
             raise
@@ -689,16 +681,20 @@ class PostgresBackend:
         if self._turns is None:
             async with self._turns_opening:
                 if self._turns is None:
-                    self._turns = await asyncpg.create_pool(
-                        self._dsn,
-                        min_size=0,
-                        max_size=self._pool_max,
-                        timeout=self._connect_timeout,
-                        command_timeout=self._command_timeout,
-                        statement_cache_size=self._cache_size,
-                        reset=_keep_session,
-                    )
+                    self._turns = await self._lazy_pool(self._dsn)
         return self._turns
+
+    async def _lazy_pool(self, dsn: str) -> Any:
+        """A pool of *dsn* that opens no connection before one is asked for (a replica, turns)."""
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=0,
+            max_size=self._pool_max,
+            timeout=self._connect_timeout,
+            command_timeout=self._command_timeout,
+            statement_cache_size=self._cache_size,
+            reset=_keep_session,
+        )
 
     def _turn_ids(self, keys: set[str] | Sequence[str]) -> set[int]:
         """One advisory lock id per key (64 bits of a hash of the table and the key; two keys
