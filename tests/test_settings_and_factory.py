@@ -428,3 +428,50 @@ def test_a_mirror_of_one_backend_instance_is_refused() -> None:
         mirror_of(backend, backend)
     with pytest.raises(ConfigurationError, match="the same backend"):
         MirrorBackend(backend, guarded(backend, BreakerPolicy(5, 5.0), "memory"))
+
+
+# -- misspelt environment variables (STORAGE_ALLOW_ENV) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest"),
+    [
+        ("POSTGRE_SCHEMA", "POSTGRES_SCHEMA"),  # not under our prefix, a letter away from a setting
+        ("POSTGRES_SCHEMAS", "POSTGRES_SCHEMA"),  # under our prefix
+        ("DATABASE_URI", "DATABASE_URL"),
+        ("SESSION_DEFAULT_TL", "SESSION_DEFAULT_TTL"),
+        ("STORAGE_TYP", "STORAGE_TYPE"),
+    ],
+)
+def test_a_misspelt_setting_in_the_environment_is_refused_naming_the_closest(
+    monkeypatch: pytest.MonkeyPatch, variable: str, closest: str
+) -> None:
+    monkeypatch.setenv(variable, "agent1")
+    with pytest.raises(ConfigurationError, match=rf"{variable} \(did you mean {closest}\?\).*STORAGE_ALLOW_ENV"):
+        load_settings()
+
+
+def test_another_programs_variables_under_our_prefixes_are_allowed_by_name_or_glob(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_HOST", "cache")
+    monkeypatch.setenv("REDIS_PORT_NUMBER", "6379")
+    with pytest.raises(ConfigurationError, match=r"REDIS_HOST.*REDIS_PORT_NUMBER"):
+        load_settings()
+    monkeypatch.setenv("STORAGE_ALLOW_ENV", "REDIS_HOST, redis_port_*")
+    load_settings()  # both allowed: nothing raised
+
+
+def test_variables_of_other_programs_and_every_real_setting_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "HOME": "/root",
+        "PGHOST": "db",
+        "POSTGRES_SCHEMA": "agent1",  # an alias (the field is schema_name)
+        "SQLITE_BUSY_TIMEOUT": "5",
+        "REDIS_KEY_PREFIX": "app:",
+        "MIRROR_SHADOW_READS": "0.5",
+        "SESSION_SLIDING_TTL": "true",
+        "STORAGE_BREAKER_COOLDOWN": "3",
+    }.items():
+        monkeypatch.setenv(name, value)
+    load_settings()

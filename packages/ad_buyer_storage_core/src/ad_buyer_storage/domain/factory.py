@@ -20,7 +20,7 @@ from typing import Any
 from ad_buyer_storage.domain.entities import agent_profile
 from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.plugins.factory import Instances, build_store, store_settings
-from ad_buyer_storage.plugins.settings import StorageSettings, choose_backend, load_settings
+from ad_buyer_storage.plugins.settings import StorageSettings, choose_backend
 
 __all__ = ["close_storage", "get_storage", "get_storage_backend", "open_storage"]
 
@@ -63,22 +63,30 @@ async def open_storage(target: str | None = None, **overrides: Any) -> AsyncIter
 _instances = Instances()
 
 
-async def get_storage() -> Storage:
-    """The connected process-wide storage for the running event loop."""
+async def get_storage(target: str | None = None, **overrides: Any) -> Storage:
+    """The connected process-wide storage for the running event loop: one per *target* (a URL,
+    a backend name, or None: the settings choose) and keyword *overrides* (as
+    :func:`open_storage` takes them: ``session_sliding_ttl=True``...), so every caller asking
+    the same gets the same object."""
 
     async def make() -> Storage:
-        settings = load_settings()
-        storage = get_storage_backend(settings=settings)
+        name, settings, backend_overrides = store_settings(target, **overrides)
+        storage = get_storage_backend(name, settings=settings, **backend_overrides)
         await storage.connect()  # raises (and caches nothing) if the store is unreachable
         log.info("storage: using %s (%s)", storage.name, choose_backend(settings).reason)
         return storage
 
-    found: Storage = await _instances.get("storage", make)
+    found: Storage = await _instances.get(_instance_key(target, overrides), make)
     return found
 
 
-async def close_storage() -> None:
-    """Close the process-wide storage of the running event loop, if any."""
-    storage = _instances.pop("storage")
+def _instance_key(target: str | None, overrides: dict[str, Any]) -> str:
+    return repr((target, sorted(overrides.items())))
+
+
+async def close_storage(target: str | None = None, **overrides: Any) -> None:
+    """Close the process-wide storage of the running event loop (the one ``get_storage`` gives
+    for the same arguments), if any."""
+    storage = _instances.pop(_instance_key(target, overrides))
     if storage is not None:
         await storage.aclose()

@@ -269,23 +269,29 @@ class Instances:
 _stores = Instances()
 
 
-async def get_store(*, profile: StoreProfile = GENERIC) -> Store:
-    """The connected process-wide :class:`~ad_buyer_storage.Store` for the running event loop
-    (one per *profile*), built from the settings."""
+async def get_store(target: str | None = None, *, profile: StoreProfile = GENERIC, **overrides: Any) -> Store:
+    """The connected process-wide :class:`~ad_buyer_storage.Store` for the running event loop:
+    one per *target* (a URL, a backend name, or None: the settings choose), *profile* and
+    keyword *overrides* (as :func:`open_store` takes them)."""
 
     async def make() -> Store:
-        settings = load_settings()
-        store = build_store(settings=settings, profile=profile)
+        name, settings, backend_overrides = store_settings(target, **overrides)
+        store = build_store(name, settings=settings, profile=profile, **backend_overrides)
         await store.connect()  # raises (and caches nothing) if the store is unreachable
         log.info("storage: using %s (%s)", store.name, choose_backend(settings).reason)
         return store
 
-    found: Store = await _stores.get(profile, make)
+    found: Store = await _stores.get(_instance_key(target, profile, overrides), make)
     return found
 
 
-async def close_store(*, profile: StoreProfile = GENERIC) -> None:
-    """Close the process-wide store of the running event loop (for *profile*), if any."""
-    store = _stores.pop(profile)
+def _instance_key(target: str | None, profile: StoreProfile, overrides: dict[str, Any]) -> str:
+    return repr((target, profile, sorted(overrides.items())))
+
+
+async def close_store(target: str | None = None, *, profile: StoreProfile = GENERIC, **overrides: Any) -> None:
+    """Close the process-wide store of the running event loop (the one ``get_store`` gives for
+    the same arguments), if any."""
+    store = _stores.pop(_instance_key(target, profile, overrides))
     if store is not None:
         await store.aclose()

@@ -10,7 +10,11 @@ repr, log line or error message.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import functools
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -27,7 +31,9 @@ from ad_buyer_storage.plugins.spec import BackendSpec
 
 __all__ = [
     "BackendChoice",
+    "CORE_PREFIXES",
     "Candidate",
+    "check_environment",
     "SettingsBase",
     "StorageSettings",
     "choose_backend",
@@ -101,6 +107,9 @@ class StorageSettings(SettingsBase):
     storage_breaker_threshold: int = Field(5, ge=0, le=1_000_000)
     #: Seconds an open breaker fails fast before it lets one probe call through.
     storage_breaker_cooldown: float = Field(5.0, gt=0, le=86_400)
+    #: Environment variables under a prefix we share that belong to another program
+    #: (``REDIS_HOST,MYAPP_*``: names or globs): not refused as misspelt settings.
+    storage_allow_env: str | None = None
 
     @field_validator("storage_type", mode="before")
     @classmethod
@@ -158,8 +167,10 @@ def load_settings(**overrides: Any) -> StorageSettings:
     """Read settings (environment, ``.env``) with *overrides* on top; raise ConfigurationError.
 
     The error lists each bad setting and why, never the offending input (it may be a URL
-    with a password in it).
+    with a password in it). An environment variable that looks like one of our settings but
+    is none (``POSTGRE_SCHEMA``) is refused too: see :func:`check_environment`.
     """
+    check_environment()
     try:
         return settings_model()(**overrides)
     except ValidationError as exc:
@@ -202,6 +213,65 @@ def load_backend_settings(
     except ValidationError as exc:
         error = ConfigurationError(f"invalid settings: {problems(exc, env_prefix)}")
     raise error  # outside the handler: see load_settings
+
+
+#: The prefixes of core's own settings; each installed backend's settings model adds its own
+#: (``SQLITE_``, ``REDIS_``, ``POSTGRES_``, ``MIRROR_``, a plugin's).
+CORE_PREFIXES = ("STORAGE_", "SESSION_")
+
+
+@functools.lru_cache(maxsize=8)
+def _known_variables(reg: Registry) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Every environment variable a settings model of ours or of an installed plugin reads,
+    and the prefixes they share."""
+    names = {name.upper() for name in settings_model(reg).model_fields}
+    prefixes = set(CORE_PREFIXES)
+    specs, _ = reg.discover()
+    for spec in specs.values():
+        try:
+            model = spec.settings_model()
+        except (ImportError, AttributeError):  # a broken plugin: reported by `backends`, not here
+            continue
+        if model is None:
+            continue
+        prefix = str(model.model_config.get("env_prefix", "")).upper()
+        if prefix:
+            prefixes.add(prefix)
+        for field, info in model.model_fields.items():
+            alias = info.validation_alias if isinstance(info.validation_alias, str) else info.alias
+            names.add(alias.upper() if alias else prefix + field.upper())
+    return frozenset(names), tuple(sorted(prefixes))
+
+
+def check_environment(environ: Mapping[str, str] | None = None, reg: Registry | None = None) -> None:
+    """Refuse environment variables that look like our settings but are none of them: a name
+    under one of our prefixes (``STORAGE_``, ``SESSION_``, each backend's ``SQLITE_``,
+    ``REDIS_``, ``POSTGRES_``...) that no settings model reads, or a name a letter or two away
+    from one (``POSTGRE_SCHEMA``, ``DATABASE_URI``). Ignored, either would leave a deployment on
+    a default it did not choose (the data in ``public.kv_store``). The error names the closest
+    valid setting. Another program's variables under a prefix we share are allowed with
+    ``STORAGE_ALLOW_ENV`` (names or globs: ``REDIS_HOST,MYAPP_*``)."""
+    environ = os.environ if environ is None else environ
+    known, prefixes = _known_variables(reg or registry)
+    allowed = [p.strip().upper() for p in environ.get("STORAGE_ALLOW_ENV", "").split(",") if p.strip()]
+    wrong: list[str] = []
+    for raw in environ:
+        name = raw.upper()
+        if name in known or any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed):
+            continue
+        ours = name.startswith(prefixes)
+        # Only names sharing a first letter and most of their length with a setting are compared
+        # (difflib is slow, and an environment holds dozens of unrelated variables).
+        near = [k for k in known if k[0] == name[0] and abs(len(k) - len(name)) <= 2]
+        closest = difflib.get_close_matches(name, near, n=1, cutoff=0.85 if not ours else 0.6)
+        if ours or closest:
+            wrong.append(f"{raw} (did you mean {closest[0]}?)" if closest else raw)
+    if wrong:
+        raise ConfigurationError(
+            f"unknown setting(s) in the environment: {', '.join(sorted(wrong))}. Each looks like one of "
+            "ours but none reads it, so it would be ignored. Fix the name, or, if another program owns it, "
+            "allow it with STORAGE_ALLOW_ENV (names or globs, comma-separated)."
+        )
 
 
 def url_scheme(url: str | None) -> str:
