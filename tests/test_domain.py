@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from ad_buyer_storage import ENTITIES, Entity, InvalidInputError, Record, Storage, register_entity
+from ad_buyer_storage import ENTITIES, AlreadyExistsError, Entity, InvalidInputError, Record, Storage, register_entity
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.domain.entities import ephemeral_prefixes, unregister_entity
 
@@ -86,3 +86,16 @@ async def test_a_new_entity_is_one_line() -> None:
         ENTITIES["product"] = Entity("product", "product:")  # type: ignore[index]  # read-only
     with pytest.raises(InvalidInputError, match="seed"):
         unregister_entity("deal")
+
+
+async def test_book_order_tells_already_booked_from_a_float_budget_and_from_bad_amounts() -> None:
+    async with Storage(MemoryBackend()) as storage:
+        await storage.set_campaign("c1", {"budget": "100", "spent": "0"})
+        await storage.book_order("o1", {}, campaign_id="c1", amount=10)
+        with pytest.raises(AlreadyExistsError, match="'o1' is already booked"):
+            await storage.book_order("o1", {}, campaign_id="c1", amount=10)
+        await storage.set_campaign("c2", {"budget": 100.0, "spent": "0"})
+        with pytest.raises(InvalidInputError, match=r"campaign 'c2''s budget must be a Decimal.*not float 100\.0"):
+            await storage.book_order("o2", {}, campaign_id="c2", amount=10)
+        with pytest.raises(InvalidInputError, match="the booking's amount must be"):
+            await storage.book_order("o3", {}, campaign_id="c1", amount=1.5)  # type: ignore[arg-type]

@@ -61,6 +61,7 @@ from ad_buyer_storage.domain.factory import get_storage as get_storage
 from ad_buyer_storage.domain.factory import get_storage_backend as get_storage_backend
 from ad_buyer_storage.domain.factory import open_storage as open_storage
 from ad_buyer_storage.domain.storage import Storage as Storage
+from ad_buyer_storage.errors import AlreadyExistsError as AlreadyExistsError
 from ad_buyer_storage.errors import AuthenticationError as AuthenticationError
 from ad_buyer_storage.errors import BackendError as BackendError
 from ad_buyer_storage.errors import BackendNotFoundError as BackendNotFoundError

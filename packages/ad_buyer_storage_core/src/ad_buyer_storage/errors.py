@@ -19,7 +19,8 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
     │   └── TransactionTooLargeError        over MAX_TRANSACTION_WRITES writes in one transaction
     ├── KeyNotFoundError                    TTL of a missing key (KeyError)
     ├── VersionConflictError                conditional write lost the race
-    │   └── TransactionConflictError        a key a transaction read changed before it committed
+    │   ├── TransactionConflictError        a key a transaction read changed before it committed
+    │   └── AlreadyExistsError              a create-only write found the record there (an order booked before)
     ├── BudgetExceededError                 a booking would take a campaign over its budget
     ├── LockError
     │   ├── LockNotOwnedError               release/extend of a lease that expired or changed hands
@@ -51,6 +52,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AlreadyExistsError",
     "AuthenticationError",
     "PartialBatchError",
     "BackendError",
@@ -147,6 +149,12 @@ class VersionConflictError(StorageError):
 
 class TransactionConflictError(VersionConflictError):
     """A key the transaction read (or required) changed before it committed: nothing was applied."""
+
+
+class AlreadyExistsError(VersionConflictError):
+    """A write that may only create found the record there already (an order booked before):
+    not a race lost, an answer. Catch it before :class:`VersionConflictError`, whose other
+    subclass, :class:`TransactionConflictError`, means "gave up after N conflicting attempts"."""
 
 
 class BudgetExceededError(StorageError):

@@ -23,11 +23,11 @@ from ad_buyer_storage.domain._generated import StorageAPI
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, EntityCollection
 from ad_buyer_storage.domain.entities import entity_by_name
 from ad_buyer_storage.errors import (
+    AlreadyExistsError,
     BudgetExceededError,
     InvalidInputError,
     KeyNotFoundError,
     UnsupportedOperationError,
-    VersionConflictError,
 )
 
 __all__ = ["Storage"]
@@ -106,9 +106,12 @@ class Storage(StorageAPI):
         the order is written and the campaign's ``spent`` raised by *amount* together, iff
         ``spent + amount <= budget`` (fields of the campaign, decimal text); otherwise
         :class:`~ad_buyer_storage.errors.BudgetExceededError` and nothing is written. An order
-        id is booked once (:class:`~ad_buyer_storage.errors.VersionConflictError` after). Returns
-        the campaign as booked."""
-        cost = _amount(amount)
+        id is booked once: booking it again raises
+        :class:`~ad_buyer_storage.errors.AlreadyExistsError`. Losing to concurrent bookings
+        *attempts* times in a row raises :class:`~ad_buyer_storage.errors.TransactionConflictError`
+        (nothing booked: try again, or raise *attempts*); both are ``VersionConflictError`` s, so
+        catch ``AlreadyExistsError`` first. Returns the campaign as booked."""
+        cost = _amount(amount, "the booking's amount")
         if cost <= 0:
             raise InvalidInputError(f"a booking costs a positive amount, not {amount!r}")
         campaigns, orders = self.collection("campaign"), self.collection("order")
@@ -119,9 +122,9 @@ class Storage(StorageAPI):
             if not isinstance(campaign, dict):
                 raise KeyNotFoundError(f"campaign {campaign_id!r} does not exist")
             if await tx.exists(order_key):
-                raise VersionConflictError(f"order {order_id!r} is already booked")
-            spent = _amount(campaign.get("spent", "0")) + cost
-            if spent > _amount(campaign.get("budget", "0")):
+                raise AlreadyExistsError(f"order {order_id!r} is already booked")
+            spent = _amount(campaign.get("spent", "0"), f"campaign {campaign_id!r}'s spent") + cost
+            if spent > _amount(campaign.get("budget", "0"), f"campaign {campaign_id!r}'s budget"):
                 raise BudgetExceededError(
                     f"booking {cost} on campaign {campaign_id!r} would spend {spent} of {campaign.get('budget')}"
                 )
@@ -193,14 +196,17 @@ class Storage(StorageAPI):
         await self.collection("quote").set(quote_id, data, ttl)
 
 
-def _amount(value: object) -> Decimal:
-    """Money: a Decimal, an int or decimal text; never a binary float."""
+def _amount(value: object, what: str) -> Decimal:
+    """Money: a Decimal, an int or decimal text; never a binary float. *what* names it in errors."""
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
-        raise InvalidInputError(f"amounts are Decimal, int or decimal text, not {type(value).__name__}")
+        raise InvalidInputError(
+            f"{what} must be a Decimal, an int or decimal text (money is never a binary float), "
+            f"not {type(value).__name__} {value!r}"
+        )
     try:
         amount = Decimal(value)
     except ArithmeticError:
-        raise InvalidInputError(f"not an amount: {value!r}") from None
+        raise InvalidInputError(f"{what} is not an amount: {value!r}") from None
     if not amount.is_finite():
-        raise InvalidInputError(f"not a finite amount: {value!r}")
+        raise InvalidInputError(f"{what} is not a finite amount: {value!r}")
     return amount
