@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import os
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,14 @@ class ThroughTheFacade:
 
 def open_through_facade(path: str) -> ThroughTheFacade:
     """Child-process recipe for the kit's multi-process test."""
-    return ThroughTheFacade(SyncStorage(Storage(SQLiteBackend(path))))
+    return ThroughTheFacade(_off_the_loop(lambda: SyncStorage(Storage(SQLiteBackend(path)))))
+
+
+def _off_the_loop(make: Callable[[], SyncStorage]) -> SyncStorage:
+    """*make()* in a thread of its own: the kit builds backends from its coroutines, and a facade
+    connecting from a coroutine warns (it blocks that loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(make).result()
 
 
 class TestSyncFacadeContract(StorageContract):
@@ -94,7 +102,9 @@ class TestSyncFacadeContract(StorageContract):
     def harness(self, tmp_path) -> Harness:
         path = str(tmp_path / "facade.db")
         return Harness(
-            lambda clock: ThroughTheFacade(SyncStorage(Storage(SQLiteBackend(path, clock=clock)))),
+            lambda clock: ThroughTheFacade(
+                _off_the_loop(lambda: SyncStorage(Storage(SQLiteBackend(path, clock=clock))))
+            ),
             child_backend=("tests.test_sync_facade:open_through_facade", (path,)),
             storage_options={"max_value_bytes": 64 * 1024},
         )
@@ -138,7 +148,9 @@ def test_sixteen_threads_on_postgres(pg_schema: str) -> None:
 
 
 async def test_callable_from_a_running_loops_worker_threads() -> None:
-    with SyncStorage(Storage(MemoryBackend())) as facade:
+    with pytest.warns(RuntimeWarning, match="blocks that event loop"):  # connecting from a coroutine
+        facade = SyncStorage(Storage(MemoryBackend()))
+    with facade:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, facade.set, "k", {"from": "executor"})
         assert await loop.run_in_executor(None, facade.get, "k") == {"from": "executor"}
@@ -228,3 +240,41 @@ def test_iterators_collections_and_subscriptions_are_plain(tmp_path) -> None:
         with facade.subscribe("pubsub:deals") as messages:
             facade.publish("pubsub:deals", {"hello": 1})
             assert next(iter(messages)) == {"hello": 1}
+
+
+async def test_the_applications_own_connected_storage_is_shared_never_closed() -> None:
+    """async agent code and a sync tool in one process: the facade runs its calls on the loop
+    the storage was connected on, and leaves the storage open when it closes."""
+    storage = Storage(MemoryBackend())
+    await storage.connect()
+    try:
+        facade = SyncStorage(storage)  # nothing blocks here: no connect, no thread
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, facade.set, "k", {"from": "tool"})
+        assert await storage.get("k") == {"from": "tool"}  # the app sees it at once: one store
+        assert await loop.run_in_executor(None, facade.get, "k") == {"from": "tool"}
+        with pytest.raises(LifecycleError, match="own event loop"):
+            facade.get("k")  # from the storage's own loop: refused, not a deadlock
+        await loop.run_in_executor(None, facade.close)
+        assert storage.is_open, "a facade never closes what it did not open"
+        assert await storage.get("k") == {"from": "tool"}
+        assert not any(t.name == "ad-buyer-storage-sync" and t.is_alive() for t in threading.enumerate())
+    finally:
+        await storage.aclose()
+
+
+def test_a_storage_connected_on_a_loop_that_stopped_is_refused_saying_what_to_do() -> None:
+    storage = Storage(MemoryBackend())
+    asyncio.run(storage.connect())
+    with pytest.raises(LifecycleError, match="give SyncStorage an unconnected storage"):
+        SyncStorage(storage)
+
+
+async def test_a_blocking_call_from_a_coroutine_warns() -> None:
+    loop = asyncio.get_running_loop()
+    facade = await loop.run_in_executor(None, lambda: SyncStorage(Storage(MemoryBackend())))
+    try:
+        with pytest.warns(RuntimeWarning, match="SyncStorage called from a coroutine"):
+            facade.set("k", 1)
+    finally:
+        await loop.run_in_executor(None, facade.close)

@@ -57,6 +57,7 @@ import asyncio
 import random
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -82,25 +83,43 @@ D = TypeVar("D")
 
 FACADE = '''
 class SyncStorage:
-    """Blocking calls into a :class:`Storage` running on a private event-loop thread."""
+    """Blocking calls into a :class:`Storage`, run on its event loop.
+
+    Given an unconnected storage (or none: one is built from the settings), the facade runs
+    it on a private event-loop thread, connects it, and closes it at :meth:`close`. Given a
+    storage the application already connected on its running loop (``await get_storage()``),
+    every call is run on that loop from the calling thread (a worker thread, a sync tool), and
+    :meth:`close` leaves the storage open: a facade never closes what it did not open. A call
+    from the storage's own loop is refused (it would wait for itself); from a coroutine on
+    another loop it warns: it blocks that loop until it returns.
+    """
 
     def __init__(self, storage: Storage | None = None, *, timeout: float | None = 60.0, **overrides: Any) -> None:
-        """*storage* (unconnected or connected), or one built by ``get_storage_backend(**overrides)``."""
+        """*storage* (unconnected, or connected on a running loop), or one built by
+        ``get_storage_backend(**overrides)``."""
         self._storage = storage if storage is not None else get_storage_backend(**overrides)
         self._timeout = timeout
         self._closed = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ad-buyer-storage-sync", daemon=True)
-        self._thread.start()
+        self._owns = not self._storage.is_open
+        self._thread: threading.Thread | None = None
+        if self._owns:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="ad-buyer-storage-sync", daemon=True)
+            self._thread.start()
+        else:
+            self._loop = _host_loop(self._storage)
         # One shutdown path, run once: by close(), when the facade is garbage collected, or at
         # interpreter exit (weakref.finalize runs then too) if the owner never closed it.
-        self._finalizer = weakref.finalize(self, _shutdown, self._storage, self._loop, self._thread)
-        try:
-            self._wait(self._storage.connect())
-        except BaseException:
-            self._closed = True
-            self._finalizer()
-            raise
+        self._finalizer = weakref.finalize(
+            self, _shutdown, self._storage if self._owns else None, self._loop, self._thread
+        )
+        if self._owns:
+            try:
+                self._call(self._storage.connect())
+            except BaseException:
+                self._closed = True
+                self._finalizer()
+                raise
 
     def __repr__(self) -> str:
         return f"<SyncStorage {self._storage!r}>"
@@ -126,8 +145,19 @@ class SyncStorage:
     def _refusal(self) -> Exception | None:
         if self._closed:
             return StorageClosedError(f"{self!r} is closed")
-        if threading.current_thread() is self._thread:
-            return LifecycleError("SyncStorage called from its own loop thread: use the async Storage there")
+        running = _running_loop()
+        if running is self._loop:
+            return LifecycleError(
+                "SyncStorage called from its storage's own event loop: it would wait for itself; "
+                "await the async Storage there"
+            )
+        if running is not None:
+            warnings.warn(
+                "SyncStorage called from a coroutine: the call blocks that event loop until it returns; "
+                "await the async Storage instead",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         return None
 
     def run(self, fn: Callable[..., Awaitable[T]], /, *args: object, **kwargs: object) -> T:
@@ -174,9 +204,9 @@ class SyncStorage:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Close the storage and stop the loop thread. Idempotent."""
-        if threading.current_thread() is self._thread:
-            raise LifecycleError("SyncStorage closed from its own loop thread")
+        """Close the storage if the facade opened it, and stop its loop thread. Idempotent."""
+        if _running_loop() is self._loop:
+            raise LifecycleError("SyncStorage closed from its storage's own event loop")
         self._closed = True
         self._finalizer()
 
@@ -195,9 +225,34 @@ async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-def _shutdown(storage: Storage, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
-        if loop.is_running():
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _host_loop(storage: Storage) -> asyncio.AbstractEventLoop:
+    # The running loop a connected *storage* lives on, or a typed refusal saying what to do.
+    loop = storage.loop
+    if loop is None or loop.is_closed() or not loop.is_running():
+        raise LifecycleError(
+            f"{storage!r} is connected, but not on a running event loop the facade can reach: give "
+            "SyncStorage an unconnected storage (it runs it on a thread of its own), or one your "
+            "application connected with `await storage.connect()` / `await get_storage()` on a loop "
+            "that keeps running"
+        )
+    return loop
+
+
+def _shutdown(
+    storage: Storage | None, loop: asyncio.AbstractEventLoop, thread: threading.Thread | None
+) -> None:
+    # Close what the facade opened: its storage, on its own loop, then that loop's thread.
+    if thread is None:
+        return  # the application's loop and storage: not ours to close
+    try:
+        if storage is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(storage.aclose(), loop).result(timeout=30)
     finally:
         loop.call_soon_threadsafe(loop.stop)

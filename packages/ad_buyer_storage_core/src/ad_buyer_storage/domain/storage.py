@@ -10,6 +10,7 @@ TTLs, the session index, bookings and negotiations in transactions.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from decimal import Decimal
 from types import TracebackType
@@ -60,6 +61,7 @@ class Storage(StorageAPI):
             else Store(backend, max_value_bytes=max_value_bytes, describe=describe, coalesce=coalesce)
         )
         self._default_ttls = dict(default_ttls or {})
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return repr(self.store).replace("<Store", "<Storage", 1)
@@ -68,7 +70,14 @@ class Storage(StorageAPI):
     async def connect(self) -> Self:
         """Connect the store (once; later calls return at once). Returns ``self``."""
         await self.store.connect()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         return self
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop :meth:`connect` ran on (the one every call must run on), or None."""
+        return self._loop
 
     async def aclose(self) -> None:
         """Close the store. Idempotent; the object cannot be reopened."""
