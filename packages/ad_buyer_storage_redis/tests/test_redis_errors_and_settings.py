@@ -103,7 +103,9 @@ def test_only_the_drivers_errors_are_caught() -> None:
     """No builtin beyond the ssl errors redis-py lets through: a ValueError or TypeError of
     ours (a bug) is never translated; the URL's are caught at connect alone."""
     caught = ERRORS.driver_errors
-    assert ValueError not in caught and TypeError not in caught and Exception not in caught
+    assert ValueError not in caught
+    assert TypeError not in caught
+    assert Exception not in caught
     assert set(caught) <= {NoConnection, ssl.SSLError, redis_errors.RedisClusterException} | {
         c for c in caught if issubclass(c, redis_errors.RedisError)
     }
@@ -112,11 +114,17 @@ def test_only_the_drivers_errors_are_caught() -> None:
 async def test_a_server_out_of_memory_is_storage_full_and_a_replica_read_only(tmp_path) -> None:
     """redis-py gives OOM and READONLY replies classes of their own (with the code cut off the
     message): they were a plain BackendError before the table had rows for them."""
-    with redis_server(tmp_path / "full", "--maxmemory", "1mb", "--maxmemory-policy", "noeviction") as server:
-        with pytest.raises(StorageFullError, match="maxmemory"):
-            async with Storage(RedisBackend(server.url, key_prefix="full:")) as storage:
-                for i in range(100_000):
-                    await storage.incr(f"n{i}")
+
+    async def fill(url: str) -> None:
+        async with Storage(RedisBackend(url, key_prefix="full:")) as storage:
+            for i in range(100_000):
+                await storage.incr(f"n{i}")
+
+    with (
+        redis_server(tmp_path / "full", "--maxmemory", "1mb", "--maxmemory-policy", "noeviction") as server,
+        pytest.raises(StorageFullError, match="maxmemory"),
+    ):
+        await fill(server.url)
     with (
         redis_server(tmp_path / "replica", "--replicaof", "127.0.0.1", "1") as replica,
         pytest.raises(ReadOnlyError, match="read only replica"),
