@@ -181,3 +181,34 @@ def test_a_wrong_field_is_a_configuration_error(fields, said) -> None:
 def test_a_url_is_needed() -> None:
     with pytest.raises(ConfigurationError, match="needs REDIS_URL"):
         RedisBackend(RedisSettings(url=None))
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("redis://:S3cret-pw@127.0.0.1:6379/0?ssl_ca_certs=/ca.pem", "option 'ssl_ca_certs' is not one this kind"),
+        ("redis://:S3cret-pw@127.0.0.1:notaport/0", r"could not be used \(ValueError\)"),
+        ("redis+sentinel://:S3cret-pw@127.0.0.1:1/mymaster/notadb", r"could not be used \(ValueError\)"),
+    ],
+)
+async def test_a_url_redis_py_cannot_use_is_a_configuration_error_at_connect(url: str, said: str) -> None:
+    """redis-py's ValueError/TypeError, caught at the connect call only, unchained: its words
+    may quote the password."""
+    backend = RedisBackend(url)
+    with pytest.raises(ConfigurationError, match=said) as info:
+        await backend.connect()
+    assert "S3cret-pw" not in str(info.value)
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+async def test_a_type_error_of_our_own_at_connect_stays_a_type_error(monkeypatch) -> None:
+    """Only a TypeError naming an unexpected keyword is the URL's: any other is a bug, raised as is."""
+    backend = RedisBackend("redis://127.0.0.1:6379/0")
+
+    async def broken() -> None:
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr(backend, "_open", broken)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        await backend.connect()
