@@ -178,7 +178,7 @@ def raised_in_a_driver_module(tmp_path: Path) -> Any:
 
 
 async def test_an_attribute_error_inside_the_driver_is_a_lost_connection_not_a_raw_error(tmp_path: Path) -> None:
-    from ad_buyer_storage_redis import backend as redis_backend  # noqa: PLC0415
+    from ad_buyer_storage_redis import errors as redis_errors_module  # noqa: PLC0415
 
     send = raised_in_a_driver_module(tmp_path)
     b: Any = RedisBackend("redis://127.0.0.1:1/0")
@@ -202,7 +202,7 @@ async def test_an_attribute_error_inside_the_driver_is_a_lost_connection_not_a_r
 
     with pytest.raises(AttributeError, match="ours"):  # a bug of ours is never dressed as the network's
         await b._call(our_own_bug, idempotent=True)
-    assert redis_backend._raised_in_redis_py(AttributeError()) is False
+    assert redis_errors_module.raised_in_redis_py(AttributeError()) is False
 
 
 def test_a_route_table_keeps_multi_host_urls_whole_and_hides_their_passwords() -> None:
