@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from ad_buyer_storage.client.api import StoreAPI
 from ad_buyer_storage.client.validation import TTL
@@ -66,7 +66,23 @@ class LeaseLock:
     a larger one.
     """
 
-    def __init__(self, storage: StoreAPI, name: str, *, ttl: float = 30.0, retry_interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        storage: StoreAPI,
+        name: str,
+        *,
+        ttl: float = 30.0,
+        retry_interval: float = 0.05,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+    ) -> None:
+        """*ttl*: seconds the lease lasts unless :meth:`extend` ed. ``async with`` waits for the
+        lease up to *blocking_timeout* seconds (default: *ttl*, the longest a crashed holder can
+        keep it), then raises :class:`~ad_buyer_storage.errors.LockTimeoutError`; with
+        ``blocking=False`` it raises at once if the lease is taken (redis-py's ``Lock`` shape).
+        :meth:`acquire` takes the same choice per call and answers True or False instead."""
+        self.blocking = blocking
+        self.blocking_timeout = ttl if blocking_timeout is None else blocking_timeout
         self.storage = storage
         self.key = "lock:" + name
         self.fence_key = "fence:" + name
@@ -129,9 +145,10 @@ class LeaseLock:
         value = await self.storage.get(self.key)
         return isinstance(value, dict) and value.get("owner") is not None
 
-    async def __aenter__(self) -> LeaseLock:
-        if not await self.acquire(timeout=self.ttl):
-            raise LockTimeoutError(f"could not acquire {self.key!r} within {self.ttl} s")
+    async def __aenter__(self) -> Self:
+        if not await self.acquire(blocking=self.blocking, timeout=self.blocking_timeout):
+            waited = f"within {self.blocking_timeout} s" if self.blocking else "at once (blocking=False)"
+            raise LockTimeoutError(f"could not acquire {self.key!r} {waited}: another holder has it")
         return self
 
     async def __aexit__(
@@ -171,8 +188,14 @@ async def read_fenced(storage: StoreAPI, key: str, default: Any = None) -> Any:
 
 @dataclass(frozen=True)
 class RateLimitResult:
+    """The verdict on one hit."""
+
+    #: Whether the hit was admitted (a refused hit is not counted and writes nothing, except
+    #: for :class:`RateLimiter`, whose counter counts refused hits too).
     allowed: bool
+    #: Hits counted in the window, this one included if admitted.
     count: int
+    #: Hits of cost 1 still admitted in the window now.
     remaining: int
     #: Seconds until a hit of the same cost would be allowed (0 if it would be now); for the
     #: fixed window, until the window ends.
@@ -181,7 +204,36 @@ class RateLimitResult:
     at: float = 0.0
 
 
-class RateLimiter:
+class _Waiting:
+    """``await limiter.acquire()`` and ``async with limiter:``: wait for a slot (aiolimiter's
+    shape) instead of asking with ``hit()`` and deciding."""
+
+    async def hit(self, cost: int = 1) -> RateLimitResult:
+        raise NotImplementedError
+
+    async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> RateLimitResult:  # noqa: ASYNC109
+        """Wait until a hit of *cost* is admitted and return its verdict; after *timeout*
+        seconds (None: no limit), :class:`~ad_buyer_storage.errors.LockTimeoutError`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = await self.hit(cost)
+            if result.allowed:
+                return result
+            pause = max(0.001, result.reset_after) * random.uniform(1.0, 1.2)
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise LockTimeoutError(f"no slot for a hit of cost {cost} within {timeout} s")
+            await asyncio.sleep(pause)
+
+    async def __aenter__(self) -> RateLimitResult:
+        return await self.acquire()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+class RateLimiter(_Waiting):
     """Fixed-window limit: at most *limit* hits per *window* seconds, across every process.
 
     Each window is one counter, ``rate_limit:<name>:<window number>``, incremented atomically
@@ -198,6 +250,7 @@ class RateLimiter:
         self.window = window
 
     async def hit(self, cost: int = 1) -> RateLimitResult:
+        """Count a hit of *cost* in the current window; allowed while the count is within the limit."""
         now = time.time()
         number = int(now // self.window)
         count = await self.storage.incr(f"rate_limit:{self.name}:{number}", cost, ttl=self.window)
@@ -210,7 +263,7 @@ class RateLimiter:
         )
 
 
-class SlidingWindowRateLimiter:
+class SlidingWindowRateLimiter(_Waiting):
     """At most *limit* hits in **any** *window* seconds, across every process.
 
     :class:`RateLimiter` counts per fixed window and admits up to twice the limit across a
