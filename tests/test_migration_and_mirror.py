@@ -118,6 +118,31 @@ async def test_dry_run_and_verify_report_differences(tmp_path) -> None:
         assert not result.ok
 
 
+async def test_a_dry_run_reports_what_the_real_run_does() -> None:
+    """Same value on the target: already present; a different one: kept (or overwritten)."""
+    async with Storage(MemoryBackend()) as source, Storage(MemoryBackend()) as target:
+        await source.set_many({"deal:1": 1, "deal:2": 2, "deal:3": 3, "deal:4": 4})
+        await target.set_many({"deal:2": 2, "deal:3": "theirs", "deal:4": "theirs too"})
+        for overwrite in (False, True):
+            dry = await migrate(source, target, dry_run=True, overwrite=overwrite)
+            assert await target.get_many(["deal:1", "deal:3"]) == {"deal:3": "theirs"}, "a dry run writes nothing"
+            assert (dry.copied, dry.already_present) == (1, 1)
+            assert (dry.kept_on_target, dry.overwritten) == ((0, 2) if overwrite else (2, 0))
+            assert sorted(dry.differing_keys) == ([] if overwrite else ["deal:3", "deal:4"])
+        real = await migrate(source, target)
+        assert (real.copied, real.already_present, real.kept_on_target, real.overwritten) == (1, 1, 2, 0)
+
+
+async def test_verify_counts_every_difference_while_it_lists_20() -> None:
+    async with Storage(MemoryBackend()) as source, Storage(MemoryBackend()) as target:
+        await target.set_many({f"extra:{i:02d}": i for i in range(39)})
+        await source.set_many({f"deal:{i:02d}": i for i in range(25)})
+        result = await verify(source, target)
+        assert (len(result.extra_on_target), result.extra_count) == (20, 39)
+        assert (len(result.missing_on_target), result.missing_count) == (20, 25)
+        assert result.different_count == 0
+
+
 def test_cli_migrate_and_verify(tmp_path: Path) -> None:
     source, target = f"sqlite:///{tmp_path}/src.db", f"sqlite:///{tmp_path}/dst.db"
     cli = [sys.executable, "-m", "ad_buyer_storage.cli"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ad_buyer_storage.client.api import StoreAPI
 from ad_buyer_storage.composed.mirror import MirrorBackend
 from ad_buyer_storage.domain.factory import open_storage
-from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.ops.migrate import migrate as copy_keys
 from ad_buyer_storage.ops.migrate import verify as compare_stores
 from ad_buyer_storage.ops.progress import Progress
@@ -47,17 +47,21 @@ async def migrate(args: argparse.Namespace) -> int:
         return await _verify(source, target, args.pattern)
 
 
-async def _verify(source: Storage, target: Storage, pattern: str) -> int:
+async def _verify(source: StoreAPI, target: StoreAPI, pattern: str) -> int:
     result = await compare_stores(source, target, pattern=pattern)
     print(f"verification ({pattern!r}):")
     print(f"  {'prefix':<18} {'source':>9} {'target':>9}  checksums")
     for prefix, (s_count, t_count, s_sum, t_sum) in result.prefixes.items():
         mark = "ok" if s_count == t_count and s_sum == t_sum else "MISMATCH"
         print(f"  {prefix:<18} {s_count:>9,} {t_count:>9,}  {s_sum} {t_sum}  {mark}")
-    for label, found in (("missing on target", result.missing_on_target), ("only on target", result.extra_on_target),
-                         ("different", result.different)):  # fmt: skip
+    for label, found, total in (
+        ("missing on target", result.missing_on_target, result.missing_count),
+        ("only on target", result.extra_on_target, result.extra_count),
+        ("different", result.different, result.different_count),
+    ):
         if found:
-            print(f"  {label}: " + ", ".join(map(repr, found)))
+            cut = f" (the first {len(found)} of {total:,})" if total > len(found) else ""
+            print(f"  {label}{cut}: " + ", ".join(map(repr, found)))
     print("verified: source and target agree" if result.ok else "VERIFY FAILED: see the differences above")
     return 0 if result.ok else 1
 

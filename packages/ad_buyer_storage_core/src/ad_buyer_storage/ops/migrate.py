@@ -62,12 +62,17 @@ class MigrationReport:
 
 @dataclass
 class VerifyReport:
-    """Per prefix: (source count, target count, source checksum, target checksum)."""
+    """Per prefix: (source count, target count, source checksum, target checksum); and the
+    keys that differ, the first 20 of each kind, with how many there are in all."""
 
     prefixes: dict[str, tuple[int, int, str, str]]
     missing_on_target: list[str]
     extra_on_target: list[str]
     different: list[str]
+    #: How many keys of each kind there are (the lists above show 20 at most).
+    missing_count: int = 0
+    extra_count: int = 0
+    different_count: int = 0
 
     @property
     def ok(self) -> bool:
@@ -142,10 +147,19 @@ async def migrate(
                 report.recopied += len(changed)
             steady = [(item, ok) for item, ok in zip(live, applied, strict=True) if item[0] not in changed]
             await _reconcile(dst, [item for item, _ in steady], [ok for _, ok in steady], overwrite, report)
-        elif live:
+        elif live:  # a dry run: what the real run would do, key by key, with nothing written
             present = await dst.read([k for k, _, _ in live])
-            report.copied += sum(1 for p in present if p is None)
-            report.already_present += sum(1 for p in present if p is not None)
+            for (key, record, _), there in zip(live, present, strict=True):
+                if there is None:
+                    report.copied += 1
+                elif canonical(there.value) == canonical(record.value):
+                    report.already_present += 1
+                elif overwrite:
+                    report.overwritten += 1
+                else:
+                    report.kept_on_target += 1
+                    if len(report.differing_keys) < 20:
+                        report.differing_keys.append(key)
         if progress:
             progress(report.scanned, total)
     report.seconds = time.monotonic() - started
@@ -186,6 +200,7 @@ async def verify(source: StoreAPI, target: StoreAPI, *, pattern: str = "*", batc
     sums: dict[str, list[int]] = {}
     missing: list[str] = []
     different: list[str] = []
+    counts = {"missing": 0, "extra": 0, "different": 0}
     modulus = 2**256
 
     def add(side: int, key: str, value: str | bytes) -> None:
@@ -201,18 +216,22 @@ async def verify(source: StoreAPI, target: StoreAPI, *, pattern: str = "*", batc
                 continue  # expired while we looked
             add(0, key, a.value)
             if b is None:
+                counts["missing"] += 1
                 if len(missing) < 20:
                     missing.append(key)
                 continue
-            if canonical(a.value) != canonical(b.value) and len(different) < 20:
-                different.append(key)
+            if canonical(a.value) != canonical(b.value):
+                counts["different"] += 1
+                if len(different) < 20:
+                    different.append(key)
     extra: list[str] = []
     async for keys in _batches(dst, pattern, batch_size):
         for key, record in zip(keys, await dst.read(keys), strict=True):
             if record is not None:
                 add(1, key, record.value)
-        if len(extra) < 20:
-            present = await src.read(keys)
-            extra += [k for k, p in zip(keys, present, strict=True) if p is None][: 20 - len(extra)]
+        present = await src.read(keys)
+        only_here = [k for k, p in zip(keys, present, strict=True) if p is None]
+        counts["extra"] += len(only_here)
+        extra += only_here[: 20 - len(extra)]
     prefixes = {p: (v[0], v[1], f"{v[2]:064x}"[:16], f"{v[3]:064x}"[:16]) for p, v in sorted(sums.items())}
-    return VerifyReport(prefixes, missing, extra, different)
+    return VerifyReport(prefixes, missing, extra, different, counts["missing"], counts["extra"], counts["different"])
