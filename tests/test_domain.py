@@ -99,3 +99,15 @@ async def test_book_order_tells_already_booked_from_a_float_budget_and_from_bad_
             await storage.book_order("o2", {}, campaign_id="c2", amount=10)
         with pytest.raises(InvalidInputError, match="the booking's amount must be"):
             await storage.book_order("o3", {}, campaign_id="c1", amount=1.5)  # type: ignore[arg-type]
+
+
+async def test_an_operator_shaped_filter_is_refused_not_answered_empty() -> None:
+    async with Storage(MemoryBackend()) as storage:
+        await storage.set_deal("d1", {"cpm": 12})
+        with pytest.raises(InvalidInputError, match=r"filter 'cpm': \['\$gt'\] looks like an operator"):
+            await storage.list_deals({"cpm": {"$gt": 10}})
+        with pytest.raises(InvalidInputError, match="looks like an operator"):
+            await storage.select("deal:", {"cpm": {"$in": [12]}})
+        assert await storage.list_deals({"cpm": 12}) == [{"cpm": 12}]
+        await storage.set_deal("d2", {"target": {"geo": "US"}})  # an object value is still equality
+        assert await storage.list_deals({"target": {"geo": "US"}}) == [{"target": {"geo": "US"}}]

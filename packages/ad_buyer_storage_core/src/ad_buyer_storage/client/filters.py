@@ -5,7 +5,9 @@
 ``1``), numbers compare by value (``1`` is ``1.0``), strings, null, arrays and objects only the
 same JSON. A field the record lacks matches nothing; a record that is not an object matches
 no filter. Filter values are compared in their JSON form (``Decimal("10.50")`` finds
-``"10.50"``, an ``Enum`` its value).
+``"10.50"``, an ``Enum`` its value). An operator-shaped value (``{"cpm": {"$gt": 10}}``: an
+object with a ``$`` key) is refused with :class:`~ad_buyer_storage.errors.InvalidInputError`
+rather than compared by equality (which would silently match nothing).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def wanted(filters: Mapping[str, Any] | None) -> dict[str, Any]:
     if not all(isinstance(field, str) for field in filters):
         raise InvalidInputError("filter fields must be str")
     converted: dict[str, Any] = to_jsonable(dict(filters))
+    for field, value in converted.items():
+        if isinstance(value, dict) and any(isinstance(k, str) and k.startswith("$") for k in value):
+            raise InvalidInputError(
+                f"filter {field!r}: {sorted(value)} looks like an operator; filters compare top-level fields "
+                "by JSON equality only, so it would match nothing"
+            )
     return converted
 
 
