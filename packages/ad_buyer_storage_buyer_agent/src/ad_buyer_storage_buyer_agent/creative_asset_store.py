@@ -36,7 +36,7 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
 class CreativeAssetStore:
     """Creative assets, on the backing of the :class:`DealStore` composing it."""
 
-    def __init__(self, conn: Backing, lock: threading.Lock) -> None:
+    def __init__(self, conn: Backing | None, lock: threading.Lock) -> None:
         self._conn = conn
         self._lock = lock
 

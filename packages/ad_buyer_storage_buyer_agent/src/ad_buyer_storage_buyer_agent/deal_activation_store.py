@@ -16,7 +16,7 @@ _ALLOWED = frozenset({"platform", "platform_deal_id", "activation_status", "last
 class DealActivationStore:
     """Deal activations, on the backing of the :class:`DealStore` composing it."""
 
-    def __init__(self, conn: Backing, lock: threading.Lock) -> None:
+    def __init__(self, conn: Backing | None, lock: threading.Lock) -> None:
         self._conn = conn
         self._lock = lock
 

@@ -77,17 +77,7 @@ class DealStore(_ops.Connected):
 
     def __init__(self, database_url: str) -> None:
         super().__init__(database_url)
-        self._negotiation_store: NegotiationStore | None = None
-        self._booking_record_store: BookingRecordStore | None = None
-        self._job_store: JobStore | None = None
-        self._event_store: DealEventStore | None = None
-        self._status_store: StatusTransitionStore | None = None
-        self._portfolio_store: PortfolioMetadataStore | None = None
-        self._activation_store: DealActivationStore | None = None
-        self._performance_store: PerformanceCacheStore | None = None
-        self._creative_asset_store: CreativeAssetStore | None = None
-        self._deal_template_store: DealTemplateStore | None = None
-        self._supply_path_template_store: SupplyPathTemplateStore | None = None
+        self._wire_stores()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -96,15 +86,13 @@ class DealStore(_ops.Connected):
         self._wire_stores()
 
     def disconnect(self) -> None:
+        """Release the store; the sub-stores refuse calls until ``connect()`` (a closed database)."""
         super().disconnect()
-        self._negotiation_store = self._booking_record_store = None
-        self._job_store = self._event_store = self._status_store = None
-        self._portfolio_store = self._activation_store = self._performance_store = None
-        self._creative_asset_store = self._deal_template_store = self._supply_path_template_store = None
+        self._wire_stores()
 
     def _wire_stores(self) -> None:
+        """Compose the sub-stores over this instance's backing (None: not connected)."""
         conn, lock = self._conn, self._lock
-        assert conn is not None
         self._negotiation_store = NegotiationStore(conn, lock)
         self._booking_record_store = BookingRecordStore(conn, lock)
         self._job_store = JobStore(conn, lock)
@@ -283,134 +271,119 @@ class DealStore(_ops.Connected):
         return self._run(move)
 
     # -- delegated aggregates (upstream's public API, forwarded verbatim) -----------------------
-    def _sub(self, name: str) -> Any:
-        store = getattr(self, name)
-        if store is None:
-            raise AttributeError(f"'NoneType' object has no attribute (DealStore not connected: {name})")
-        return store
-
     def save_negotiation_round(self, *args: Any, **kwargs: Any) -> int:
-        return int(self._sub("_negotiation_store").save_negotiation_round(*args, **kwargs))
+        return self._negotiation_store.save_negotiation_round(*args, **kwargs)
 
     def get_negotiation_history(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_negotiation_store").get_negotiation_history(*args, **kwargs))
+        return self._negotiation_store.get_negotiation_history(*args, **kwargs)
 
     def save_booking_record(self, *args: Any, **kwargs: Any) -> int:
-        return int(self._sub("_booking_record_store").save_booking_record(*args, **kwargs))
+        return self._booking_record_store.save_booking_record(*args, **kwargs)
 
     def get_booking_records(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_booking_record_store").get_booking_records(*args, **kwargs))
+        return self._booking_record_store.get_booking_records(*args, **kwargs)
 
     def save_job(self, *args: Any, **kwargs: Any) -> str:
-        return str(self._sub("_job_store").save_job(*args, **kwargs))
+        return self._job_store.save_job(*args, **kwargs)
 
     def get_job(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._sub("_job_store").get_job(*args, **kwargs)
-        return found
+        return self._job_store.get_job(*args, **kwargs)
 
     def list_jobs(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_job_store").list_jobs(*args, **kwargs))
+        return self._job_store.list_jobs(*args, **kwargs)
 
     def save_event(self, *args: Any, **kwargs: Any) -> str:
-        return str(self._sub("_event_store").save_event(*args, **kwargs))
+        return self._event_store.save_event(*args, **kwargs)
 
     def get_event(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._sub("_event_store").get_event(*args, **kwargs)
-        return found
+        return self._event_store.get_event(*args, **kwargs)
 
     def list_events(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_event_store").list_events(*args, **kwargs))
+        return self._event_store.list_events(*args, **kwargs)
 
     def record_status_transition(self, *args: Any, **kwargs: Any) -> int:
-        return int(self._sub("_status_store").record_status_transition(*args, **kwargs))
+        return self._status_store.record_status_transition(*args, **kwargs)
 
     def get_status_history(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_status_store").get_status_history(*args, **kwargs))
+        return self._status_store.get_status_history(*args, **kwargs)
 
     def save_portfolio_metadata(self, *args: Any, **kwargs: Any) -> int:
-        return int(self._sub("_portfolio_store").save_portfolio_metadata(*args, **kwargs))
+        return self._portfolio_store.save_portfolio_metadata(*args, **kwargs)
 
     def get_portfolio_metadata(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._sub("_portfolio_store").get_portfolio_metadata(*args, **kwargs)
-        return found
+        return self._portfolio_store.get_portfolio_metadata(*args, **kwargs)
 
     def update_portfolio_metadata(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_portfolio_store").update_portfolio_metadata(*args, **kwargs))
+        return self._portfolio_store.update_portfolio_metadata(*args, **kwargs)
 
     def delete_portfolio_metadata(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_portfolio_store").delete_portfolio_metadata(*args, **kwargs))
+        return self._portfolio_store.delete_portfolio_metadata(*args, **kwargs)
 
     def save_deal_activation(self, *args: Any, **kwargs: Any) -> int:
-        return int(self._sub("_activation_store").save_deal_activation(*args, **kwargs))
+        return self._activation_store.save_deal_activation(*args, **kwargs)
 
     def get_deal_activations(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_activation_store").get_deal_activations(*args, **kwargs))
+        return self._activation_store.get_deal_activations(*args, **kwargs)
 
     def update_deal_activation(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_activation_store").update_deal_activation(*args, **kwargs))
+        return self._activation_store.update_deal_activation(*args, **kwargs)
 
     def delete_deal_activation(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_activation_store").delete_deal_activation(*args, **kwargs))
+        return self._activation_store.delete_deal_activation(*args, **kwargs)
 
     def save_performance_cache(self, *args: Any, **kwargs: Any) -> int:
-        return int(self._sub("_performance_store").save_performance_cache(*args, **kwargs))
+        return self._performance_store.save_performance_cache(*args, **kwargs)
 
     def get_performance_cache(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._sub("_performance_store").get_performance_cache(*args, **kwargs)
-        return found
+        return self._performance_store.get_performance_cache(*args, **kwargs)
 
     def update_performance_cache(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_performance_store").update_performance_cache(*args, **kwargs))
+        return self._performance_store.update_performance_cache(*args, **kwargs)
 
     def delete_performance_cache(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_performance_store").delete_performance_cache(*args, **kwargs))
+        return self._performance_store.delete_performance_cache(*args, **kwargs)
 
     def save_creative_asset(self, *args: Any, **kwargs: Any) -> str:
-        return str(self._sub("_creative_asset_store").save_creative_asset(*args, **kwargs))
+        return self._creative_asset_store.save_creative_asset(*args, **kwargs)
 
     def get_creative_asset(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._sub("_creative_asset_store").get_creative_asset(*args, **kwargs)
-        return found
+        return self._creative_asset_store.get_creative_asset(*args, **kwargs)
 
     def list_creative_assets(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_creative_asset_store").list_creative_assets(*args, **kwargs))
+        return self._creative_asset_store.list_creative_assets(*args, **kwargs)
 
     def update_creative_asset(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_creative_asset_store").update_creative_asset(*args, **kwargs))
+        return self._creative_asset_store.update_creative_asset(*args, **kwargs)
 
     def delete_creative_asset(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_creative_asset_store").delete_creative_asset(*args, **kwargs))
+        return self._creative_asset_store.delete_creative_asset(*args, **kwargs)
 
     def save_deal_template(self, *args: Any, **kwargs: Any) -> str:
-        return str(self._sub("_deal_template_store").save_deal_template(*args, **kwargs))
+        return self._deal_template_store.save_deal_template(*args, **kwargs)
 
     def get_deal_template(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._sub("_deal_template_store").get_deal_template(*args, **kwargs)
-        return found
+        return self._deal_template_store.get_deal_template(*args, **kwargs)
 
     def list_deal_templates(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_deal_template_store").list_deal_templates(*args, **kwargs))
+        return self._deal_template_store.list_deal_templates(*args, **kwargs)
 
     def update_deal_template(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_deal_template_store").update_deal_template(*args, **kwargs))
+        return self._deal_template_store.update_deal_template(*args, **kwargs)
 
     def delete_deal_template(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_deal_template_store").delete_deal_template(*args, **kwargs))
+        return self._deal_template_store.delete_deal_template(*args, **kwargs)
 
     def save_supply_path_template(self, *args: Any, **kwargs: Any) -> str:
-        return str(self._sub("_supply_path_template_store").save_supply_path_template(*args, **kwargs))
+        return self._supply_path_template_store.save_supply_path_template(*args, **kwargs)
 
     def get_supply_path_template(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._sub("_supply_path_template_store").get_supply_path_template(
-            *args, **kwargs
-        )
-        return found
+        return self._supply_path_template_store.get_supply_path_template(*args, **kwargs)
 
     def list_supply_path_templates(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return list(self._sub("_supply_path_template_store").list_supply_path_templates(*args, **kwargs))
+        return self._supply_path_template_store.list_supply_path_templates(*args, **kwargs)
 
     def update_supply_path_template(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_supply_path_template_store").update_supply_path_template(*args, **kwargs))
+        return self._supply_path_template_store.update_supply_path_template(*args, **kwargs)
 
     def delete_supply_path_template(self, *args: Any, **kwargs: Any) -> bool:
-        return bool(self._sub("_supply_path_template_store").delete_supply_path_template(*args, **kwargs))
+        return self._supply_path_template_store.delete_supply_path_template(*args, **kwargs)

@@ -37,7 +37,7 @@ _ALLOWED = frozenset(
 class DealTemplateStore:
     """Deal templates, on the backing of the :class:`DealStore` composing it."""
 
-    def __init__(self, conn: Backing, lock: threading.Lock) -> None:
+    def __init__(self, conn: Backing | None, lock: threading.Lock) -> None:
         self._conn = conn
         self._lock = lock
 

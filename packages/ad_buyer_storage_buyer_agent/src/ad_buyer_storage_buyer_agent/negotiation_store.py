@@ -18,7 +18,7 @@ __all__ = ["NegotiationStore"]
 class NegotiationStore:
     """Per-deal negotiation rounds, on the backing of the :class:`DealStore` composing it."""
 
-    def __init__(self, conn: Backing, lock: threading.Lock) -> None:
+    def __init__(self, conn: Backing | None, lock: threading.Lock) -> None:
         self._conn = conn
         self._lock = lock
 

@@ -31,7 +31,7 @@ _ALLOWED = frozenset(
 class PerformanceCacheStore:
     """Performance cache entries, on the backing of the :class:`DealStore` composing it."""
 
-    def __init__(self, conn: Backing, lock: threading.Lock) -> None:
+    def __init__(self, conn: Backing | None, lock: threading.Lock) -> None:
         self._conn = conn
         self._lock = lock
 

@@ -16,7 +16,7 @@ _ALLOWED = frozenset({"import_source", "import_date", "tags", "advertiser_id", "
 class PortfolioMetadataStore:
     """Portfolio metadata, on the backing of the :class:`DealStore` composing it."""
 
-    def __init__(self, conn: Backing, lock: threading.Lock) -> None:
+    def __init__(self, conn: Backing | None, lock: threading.Lock) -> None:
         self._conn = conn
         self._lock = lock
 
