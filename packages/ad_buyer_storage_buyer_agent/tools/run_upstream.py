@@ -196,15 +196,32 @@ def main() -> int:
             tests = [t for t in STORAGE_TESTS if (work / t).is_file()]
         env = {**os.environ, **backend_env(args.backend, work, run_id)}
         pythonpath = [str(work / "_placeholders"), str(work / "src"), str(work)]
-        env["PYTHONPATH"] = os.pathsep.join(pythonpath + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join([*pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         extra = [a for a in pytest_args if a != "--"]
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--continue-on-collection-errors", *tests, *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "--continue-on-collection-errors",
+            *tests,
+            *extra,
+        ]
         result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, check=False)
         sys.stdout.write(result.stdout[-20000:])
         sys.stderr.write(result.stderr[-5000:])
         if args.backend in ("postgres", "redis", "hybrid"):
             asyncio.run(_cleanup(backend_env(args.backend, work, run_id)))
-    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|errors?)", result.stdout.splitlines()[-1] if result.stdout else "")}
+    counts = {
+        k: int(n)
+        for n, k in re.findall(
+            r"(\d+) (passed|failed|errors?)", result.stdout.splitlines()[-1] if result.stdout else ""
+        )
+    }
     print(
         f"buyer-agent upstream storage tests on {args.backend}: {counts.get('passed', 0)} passed, "
         f"{counts.get('failed', 0)} failed, {counts.get('error', 0) + counts.get('errors', 0)} errors"

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ad_buyer_storage.client.transaction import Transaction
-
 from ad_buyer_storage_buyer_agent import _runtime
 from ad_buyer_storage_buyer_agent._backing import Backing, acquire, parse_url
 from ad_buyer_storage_buyer_agent._rows import SEQ, Table, coerce
@@ -53,12 +52,17 @@ async def insert(backing: Backing, table_name: str, given: Mapping[str, Any]) ->
 async def get(backing: Backing, table_name: str, *pk: Any) -> dict[str, Any] | None:
     """``SELECT * FROM table WHERE pk = ?`` (tables keyed by their primary key)."""
     table = TABLES[table_name]
-    value = await backing.store.get(table.pk_key(backing, [coerce(v, table.by_name[c].affinity) for c, v in zip(table.pk, pk, strict=True)]))
+    value = await backing.store.get(
+        table.pk_key(backing, [coerce(v, table.by_name[c].affinity) for c, v in zip(table.pk, pk, strict=True)])
+    )
     return table.public(value) if isinstance(value, dict) else None
 
 
 async def update(
-    backing: Backing, table_name: str, pk: Sequence[Any], updates: Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any] | None]
+    backing: Backing,
+    table_name: str,
+    pk: Sequence[Any],
+    updates: Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any] | None],
 ) -> bool:
     """``UPDATE table SET ... WHERE pk = ?``; False if no such row. *updates* may be a function
     of the current row (returning None: no change), run inside the transaction."""

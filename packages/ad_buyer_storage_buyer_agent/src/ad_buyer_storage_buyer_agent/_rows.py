@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import quote
 
 from ad_buyer_storage.client.transaction import Transaction
-
 from ad_buyer_storage_buyer_agent._backing import Backing
 from ad_buyer_storage_buyer_agent.errors import IntegrityError, ProgrammingError
 
@@ -187,9 +186,8 @@ class Table:
         row[SEQ] = seq
         if self.autoincrement:
             row[self.pk[0]] = seq
-        elif not self.parent:
-            if await tx.exists(self.key(backing, row)):
-                raise IntegrityError(f"UNIQUE constraint failed: {', '.join(f'{self.name}.{c}' for c in self.pk)}")
+        elif not self.parent and await tx.exists(self.key(backing, row)):
+            raise IntegrityError(f"UNIQUE constraint failed: {', '.join(f'{self.name}.{c}' for c in self.pk)}")
         for columns in self.unique:
             if any(row[c] is None for c in columns):
                 continue  # NULLs are distinct in SQLite's UNIQUE

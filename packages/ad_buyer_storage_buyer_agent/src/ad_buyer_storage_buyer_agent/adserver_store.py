@@ -25,7 +25,12 @@ _TABLE = "adserver_records"
 
 def _models() -> tuple[Any, ...]:
     return require(
-        "models.campaign", "AdServerBinding", "AdServerCampaign", "AdServerCampaignStatus", "AdServerDelivery", "AdServerType"
+        "models.campaign",
+        "AdServerBinding",
+        "AdServerCampaign",
+        "AdServerCampaignStatus",
+        "AdServerDelivery",
+        "AdServerType",
     )
 
 

@@ -119,7 +119,12 @@ def _events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         except (TypeError, ValueError):
             payload = {"_raw": row["payload_json"]}
         events.append(
-            {"plan_id": row["plan_id"], "event_type": row["event_type"], "payload": payload, "created_at": row["created_at"]}
+            {
+                "plan_id": row["plan_id"],
+                "event_type": row["event_type"],
+                "payload": payload,
+                "created_at": row["created_at"],
+            }
         )
     return events
 

@@ -15,7 +15,6 @@ import uuid
 from typing import Any
 
 from ad_buyer_storage.client.transaction import Transaction
-
 from ad_buyer_storage_buyer_agent import _ops
 from ad_buyer_storage_buyer_agent._backing import Backing
 from ad_buyer_storage_buyer_agent._host import require
@@ -61,7 +60,9 @@ _BINDING_FIELDS = frozenset({"ad_server", "external_campaign_id", "status", "cre
 _APPROVAL_FIELDS = frozenset({"status", "decided_at", "reviewer", "notes"})
 
 
-def _event_row(campaign_id: str, event_type: str, from_status: str | None, to_status: str | None, payload: str | None) -> dict[str, Any]:
+def _event_row(
+    campaign_id: str, event_type: str, from_status: str | None, to_status: str | None, payload: str | None
+) -> dict[str, Any]:
     return _EVENTS.build(
         {
             "event_id": str(uuid.uuid4()),

@@ -6,6 +6,7 @@ back decoded, as upstream does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
@@ -26,10 +27,8 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     for name in ("format_spec", "validation_errors"):
         value = row.get(name)
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 row[name] = json.loads(value)
-            except ValueError:
-                pass
     return row
 
 
@@ -87,7 +86,11 @@ class CreativeAssetStore:
         """Assets matching the filters given, newest first, at most *limit*."""
         equal = {
             k: v
-            for k, v in (("campaign_id", campaign_id), ("asset_type", asset_type), ("validation_status", validation_status))
+            for k, v in (
+                ("campaign_id", campaign_id),
+                ("asset_type", asset_type),
+                ("validation_status", validation_status),
+            )
             if v is not None
         }
         found = _ops.run_on(

@@ -61,7 +61,9 @@ class DealEventStore:
     ) -> list[dict[str, Any]]:
         """Events matching the filters given, newest first, at most *limit*."""
         equal = {
-            k: v for k, v in (("event_type", event_type), ("flow_id", flow_id), ("session_id", session_id)) if v is not None
+            k: v
+            for k, v in (("event_type", event_type), ("flow_id", flow_id), ("session_id", session_id))
+            if v is not None
         }
         return _ops.run_on(
             self._conn,

@@ -19,12 +19,11 @@ import uuid
 from typing import Any
 
 from ad_buyer_storage.client.transaction import Transaction
-
 from ad_buyer_storage_buyer_agent import _ops
 from ad_buyer_storage_buyer_agent._backing import Backing
 from ad_buyer_storage_buyer_agent._host import host
 from ad_buyer_storage_buyer_agent._rows import now_iso
-from ad_buyer_storage_buyer_agent._select import Range, select_rows, sqlite_order
+from ad_buyer_storage_buyer_agent._select import Range, sqlite_order
 from ad_buyer_storage_buyer_agent.booking_record_store import BookingRecordStore
 from ad_buyer_storage_buyer_agent.creative_asset_store import CreativeAssetStore
 from ad_buyer_storage_buyer_agent.deal_activation_store import DealActivationStore
@@ -238,7 +237,9 @@ class DealStore(_ops.Connected):
 
         return self._run(joined)
 
-    def update_deal_status(self, deal_id: str, new_status: str, *, triggered_by: str = "system", notes: str = "") -> bool:
+    def update_deal_status(
+        self, deal_id: str, new_status: str, *, triggered_by: str = "system", notes: str = ""
+    ) -> bool:
         """Move a deal to *new_status* and log the transition, in one transaction; False if
         the deal does not exist or the host's state machine rejects the move."""
 

@@ -93,7 +93,9 @@ class DealTemplateStore:
         self, *, advertiser_id: str | None = None, deal_type_pref: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Templates matching the filters given, newest first, at most *limit*."""
-        equal = {k: v for k, v in (("advertiser_id", advertiser_id), ("deal_type_pref", deal_type_pref)) if v is not None}
+        equal = {
+            k: v for k, v in (("advertiser_id", advertiser_id), ("deal_type_pref", deal_type_pref)) if v is not None
+        }
         return _ops.run_on(
             self._conn,
             lambda b: _ops.rows(b, "deal_templates", equal=equal, order_by="created_at", descending=True, limit=limit),

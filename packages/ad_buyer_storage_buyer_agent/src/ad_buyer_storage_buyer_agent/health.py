@@ -8,7 +8,6 @@ would open it (``AD_BUYER_STORAGE_COMPAT_URL`` included) and pinged: ``(True, No
 from __future__ import annotations
 
 from ad_buyer_storage.errors import StorageError
-
 from ad_buyer_storage_buyer_agent import _runtime
 from ad_buyer_storage_buyer_agent._backing import acquire, parse_url
 

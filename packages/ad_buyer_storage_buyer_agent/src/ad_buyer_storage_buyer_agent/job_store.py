@@ -6,12 +6,12 @@ decode the JSON columns and give ``auto_approve`` as a bool, as upstream does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from typing import Any
 
 from ad_buyer_storage.client.transaction import Transaction
-
 from ad_buyer_storage_buyer_agent import _ops
 from ad_buyer_storage_buyer_agent._backing import Backing
 from ad_buyer_storage_buyer_agent._rows import now_iso
@@ -26,10 +26,8 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     for name in _JSON_FIELDS:
         value = row.get(name)
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 row[name] = json.loads(value)
-            except ValueError:
-                pass
     row["auto_approve"] = bool(row.get("auto_approve", 0))
     return row
 

@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from ad_buyer_storage.client.transaction import Transaction
-
 from ad_buyer_storage_buyer_agent import _ops
 from ad_buyer_storage_buyer_agent._backing import Backing
 from ad_buyer_storage_buyer_agent._rows import sql_now

@@ -44,7 +44,9 @@ class PortfolioMetadataStore:
 
     def get_portfolio_metadata(self, deal_id: str) -> dict[str, Any] | None:
         """The deal's first record, or None."""
-        found = _ops.run_on(self._conn, lambda b: _ops.rows(b, "portfolio_metadata", equal={"deal_id": deal_id}, limit=1))
+        found = _ops.run_on(
+            self._conn, lambda b: _ops.rows(b, "portfolio_metadata", equal={"deal_id": deal_id}, limit=1)
+        )
         return found[0] if found else None
 
     def update_portfolio_metadata(self, deal_id: str, **kwargs: Any) -> bool:
