@@ -122,15 +122,52 @@ class DealStore(_ops.Connected):
         flight_end: str | None = None,
         buyer_context: str | None = None,
         metadata: str | None = None,
-        **v2: Any,
+        display_name: str | None = None,
+        description: str | None = None,
+        buyer_org: str | None = None,
+        buyer_id: str | None = None,
+        seller_org: str | None = None,
+        seller_id: str | None = None,
+        seller_domain: str | None = None,
+        seller_type: str | None = None,
+        price_model: str | None = None,
+        bid_floor_cpm: float | None = None,
+        fixed_price_cpm: float | None = None,
+        cpp: float | None = None,
+        guaranteed_grps: float | None = None,
+        currency: str | None = None,
+        fee_transparency: float | None = None,
+        media_type: str | None = None,
+        formats: str | None = None,
+        content_categories: str | None = None,
+        publisher_domains: str | None = None,
+        geo_targets: str | None = None,
+        dayparts: str | None = None,
+        programs: str | None = None,
+        networks: str | None = None,
+        audience_segments: str | None = None,
+        estimated_volume: int | None = None,
+        deprecated_at: str | None = None,
+        deprecated_reason: str | None = None,
+        parent_deal_id: str | None = None,
+        schain_complete: int | None = None,
+        schain_nodes: str | None = None,
+        sellers_json_url: str | None = None,
+        is_direct: int | None = None,
+        hop_count: int | None = None,
+        inventory_fingerprint: str | None = None,
+        makegood_provisions: str | None = None,
+        cancellation_window: str | None = None,
+        audience_guarantee: str | None = None,
+        preemption_rights: str | None = None,
+        agency_of_record_status: str | None = None,
     ) -> str:
         """Insert a new deal and its first transition (``None -> status``); the deal id.
 
-        The v2 keyword arguments are upstream's (``display_name`` ... ``agency_of_record_status``,
-        see ``V2_DEAL_COLUMNS``); one given as None keeps the column's default."""
-        unknown = set(v2) - set(V2_DEAL_COLUMNS)
-        if unknown:
-            raise TypeError(f"save_deal() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        The v2 keyword arguments (``display_name`` ... ``agency_of_record_status``, see
+        ``V2_DEAL_COLUMNS``) are written only when given: one left None keeps the column's
+        default (``currency``: ``USD``), as upstream's dynamic INSERT does."""
+        v2 = {name: value for name, value in locals().items() if name in V2_DEAL_COLUMNS}
         if deal_id is None:
             deal_id = str(uuid.uuid4())
         now = now_iso()
