@@ -162,3 +162,19 @@ def host(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     monkeypatch.setitem(sys.modules, "ad_buyer.models", models)
     monkeypatch.setitem(sys.modules, "ad_buyer.models.state_machine", machine)
     return machine
+
+
+class Servers:
+    """The shared servers' URLs, and how to remove what a run left on them."""
+
+    postgres = POSTGRES_URL
+    redis = REDIS_URL
+
+    @staticmethod
+    def clean(env: dict[str, str]) -> None:
+        asyncio.run(_clean(env))
+
+
+@pytest.fixture
+def servers() -> Servers:
+    return Servers()
