@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ad_buyer_storage import Capability, Keyspace, StoreProfile, build_store
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.client.store import Store
 from ad_buyer_storage.contract.glob import escape_glob
@@ -47,20 +48,16 @@ def parse_url(database_url: str) -> str:
     return database_url
 
 
+#: The facade's keyspace, for composite stores: all of it durable business data, on a route
+#: that offers transactions and atomics (the hybrid router checks it at startup).
+PROFILE = StoreProfile(
+    (Keyspace("ba:", "buyer-agent", durable=True, needs=frozenset({Capability.TRANSACTIONS, Capability.ATOMIC})),)
+)
+
+
 def _build_store(target: str) -> Store:
-    """A new, unconnected ``Store`` for a URL or a backend name.
-
-    TODO(open_store): replace the body with ``ad_buyer_storage.open_store``/``build_store``
-    (a plain ``Store`` from a URL) once it lands on main; this is the only place that builds
-    one, so the switch is local.
-    """
-    from ad_buyer_storage import get_storage_backend, registry  # noqa: PLC0415 - the factory is heavy; import on use
-
-    if "://" in target:
-        spec = registry.for_url(target)
-        overrides: dict[str, Any] = {spec.url_setting: target} if spec.url_setting else {}
-        return get_storage_backend(spec.name, **overrides).store
-    return get_storage_backend(target).store
+    """A new, unconnected ``Store`` for a URL or a backend name (the one place that builds one)."""
+    return build_store(target, profile=PROFILE)
 
 
 @dataclass
