@@ -46,6 +46,9 @@ STORAGE_TESTS = (
     "tests/unit/test_order_status_audit.py",
     "tests/unit/test_audience_audit_log.py",
 )
+#: Upstream tests that cannot pass through any facade (raw sqlite3, SQL on store._conn, the DDL
+#: and migration functions): the README's documented exceptions, one pytest node id a line.
+EXCEPTIONS = Path(__file__).with_name("documented_exceptions.txt")
 BACKENDS = ("memory", "sqlite", "postgres", "redis", "hybrid")
 POSTGRES_URL = os.environ.get("AD_BUYER_STORAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("AD_BUYER_STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -216,17 +219,23 @@ def main() -> int:
         sys.stderr.write(result.stderr[-5000:])
         if args.backend in ("postgres", "redis", "hybrid"):
             asyncio.run(_cleanup(backend_env(args.backend, work, run_id)))
-    counts = {
-        k: int(n)
-        for n, k in re.findall(
-            r"(\d+) (passed|failed|errors?)", result.stdout.splitlines()[-1] if result.stdout else ""
-        )
-    }
+    summary = result.stdout.splitlines()[-1] if result.stdout else ""
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|errors?)", summary)}
+    failed = set(re.findall(r"^(?:FAILED|ERROR) (tests/\S+::\S+)", result.stdout, re.M))
+    failed |= {f"{m} (collection)" for m in re.findall(r"^ERROR (tests/\S+\.py)(?: |$)", result.stdout, re.M)}
+    # The list is for the storage files run as they are; other selections report every failure.
+    expected = set() if args.all_users or extra else set(EXCEPTIONS.read_text().split())
+    others = sorted(failed - expected)
     print(
         f"buyer-agent upstream storage tests on {args.backend}: {counts.get('passed', 0)} passed, "
-        f"{counts.get('failed', 0)} failed, {counts.get('error', 0) + counts.get('errors', 0)} errors"
+        f"{counts.get('failed', 0)} failed, {counts.get('error', 0) + counts.get('errors', 0)} errors; "
+        f"{len(failed & expected)} of them the documented exceptions, {len(others)} others"
     )
-    return result.returncode
+    for node in others:
+        print(f"  not a documented exception: {node}")
+    if args.all_users or extra:
+        return result.returncode
+    return 1 if others or result.returncode not in (0, 1) else 0
 
 
 if __name__ == "__main__":
