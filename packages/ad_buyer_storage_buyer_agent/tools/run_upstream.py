@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import re
 import shutil
@@ -123,9 +124,7 @@ def prepare(checkout: Path, work: Path) -> list[str]:
         else:
             missing.append(path.stem)
             path.unlink()
-    try:
-        import iab_agentic_primitives  # noqa: F401, PLC0415
-    except ImportError:
+    if importlib.util.find_spec("iab_agentic_primitives") is None:
         stub = work / "_placeholders" / "iab_agentic_primitives"
         stub.mkdir(parents=True)
         (stub / "__init__.py").write_text(_PLACEHOLDER)
