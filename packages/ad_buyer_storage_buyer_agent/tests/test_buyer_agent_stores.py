@@ -14,7 +14,7 @@ import pytest
 
 import ad_buyer_storage_buyer_agent as facade
 from ad_buyer_storage.errors import StorageError
-from ad_buyer_storage_buyer_agent import DealStore, _runtime, get_deal_store
+from ad_buyer_storage_buyer_agent import DealStore, _backing, _runtime, get_deal_store
 from ad_buyer_storage_buyer_agent.campaign_store import CampaignStore
 from ad_buyer_storage_buyer_agent.deal_store import V2_DEAL_COLUMNS
 from ad_buyer_storage_buyer_agent.order_store import OrderStore
@@ -299,3 +299,24 @@ def test_get_deal_store_is_a_process_singleton(monkeypatch):
         assert get_deal_store("sqlite:///other.db") is first
     finally:
         first.disconnect()
+
+
+def test_instances_connecting_at_once_share_one_store(place):
+    if "AD_BUYER_STORAGE_COMPAT_URL" not in place.env:
+        pytest.skip("the shared store is the compat URL's")
+    stores = [DealStore(place.url) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+
+    def connect(store: DealStore) -> None:
+        barrier.wait()
+        store.connect()
+
+    threads = [threading.Thread(target=connect, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(present(s._conn).store) for s in stores}) == 1
+    for s in stores:
+        s.disconnect()
+    assert place.env["AD_BUYER_STORAGE_COMPAT_URL"] not in _backing._shared  # closed by its last user

@@ -20,11 +20,11 @@ take the default (durable) route, and one transaction can cover any of them.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from ad_buyer_storage import Capability, Keyspace, StoreProfile, build_store
 from ad_buyer_storage.backends.memory import MemoryBackend
@@ -64,10 +64,15 @@ def _build_store(target: str) -> Store:
 class _Shared:
     store: Store
     users: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: BaseException | None = None
 
 
-# Connected stores shared by the instances on one target; only touched on the facade loop.
+# Connected stores shared by the instances on one target, with the process they belong to (a
+# forked child starts with none: the parent's connections are not its own). Only touched on
+# the facade loop.
 _shared: dict[str, _Shared] = {}
+_shared_pid = os.getpid()
 
 
 @dataclass
@@ -78,7 +83,6 @@ class Backing:
     prefix: str
     private: bool
     target: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -100,11 +104,27 @@ class Backing:
 
 
 async def _share(target: str) -> Store:
+    """The connected store shared on *target*; the first caller connects it, concurrent
+    callers wait for that connect (one store per target, never two)."""
+    global _shared_pid
+    if _shared_pid != os.getpid():
+        _shared.clear()
+        _shared_pid = os.getpid()
     shared = _shared.get(target)
-    if shared is None or not shared.store.is_open:
-        store = _build_store(target)
-        await store.connect()
-        shared = _shared[target] = _Shared(store)
+    if shared is None or (shared.ready.is_set() and not shared.store.is_open):
+        shared = _shared[target] = _Shared(_build_store(target))
+        try:
+            await shared.store.connect()
+        except BaseException as exc:
+            shared.failed = exc
+            del _shared[target]
+            raise
+        finally:
+            shared.ready.set()
+    else:
+        await shared.ready.wait()
+        if shared.failed is not None:
+            raise shared.failed
     shared.users += 1
     return shared.store
 
