@@ -30,8 +30,9 @@ CORE = "packages/ad_buyer_storage_core"
 SQLITE = "packages/ad_buyer_storage_sqlite"
 REDIS = "packages/ad_buyer_storage_redis"
 POSTGRES = "packages/ad_buyer_storage_postgres"
+BUYER_AGENT = "packages/ad_buyer_storage_buyer_agent"
 EXAMPLE_PLUGIN = "tests/example_plugin"
-PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src", f"{POSTGRES}/src"]
+PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src", f"{POSTGRES}/src", f"{BUYER_AGENT}/src"]
 # Where each backend's conformance file is: its package's tests, or tests/ for core's and a stranger's.
 CONFORMANCE = {
     "memory": "tests/test_conformance_memory.py",
@@ -97,7 +98,9 @@ find_interpreters(TESTED_PYTHONS, HERE / ".nox" / ".pythons")
 # Exact versions of everything the checks install, one lock per Python (`nox -s lock` writes
 # them from requirements/checks.in); our pyprojects keep ranges, users are not pinned.
 REQUIREMENTS = HERE / "requirements"
-OURS = tuple(f"ad-buyer-storage{part}" for part in ("", "-core", "-sqlite", "-redis", "-postgres", "-example"))
+OURS = tuple(
+    f"ad-buyer-storage{part}" for part in ("", "-core", "-sqlite", "-redis", "-postgres", "-buyer-agent", "-example")
+)
 UV = "uv==0.13.10"  # what writes the locks (itself pinned: its resolver decides what they hold)
 OLDEST_PYTHON = TESTED_PYTHONS[0]
 NEWEST_PYTHON = TESTED_PYTHONS[-1]
@@ -138,7 +141,7 @@ def our_requirements(dev: bool = True) -> list[Requirement]:
     if dev:
         with open(HERE / "pyproject.toml", "rb") as file:
             lines += tomllib.load(file)["tool"]["hatch"]["metadata"]["hooks"]["custom"]["optional-dependencies"]["dev"]
-    for folder in (CORE, SQLITE, REDIS, POSTGRES):
+    for folder in (CORE, SQLITE, REDIS, POSTGRES, BUYER_AGENT):
         project = project_table(folder)
         lines += project.get("dependencies", [])
         for extra in project.get("optional-dependencies", {}).values():
@@ -311,6 +314,28 @@ def conformance(session: nox.Session, backend: str) -> None:
     session.run("pytest", CONFORMANCE[backend], *session.posargs)
 
 
+@nox.session(name="buyer-agent", python=PYTHON, default=False)
+@nox.parametrize("backend", ["memory", "sqlite", "postgres", "redis", "hybrid"])
+def buyer_agent(session: nox.Session, backend: str) -> None:
+    """Run buyer-agent v2.4.2's own storage tests, unchanged, against our facade on one backend.
+
+    Needs a checkout of IABTechLab/buyer-agent at 8a8dc2a: `nox -s buyer-agent -- PATH [pytest args]`
+    or BUYER_AGENT_CHECKOUT=PATH (CI has no GitHub: without one the session skips)."""
+    args = list(session.posargs)
+    checkout = args.pop(0) if args and not args[0].startswith("-") else os.environ.get("BUYER_AGENT_CHECKOUT")
+    if not checkout:
+        session.skip("no buyer-agent checkout: `nox -s buyer-agent -- PATH` or BUYER_AGENT_CHECKOUT=PATH")
+    if not (Path(checkout) / "src" / "ad_buyer" / "storage").is_dir():
+        session.error(f"{checkout} is not a buyer-agent checkout (no src/ad_buyer/storage)")
+    install(session, CORE, SQLITE, REDIS, POSTGRES, BUYER_AGENT)
+    # What upstream's storage tests import (its pytest tools and the runtime modules on their
+    # import path); its full dependency set (CrewAI...) and its GitHub-only wire library are not.
+    upstream_needs = ["pytest", "pytest-asyncio", "pydantic", "pydantic-settings", "httpx", "fastapi", "pyyaml"]
+    install(session, *upstream_needs, "python-dotenv")
+    runner = f"{BUYER_AGENT}/tools/run_upstream.py"
+    session.run("python", runner, checkout, "--backend", backend, *args)
+
+
 @nox.session(python=PYTHON)
 def differential(session: nox.Session) -> None:
     """Run the differential suite long: 20,000 random programs on every backend, answers compared."""
@@ -333,7 +358,7 @@ def typecheck(session: nox.Session) -> None:
     install_project(session)
     install(session, "mypy", "nox")
     session.run("mypy", *PACKAGES, *session.posargs)
-    tests = ["tests", f"{SQLITE}/tests", f"{REDIS}/tests", f"{POSTGRES}/tests", "conftest.py"]
+    tests = ["tests", f"{SQLITE}/tests", f"{REDIS}/tests", f"{POSTGRES}/tests", f"{BUYER_AGENT}/tests", "conftest.py"]
     session.run("mypy", *tests, "noxfile.py", "bench", "build_support", "--exclude", "tests/example_plugin")
 
 
@@ -415,8 +440,9 @@ DISTRIBUTIONS = [
     Distribution(SQLITE, "ad_buyer_storage_sqlite", ("py.typed",), (BACKENDS_GROUP,), ("sqlite",), "aiosqlite"),
     Distribution(REDIS, "ad_buyer_storage_redis", ("py.typed",), (BACKENDS_GROUP,), ("redis",), "redis"),
     Distribution(POSTGRES, "ad_buyer_storage_postgres", ("py.typed",), (BACKENDS_GROUP,), ("postgres",), "asyncpg"),
+    Distribution(BUYER_AGENT, "ad_buyer_storage_buyer_agent", ("py.typed",), (), (), None),
 ]
-META_EXTRAS = {"redis", "postgres", "production", "fast", "otel", "dev"}
+META_EXTRAS = {"redis", "postgres", "production", "buyer-agent", "fast", "otel", "dev"}
 
 
 def project_table(folder: str | Path) -> dict[str, Any]:
