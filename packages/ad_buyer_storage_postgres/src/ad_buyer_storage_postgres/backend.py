@@ -154,17 +154,21 @@ class PostgresBackend:
     async def connect(self) -> None:
         s = self.settings
         try:
-            # asyncpg parses the URL here, when it opens the first connections.
+            # asyncpg parses the URL when it opens a connection: its ValueError is caught here only.
             with self._errors.mapped(also=URL_PARSE_ERRORS):
                 if s.pooling == "auto":
                     timeouts = {"connect_timeout": self._connect_timeout, "command_timeout": self._command_timeout}
                     self._between = await detect_pooler(self._dsn, **timeouts)
                 self._pool = await self._new_pool(self._dsn, min_size=s.pool_min)
-                async with self._pool.acquire(timeout=s.acquire_timeout) as conn:
+                conn = await self._pool.acquire(timeout=s.acquire_timeout)
+            with self._errors.mapped():
+                try:
                     await create_schema(
                         conn, self._sql, where=f"{self.schema}.{self.table}", table=self.table, lock=self._lock,
                         indexed_fields=self.indexed_fields,
                     )  # fmt: skip
+                finally:
+                    await self._pool.release(conn)
                 await self._reads.open(self._lazy_pool)
         except Exception:
             await self.aclose()
