@@ -6,18 +6,22 @@ Importing this package (as the registry does to list plugins) does not import as
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .backend import PostgresBackend, normalise_dsn
+    from .backend import PostgresBackend
+    from .dsn import normalise_dsn
+    from .settings import PostgresSettings
 
-__all__ = ["PostgresBackend", "normalise_dsn"]
+__all__ = ["PostgresBackend", "PostgresSettings", "normalise_dsn"]
+# Where each lazily imported name lives: only backend.py imports the driver.
+_HOMES = {"PostgresBackend": "backend", "PostgresSettings": "settings", "normalise_dsn": "dsn"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in _HOMES:
         # PEP 562: the entry point (plugin.py) lives in this package, and must not import the driver.
-        from . import backend  # noqa: PLC0415
-
-        return getattr(backend, name)
+        module = importlib.import_module(f".{_HOMES[name]}", __name__)
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,29 +15,16 @@ __all__ = ["create_backend"]
 
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> PostgresBackend:
     """``overrides`` may name any ``POSTGRES_*`` setting (``table=``, ``schema=``, ``pool_max=``...)
-    or ``url=``."""
-    if "schema" in overrides:  # the variable is POSTGRES_SCHEMA; the field cannot shadow BaseModel.schema
-        overrides["schema_name"] = overrides.pop("schema")
-    if "postgres_schema" in overrides:
-        overrides["schema_name"] = overrides.pop("postgres_schema")
-    pg = load_backend_settings(PostgresSettings, overrides, extra=("url",))
-    url = overrides.get("url") or settings.url("database_url")
+    or ``url=``; the rest is read from the environment. The URL is core's ``DATABASE_URL`` and
+    the timeouts core's ``STORAGE_*_TIMEOUT`` unless ``POSTGRES_*_TIMEOUT`` say otherwise."""
+    fields = {PostgresSettings.field_of(name): value for name, value in overrides.items()}
+    url = fields.pop("url", None) or settings.url("database_url")
     if not url:
         raise ConfigurationError("the 'postgres' backend needs DATABASE_URL (postgresql://user@host:5432/db)")
-    return PostgresBackend(
-        url,
-        schema=pg.schema_name,
-        table=pg.table,
-        pool_min=pg.pool_min,
-        pool_max=pg.pool_max,
-        connect_timeout=settings.storage_connect_timeout,
-        command_timeout=settings.storage_command_timeout,
-        acquire_timeout=pg.acquire_timeout,
-        statement_cache_size=pg.statement_cache_size,
-        sweep_interval=pg.sweep_interval or None,
-        sweep_batch=pg.sweep_batch,
-        indexed_fields=pg.indexed_fields,
-        pooling=pg.pooling,
-        listen_url=pg.listen_url,
-        read_urls=pg.read_url,
-    )
+    pg = load_backend_settings(PostgresSettings, {**fields, "url": url})
+    core: dict[str, Any] = {}
+    if pg.connect_timeout is None:
+        core["connect_timeout"] = settings.storage_connect_timeout
+    if pg.command_timeout is None:
+        core["command_timeout"] = settings.storage_command_timeout
+    return PostgresBackend(pg.model_copy(update=core) if core else pg)
