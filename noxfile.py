@@ -638,6 +638,17 @@ def build(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs build --strict) into the session's tmp; posargs go to mkdocs."""
+    install(session, f"{CORE}[otel,testing]", SQLITE, REDIS, POSTGRES, "mkdocs", "mkdocs-material", "mkdocstrings[python]")
+    site = Path(session.create_tmp()) / "site"
+    # A warning (a broken link, a docstring mkdocstrings cannot read) fails the build.
+    env = {"NO_MKDOCS_2_WARNING": "1"}  # Material's notice about its successor, printed on every build
+    session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(site), *session.posargs, env=env)
+    session.log(f"site built in {site}")
+
+
+@nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Benchmark every backend against its raw driver and py-key-value-aio; write bench/results/."""
     install(session, ".[dev,production]", "matplotlib", "py-key-value-aio[redis,postgresql,memory]")
