@@ -640,7 +640,7 @@ def build(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def docs(session: nox.Session) -> None:
     """Build the documentation site (mkdocs build --strict) into the session's tmp; posargs go to mkdocs."""
-    tools = ["mkdocs", "mkdocs-material", "mkdocstrings[python]"]
+    tools = ["mkdocs", "mkdocs-material", "mkdocstrings[python]", "ruff"]  # with ruff, mkdocstrings formats signatures
     install(session, f"{CORE}[otel,testing]", SQLITE, REDIS, POSTGRES, *tools)
     site = Path(session.create_tmp()) / "site"
     # A warning (a broken link, a docstring mkdocstrings cannot read) fails the build.
