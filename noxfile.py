@@ -646,7 +646,15 @@ def docs(session: nox.Session) -> None:
     # A warning (a broken link, a docstring mkdocstrings cannot read) fails the build.
     env = {"NO_MKDOCS_2_WARNING": "1"}  # Material's notice about its successor, printed on every build
     session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(site), *session.posargs, env=env)
+    # The docstrings' reST roles are rewritten for Markdown (docs/_griffe/rest_roles.py): none may show raw.
+    pages = site.rglob("*.html")
+    raw = [str(page.relative_to(site)) for page in pages if DOCSTRING_ROLE.search(page.read_text("utf-8"))]
+    if raw:
+        session.error(f"reST roles left raw in {', '.join(sorted(raw))}")
     session.log(f"site built in {site}")
+
+
+DOCSTRING_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):(?:`|<code>)")
 
 
 @nox.session(python=PYTHON, default=False)
