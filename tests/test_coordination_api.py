@@ -50,4 +50,20 @@ async def test_a_fixed_window_limiter_waits_for_the_next_window() -> None:
         first, second = await asyncio.gather(limiter.acquire(), limiter.acquire())
         assert first.allowed
         assert second.allowed
-        assert abs(first.at - second.at) >= 0.05, "the second hit was admitted in a later window"
+        assert first.at // 0.2 != second.at // 0.2, "the second hit was admitted in a later window"
+
+
+async def test_a_released_lease_is_free_at_once() -> None:
+    """release() leaves a 1 ms tombstone (a versioned write: the contract has no conditional
+    delete); a non-blocking acquire right after must not find the lease taken."""
+    async with Store(MemoryBackend()) as store:
+        lock = LeaseLock(store, "again")
+        for _ in range(50):
+            assert await lock.acquire(blocking=False)
+            await lock.release()
+        tokens = []
+        for _ in range(3):
+            async with LeaseLock(store, "again", blocking=False) as held:
+                tokens.append(held.fencing_token)
+        assert tokens == sorted(tokens)
+        assert len(set(tokens)) == 3

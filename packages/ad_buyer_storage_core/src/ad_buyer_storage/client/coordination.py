@@ -98,11 +98,29 @@ class LeaseLock:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             lease = {"owner": self.owner, "acquired_at": time.time(), "fencing_token": None}
-            if await self.storage.set_if_absent(self.key, lease, ttl=self.ttl) and await self._stamp_token():
+            if await self._take(lease) and await self._stamp_token():
                 return True
             if not blocking or (deadline is not None and time.monotonic() >= deadline):
                 return False
             await asyncio.sleep(self.retry_interval * random.uniform(0.5, 1.5))
+
+    async def _take(self, lease: dict[str, Any]) -> bool:
+        """Write *lease* if the key is free: absent, or the tombstone a release left (which
+        expires a millisecond later, but a caller asking at once must not find it taken)."""
+        for _ in range(3):  # the tombstone may expire between two of these steps: look again
+            if await self.storage.set_if_absent(self.key, lease, ttl=self.ttl):
+                return True
+            held = await self.storage.get_versioned(self.key)
+            if held is None:
+                continue
+            if not isinstance(held.value, dict) or held.value.get("owner") is not None:
+                return False  # held by someone
+            try:
+                await self.storage.set(self.key, lease, ttl=self.ttl, if_version=held.version)
+            except VersionConflictError:
+                continue
+            return True
+        return False
 
     async def _stamp_token(self) -> bool:
         """Draw the next token and write it into our lease, iff the lease is still ours."""
