@@ -1,18 +1,27 @@
-"""``SQLITE_*`` settings (the file itself comes from ``DATABASE_URL``)."""
+"""``SQLITE_*`` settings (the file itself comes from ``DATABASE_URL``): each spelled once, here.
+
+The plugin's factory loads them from the environment (:func:`load_backend_settings`); a
+:class:`~ad_buyer_storage_sqlite.backend.SQLiteBackend` built directly from keywords gets them
+through :meth:`SQLiteSettings.given`, which reads no environment and no ``.env`` file.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+import functools
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, indexed_fields
-from ad_buyer_storage.plugins.settings import SettingsBase
+from ad_buyer_storage.errors import ConfigurationError
+from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, check_identifier, indexed_fields
+from ad_buyer_storage.plugins.settings import SettingsBase, problems
 
-from .backend import MAX_BUSY_TIMEOUT
+__all__ = ["MAX_BUSY_TIMEOUT", "SQLiteSettings"]
 
-__all__ = ["SQLiteSettings"]
+#: Seconds. PRAGMA busy_timeout holds milliseconds in a C int: above that, SQLite silently waits 0.
+MAX_BUSY_TIMEOUT = (2**31 - 1) // 1000
 
 
 class SQLiteSettings(SettingsBase):
@@ -32,8 +41,60 @@ class SQLiteSettings(SettingsBase):
     #: the matching rows (each index costs every write a little; empty: none).
     indexed_fields: str = DEFAULT_INDEXED_FIELDS
 
+    @field_validator("table")
+    @classmethod
+    def _table_is_an_identifier(cls, value: str) -> str:
+        return check_identifier("SQLITE_TABLE", value)  # written into every statement
+
+    @field_validator("synchronous", mode="before")
+    @classmethod
+    def _normal_or_full(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.upper() in ("NORMAL", "FULL"):
+            return value.upper()  # SQLite's PRAGMA takes either case
+        raise ValueError(f"SQLITE_SYNCHRONOUS is NORMAL or FULL, not {value!r}")
+
     @field_validator("indexed_fields")
     @classmethod
     def _plain_field_names(cls, value: str) -> str:
         indexed_fields("SQLITE_INDEXED_FIELDS", value)
         return value
+
+    @classmethod
+    def given(cls, **fields: Any) -> SQLiteSettings:
+        """The settings made of *fields* alone (the rest at their defaults), the environment and
+        ``.env`` unread: what a backend constructed in code is given is all it uses. A name that is
+        not a field is refused, naming the closest one; a bad value names its ``SQLITE_*`` setting."""
+        for name in fields:
+            if name not in cls.model_fields:
+                close = difflib.get_close_matches(name, list(cls.model_fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(
+                    f"unknown SQLite setting {name!r}{hint}; valid here: {', '.join(sorted(cls.model_fields))}"
+                )
+        try:
+            given = _without_environment()(**fields)
+        except ValidationError as exc:
+            error = ConfigurationError(f"invalid SQLite settings: {problems(exc, 'SQLITE_')}")
+        else:
+            return cls.model_construct(_fields_set=given.model_fields_set, **given.model_dump())
+        raise error  # outside the handler: pydantic's error quotes the input
+
+
+@functools.cache
+def _without_environment() -> type[SQLiteSettings]:
+    """SQLiteSettings validated from the keywords given only (no environment, no ``.env``); made
+    on first use, so that no module-level settings model reads nothing from the environment."""
+
+    class Given(SQLiteSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    return Given
