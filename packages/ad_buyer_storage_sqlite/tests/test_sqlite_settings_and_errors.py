@@ -135,3 +135,10 @@ async def test_any_other_value_error_stays_a_bug(monkeypatch, tmp_path) -> None:
         with pytest.raises(ValueError, match="a bug of ours") as caught:
             await backend.read(["k"])
         assert not isinstance(caught.value, BackendError)
+
+
+@pytest.mark.parametrize(("field", "value"), [("synchronous", "hunter2"), ("table", "hunter2 x")])
+def test_a_bad_value_is_named_never_quoted(field: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"SQLITE_{field.upper()}") as info:
+        SQLiteBackend(":memory:", **{field: value})
+    assert "hunter2" not in str(info.value)

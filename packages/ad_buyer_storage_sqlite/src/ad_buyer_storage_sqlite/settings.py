@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ad_buyer_storage.errors import ConfigurationError
-from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, check_identifier, indexed_fields
+from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, indexed_fields, is_identifier
 from ad_buyer_storage.plugins.settings import SettingsBase, problems
 
 __all__ = ["MAX_BUSY_TIMEOUT", "SQLiteSettings"]
@@ -44,14 +44,16 @@ class SQLiteSettings(SettingsBase):
     @field_validator("table")
     @classmethod
     def _table_is_an_identifier(cls, value: str) -> str:
-        return check_identifier("SQLITE_TABLE", value)  # written into every statement
+        if not is_identifier(value):  # written into every statement; the value is never quoted
+            raise ValueError("must be an identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters)")
+        return value
 
     @field_validator("synchronous", mode="before")
     @classmethod
     def _normal_or_full(cls, value: Any) -> Any:
         if isinstance(value, str) and value.upper() in ("NORMAL", "FULL"):
             return value.upper()  # SQLite's PRAGMA takes either case
-        raise ValueError(f"SQLITE_SYNCHRONOUS is NORMAL or FULL, not {value!r}")
+        raise ValueError("SQLITE_SYNCHRONOUS is NORMAL or FULL")  # the value is never quoted
 
     @field_validator("indexed_fields")
     @classmethod
