@@ -8,7 +8,7 @@ through :meth:`SQLiteSettings.given`, which reads no environment and no ``.env``
 from __future__ import annotations
 
 import difflib
-import functools
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -19,6 +19,9 @@ from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS, indexed_fie
 from ad_buyer_storage.plugins.settings import SettingsBase, problems
 
 __all__ = ["MAX_BUSY_TIMEOUT", "SQLiteSettings"]
+
+#: Set while :meth:`SQLiteSettings.given` builds a model: its keywords are then the only source.
+_KEYWORDS_ONLY: ContextVar[bool] = ContextVar("ad_buyer_storage_sqlite_keywords_only", default=False)
 
 #: Seconds. PRAGMA busy_timeout holds milliseconds in a C int: above that, SQLite silently waits 0.
 MAX_BUSY_TIMEOUT = (2**31 - 1) // 1000
@@ -62,6 +65,21 @@ class SQLiteSettings(SettingsBase):
         return value
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _KEYWORDS_ONLY.get():  # given(): no environment, no .env, no secrets directory
+            return (init_settings,)
+        return super().settings_customise_sources(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
+
+    @classmethod
     def given(cls, **fields: Any) -> SQLiteSettings:
         """The settings made of *fields* alone (the rest at their defaults), the environment and
         ``.env`` unread: what a backend constructed in code is given is all it uses. A name that is
@@ -73,30 +91,11 @@ class SQLiteSettings(SettingsBase):
                 raise ConfigurationError(
                     f"unknown SQLite setting {name!r}{hint}; valid here: {', '.join(sorted(cls.model_fields))}"
                 )
+        keywords_only = _KEYWORDS_ONLY.set(True)
         try:
-            given = _without_environment()(**fields)
+            return cls(**fields)
         except ValidationError as exc:
             error = ConfigurationError(f"invalid SQLite settings: {problems(exc, 'SQLITE_')}")
-        else:
-            return cls.model_construct(_fields_set=given.model_fields_set, **given.model_dump())
+        finally:
+            _KEYWORDS_ONLY.reset(keywords_only)
         raise error  # outside the handler: pydantic's error quotes the input
-
-
-@functools.cache
-def _without_environment() -> type[SQLiteSettings]:
-    """SQLiteSettings validated from the keywords given only (no environment, no ``.env``); made
-    on first use, so that no module-level settings model reads nothing from the environment."""
-
-    class Given(SQLiteSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings,)
-
-    return Given
