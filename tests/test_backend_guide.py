@@ -1,6 +1,7 @@
 """The core README's "Writing a backend" guide works as written: its dbm backend, installed
 through its entry point (a distribution's metadata on the path), is found by name, by URL and
-by inference from its own URL setting, and its ten-line test file passes the conformance kit."""
+by inference from its own URL setting, its ten-line test file passes the conformance kit, and
+its example of a backend sharing DATABASE_URL routes as it says."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ BLOCK = re.compile(r"```(?:python|toml)\n# (\S+)[^\n]*\n(.*?)```", re.S)
 def plugin_dir(tmp_path: Path) -> Path:
     """The guide's files written out, and the distribution's metadata that registers it."""
     blocks = {name: code for name, code in BLOCK.findall(README.read_text())}
-    assert {"my_dbm/backend.py", "my_dbm/plugin.py", "test_my_dbm.py", "pyproject.toml"} <= set(blocks), set(blocks)
-    for name in ("my_dbm/backend.py", "my_dbm/plugin.py", "test_my_dbm.py"):
+    files = ("my_dbm/backend.py", "my_dbm/plugin.py", "test_my_dbm.py", "sharing.py")
+    assert {*files, "pyproject.toml"} <= set(blocks), set(blocks)
+    for name in files:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(blocks[name])
     (tmp_path / "my_dbm" / "__init__.py").write_text("")
@@ -78,3 +80,11 @@ def test_its_url_setting_selects_it_like_ours(plugin_dir: Path) -> None:
     assert result.stdout.split("\n")[:3] == ["dbm", "dbm", "{'n': 1}"]
     listing = _run(plugin_dir, "-m", "ad_buyer_storage.cli", "backends")
     assert re.search(r"dbm\s+my-dbm 0\.1\s+\[atomic, durable, expiry\]", listing.stdout), listing.stdout
+
+
+def test_a_backend_sharing_database_url_is_routed_by_url_not_by_name(plugin_dir: Path) -> None:
+    result = _run(plugin_dir, "sharing.py")
+    assert result.returncode == 0, result.stderr
+    refused, built = result.stdout.strip().split("\n")
+    assert "selects the 'shareddbm' backend, but DATABASE_URL is sqlite:///./main.db" in refused
+    assert built == "hybrid"

@@ -256,9 +256,9 @@ async def test_an_aiosqlite_without_its_worker_hook_fails_connect_loudly(monkeyp
 def test_the_installed_aiosqlite_has_the_private_hook_we_rely_on() -> None:
     """README "Private parts of other libraries": when a release drops it, this fails (and
     deps-latest with it) before any user sees connect() refuse."""
-    from ad_buyer_storage_sqlite.backend import _missing_worker_hooks  # noqa: PLC0415
+    from ad_buyer_storage_sqlite.connection import missing_worker_hooks  # noqa: PLC0415
 
-    assert _missing_worker_hooks() == []
+    assert missing_worker_hooks() == []
 
 
 async def test_a_table_from_before_sliding_ttls_gains_its_ttl_column(tmp_path) -> None:

@@ -84,6 +84,7 @@ from ad_buyer_storage.errors import NotConnectedError as NotConnectedError
 from ad_buyer_storage.errors import OutcomeUnknownError as OutcomeUnknownError
 from ad_buyer_storage.errors import PartialBatchError as PartialBatchError
 from ad_buyer_storage.errors import PluginLoadError as PluginLoadError
+from ad_buyer_storage.errors import PluginValidationError as PluginValidationError
 from ad_buyer_storage.errors import ReadOnlyError as ReadOnlyError
 from ad_buyer_storage.errors import StaleFencingTokenError as StaleFencingTokenError
 from ad_buyer_storage.errors import StorageClosedError as StorageClosedError

@@ -10,6 +10,7 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
     ├── ConfigurationError                  bad settings, URL, route table (ValueError)
     │   └── BackendNotFoundError            unknown backend name (LookupError)
     ├── PluginLoadError                     a plugin or its driver failed to import (ImportError)
+    │   └── PluginValidationError           a plugin's BackendSpec is invalid (names the plugin and field)
     ├── InvalidInputError                   rejected before any I/O (ValueError)
     │   ├── InvalidKeyError
     │   │   └── KeyTypeError                key is not a str (TypeError)
@@ -75,6 +76,7 @@ __all__ = [
     "NotConnectedError",
     "OutcomeUnknownError",
     "PluginLoadError",
+    "PluginValidationError",
     "ReadOnlyError",
     "StaleFencingTokenError",
     "StorageClosedError",
@@ -105,6 +107,21 @@ class BackendNotFoundError(ConfigurationError, LookupError):
 
 class PluginLoadError(StorageError, ImportError):
     """A backend plugin (or the driver it needs) could not be imported."""
+
+
+class PluginValidationError(PluginLoadError):
+    """A plugin's :class:`~ad_buyer_storage.plugins.spec.BackendSpec` is invalid (as pluggy's
+    ``PluginValidationError`` for a hook): raised when it registers, the message naming the plugin
+    and each bad field. A plugin that cannot be used, like one that cannot be imported: a
+    :class:`PluginLoadError`, listed as failed to load by ``ad-buyer-storage backends``.
+
+    *plugin* is who registered it (an entry point and its distribution, or "in code"); *fields*
+    the names of the bad fields, in the order of the message."""
+
+    def __init__(self, message: str, *, plugin: str = "", fields: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.fields = tuple(fields)
 
 
 class InvalidInputError(StorageError, ValueError):

@@ -1,4 +1,4 @@
-"""Build a :class:`SQLiteBackend` from the core settings plus ``SQLITE_*`` settings."""
+"""Build a :class:`SQLiteBackend` from the core settings plus its ``SQLITE_*`` settings model."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ __all__ = ["create_backend"]
 
 def create_backend(settings: StorageSettings, /, **overrides: Any) -> SQLiteBackend:
     """``overrides`` may name any ``SQLITE_*`` setting (``table=``, ``busy_timeout=``...), ``path=``
-    (instead of ``DATABASE_URL``) and ``clock=`` (tests)."""
+    (instead of ``DATABASE_URL``), ``clock=`` (tests) and ``read_only=``."""
     sqlite_settings = load_backend_settings(SQLiteSettings, overrides, extra=("path", "clock", "read_only"))
     path = overrides.get("path")
     if path is None:
@@ -24,13 +24,4 @@ def create_backend(settings: StorageSettings, /, **overrides: Any) -> SQLiteBack
             raise ConfigurationError("the 'sqlite' backend needs DATABASE_URL (for example sqlite:///./ad_buyer.db)")
         path = parse_sqlite_url(url)
     extra = {k: overrides[k] for k in ("clock", "read_only") if k in overrides}
-    return SQLiteBackend(
-        str(path),
-        table=sqlite_settings.table,
-        busy_timeout=sqlite_settings.busy_timeout,
-        sweep_interval=sqlite_settings.sweep_interval or None,
-        sweep_batch=sqlite_settings.sweep_batch,
-        synchronous=sqlite_settings.synchronous,
-        indexed_fields=sqlite_settings.indexed_fields,
-        **extra,
-    )
+    return SQLiteBackend(str(path), sqlite_settings, **extra)

@@ -16,5 +16,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 class BackendHookSpecs:
     @hookspec
     def ad_buyer_storage_backends(self) -> list[BackendSpec]:
-        """Return the backends this plugin provides. Must not import any driver."""
+        """Return the backends this plugin provides. Must not import any driver.
+
+        Each :class:`BackendSpec` is checked as it registers (``check_spec``): a bad one makes a
+        :class:`~ad_buyer_storage.errors.PluginValidationError` naming this plugin and the field,
+        is listed as failed to load (``ad-buyer-storage backends``) and skipped; the host runs on.
+        """
         return []  # a specification: pluggy calls the plugins' implementations, never this

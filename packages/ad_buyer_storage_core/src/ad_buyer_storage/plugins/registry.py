@@ -15,10 +15,13 @@ and implementing the hook::
         return [BackendSpec("dbm", "my_package.backend:create_backend",
                             url_setting="dbm_url", url_schemes=("dbm",))]
 
-pluggy checks each plugin's hook against the specification when it is registered, and the
+pluggy checks each plugin's hook against the specification when it is registered; each
+:class:`BackendSpec` it returns is checked field by field
+(:func:`~ad_buyer_storage.plugins.spec.check_spec`: a bad one is a
+:class:`~ad_buyer_storage.errors.PluginValidationError` naming the plugin and the field); and the
 hook is called through the plugin manager, one plugin at a time, so that a plugin that fails
-(to import, to register, in its hook) is recorded with the reason (``ad-buyer-storage
-backends`` shows it) and skipped: it never breaks the host. Resolving one name loads only
+(to import, to register, in its hook, with an invalid spec) is recorded with the reason
+(``ad-buyer-storage backends`` shows it) and skipped: it never breaks the host. Resolving one name loads only
 that entry point, so selecting ``sqlite`` imports neither redis nor asyncpg; listing and
 inference load every plugin module (never a driver). Apps and tests can register in code
 with :func:`register_backend`.
@@ -38,10 +41,10 @@ from typing import cast
 import pluggy
 
 from ad_buyer_storage.contract.protocol import StorageBackend
-from ad_buyer_storage.errors import BackendNotFoundError, PluginLoadError
+from ad_buyer_storage.errors import BackendNotFoundError, PluginLoadError, PluginValidationError
 from ad_buyer_storage.kit.redaction import redact_url
 from ad_buyer_storage.plugins.hookspecs import PROJECT, BackendHookSpecs
-from ad_buyer_storage.plugins.spec import BackendSpec
+from ad_buyer_storage.plugins.spec import BackendSpec, check_spec
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "Registry", "register_backend", "registry", "unknown_scheme"]
 
@@ -91,7 +94,9 @@ class Registry:
         self._loaded: set[str] = set()
 
     def register(self, spec: BackendSpec, *, replace_existing: bool = False) -> None:
-        """Register a backend in code (apps, tests)."""
+        """Register a backend in code (apps, tests); an invalid *spec* raises
+        :class:`~ad_buyer_storage.errors.PluginValidationError`, as pluggy's ``register`` does."""
+        check_spec(spec, "registered in code")
         if spec.name in self._specs and not replace_existing and self._specs[spec.name] != spec:
             raise ValueError(f"a backend named {spec.name!r} is already registered")
         self._specs[spec.name] = spec
@@ -126,9 +131,13 @@ class Registry:
             self._failures[ep.name] = PluginFailure(ep.name, dist_name, f"{type(exc).__name__}: {exc}")
             log.info("storage plugin %r (%s) failed to load: %s", ep.name, dist_name, exc)
             return
-        for spec in specs:
-            if not isinstance(spec, BackendSpec):
-                self._failures[ep.name] = PluginFailure(ep.name, dist_name, f"returned {spec!r}, not a BackendSpec")
+        who = f"{ep.name!r} ({dist_name} {dist_version})" if dist_name else repr(ep.name)
+        for declared in specs:
+            try:
+                spec = check_spec(declared, who)
+            except PluginValidationError as exc:  # listed as broken, like a plugin that fails to import
+                self._fail(ep.name, dist_name, f"{type(exc).__name__}: {exc}")
+                log.info("storage plugin %r (%s) declares an invalid backend: %s", ep.name, dist_name, exc)
                 continue
             known = self._specs.get(spec.name)
             if known is not None:
@@ -136,6 +145,11 @@ class Registry:
                     log.warning("storage backend %r from %s ignored: name already taken", spec.name, dist_name)
                 continue
             self._specs[spec.name] = replace(spec, distribution=dist_name, version=dist_version)
+
+    def _fail(self, name: str, distribution: str | None, error: str) -> None:
+        """Record a failure of plugin *name* (after any recorded before: one plugin, several specs)."""
+        before = self._failures.get(name)
+        self._failures[name] = PluginFailure(name, distribution, f"{before.error}; {error}" if before else error)
 
     def get(self, name: str) -> BackendSpec:
         """The spec for *name*, loading only the entry points of that name."""
