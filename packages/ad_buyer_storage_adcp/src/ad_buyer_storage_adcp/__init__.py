@@ -7,5 +7,6 @@ name (``"hybrid"``), None (the backend the settings choose) or one of our stores
 from __future__ import annotations
 
 from ad_buyer_storage_adcp.idempotency import StorageIdempotencyBackend
+from ad_buyer_storage_adcp.replay import StorageReplayStore
 
-__all__ = ["StorageIdempotencyBackend"]
+__all__ = ["StorageIdempotencyBackend", "StorageReplayStore"]
