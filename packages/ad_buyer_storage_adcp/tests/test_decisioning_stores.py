@@ -49,11 +49,14 @@ async def test_proposal_lifecycle(backend) -> None:
         await store.put_draft(proposal_id="p\x01:*", account_id="acct", recipes={"prod": DemoRecipe(line_item_id="1")},
                               proposal_payload={"proposal_id": "p", "n": 2**70})  # fmt: skip
         record = await store.get("p\x01:*", expected_account_id="acct")
-        assert record.state == ProposalState.DRAFT and record.recipes["prod"].line_item_id == "1"
+        assert record.state == ProposalState.DRAFT
+        assert record.recipes["prod"].line_item_id == "1"
         assert record.proposal_payload == {"proposal_id": "p", "n": 2**70}
         assert await store.get("p\x01:*", expected_account_id="other") is None  # cross-tenant: None
         await store.commit("p\x01:*", expires_at=FAR, proposal_payload={"f": 1}, expected_account_id="acct")
-        await store.commit("p\x01:*", expires_at=FAR, proposal_payload={"f": 1}, expected_account_id="acct")  # equal: ok
+        await store.commit(
+            "p\x01:*", expires_at=FAR, proposal_payload={"f": 1}, expected_account_id="acct"
+        )  # equal: ok
         with pytest.raises(AdcpError) as caught:
             await store.commit("p\x01:*", expires_at=FAR, proposal_payload={"f": 2}, expected_account_id="acct")
         assert caught.value.code == "INTERNAL_ERROR"
@@ -67,7 +70,8 @@ async def test_proposal_lifecycle(backend) -> None:
         await store.finalize_consumption("p\x01:*", media_buy_id="mb1", expected_account_id="acct")
         await store.finalize_consumption("p\x01:*", media_buy_id="mb1", expected_account_id="acct")
         found = await store.get_by_media_buy_id("mb1", expected_account_id="acct")
-        assert found.state == ProposalState.CONSUMED and found.media_buy_id == "mb1"
+        assert found.state == ProposalState.CONSUMED
+        assert found.media_buy_id == "mb1"
         assert await store.get_by_media_buy_id("mb1", expected_account_id="other") is None
         with pytest.raises(AdcpError) as caught:
             await store.try_reserve_consumption("p\x01:*", expected_account_id="acct")
@@ -117,7 +121,8 @@ async def test_task_registry(backend) -> None:
         tid = await registry.issue(account_id="acct", task_type="create_media_buy", request_context={"c": None},
                                    webhook_url="https://buyer.example/hook")  # fmt: skip
         record = await registry.get(tid, expected_account_id="acct")
-        assert record["state"] == "submitted" and record["context"] == {"c": None}
+        assert record["state"] == "submitted"
+        assert record["context"] == {"c": None}
         assert await registry.get(tid, expected_account_id="other") is None
         await registry.update_progress(tid, {"pct": 50})
         assert (await registry.get(tid))["state"] == "working"

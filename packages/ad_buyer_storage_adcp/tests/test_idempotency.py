@@ -42,7 +42,8 @@ async def test_one_execution_and_replays_through_the_sdk_store(backend) -> None:
             await wrapped(None, {**params, "budget": 200}, _Ctx("principal-a"))
         # the same key for another principal is another slot
         other = await wrapped(None, dict(params), _Ctx("principal-b"))
-        assert "replayed" not in other and len(calls) == 2
+        assert "replayed" not in other
+        assert len(calls) == 2
 
 
 async def test_first_writer_wins_and_expiry(backend) -> None:

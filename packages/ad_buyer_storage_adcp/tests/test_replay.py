@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -50,7 +51,9 @@ def _verify(store: StorageReplayStore, raw: bytes, headers: dict[str, str]) -> N
         jwks_resolver=lambda keyid: PUBLIC_JWK if keyid == KID else None,
         replay_store=store,
     )
-    verify_request_signature(method="POST", url="https://seller.example/mcp", headers=headers, body=raw, options=options)
+    verify_request_signature(
+        method="POST", url="https://seller.example/mcp", headers=headers, body=raw, options=options
+    )
 
 
 def test_the_sdk_verifier_refuses_a_replayed_signature(backend) -> None:
@@ -124,8 +127,6 @@ def test_lifecycle(backend, tmp_path) -> None:
 
     async def connect() -> None:
         await opened.connect()
-
-    import asyncio
 
     asyncio.run(connect())
     with pytest.raises(LifecycleError):

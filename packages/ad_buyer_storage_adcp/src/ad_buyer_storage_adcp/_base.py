@@ -52,7 +52,9 @@ def build_store(target: Target, **overrides: Any) -> tuple[Store, bool]:
             raise ConfigurationError("settings overrides apply to a URL or a backend name, not to a Store")
         return target, False
     if target is not None and not isinstance(target, str):
-        raise ConfigurationError(f"a store target is a URL, a backend name, a Store or None, not {type(target).__name__}")
+        raise ConfigurationError(
+            f"a store target is a URL, a backend name, a Store or None, not {type(target).__name__}"
+        )
     name = target
     if target is not None and "://" in target:
         from ad_buyer_storage.plugins.registry import registry  # noqa: PLC0415 - until core exports open_store

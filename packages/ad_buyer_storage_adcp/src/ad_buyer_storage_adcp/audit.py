@@ -88,7 +88,9 @@ class StorageAuditSink:
         cursor: str | None = self._event_key(after) if after > 0 else None
         left = limit
         while left is None or left > 0:
-            page = await store.select(self._holder.prefix + "e:", after=cursor, limit=500 if left is None else min(500, left))
+            page = await store.select(
+                self._holder.prefix + "e:", after=cursor, limit=500 if left is None else min(500, left)
+            )
             for key, value in page.rows:
                 yield int(key.rsplit(":", 1)[1]), AuditEvent.model_validate(value)
             if left is not None:

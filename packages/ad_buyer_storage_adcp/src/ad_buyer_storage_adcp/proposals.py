@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from adcp.decisioning import AdcpError, ProposalRecord, ProposalState, Recipe
@@ -135,7 +135,7 @@ class StorageProposalStore:
 
     def _committed_ttl(self, expires_at_iso: str) -> float:
         deadline = datetime.fromisoformat(expires_at_iso) + self._grace
-        return max((deadline - datetime.now(timezone.utc)).total_seconds(), _MIN_TTL)
+        return max((deadline - datetime.now(UTC)).total_seconds(), _MIN_TTL)
 
     async def _transact(self, fn: Callable[[Transaction], Awaitable[T]]) -> T:
         store = await self._holder.store()
@@ -191,11 +191,11 @@ class StorageProposalStore:
                 same_deadline = datetime.fromisoformat(value["x"]) == expires_at
                 if same_deadline and json.loads(value["pl"]) == json.loads(payload_text):
                     return
-                raise _internal(
-                    f"Proposal {proposal_id!r} already committed with a different expires_at or payload."
-                )
+                raise _internal(f"Proposal {proposal_id!r} already committed with a different expires_at or payload.")
             if value["s"] != ProposalState.DRAFT.value:
-                raise _internal(f"Cannot commit proposal {proposal_id!r} from state {value['s']!r}; commit requires DRAFT.")
+                raise _internal(
+                    f"Cannot commit proposal {proposal_id!r} from state {value['s']!r}; commit requires DRAFT."
+                )
             tx.set(
                 key,
                 {**value, "s": ProposalState.COMMITTED.value, "x": expires_iso, "pl": payload_text},
@@ -231,7 +231,9 @@ class StorageProposalStore:
         return self._record(await self._transact(fn))
 
     async def finalize_consumption(self, proposal_id: str, *, media_buy_id: str, expected_account_id: str) -> None:
-        await self._consume(proposal_id, media_buy_id, expected_account_id, ProposalState.CONSUMING, "finalize_consumption")
+        await self._consume(
+            proposal_id, media_buy_id, expected_account_id, ProposalState.CONSUMING, "finalize_consumption"
+        )
 
     async def mark_consumed(self, proposal_id: str, *, media_buy_id: str, expected_account_id: str) -> None:
         await self._consume(proposal_id, media_buy_id, expected_account_id, ProposalState.COMMITTED, "mark_consumed")
@@ -253,7 +255,9 @@ class StorageProposalStore:
                     f"cannot re-consume as {media_buy_id!r}."
                 )
             if value["s"] != required.value:
-                raise _internal(f"{what} requires {required.value.upper()}; proposal {proposal_id!r} is in {value['s']!r}.")
+                raise _internal(
+                    f"{what} requires {required.value.upper()}; proposal {proposal_id!r} is in {value['s']!r}."
+                )
             ttl = self._committed_ttl(value["x"])
             tx.set(key, {**value, "s": ProposalState.CONSUMED.value, "m": media_buy_id}, keep_ttl=True)
             tx.set(index, proposal_id, ttl=ttl)
@@ -268,7 +272,9 @@ class StorageProposalStore:
             if value is None or value["s"] == ProposalState.COMMITTED.value:
                 return
             if value["s"] != ProposalState.CONSUMING.value:
-                raise _internal(f"release_consumption requires CONSUMING; proposal {proposal_id!r} is in {value['s']!r}.")
+                raise _internal(
+                    f"release_consumption requires CONSUMING; proposal {proposal_id!r} is in {value['s']!r}."
+                )
             tx.set(key, {**value, "s": ProposalState.COMMITTED.value}, keep_ttl=True)
 
         await self._transact(fn)

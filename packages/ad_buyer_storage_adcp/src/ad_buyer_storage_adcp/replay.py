@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
-from ad_buyer_storage import InvalidInputError, LifecycleError, Store, StorageClosedError, Transaction
+from ad_buyer_storage import InvalidInputError, LifecycleError, StorageClosedError, Store, Transaction
 from ad_buyer_storage_adcp._base import StoreHolder, Target
 
 __all__ = ["StorageReplayStore"]
