@@ -22,8 +22,8 @@ from typing import Any
 
 from ad_buyer_storage import HybridBackend, Route, Storage
 from ad_buyer_storage.composed.mirror import MirrorBackend
+from ad_buyer_storage.domain.entities import default_routes
 from ad_buyer_storage.ops.migrate import migrate
-from ad_buyer_storage.plugins.composition import default_routes
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_sqlite import SQLiteBackend
 from bench.subjects import REDIS_URL, _postgres, rate

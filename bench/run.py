@@ -217,7 +217,7 @@ async def scaling(backend: str, sizes: list[int]) -> list[dict[str, Any]]:
 async def routing_overhead(n: int = 20_000, reps: int = 7) -> dict[str, float]:
     from ad_buyer_storage import HybridBackend, Route, Storage
     from ad_buyer_storage.backends.memory import MemoryBackend
-    from ad_buyer_storage.plugins.composition import default_routes
+    from ad_buyer_storage.domain.entities import default_routes
 
     fast, durable = MemoryBackend(), MemoryBackend()
     routed = Storage(HybridBackend([Route(p, fast if t == "fast" else durable, t)

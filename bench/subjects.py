@@ -21,7 +21,7 @@ import orjson
 from ad_buyer_storage import HybridBackend, Route, Storage, escape_glob
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.contract.glob import prefix_upper_bound
-from ad_buyer_storage.plugins.composition import default_routes
+from ad_buyer_storage.domain.entities import default_routes
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -1,12 +1,17 @@
 """The layout is the architecture: core's imports flow one way, down the layers, with no cycle.
 
 A layer may import its own modules and any layer below it, never one above: the contract knows
-nothing of the client, the client nothing of the domain, backends nothing of the router...
+nothing of the client, the client nothing of the domain, backends nothing of the router... The
+generic store (everything below ``domain``: contract, kit, client, composed, plugins, ops) never
+imports the buyer agent's domain: a domain is a client of the store.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,9 +24,9 @@ LAYERS = [
     {"kit"},
     {"client", "backends"},
     {"composed"},
-    {"domain"},
     {"plugins"},
     {"ops"},
+    {"domain"},
     {"cli", "sync", "otel"},
     {"testing"},
 ]
@@ -109,3 +114,26 @@ def test_there_is_no_import_cycle() -> None:
         if module not in state:
             visit(module, [module])
     assert not cycles, cycles[:5]
+
+
+def test_the_generic_store_never_loads_the_domain() -> None:
+    """``open_store``/``get_store`` (and the locks built on a store) run without the domain."""
+    code = (
+        "import asyncio, sys\n"
+        "from ad_buyer_storage import open_store, get_store, close_store, LeaseLock, Store, StoreAPI\n"
+        "async def main():\n"
+        "    async with open_store('memory') as store:\n"
+        "        assert type(store) is Store and isinstance(store, StoreAPI)\n"
+        "        await store.set('k', 1)\n"
+        "        async with LeaseLock(store, 'x', ttl=5):\n"
+        "            assert await store.get('k') == 1\n"
+        "    shared = await get_store()\n"
+        "    assert shared is await get_store()\n"
+        "    await close_store()\n"
+        "asyncio.run(main())\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('ad_buyer_storage.domain'))\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {**os.environ, "STORAGE_TYPE": "memory"}  # get_store(): the settings choose
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from ad_buyer_storage import ENTITIES, Entity, InvalidInputError, Record, Storage, register_entity
 from ad_buyer_storage.backends.memory import MemoryBackend
-from ad_buyer_storage.domain.entities import ephemeral_prefixes
+from ad_buyer_storage.domain.entities import ephemeral_prefixes, unregister_entity
 
 
 class CountingBackend(MemoryBackend):
@@ -80,4 +80,9 @@ async def test_a_new_entity_is_one_line() -> None:
         with pytest.raises(InvalidInputError, match="overlaps"):
             register_entity(Entity("dealish", "deal"))
     finally:
-        ENTITIES.pop("product")
+        unregister_entity("product")
+    assert "product" not in ENTITIES
+    with pytest.raises(TypeError):
+        ENTITIES["product"] = Entity("product", "product:")  # type: ignore[index]  # read-only
+    with pytest.raises(InvalidInputError, match="seed"):
+        unregister_entity("deal")

@@ -28,7 +28,8 @@ from ad_buyer_storage import (
     get_storage_backend,
 )
 from ad_buyer_storage.backends.memory import MemoryBackend
-from ad_buyer_storage.plugins.composition import entity_requirements, parse_routes
+from ad_buyer_storage.domain.entities import agent_profile
+from ad_buyer_storage.plugins.composition import parse_routes
 from ad_buyer_storage.testing import Elapsed
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend
@@ -163,7 +164,7 @@ def test_route_tables_are_validated_with_a_readable_report() -> None:
 
     routes = [Route("", MemoryBackend(), "memory"), Route("lock:", NoAtomics(), "plain")]
     with pytest.raises(ConfigurationError) as info:  # what the entities need reaches the router as data
-        HybridBackend(routes, entity_requirements())
+        HybridBackend(routes, agent_profile().requirements())
     message = str(info.value)
     assert "'lock:' (lock) is routed to plain, which lacks atomic, expiry" in message
     assert "'rate_limit:'" not in message  # rate limits still go to the default, which can serve them

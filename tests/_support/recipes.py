@@ -7,7 +7,7 @@ from ad_buyer_storage import HybridBackend, Route
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.contract.clock import Clock, system_clock
 from ad_buyer_storage.contract.protocol import StorageBackend
-from ad_buyer_storage.plugins.composition import default_routes
+from ad_buyer_storage.domain.entities import default_routes
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend, RedisClusterBackend
 from ad_buyer_storage_sqlite import SQLiteBackend

@@ -2,7 +2,14 @@
 # at run time __init__.py reads it too and imports each name from its module on first use,
 # so that importing the package stays cheap and resolving one backend imports no driver.
 
+from ad_buyer_storage.client.api import StoreAPI as StoreAPI
 from ad_buyer_storage.client.codec import JsonCodec as JsonCodec
+from ad_buyer_storage.client.coordination import LeaseLock as LeaseLock
+from ad_buyer_storage.client.coordination import RateLimiter as RateLimiter
+from ad_buyer_storage.client.coordination import RateLimitResult as RateLimitResult
+from ad_buyer_storage.client.coordination import SlidingWindowRateLimiter as SlidingWindowRateLimiter
+from ad_buyer_storage.client.coordination import read_fenced as read_fenced
+from ad_buyer_storage.client.coordination import write_fenced as write_fenced
 from ad_buyer_storage.client.store import TTL as TTL
 from ad_buyer_storage.client.store import Selection as Selection
 from ad_buyer_storage.client.store import Store as Store
@@ -46,15 +53,13 @@ from ad_buyer_storage.contract.protocol import Write as Write
 from ad_buyer_storage.contract.protocol import new_version as new_version
 from ad_buyer_storage.domain.collections import EntityCollection as EntityCollection
 from ad_buyer_storage.domain.collections import Page as Page
-from ad_buyer_storage.domain.coordination import LeaseLock as LeaseLock
-from ad_buyer_storage.domain.coordination import RateLimiter as RateLimiter
-from ad_buyer_storage.domain.coordination import RateLimitResult as RateLimitResult
-from ad_buyer_storage.domain.coordination import SlidingWindowRateLimiter as SlidingWindowRateLimiter
-from ad_buyer_storage.domain.coordination import read_fenced as read_fenced
-from ad_buyer_storage.domain.coordination import write_fenced as write_fenced
 from ad_buyer_storage.domain.entities import ENTITIES as ENTITIES
 from ad_buyer_storage.domain.entities import Entity as Entity
 from ad_buyer_storage.domain.entities import register_entity as register_entity
+from ad_buyer_storage.domain.factory import close_storage as close_storage
+from ad_buyer_storage.domain.factory import get_storage as get_storage
+from ad_buyer_storage.domain.factory import get_storage_backend as get_storage_backend
+from ad_buyer_storage.domain.factory import open_storage as open_storage
 from ad_buyer_storage.domain.storage import Storage as Storage
 from ad_buyer_storage.errors import AuthenticationError as AuthenticationError
 from ad_buyer_storage.errors import BackendError as BackendError
@@ -94,11 +99,13 @@ from ad_buyer_storage.kit.redaction import redact_url as redact_url
 from ad_buyer_storage.ops.migrate import migrate as migrate
 from ad_buyer_storage.ops.migrate import verify as verify
 from ad_buyer_storage.otel import StorageInstrumentor as StorageInstrumentor
-from ad_buyer_storage.plugins.factory import close_storage as close_storage
-from ad_buyer_storage.plugins.factory import get_storage as get_storage
-from ad_buyer_storage.plugins.factory import get_storage_backend as get_storage_backend
-from ad_buyer_storage.plugins.factory import open_storage as open_storage
+from ad_buyer_storage.plugins.factory import build_store as build_store
+from ad_buyer_storage.plugins.factory import close_store as close_store
+from ad_buyer_storage.plugins.factory import get_store as get_store
+from ad_buyer_storage.plugins.factory import open_store as open_store
 from ad_buyer_storage.plugins.hookspecs import hookimpl as hookimpl
+from ad_buyer_storage.plugins.profile import Keyspace as Keyspace
+from ad_buyer_storage.plugins.profile import StoreProfile as StoreProfile
 from ad_buyer_storage.plugins.registry import register_backend as register_backend
 from ad_buyer_storage.plugins.registry import registry as registry
 from ad_buyer_storage.plugins.settings import StorageSettings as StorageSettings

@@ -42,8 +42,8 @@ Input errors also derive from the builtin a caller would expect (``ValueError``,
         └── ReadOnlyError                   store mounted or opened read-only
 
 Messages never contain a password or token: URLs pass through
-:func:`ad_buyer_storage.redaction.redact_url` before they reach an error, and a driver error
-whose words would reveal one is cut from the chain (:func:`~ad_buyer_storage.redaction.raise_redacted`).
+:func:`ad_buyer_storage.kit.redaction.redact_url` before they reach an error, and a driver error
+whose words would reveal one is cut from the chain (:func:`~ad_buyer_storage.kit.redaction.raise_redacted`).
 """
 
 from __future__ import annotations

@@ -30,10 +30,11 @@ from typing import Any, TypeVar, cast, overload
 from ad_buyer_storage.client.store import TTL, Selection, Store, Updater, Versioned
 from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
+from ad_buyer_storage.domain._generated import Filters
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT, DefaultTTL, EntityCollection, Page
-from ad_buyer_storage.domain.storage import Filters, Storage
+from ad_buyer_storage.domain.factory import get_storage_backend
+from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import InvalidInputError, LifecycleError, StorageClosedError, TransactionConflictError
-from ad_buyer_storage.plugins.factory import get_storage_backend
 
 __all__ = ["SyncCollection", "SyncStorage", "SyncTransaction"]
 
@@ -232,11 +233,8 @@ class SyncStorage:
     def delete_many(self, keys: Iterable[str]) -> int:
         return self._call(self._storage.delete_many(keys))
 
-    def scan(self, pattern: str = "*", *, batch_size: int = Store.SCAN_BATCH) -> Iterator[str]:
+    def scan(self, pattern: str = "*", *, batch_size: int = 500) -> Iterator[str]:
         return self._iterate(self._storage.scan(pattern, batch_size=batch_size))
-
-    def keys(self, pattern: str = "*") -> list[str]:
-        return self._call(self._storage.keys(pattern))
 
     def select(
         self,
@@ -247,6 +245,9 @@ class SyncStorage:
         limit: int | None = None,
     ) -> Selection:
         return self._call(self._storage.select(prefix, filters, after=after, limit=limit))
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        return self._call(self._storage.keys(pattern))
 
     def count(self, pattern: str = "*") -> int:
         return self._call(self._storage.count(pattern))
@@ -266,6 +267,11 @@ class SyncStorage:
     def persist(self, key: str) -> bool:
         return self._call(self._storage.persist(key))
 
+    @contextmanager
+    def transaction(self) -> Iterator[SyncTransaction]:
+        with self._entered(self._storage.transaction()) as entered:
+            yield SyncTransaction(self, entered)
+
     def publish(self, channel: str, message: Any) -> int:
         return self._call(self._storage.publish(channel, message))
 
@@ -274,19 +280,11 @@ class SyncStorage:
         with self._entered(self._storage.subscribe(channel)) as entered:
             yield self._iterate(entered)
 
-    @contextmanager
-    def transaction(self) -> Iterator[SyncTransaction]:
-        with self._entered(self._storage.transaction()) as entered:
-            yield SyncTransaction(self, entered)
-
     def ping(self) -> float:
         return self._call(self._storage.ping())
 
     def info(self) -> dict[str, object]:
         return self._call(self._storage.info())
-
-    def collection(self, name: str) -> SyncCollection:
-        return SyncCollection(self, self._storage.collection(name))
 
     def get_deal(self, deal_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_deal(deal_id))
@@ -300,9 +298,6 @@ class SyncStorage:
     def list_deals(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
         return self._call(self._storage.list_deals(filters, limit, cursor=cursor))
 
-    def update_deal(self, deal_id: str, fn: Updater) -> Any:
-        return self._call(self._storage.update_deal(deal_id, fn))
-
     def get_campaign(self, campaign_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_campaign(campaign_id))
 
@@ -314,22 +309,6 @@ class SyncStorage:
 
     def list_campaigns(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
         return self._call(self._storage.list_campaigns(filters, limit, cursor=cursor))
-
-    def book_order(
-        self, order_id: str, order: Any, *, campaign_id: str, amount: Decimal | int | str, attempts: int = 10
-    ) -> dict[str, Any]:
-        return self._call(
-            self._storage.book_order(order_id, order, campaign_id=campaign_id, amount=amount, attempts=attempts)
-        )
-
-    def record_negotiation(
-        self, proposal_id: str, negotiation: Any, *, deal_id: str, status: str, attempts: int = 10
-    ) -> dict[str, Any]:
-        return self._call(
-            self._storage.record_negotiation(
-                proposal_id, negotiation, deal_id=deal_id, status=status, attempts=attempts
-            )
-        )
 
     def get_order(self, order_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_order(order_id))
@@ -343,29 +322,11 @@ class SyncStorage:
     def list_orders(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
         return self._call(self._storage.list_orders(filters, limit, cursor=cursor))
 
-    def get_session(self, session_id: str) -> dict[str, Any] | None:
-        return self._call(self._storage.get_session(session_id))
-
-    def set_session(self, session_id: str, data: Any, ttl: TTL = None) -> None:
-        return self._call(self._storage.set_session(session_id, data, ttl))
-
     def delete_session(self, session_id: str) -> bool:
         return self._call(self._storage.delete_session(session_id))
 
     def list_sessions(self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None) -> Page:
         return self._call(self._storage.list_sessions(filters, limit, cursor=cursor))
-
-    def add_session_to_index(self, buyer_id: str, session_id: str) -> list[str]:
-        return self._call(self._storage.add_session_to_index(buyer_id, session_id))
-
-    def remove_session_from_index(self, buyer_id: str, session_id: str) -> list[str]:
-        return self._call(self._storage.remove_session_from_index(buyer_id, session_id))
-
-    def get_session_index(self, buyer_id: str) -> list[str]:
-        return self._call(self._storage.get_session_index(buyer_id))
-
-    def list_buyer_sessions(self, buyer_id: str) -> list[Any]:
-        return self._call(self._storage.list_buyer_sessions(buyer_id))
 
     def get_conversion(self, event_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_conversion(event_id))
@@ -422,9 +383,6 @@ class SyncStorage:
     def get_quote(self, quote_id: str) -> dict[str, Any] | None:
         return self._call(self._storage.get_quote(quote_id))
 
-    def set_quote(self, quote_id: str, data: Any, ttl: TTL = 86400) -> None:
-        return self._call(self._storage.set_quote(quote_id, data, ttl))
-
     def delete_quote(self, quote_id: str) -> bool:
         return self._call(self._storage.delete_quote(quote_id))
 
@@ -472,6 +430,49 @@ class SyncStorage:
         self, filters: Filters = None, limit: int | None = None, *, cursor: str | None = None
     ) -> Page:
         return self._call(self._storage.list_pacing_snapshots(filters, limit, cursor=cursor))
+
+    def collection(self, name: str) -> SyncCollection:
+        return SyncCollection(self, self._storage.collection(name))
+
+    def update_deal(self, deal_id: str, fn: Updater) -> Any:
+        return self._call(self._storage.update_deal(deal_id, fn))
+
+    def book_order(
+        self, order_id: str, order: Any, *, campaign_id: str, amount: Decimal | int | str, attempts: int = 10
+    ) -> dict[str, Any]:
+        return self._call(
+            self._storage.book_order(order_id, order, campaign_id=campaign_id, amount=amount, attempts=attempts)
+        )
+
+    def record_negotiation(
+        self, proposal_id: str, negotiation: Any, *, deal_id: str, status: str, attempts: int = 10
+    ) -> dict[str, Any]:
+        return self._call(
+            self._storage.record_negotiation(
+                proposal_id, negotiation, deal_id=deal_id, status=status, attempts=attempts
+            )
+        )
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        return self._call(self._storage.get_session(session_id))
+
+    def set_session(self, session_id: str, data: Any, ttl: TTL = None) -> None:
+        return self._call(self._storage.set_session(session_id, data, ttl))
+
+    def add_session_to_index(self, buyer_id: str, session_id: str) -> list[str]:
+        return self._call(self._storage.add_session_to_index(buyer_id, session_id))
+
+    def remove_session_from_index(self, buyer_id: str, session_id: str) -> list[str]:
+        return self._call(self._storage.remove_session_from_index(buyer_id, session_id))
+
+    def get_session_index(self, buyer_id: str) -> list[str]:
+        return self._call(self._storage.get_session_index(buyer_id))
+
+    def list_buyer_sessions(self, buyer_id: str) -> list[Any]:
+        return self._call(self._storage.list_buyer_sessions(buyer_id))
+
+    def set_quote(self, quote_id: str, data: Any, ttl: TTL = 86400) -> None:
+        return self._call(self._storage.set_quote(quote_id, data, ttl))
 
 
 class SyncCollection:

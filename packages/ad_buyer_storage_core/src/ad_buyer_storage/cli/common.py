@@ -8,9 +8,9 @@ import json
 import os
 from typing import Any
 
+from ad_buyer_storage.domain.factory import get_storage_backend
 from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.kit.redaction import redact_or_withhold, redact_text
-from ad_buyer_storage.plugins.factory import get_storage_backend
 from ad_buyer_storage.plugins.settings import StorageSettings, load_settings, settings_model
 
 __all__ = [

@@ -6,8 +6,9 @@ import argparse
 
 from ad_buyer_storage.composed.hybrid import HybridBackend, RouteHealth
 from ad_buyer_storage.domain.entities import ENTITIES
+from ad_buyer_storage.domain.factory import get_storage_backend
 from ad_buyer_storage.errors import StorageError
-from ad_buyer_storage.plugins.factory import get_storage_backend, resolve
+from ad_buyer_storage.plugins.factory import resolve
 from ad_buyer_storage.plugins.registry import registry
 from ad_buyer_storage.plugins.settings import SettingsBase, StorageSettings, load_backend_settings
 from ad_buyer_storage.plugins.spec import BackendSpec

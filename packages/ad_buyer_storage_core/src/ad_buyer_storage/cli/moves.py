@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from ad_buyer_storage.composed.mirror import MirrorBackend
+from ad_buyer_storage.domain.factory import open_storage
 from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.ops.migrate import migrate as copy_keys
 from ad_buyer_storage.ops.migrate import verify as compare_stores
 from ad_buyer_storage.ops.progress import Progress
 from ad_buyer_storage.ops.repair import repair
-from ad_buyer_storage.plugins.factory import open_storage
 
 from .common import storage_from
 

@@ -7,12 +7,24 @@ default routes and route checks read. Adding an entity is one line (``register_e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ad_buyer_storage.contract.protocol import Capability
 from ad_buyer_storage.errors import InvalidInputError
+from ad_buyer_storage.plugins.profile import Keyspace, StoreProfile
 
-__all__ = ["ENTITIES", "Entity", "entity_by_name", "ephemeral_prefixes", "register_entity"]
+__all__ = [
+    "ENTITIES",
+    "Entity",
+    "agent_profile",
+    "default_routes",
+    "entity_by_name",
+    "ephemeral_prefixes",
+    "register_entity",
+    "unregister_entity",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +50,7 @@ _EXPIRY = frozenset({Capability.EXPIRY})
 _ATOMIC_EXPIRY = frozenset({Capability.ATOMIC, Capability.EXPIRY})
 _ATOMIC = frozenset({Capability.ATOMIC})
 
-ENTITIES: dict[str, Entity] = {
+_ENTITIES: dict[str, Entity] = {
     e.name: e
     for e in (
         Entity("deal", "deal:", needs=_ATOMIC),  # update_deal: optimistic concurrency
@@ -66,6 +78,9 @@ ENTITIES: dict[str, Entity] = {
         Entity("rate_limit", "rate_limit:", durable=False, needs=_ATOMIC_EXPIRY),
     )
 }
+#: The entity table, read-only: :func:`register_entity` is the one way to add to it.
+ENTITIES: Mapping[str, Entity] = MappingProxyType(_ENTITIES)
+_SEED = frozenset(_ENTITIES)
 
 
 def register_entity(entity: Entity) -> Entity:
@@ -78,8 +93,19 @@ def register_entity(entity: Entity) -> Entity:
             other.prefix.startswith(entity.prefix) or entity.prefix.startswith(other.prefix)
         ):
             raise InvalidInputError(f"prefix {entity.prefix!r} overlaps {other.name!r} ({other.prefix!r})")
-    ENTITIES[entity.name] = entity
+    _ENTITIES[entity.name] = entity
     return entity
+
+
+def unregister_entity(name: str) -> Entity:
+    """Remove an entity added by :func:`register_entity` (tests, plugins unloading); the seed's
+    own entities cannot be removed."""
+    if name in _SEED:
+        raise InvalidInputError(f"entity {name!r} is one of the seed's and cannot be removed")
+    try:
+        return _ENTITIES.pop(name)
+    except KeyError:
+        raise InvalidInputError(f"unknown entity {name!r}; declared: {', '.join(sorted(ENTITIES))}") from None
 
 
 def entity_by_name(name: str) -> Entity:
@@ -87,6 +113,17 @@ def entity_by_name(name: str) -> Entity:
         return ENTITIES[name]
     except KeyError:
         raise InvalidInputError(f"unknown entity {name!r}; declared: {', '.join(sorted(ENTITIES))}") from None
+
+
+def agent_profile() -> StoreProfile:
+    """The entity table as the generic factory takes it: each entity's keyspace, whether it is
+    durable, what it needs (the hybrid router's default routes and route checks read it)."""
+    return StoreProfile(tuple(Keyspace(e.prefix, e.name, e.durable, e.needs) for e in ENTITIES.values()))
+
+
+def default_routes(fast: str, durable: str) -> dict[str, str]:
+    """The agent's production routing: ephemeral entities on *fast*, everything else on *durable*."""
+    return agent_profile().default_routes(fast, durable)
 
 
 def ephemeral_prefixes() -> list[str]:

@@ -8,6 +8,11 @@ PostgreSQL backends are built on it; a fourth copies their shape and imports the
     error unless that would reveal a secret. Every driver error goes through it. Helpers for
     the translator: ``driver_message`` (redacted text), ``in_flight_error`` (lost or timed out,
     ``OutcomeUnknownError`` for a write), ``unchained``; ``NoConnection`` for a pool wait in vain.
+``errortable``
+    :class:`ErrorTable`: the translator as one table of driver class -> storage error, most
+    specific first (httpx's ``HTTPCORE_EXC_MAP``), plus named :class:`TextRule` s for replies
+    that have no class; ``table.bind(url)`` is the translator, ``table.driver_errors`` what the
+    map catches.
 ``retry``
     :class:`RetryPolicy`: resend a call after a lost connection only if it is idempotent or
     provably never sent, resend a call the server rolled back, never resend a timeout; a write

@@ -28,12 +28,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ad_buyer_storage.client.api import StoreAPI
 from ad_buyer_storage.client.codec import canonical
-from ad_buyer_storage.client.store import Store
 from ad_buyer_storage.composed.replication import Replicator, read_states
 from ad_buyer_storage.contract.glob import compile_glob
 from ad_buyer_storage.contract.protocol import Condition, Record, StorageBackend, Write
-from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import InvalidInputError
 
 __all__ = ["MAX_BATCH_SIZE", "MigrationReport", "VerifyReport", "check_batch_size", "migrate", "verify"]
@@ -105,8 +104,8 @@ def _prefix_of(key: str) -> str:
 
 
 async def migrate(
-    source: Store | Storage,
-    target: Store | Storage,
+    source: StoreAPI,
+    target: StoreAPI,
     *,
     pattern: str = "*",
     batch_size: int = 1000,
@@ -180,9 +179,7 @@ async def _reconcile(
         report.overwritten += len(replace)
 
 
-async def verify(
-    source: Store | Storage, target: Store | Storage, *, pattern: str = "*", batch_size: int = 1000
-) -> VerifyReport:
+async def verify(source: StoreAPI, target: StoreAPI, *, pattern: str = "*", batch_size: int = 1000) -> VerifyReport:
     """Counts and checksums per prefix on both sides, and the keys that differ (first 20 each)."""
     check_batch_size(batch_size)
     src, dst = source.require_open(), target.require_open()

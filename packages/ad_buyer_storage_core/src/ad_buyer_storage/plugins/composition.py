@@ -3,8 +3,10 @@
 Route targets and mirror sides are backend names (built from the settings, each with its own
 URL setting: ``session:=redis`` takes ``REDIS_URL``) or URLs (``session:=redis://h:6379/1``).
 Without ``STORAGE_ROUTES``, the hybrid router takes the default composition the URLs call
-for (:func:`~ad_buyer_storage.plugins.settings.composition`): the entities' ephemeral
-keyspaces on the fast store, everything else on the durable one.
+for (:func:`~ad_buyer_storage.plugins.settings.composition`): the ephemeral keyspaces of the
+domain's :class:`~ad_buyer_storage.plugins.profile.StoreProfile` on the fast store, everything
+else on the durable one (with the generic profile, which declares none: every key on the
+durable store).
 """
 
 from __future__ import annotations
@@ -18,29 +20,17 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from ad_buyer_storage.composed.hybrid import HybridBackend, Requirement, Route
+from ad_buyer_storage.composed.hybrid import HybridBackend, Route
 from ad_buyer_storage.composed.mirror import DEFAULT_REPAIR_LOG, MirrorBackend, mirror_of
-from ad_buyer_storage.domain.entities import ENTITIES, ephemeral_prefixes
 from ad_buyer_storage.errors import ConfigurationError
 from ad_buyer_storage.kit.redaction import redact_routes
 from ad_buyer_storage.kit.urls import split_routes
 from ad_buyer_storage.plugins.factory import backend_from_target
+from ad_buyer_storage.plugins.profile import GENERIC, StoreProfile
 from ad_buyer_storage.plugins.registry import registry
 from ad_buyer_storage.plugins.settings import SettingsBase, StorageSettings, composition, load_backend_settings
 
-__all__ = ["MirrorSettings", "create_hybrid", "create_mirror", "default_routes", "entity_requirements", "parse_routes"]
-
-
-def entity_requirements() -> list[Requirement]:
-    """What each entity's keyspace needs where it lives (locks: atomics and expiry...)."""
-    return [Requirement(e.prefix, e.name, e.needs) for e in ENTITIES.values() if e.needs]
-
-
-def default_routes(fast: str, durable: str) -> dict[str, str]:
-    """The seed's production routing, derived from the entity table: ephemeral -> *fast*."""
-    routes = dict.fromkeys(ephemeral_prefixes(), fast)
-    routes[""] = durable
-    return routes
+__all__ = ["MirrorSettings", "create_hybrid", "create_mirror", "parse_routes"]
 
 
 def parse_routes(text: str) -> dict[str, str]:
@@ -72,9 +62,9 @@ def parse_routes(text: str) -> dict[str, str]:
     return {("" if prefix in ("*", "") else prefix): target for prefix, target in pairs}
 
 
-def create_hybrid(settings: StorageSettings, /, **overrides: Any) -> HybridBackend:
+def create_hybrid(settings: StorageSettings, /, *, profile: StoreProfile = GENERIC, **overrides: Any) -> HybridBackend:
     """Registry factory: routes from ``routes=`` / ``STORAGE_ROUTES``, else the default
-    composition of the configured URLs (ephemeral keyspaces on the fast store)."""
+    composition of the configured URLs (*profile*'s ephemeral keyspaces on the fast store)."""
     unknown = set(overrides) - {"routes"}
     if unknown:
         raise ConfigurationError(f"unknown setting(s) {', '.join(sorted(unknown))} for hybrid; valid: routes")
@@ -94,11 +84,11 @@ def create_hybrid(settings: StorageSettings, /, **overrides: Any) -> HybridBacke
                 "for example STORAGE_ROUTES='session:=redis,cache:=redis,lock:=redis,*=sqlite'"
             )
         durable, fast_store = pair
-        table = default_routes(fast_store.spec.name, durable.spec.name)
+        table = profile.default_routes(fast_store.spec.name, durable.spec.name)
     if "hybrid" in table.values():
         raise ConfigurationError("a hybrid route cannot point to 'hybrid' itself")
-    built = {target: backend_from_target(target, settings) for target in dict.fromkeys(table.values())}
-    return HybridBackend([Route(prefix, *built[target]) for prefix, target in table.items()], entity_requirements())
+    built = {target: backend_from_target(target, settings, profile) for target in dict.fromkeys(table.values())}
+    return HybridBackend([Route(prefix, *built[target]) for prefix, target in table.items()], profile.requirements())
 
 
 class MirrorSettings(SettingsBase):
@@ -149,7 +139,7 @@ def _store_identity(target: str, settings: StorageSettings) -> tuple[str, str] |
     return spec.name, f"{scheme}://{rest.rstrip('/')}"
 
 
-def create_mirror(settings: StorageSettings, /, **overrides: Any) -> MirrorBackend:
+def create_mirror(settings: StorageSettings, /, *, profile: StoreProfile = GENERIC, **overrides: Any) -> MirrorBackend:
     """Registry factory: ``MIRROR_*`` settings (or the same names as keyword overrides)."""
     options = load_backend_settings(MirrorSettings, overrides)
     if not options.primary or not options.secondary:
@@ -161,8 +151,8 @@ def create_mirror(settings: StorageSettings, /, **overrides: Any) -> MirrorBacke
             "MIRROR_PRIMARY and MIRROR_SECONDARY name the same store: a mirror copies from one store to another"
         )
     return mirror_of(
-        backend_from_target(options.primary, settings)[0],
-        backend_from_target(options.secondary, settings)[0],
+        backend_from_target(options.primary, settings, profile)[0],
+        backend_from_target(options.secondary, settings, profile)[0],
         shadow_reads=options.shadow_reads,
         on_secondary_failure=options.on_secondary_failure,
         repair_log=options.repair_log,

@@ -1,10 +1,14 @@
-"""Getting a storage: by settings, by name, or by URL; and the process-wide instance.
+"""Getting a generic store: by settings, by name, or by URL; and the process-wide instance.
 
-* ``await get_storage()`` - the connected process-wide instance (one per event loop and
-  process; concurrent first callers share one connect; a failed connect is not cached).
-* ``await close_storage()`` - close it.
-* ``get_storage_backend(name=None, **overrides)`` - a new, unconnected :class:`Storage`.
-* ``async with open_storage("sqlite:///./x.db") as storage:`` - scoped use, by URL or name.
+* ``build_store(target=None, **overrides)`` - a new, unconnected :class:`~ad_buyer_storage.Store`.
+* ``async with open_store("sqlite:///./x.db") as store:`` - scoped use, by URL or name.
+* ``await get_store()`` - the connected process-wide store (one per event loop, process and
+  profile; concurrent first callers share one connect; a failed connect is not cached).
+* ``await close_store()`` - close it.
+
+Nothing here knows a domain: a domain passes what the factory needs to know about its keys as a
+:class:`~ad_buyer_storage.plugins.profile.StoreProfile` (the buyer agent's ``open_storage`` does,
+in :mod:`ad_buyer_storage.domain.factory`).
 """
 
 from __future__ import annotations
@@ -14,17 +18,18 @@ import logging
 import os
 import re
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from pydantic import ValidationError
 
+from ad_buyer_storage.client.store import Store
 from ad_buyer_storage.composed.breaker import BreakerPolicy, guarded
 from ad_buyer_storage.contract.protocol import StorageBackend
-from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import ConfigurationError, StorageError
 from ad_buyer_storage.kit.redaction import raise_redacted, redact_or_withhold, redact_url
+from ad_buyer_storage.plugins.profile import GENERIC, StoreProfile
 from ad_buyer_storage.plugins.registry import Registry, registry
 from ad_buyer_storage.plugins.settings import (
     BackendChoice,
@@ -40,11 +45,12 @@ from ad_buyer_storage.plugins.spec import BackendSpec
 __all__ = [
     "backend_from_target",
     "build_backend",
-    "close_storage",
-    "get_storage",
-    "get_storage_backend",
-    "open_storage",
+    "build_store",
+    "close_store",
+    "get_store",
+    "open_store",
     "resolve",
+    "store_settings",
 ]
 
 log = logging.getLogger("ad_buyer_storage")
@@ -95,10 +101,18 @@ def _check_name(name: str) -> None:
         )
 
 
-def build_backend(spec: BackendSpec, settings: StorageSettings, label: str, **overrides: Any) -> StorageBackend:
+def build_backend(
+    spec: BackendSpec, settings: StorageSettings, label: str, *, profile: StoreProfile = GENERIC, **overrides: Any
+) -> StorageBackend:
     """*spec*'s backend from *settings*, behind a circuit breaker (``STORAGE_BREAKER_*``)
-    unless breakers are off or it is made of other backends (which get one each)."""
+    unless breakers are off or it is made of other backends (which get one each).
+
+    A composite's factory (``spec.composite``: the hybrid router, the mirror) also receives the
+    domain's *profile* (``profile=``), to route by keyspace; a single backend's never does.
+    """
     factory = spec.load_factory()
+    if spec.composite:
+        overrides["profile"] = profile
     try:
         backend = factory(settings, **overrides)
     except StorageError:
@@ -135,7 +149,9 @@ def _breaker(spec: BackendSpec, settings: StorageSettings, backend: StorageBacke
     return guarded(backend, policy, label)
 
 
-def backend_from_target(target: str, settings: StorageSettings) -> tuple[StorageBackend, str]:
+def backend_from_target(
+    target: str, settings: StorageSettings, profile: StoreProfile = GENERIC
+) -> tuple[StorageBackend, str]:
     """A backend for a route or mirror target: a name (built from *settings*) or a URL.
 
     Returns the backend and a label for reports (the name, and the redacted URL if any).
@@ -144,91 +160,132 @@ def backend_from_target(target: str, settings: StorageSettings) -> tuple[Storage
         spec = registry.for_url(target)
         child = settings.model_copy(update={spec.url_setting: target}) if spec.url_setting else settings
         label = f"{spec.name} {redact_url(target)}"
-        return build_backend(spec, child, label), label
+        return build_backend(spec, child, label, profile=profile), label
     _, spec, child = resolve(target, settings=settings)
-    return build_backend(spec, child, spec.name), spec.name
+    return build_backend(spec, child, spec.name, profile=profile), spec.name
 
 
-def get_storage_backend(
-    name: str | None = None,
-    database_url: str | None = None,
-    redis_url: str | None = None,
-    *,
-    settings: StorageSettings | None = None,
-    **overrides: Any,
-) -> Storage:
-    """A new, unconnected :class:`Storage`: *name* or the one the settings choose.
-
-    Keyword *overrides* that are settings (``postgres_pool_max=20``) override the
-    environment; the rest go to the backend's factory (``path=``, ``clock=``...).
-    """
-    core, backend_overrides = _split_overrides(overrides)
-    if database_url is not None:
-        core["database_url"] = database_url
-    if redis_url is not None:
-        core["redis_url"] = redis_url
-    if settings is None:
-        settings = load_settings(**core)
-    elif core:
-        settings = settings.model_copy(update=core)
-    choice, spec, settings = resolve(name, settings=settings)
-    url = settings.url(spec.url_setting) if spec.url_setting else None
-    backend = build_backend(spec, settings, f"{spec.name} {redact_url(url)}" if url else spec.name, **backend_overrides)
-    log.debug("storage backend %s built (%s) url=%s", spec.name, choice.reason, redact_url(url) if url else "-")
-    return Storage(
-        backend,
-        max_value_bytes=settings.storage_max_value_bytes,
-        default_ttls={"session": settings.session_default_ttl, "session_index": settings.session_default_ttl},
-        sliding_sessions=settings.session_sliding_ttl,
-        describe=redact_url(url) if url else None,
-    )
-
-
-@asynccontextmanager
-async def open_storage(target: str | None = None, **overrides: Any) -> AsyncIterator[Storage]:
-    """Connect for the ``async with`` block: *target* is a URL, a backend name, or None."""
+def store_settings(
+    target: str | None = None, *, settings: StorageSettings | None = None, **overrides: Any
+) -> tuple[str | None, StorageSettings, dict[str, Any]]:
+    """The backend name (None: the settings choose), the settings and the backend factory's
+    keywords for *target* (a URL, a backend name, or None) and keyword *overrides*: those that
+    are settings (``postgres_pool_max=20``, ``database_url=``) override the environment, the
+    rest go to the backend's factory (``path=``, ``clock=``...)."""
     name: str | None = target
     if target is not None and "://" in target:
         spec = registry.for_url(target)
         name = spec.name
         if spec.url_setting:
             overrides[spec.url_setting] = target
-    storage = get_storage_backend(name, **overrides)
-    async with storage:
-        yield storage
+    core, backend_overrides = _split_overrides(overrides)
+    if settings is None:
+        settings = load_settings(**core)
+    elif core:
+        settings = settings.model_copy(update=core)
+    return name, settings, backend_overrides
 
 
-# One instance per (event loop, process): never shared across loops or across fork().
-_instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, Storage]] = weakref.WeakKeyDictionary()
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Lock]] = weakref.WeakKeyDictionary()
+def build_store(
+    target: str | None = None,
+    *,
+    settings: StorageSettings | None = None,
+    profile: StoreProfile = GENERIC,
+    coalesce: bool = True,
+    **overrides: Any,
+) -> Store:
+    """A new, unconnected :class:`~ad_buyer_storage.Store` on *target* (a URL, a backend name,
+    or None: the one the settings choose). Keyword *overrides* that are settings override the
+    environment; the rest go to the backend's factory. *profile* tells a composite store the
+    domain's keyspaces (see :mod:`~ad_buyer_storage.plugins.profile`)."""
+    name, settings, backend_overrides = store_settings(target, settings=settings, **overrides)
+    choice, spec, settings = resolve(name, settings=settings)
+    url = settings.url(spec.url_setting) if spec.url_setting else None
+    label = f"{spec.name} {redact_url(url)}" if url else spec.name
+    backend = build_backend(spec, settings, label, profile=profile, **backend_overrides)
+    log.debug("storage backend %s built (%s) url=%s", spec.name, choice.reason, redact_url(url) if url else "-")
+    return Store(
+        backend,
+        max_value_bytes=settings.storage_max_value_bytes,
+        describe=redact_url(url) if url else None,
+        coalesce=coalesce,
+    )
 
 
-async def get_storage() -> Storage:
-    """The connected process-wide storage for the running event loop."""
-    loop = asyncio.get_running_loop()
-    pid = os.getpid()
-    cached = _instances.get(loop)
-    if cached is not None and cached[0] == pid and cached[1].is_open:
-        return cached[1]
-    lock_entry = _locks.get(loop)
-    if lock_entry is None or lock_entry[0] != pid:
-        lock_entry = (pid, asyncio.Lock())
-        _locks[loop] = lock_entry
-    async with lock_entry[1]:
-        cached = _instances.get(loop)
-        if cached is not None and cached[0] == pid and cached[1].is_open:
-            return cached[1]
+@asynccontextmanager
+async def open_store(
+    target: str | None = None, *, profile: StoreProfile = GENERIC, **overrides: Any
+) -> AsyncIterator[Store]:
+    """A connected :class:`~ad_buyer_storage.Store` for the ``async with`` block: *target* is a
+    URL, a backend name, or None (the settings choose); closed when the block exits."""
+    async with build_store(target, profile=profile, **overrides) as store:
+        yield store
+
+
+class Instances:
+    """Process-wide connected objects, one per (event loop, process, key): never shared across
+    loops or across ``fork()``; concurrent first callers share one connect; a failed connect is
+    not cached. ``get_store`` keeps its stores here, the domain's ``get_storage`` its own."""
+
+    def __init__(self) -> None:
+        self._made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[object, tuple[int, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Lock]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _cached(self, loop: asyncio.AbstractEventLoop, key: object) -> Any:
+        entry = self._made.get(loop, {}).get(key)
+        if entry is not None and entry[0] == os.getpid() and entry[1].is_open:
+            return entry[1]
+        return None
+
+    async def get(self, key: object, make: Callable[[], Awaitable[Any]]) -> Any:
+        """The open object cached under *key* for the running loop, or ``await make()``'s."""
+        loop = asyncio.get_running_loop()
+        found = self._cached(loop, key)
+        if found is not None:
+            return found
+        pid = os.getpid()
+        lock_entry = self._locks.get(loop)
+        if lock_entry is None or lock_entry[0] != pid:
+            lock_entry = (pid, asyncio.Lock())
+            self._locks[loop] = lock_entry
+        async with lock_entry[1]:
+            found = self._cached(loop, key)
+            if found is not None:
+                return found
+            made = await make()
+            self._made.setdefault(loop, {})[key] = (pid, made)
+            return made
+
+    def pop(self, key: object) -> Any:
+        """Forget (and return, if this process made it) the object under *key* for the running loop."""
+        entry = self._made.get(asyncio.get_running_loop(), {}).pop(key, None)
+        return entry[1] if entry is not None and entry[0] == os.getpid() else None
+
+
+_stores = Instances()
+
+
+async def get_store(*, profile: StoreProfile = GENERIC) -> Store:
+    """The connected process-wide :class:`~ad_buyer_storage.Store` for the running event loop
+    (one per *profile*), built from the settings."""
+
+    async def make() -> Store:
         settings = load_settings()
-        storage = get_storage_backend(settings=settings)
-        await storage.connect()  # raises (and caches nothing) if the store is unreachable
-        _instances[loop] = (pid, storage)
-        log.info("storage: using %s (%s)", storage.name, choose_backend(settings).reason)
-        return storage
+        store = build_store(settings=settings, profile=profile)
+        await store.connect()  # raises (and caches nothing) if the store is unreachable
+        log.info("storage: using %s (%s)", store.name, choose_backend(settings).reason)
+        return store
+
+    found: Store = await _stores.get(profile, make)
+    return found
 
 
-async def close_storage() -> None:
-    """Close the process-wide storage of the running event loop, if any."""
-    loop = asyncio.get_running_loop()
-    cached = _instances.pop(loop, None)
-    if cached is not None and cached[0] == os.getpid():
-        await cached[1].aclose()
+async def close_store(*, profile: StoreProfile = GENERIC) -> None:
+    """Close the process-wide store of the running event loop (for *profile*), if any."""
+    store = _stores.pop(profile)
+    if store is not None:
+        await store.aclose()

@@ -8,10 +8,10 @@ Certifying a backend
 Install core with the ``testing`` extra (pytest, pytest-asyncio) and write one test file::
 
     import pytest
-    from ad_buyer_storage.testing import Harness, StorageContract
+    from ad_buyer_storage.testing import BackendContract, Harness
     from my_backend import MyBackend
 
-    class TestMyBackendContract(StorageContract):
+    class TestMyBackendContract(BackendContract):
         @pytest.fixture
         def harness(self, tmp_path):
             return Harness(lambda clock: MyBackend(tmp_path / "db", clock=clock))
@@ -53,8 +53,8 @@ closes the backend after each test. Optional fields:
   millisecond-boundary test.
 * ``child_backend=("package.module:function", args)``: for backends claiming MULTI_PROCESS, a
   picklable recipe a child process calls to open the same store.
-* ``storage_options``: keyword arguments for the ``Storage`` the kit wraps the backend in
-  (``max_value_bytes``...).
+* ``storage_options``: keyword arguments for the :class:`~ad_buyer_storage.Store` the kit wraps
+  the backend in (``max_value_bytes``...).
 * ``fail_writes_to(key)``: an awaitable that makes the store itself refuse every write to *key*
   (a trigger, a value of another type). With it the kit checks that a write the server refuses
   fails alone, never the writes sharing its round trip; without it that test is skipped.
@@ -62,9 +62,10 @@ closes the backend after each test. Optional fields:
 The parts of the kit
 ====================
 
-:class:`StorageContract` is every part at once. Each part is a class a test can also subclass
-alone (or a few of them), with the same ``harness`` fixture, e.g. a plain key-value store
-certified without the buyer-agent helpers:
+:class:`BackendContract` is every part of the generic store at once; :class:`StorageContract`
+adds the opt-in ``domain`` area (the buyer agent's ``Storage`` helpers, imported only then).
+Each part is a class a test can also subclass alone (or a few of them), with the same
+``harness`` fixture, e.g. a plain key-value store certified without listings or atomics:
 ``class TestMyKV(LifecycleContract, KeyValueContract, ListingContract, TTLContract): ...``
 
 * :class:`LifecycleContract`, areas ``lifecycle`` and ``durable``: the protocol is implemented;
@@ -80,13 +81,16 @@ certified without the buyer-agent helpers:
 * :class:`TransactionsContract`, area ``transactions``: with TRANSACTIONS, a transaction
   commits every write and delete together, only if no key it read changed (deleted and
   written again included), never after an exception; concurrent transfers keep their total;
-  ``book_order`` never overspends from many tasks (and, with MULTI_PROCESS, four processes);
+  bookings (an order and a campaign's spend in one transaction) never overspend from many
+  tasks (and, with MULTI_PROCESS, four processes);
   without it, the refusal.
 * :class:`PubSubContract`, area ``pubsub``: with PUBSUB, a subscriber receives what is published;
   without it, the refusal.
 * :class:`MultiProcessContract`, area ``multi_process``: with MULTI_PROCESS (and ATOMIC), four
   processes incrementing one store lose nothing.
-* :class:`DomainContract`, area ``domain``: the buyer-agent helpers on ``Storage`` (deals,
+* :class:`DomainContract`, area ``domain`` (opt-in: part of :class:`StorageContract`, not of
+  :class:`BackendContract`): the buyer-agent helpers on ``Storage`` (deals, ``book_order``,
+  sliding sessions,
   filters, sessions, every entity) on this backend. Sessions expire by default, which needs
   EXPIRY: without it, the kit uses them with no default TTL, as a deployment on such a store
   would.
@@ -109,13 +113,13 @@ A claim is a promise the kit checks; claim nothing you are not sure of.
 
 Coalescing off
 --------------
-A ``Storage`` coalesces concurrent calls: writes of one key share a batch, concurrent
+A ``Store`` coalesces concurrent calls: writes of one key share a batch, concurrent
 increments and updates of one key are combined into one call. So through it, concurrent
 calls on one key never reach the backend together, and a backend whose ``increment`` or
 conditional write reads, awaits, then writes (what a network store without a script or a
 transaction does) would look atomic. The kit's tests that contend on one key (areas
 ``atomic``, ``transactions`` and ``coordination``) therefore run twice, ``[coalesced]`` and
-``[uncoalesced]``: the second with ``Storage(backend, coalesce=False)``, where every call is
+``[uncoalesced]``: the second with ``Store(backend, coalesce=False)``, where every call is
 its own round trip and such a race fails, its message naming it ("100 concurrent increments
 of one key gave 1: increment is not atomic"). Mark a test of your own the same way with
 ``@also_uncoalesced`` (it receives the setting as the ``coalesce`` fixture).
@@ -215,7 +219,7 @@ Atomicity
 Lifecycle
 ---------
 * ``connect`` is called once (open pools, create the schema); ``aclose`` once, also after a
-  failed ``connect``. A ``Storage`` used before ``connect`` raises
+  failed ``connect``. A ``Store`` used before ``connect`` raises
   :class:`~ad_buyer_storage.errors.NotConnectedError`, after ``aclose``
   :class:`~ad_buyer_storage.errors.StorageClosedError`; closing twice is a no-op, and a closed
   storage does not reopen.
@@ -261,6 +265,8 @@ plugin sets it for the run (to pytest-asyncio's ``"fixture-scope"`` where it has
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 # Before the kit's modules are imported: their asserts then explain themselves (values, diffs)
@@ -284,9 +290,8 @@ from ._base import ContractBase, also_uncoalesced, certifies, fails_with  # noqa
 from ._child import increment_in_processes  # noqa: E402
 from ._elapsed import Elapsed  # noqa: E402
 from .atomic import AtomicContract  # noqa: E402
-from .contract import StorageContract  # noqa: E402
+from .contract import BackendContract  # noqa: E402
 from .coordination import CoordinationContract  # noqa: E402
-from .domain import DomainContract  # noqa: E402
 from .harness import Harness, Subject  # noqa: E402
 from .kv import KeyValueContract  # noqa: E402
 from .lifecycle import LifecycleContract  # noqa: E402
@@ -296,9 +301,13 @@ from .pubsub import PubSubContract  # noqa: E402
 from .transactions import TransactionsContract  # noqa: E402
 from .ttl import TTLContract  # noqa: E402
 
+if TYPE_CHECKING:  # at run time, imported on first use by __getattr__ below
+    from .domain import DomainContract, StorageContract
+
 __all__ = [
     "Harness",
     "Subject",
+    "BackendContract",
     "StorageContract",
     "LifecycleContract",
     "KeyValueContract",
@@ -317,3 +326,13 @@ __all__ = [
     "Elapsed",
     "increment_in_processes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The opt-in domain area, imported on first use: certifying a backend with
+    :class:`BackendContract` never loads the buyer agent's domain."""
+    if name in ("DomainContract", "StorageContract"):
+        from . import domain  # noqa: PLC0415 - lazily, see above
+
+        return getattr(domain, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ import pytest_asyncio
 from ad_buyer_storage.contract.clock import ManualClock
 from ad_buyer_storage.contract.protocol import Capability
 
-from .harness import Harness, Subject, new_storage
+from .harness import Harness, Subject, new_store
 from .plugin import AREAS, BACKEND_PROPERTY
 
 __all__ = ["ContractBase", "Rule", "also_uncoalesced", "certifies", "fails_with", "rule_of"]
@@ -94,14 +94,14 @@ class ContractBase:
 
     @pytest.fixture
     def coalesce(self) -> bool:
-        """Whether the kit's ``Storage`` coalesces concurrent calls: yes (or as the harness's
+        """Whether the kit's ``Store`` coalesces concurrent calls: yes (or as the harness's
         ``storage_options`` say), except in the ``[uncoalesced]`` run of an ``also_uncoalesced`` test."""
         return True
 
     @pytest_asyncio.fixture
     async def subject(self, harness: Harness, coalesce: bool, request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
         clock = ManualClock()
-        storage = new_storage(harness, clock, coalesce=coalesce)
+        storage = new_store(harness, clock, coalesce=coalesce)
         await storage.connect()
         try:
             subject = Subject(storage, clock, harness, coalesce=coalesce)

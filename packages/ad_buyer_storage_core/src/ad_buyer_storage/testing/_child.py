@@ -12,10 +12,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ad_buyer_storage.domain.coordination import SlidingWindowRateLimiter
-from ad_buyer_storage.domain.storage import Storage
+from ad_buyer_storage.client.api import StoreAPI
+from ad_buyer_storage.client.coordination import SlidingWindowRateLimiter
+from ad_buyer_storage.client.store import Store
 from ad_buyer_storage.errors import BudgetExceededError, TransactionConflictError
 
+from ._booking import book as book_on
 from .harness import load_callable
 
 
@@ -24,7 +26,7 @@ def run_increments(recipe: tuple[str, tuple[Any, ...]], key: str, count: int, do
 
     async def main() -> None:
         backend = load_callable(recipe[0])(*recipe[1])
-        async with Storage(backend) as storage:
+        async with Store(backend) as storage:
             for _ in range(count):
                 await storage.incr(key)
                 await storage.update(doc_key, lambda doc: {**doc, "spend": doc["spend"] + 1})
@@ -41,24 +43,24 @@ def run_bookings(
 ) -> None:
     """Open the store from *recipe*; try to book *count* orders of *amount* on one campaign.
     *strict*: each booking must complete or be refused (BudgetExceededError) within
-    ``book_order``'s default attempts; one ending in TransactionConflictError exits with
+    ``transact``'s default attempts; one ending in TransactionConflictError exits with
     :data:`STARVED`. Otherwise such a booking is tried again."""
 
-    async def book(storage: Storage, order_id: str) -> None:
+    async def book(storage: StoreAPI, order_id: str) -> None:
         while True:
             try:
-                await storage.book_order(order_id, {"pid": os.getpid()}, campaign_id=campaign_id, amount=amount)
+                await book_on(storage, order_id, {"pid": os.getpid()}, campaign_id=campaign_id, amount=amount)
                 return
             except BudgetExceededError:
                 return
             except TransactionConflictError:
                 if strict:
                     raise SystemExit(STARVED) from None
-                continue  # book_order's own retries lost to other processes: keep trying
+                continue  # transact's own retries lost to other processes: keep trying
 
     async def main() -> None:
         backend = load_callable(recipe[0])(*recipe[1])
-        async with Storage(backend) as storage:
+        async with Store(backend) as storage:
             for i in range(count):
                 await book(storage, f"{os.getpid()}-{i}")
 
@@ -83,7 +85,7 @@ def run_limiter_attack(
 
     async def main() -> list[float]:
         backend = load_callable(recipe[0])(*recipe[1])
-        async with Storage(backend) as storage:
+        async with Store(backend) as storage:
             limiter = SlidingWindowRateLimiter(storage, name, limit=limit, window=window)
             edge = (time.time() // window + 2) * window
             await asyncio.sleep(max(0.0, edge - window / 10 - time.time()))

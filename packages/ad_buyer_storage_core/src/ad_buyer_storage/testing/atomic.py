@@ -231,13 +231,13 @@ class AtomicContract(ContractBase):
     @certifies("atomic", Capability.ATOMIC)
     async def test_update_is_atomic_under_contention(self, subject: Subject) -> None:
         storage = subject.storage
-        await storage.set_deal("d1", {"deal_id": "d1", "spend": 0, "status": "active"})
+        await storage.set("deal:d1", {"deal_id": "d1", "spend": 0, "status": "active"})
 
         def add_one(deal: dict[str, Any]) -> dict[str, Any]:
             return {**deal, "spend": deal["spend"] + 1}
 
-        await asyncio.gather(*(storage.update_deal("d1", add_one) for _ in range(100)))
-        got = await storage.get_deal("d1")
+        await asyncio.gather(*(storage.update("deal:d1", add_one) for _ in range(100)))
+        got = await storage.get("deal:d1")
         spend = None if got is None else got.get("spend")
         assert got == {"deal_id": "d1", "spend": 100, "status": "active"}, (
             f"100 concurrent update() of one key applied {spend!r}: version-checked writes are not atomic "

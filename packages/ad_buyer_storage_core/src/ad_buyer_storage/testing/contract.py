@@ -1,10 +1,10 @@
-"""The whole kit in one class: every area, as the backends of this repository run it."""
+"""The kit in one class: every area of the generic store (the opt-in ``domain`` area and
+:class:`StorageContract`, which adds it, are in :mod:`.domain`)."""
 
 from __future__ import annotations
 
 from .atomic import AtomicContract
 from .coordination import CoordinationContract
-from .domain import DomainContract
 from .kv import KeyValueContract
 from .lifecycle import LifecycleContract
 from .listing import ListingContract
@@ -13,10 +13,10 @@ from .pubsub import PubSubContract
 from .transactions import TransactionsContract
 from .ttl import TTLContract
 
-__all__ = ["StorageContract"]
+__all__ = ["BackendContract"]
 
 
-class StorageContract(
+class BackendContract(
     LifecycleContract,
     KeyValueContract,
     ListingContract,
@@ -25,10 +25,10 @@ class StorageContract(
     TransactionsContract,
     PubSubContract,
     MultiProcessContract,
-    DomainContract,
     CoordinationContract,
 ):
-    """Every part of the kit. Subclass it and provide a ``harness`` fixture returning a :class:`Harness`.
+    """Every area of the generic store, certified on a plain :class:`~ad_buyer_storage.Store`
+    over the backend. Subclass it and provide a ``harness`` fixture returning a :class:`Harness`.
 
     Tests of a capability the backend does not claim are skipped with the reason; tests that
     check its refusal run instead. Subclass one part alone (``KeyValueContract``...) to certify

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
+from ad_buyer_storage.client.coordination import LeaseLock, SlidingWindowRateLimiter, read_fenced, write_fenced
 from ad_buyer_storage.contract.protocol import Capability
-from ad_buyer_storage.domain.coordination import LeaseLock, SlidingWindowRateLimiter, read_fenced, write_fenced
 from ad_buyer_storage.errors import LockNotOwnedError, StaleFencingTokenError
 
 from ._base import ContractBase, also_uncoalesced, certifies, fails_with

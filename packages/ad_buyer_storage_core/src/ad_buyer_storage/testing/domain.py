@@ -11,28 +11,35 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from ad_buyer_storage.contract.protocol import Capability
+from ad_buyer_storage.contract.protocol import Capability, SupportsRefresh
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT
 from ad_buyer_storage.domain.entities import ENTITIES
 from ad_buyer_storage.domain.storage import Storage
-from ad_buyer_storage.errors import InvalidValueError
+from ad_buyer_storage.errors import (
+    BudgetExceededError,
+    InvalidInputError,
+    InvalidValueError,
+    TransactionConflictError,
+    VersionConflictError,
+)
 
 from ._base import ContractBase, certifies, fails_with
 from ._elapsed import Elapsed
+from .contract import BackendContract
 from .harness import Subject
 from .kv import deepest_tree
 
-__all__ = ["DomainContract"]
+__all__ = ["DomainContract", "StorageContract"]
 
 
 def _helpers(subject: Subject) -> Storage:
     """The storage under test; without EXPIRY, a view of it whose entities have no default TTL."""
     if subject.claims(Capability.EXPIRY):
-        return subject.storage
+        return cast(Storage, subject.domain())
     no_ttl = {name: None for name, entity in ENTITIES.items() if entity.default_ttl is not None}
-    return Storage(subject.storage.store, default_ttls=no_ttl)
+    return cast(Storage, subject.domain(default_ttls=no_ttl))
 
 
 class DomainContract(ContractBase):
@@ -40,7 +47,7 @@ class DomainContract(ContractBase):
 
     @certifies("domain")
     async def test_domain_helpers(self, subject: Subject) -> None:
-        storage = subject.storage
+        storage = _helpers(subject)
         await storage.set_deal("d1", {"status": "active", "deal_type": "PG", "price": Decimal("12.50")})
         await storage.set_deal("d2", {"status": "paused", "deal_type": "PMP"})
         await storage.set_deal("d3", {"status": "active", "deal_type": "PMP"})
@@ -69,7 +76,7 @@ class DomainContract(ContractBase):
 
     @certifies("domain")
     async def test_filters_compare_json_values(self, subject: Subject) -> None:
-        storage = subject.storage
+        storage = _helpers(subject)
         flags: list[Any] = [True, 1, 1.0, "true", None, False, 0, [1], [True], {"a": 1}, {"a": True}]
         for n, flag in enumerate(flags):
             await storage.set_deal(f"f{n:02d}", {"flag": flag, "n": n})
@@ -91,7 +98,7 @@ class DomainContract(ContractBase):
 
     @certifies("domain")
     async def test_falsy_deals_are_listed(self, subject: Subject) -> None:
-        storage = subject.storage
+        storage = _helpers(subject)
         falsy = {"a": {}, "b": [], "c": 0, "d": "", "e": False, "f": None}
         for deal_id, value in falsy.items():
             await storage.set_deal(deal_id, value)
@@ -100,7 +107,7 @@ class DomainContract(ContractBase):
 
     @certifies("domain")
     async def test_the_deepest_value_reads_back_through_every_helper(self, subject: Subject) -> None:
-        storage = subject.storage
+        storage = _helpers(subject)
         deepest = {"status": "deep", "tree": deepest_tree()}  # the deepest value the codec accepts
         await storage.set_deal("deep", deepest)
         await storage.set_deal("plain", {"status": "plain"})
@@ -119,7 +126,7 @@ class DomainContract(ContractBase):
 
     @certifies("domain", Capability.ATOMIC)
     async def test_the_deepest_value_survives_update_deal(self, subject: Subject) -> None:
-        storage = subject.storage
+        storage = _helpers(subject)
         deepest = {"status": "deep", "tree": deepest_tree()}
         await storage.set_deal("deep", deepest)
         updated = await storage.update_deal("deep", lambda d: {**d, "seen": True})
@@ -164,7 +171,7 @@ class DomainContract(ContractBase):
 
     @certifies("domain")
     async def test_every_entity_has_get_set_delete_list(self, subject: Subject) -> None:
-        storage = subject.storage
+        storage = _helpers(subject)
         expiry = subject.claims(Capability.EXPIRY)
         for name, entity in ENTITIES.items():
             items = storage.collection(name)
@@ -177,3 +184,72 @@ class DomainContract(ContractBase):
             assert listed == [{"entity": name}], f"collection({name!r}).list() must list it: {listed!r}"
             assert await items.delete("id1"), f"collection({name!r}).delete() of a live id must return True"
             assert await items.get("id1") is None, f"collection({name!r}).get() must return None after delete()"
+
+    @certifies("domain", Capability.EXPIRY)
+    async def test_sliding_sessions_renew_on_read(self, subject: Subject) -> None:
+        sliding = subject.domain(sliding_sessions=True, default_ttls={"session": 40})
+        await sliding.set_session("default", {"step": 1})
+        await sliding.set_session("own", {"step": 2}, ttl=100)
+        await subject.elapse(1.0)
+        elapsed = Elapsed.of(subject)
+        assert await sliding.get_session("default") == {"step": 1}, "get_session must return the session"
+        remaining = await sliding.ttl("session:default") or 0.0
+        elapsed.check_ttl(remaining, 40, "a sliding session read must renew it to its TTL (40 s)")
+        elapsed = Elapsed.of(subject)
+        await sliding.get_session("own")
+        remaining = await sliding.ttl("session:own") or 0.0
+        expected = 100 if isinstance(sliding.backend, SupportsRefresh) else 40
+        elapsed.check_ttl(remaining, expected, "renewed to the TTL it was written with")
+        assert await sliding.get_session("missing") is None, "a missing session: None"
+
+    @certifies("domain")
+    async def test_list_helpers_page_with_cursors(self, subject: Subject) -> None:
+        storage = _helpers(subject)
+        for i in range(25):
+            await storage.set_deal(f"d{i:02d}", {"status": "active" if i % 2 else "paused", "i": i})
+        seen: list[Any] = []
+        cursor: str | None = None
+        for _ in range(20):
+            page = await storage.list_deals({"status": "active"}, limit=5, cursor=cursor)
+            seen += page
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert [d["i"] for d in seen] == list(range(1, 25, 2)), f"list_deals pages must walk every match: {seen}"
+        orders = await storage.list_orders(limit=1)
+        await fails_with(
+            InvalidInputError,
+            storage.list_orders(cursor="not-a-cursor"),
+            "a cursor that is not one of this listing's must be refused",
+        )
+        assert orders == [], "no orders were written"
+
+    @certifies("domain", Capability.TRANSACTIONS)
+    async def test_book_order_never_overspends(self, subject: Subject) -> None:
+        storage = _helpers(subject)
+        await storage.set_campaign("c1", {"budget": "100.00", "spent": "0"})
+
+        async def book(i: int) -> bool:
+            while True:
+                try:
+                    await storage.book_order(f"o{i}", {"n": i}, campaign_id="c1", amount=Decimal("10.00"))
+                    return True
+                except BudgetExceededError:
+                    return False
+                except TransactionConflictError:
+                    continue
+
+        booked = await asyncio.gather(*(book(i) for i in range(15)))
+        campaign = await storage.get_campaign("c1") or {}
+        assert sum(booked) == 10, f"a 100.00 budget takes exactly 10 bookings of 10.00: {sum(booked)} booked"
+        assert Decimal(campaign["spent"]) == Decimal("100.00"), f"spent must equal what was booked: {campaign}"
+        await fails_with(
+            VersionConflictError,
+            storage.book_order("o0" if booked[0] else "o1", {}, campaign_id="c1", amount=1),
+            "an order id is booked once",
+        )
+
+
+class StorageContract(BackendContract, DomainContract):
+    """:class:`~ad_buyer_storage.testing.BackendContract` and the opt-in ``domain`` area (the
+    buyer agent's ``Storage`` helpers on the backend): what this repository's backends run."""

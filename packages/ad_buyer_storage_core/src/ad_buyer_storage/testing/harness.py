@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ad_buyer_storage.client.store import Store
 from ad_buyer_storage.contract.clock import ManualClock
 from ad_buyer_storage.contract.protocol import Capability, StorageBackend
-from ad_buyer_storage.domain.storage import Storage
 
-__all__ = ["Harness", "Subject", "load_callable", "new_storage"]
+__all__ = ["Harness", "Subject", "load_callable", "new_storage", "new_store"]
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Harness:
     #: For backends claiming MULTI_PROCESS: ``("package.module:function", args)``, a picklable
     #: recipe a child process calls to get a backend on the same store.
     child_backend: tuple[str, tuple[Any, ...]] | None = None
-    #: Settings for the Storage wrapper (``max_value_bytes`` ...).
+    #: Settings for the :class:`~ad_buyer_storage.Store` the kit wraps the backend in (``max_value_bytes`` ...).
     storage_options: dict[str, Any] = field(default_factory=dict)
     #: Optional: make the *store itself* refuse every write to a key from now on (a trigger, a
     #: value of another type...), called after connect. With it, the kit checks that a write
@@ -41,14 +41,15 @@ class Harness:
 
 @dataclass
 class Subject:
-    """The connected storage under test, its clock, and ways to wait and reopen.
+    """The connected store under test (a plain :class:`~ad_buyer_storage.Store`: the kit
+    certifies the generic API), its clock, and ways to wait and reopen.
 
     *coalesce* False: the storage (and every one ``reopen`` makes) sends each call to the
-    backend on its own, without coalescing or combining concurrent ones (``Storage(...,
+    backend on its own, without coalescing or combining concurrent ones (``Store(...,
     coalesce=False)``), so concurrent calls on one key reach the backend together.
     """
 
-    storage: Storage
+    storage: Store
     clock: ManualClock
     harness: Harness
     coalesce: bool = True
@@ -60,9 +61,17 @@ class Subject:
         else:
             await asyncio.sleep(seconds)
 
-    def reopen(self) -> Storage:
-        """A new, unconnected Storage on the same store (same clock, same coalescing)."""
-        return new_storage(self.harness, self.clock, coalesce=self.coalesce)
+    def reopen(self) -> Store:
+        """A new, unconnected Store on the same store (same clock, same coalescing)."""
+        return new_store(self.harness, self.clock, coalesce=self.coalesce)
+
+    def domain(self, **options: Any) -> Any:
+        """The buyer agent's ``Storage`` on the store under test (the opt-in ``domain`` area;
+        *options* as ``Storage`` takes them). Imported here, so the rest of the kit never loads
+        the domain."""
+        from ad_buyer_storage.domain.storage import Storage  # noqa: PLC0415 - the opt-in area only
+
+        return Storage(self.storage, **options)
 
     def claims(self, capability: Capability, key: str | None = None) -> bool:
         """Whether the backend claims *capability* (for *key*'s route, behind a router)."""
@@ -80,13 +89,17 @@ class Subject:
             raise RuntimeError(f"the clock reads {self.clock()!r}, not {instant!r}")
 
 
-def new_storage(harness: Harness, clock: ManualClock, *, coalesce: bool = True) -> Storage:
-    """A new, unconnected Storage on a new backend from *harness*; with *coalesce* False, one
+def new_store(harness: Harness, clock: ManualClock, *, coalesce: bool = True) -> Store:
+    """A new, unconnected Store on a new backend from *harness*; with *coalesce* False, one
     that sends every call to the backend on its own (else as ``storage_options`` say)."""
     options = dict(harness.storage_options)
     if not coalesce:
         options["coalesce"] = False
-    return Storage(harness.make_backend(clock), **options)
+    return Store(harness.make_backend(clock), **options)
+
+
+#: The name before the kit certified the generic store: it makes a :class:`Store` too.
+new_storage = new_store
 
 
 def load_callable(path: str) -> Callable[..., Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from ad_buyer_storage.client.filters import matches
 from ad_buyer_storage.contract.glob import compile_glob
 from ad_buyer_storage.contract.protocol import Capability
-from ad_buyer_storage.errors import InvalidInputError, InvalidPatternError
+from ad_buyer_storage.errors import InvalidPatternError
 
 from ._base import ContractBase, certifies, fails_with
 from ._samples import NASTY_KEYS, PATTERNS
@@ -166,25 +166,3 @@ class ListingContract(ContractBase):
         await subject.elapse(0.3)
         got = [k for k, _ in (await storage.select("deal:", {"status": "paused"})).rows]
         assert got == ["deal:b"], f"an expired record must not be selected: {got}"
-
-    @certifies("listing")
-    async def test_list_helpers_page_with_cursors(self, subject: Subject) -> None:
-        storage = subject.storage
-        for i in range(25):
-            await storage.set_deal(f"d{i:02d}", {"status": "active" if i % 2 else "paused", "i": i})
-        seen: list[Any] = []
-        cursor: str | None = None
-        for _ in range(20):
-            page = await storage.list_deals({"status": "active"}, limit=5, cursor=cursor)
-            seen += page
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        assert [d["i"] for d in seen] == list(range(1, 25, 2)), f"list_deals pages must walk every match: {seen}"
-        orders = await storage.list_orders(limit=1)
-        await fails_with(
-            InvalidInputError,
-            storage.list_orders(cursor="not-a-cursor"),
-            "a cursor that is not one of this listing's must be refused",
-        )
-        assert orders == [], "no orders were written"

@@ -22,6 +22,7 @@ from ad_buyer_storage.errors import (
 )
 
 from ._base import ContractBase, also_uncoalesced, certifies, fails_with
+from ._booking import book
 from ._child import book_in_processes
 from ._elapsed import Elapsed
 from .atomic import unhung
@@ -35,8 +36,9 @@ class _Abort(Exception):
 
 
 class TransactionsContract(ContractBase):
-    """Area ``transactions``: ``Storage.transaction()`` commits all or nothing, and only if
-    nothing it read changed; ``book_order`` never overspends, from many tasks or processes."""
+    """Area ``transactions``: ``Store.transaction()`` commits all or nothing, and only if
+    nothing it read changed; bookings (an order and a campaign's spend in one transaction)
+    never overspend, from many tasks or processes."""
 
     @certifies("transactions", absent=Capability.TRANSACTIONS)
     async def test_transactions_are_refused_when_not_claimed(self, subject: Subject) -> None:
@@ -414,7 +416,7 @@ class TransactionsContract(ContractBase):
                 await fails_with(
                     InvalidValueError,
                     storage.transact(add, attempts=1),
-                    f"tx.incr({amount!r}) of {value!r} must raise InvalidValueError, as Storage.incr does",
+                    f"tx.incr({amount!r}) of {value!r} must raise InvalidValueError, as Store.incr does",
                 )
             assert await storage.get(key) == value, "a refused tx.incr() must change nothing"
         ran: list[int] = []
@@ -433,22 +435,22 @@ class TransactionsContract(ContractBase):
         assert not await storage.exists("deal:attempted"), "a refused attempts= must write nothing"
 
     @certifies("transactions", Capability.TRANSACTIONS)
-    async def test_book_order_never_overspends(self, subject: Subject) -> None:
+    async def test_bookings_never_overspend(self, subject: Subject) -> None:
         storage = subject.storage
-        await storage.set_campaign("c1", {"budget": "200.00", "spent": "0"})
+        await storage.set("campaign:c1", {"budget": "200.00", "spent": "0"})
 
-        async def book(i: int) -> bool:
+        async def book_one(i: int) -> bool:
             while True:
                 try:
-                    await storage.book_order(f"o{i}", {"n": i}, campaign_id="c1", amount=Decimal("10.00"))
+                    await book(storage, f"o{i}", {"n": i}, campaign_id="c1", amount=Decimal("10.00"))
                     return True
                 except BudgetExceededError:
                     return False
                 except TransactionConflictError:
-                    continue  # book_order retried and still lost: the caller decides, and we retry
+                    continue  # transact retried and still lost: the caller decides, and we retry
 
-        booked = await asyncio.gather(*(book(i) for i in range(30)))
-        campaign = await storage.get_campaign("c1") or {}
+        booked = await asyncio.gather(*(book_one(i) for i in range(30)))
+        campaign = await storage.get("campaign:c1") or {}
         assert sum(booked) == 20, (
             f"a 200.00 budget takes exactly 20 bookings of 10.00: {sum(booked)} booked (commits are not atomic)"
         )
@@ -457,19 +459,19 @@ class TransactionsContract(ContractBase):
         assert len(orders) == 20, f"exactly the booked orders must exist: {sorted(orders)}"
         await fails_with(
             VersionConflictError,
-            storage.book_order(next(f"o{i}" for i, ok in enumerate(booked) if ok), {}, campaign_id="c1", amount=1),
+            book(storage, next(f"o{i}" for i, ok in enumerate(booked) if ok), {}, campaign_id="c1", amount="1"),
             "an order id is booked once",
         )
 
     @pytest.mark.multiprocess
     @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
-    async def test_book_order_across_processes(self, subject: Subject) -> None:
+    async def test_bookings_across_processes(self, subject: Subject) -> None:
         recipe = subject.harness.child_backend
         assert recipe is not None, "a backend claiming MULTI_PROCESS needs a harness with child_backend"
-        await subject.storage.set_campaign("mp", {"budget": "1000.00", "spent": "0"})
+        await subject.storage.set("campaign:mp", {"budget": "1000.00", "spent": "0"})
         await book_in_processes(recipe, "mp", 40, "10.00", join_timeout=240)
-        campaign = await subject.storage.get_campaign("mp") or {}
-        orders = await subject.storage.list_orders()
+        campaign = await subject.storage.get("campaign:mp") or {}
+        orders = await subject.storage.keys("order:*")
         assert Decimal(campaign["spent"]) == Decimal("1000.00"), (
             f"4 processes x 40 bookings of 10.00 on a 1,000.00 budget must spend exactly 1000.00: {campaign}"
         )
@@ -487,25 +489,25 @@ class TransactionsContract(ContractBase):
         await self._no_booking_starves(subject, processes=16, each=10)
 
     async def _no_booking_starves(self, subject: Subject, *, processes: int, each: int) -> None:
-        """*processes* x *each* bookings of 10.00 on a 1,000.00 budget, each with book_order's
+        """*processes* x *each* bookings of 10.00 on a 1,000.00 budget, each with transact's
         default attempts: every one completes or is refused for the budget, none is starved.
         Promised by turns: without them (a backend that is not SupportsTurns) transactions stay
         optimistic, and a loaded machine can starve one (seen through the sync facade's adapter)."""
-        if not isinstance(subject.storage.store.backend, SupportsTurns):
+        if not isinstance(subject.storage.backend, SupportsTurns):
             pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
         recipe = subject.harness.child_backend
         assert recipe is not None, "a backend claiming MULTI_PROCESS needs a harness with child_backend"
-        await subject.storage.set_campaign("fair", {"budget": "1000.00", "spent": "0"})
+        await subject.storage.set("campaign:fair", {"budget": "1000.00", "spent": "0"})
         await book_in_processes(recipe, "fair", each, "10.00", processes=processes, strict=True, join_timeout=240)
-        campaign = await subject.storage.get_campaign("fair") or {}
-        orders = await subject.storage.list_orders()
+        campaign = await subject.storage.get("campaign:fair") or {}
+        orders = await subject.storage.keys("order:*")
         assert Decimal(campaign["spent"]) == Decimal("1000.00"), f"the budget must be spent exactly: {campaign}"
         assert len(orders) == 100, f"exactly 100 bookings of 10.00 fit 1,000.00: {len(orders)} orders"
 
     @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
     async def test_a_turn_holds_other_transactions_back_until_it_ends(self, subject: Subject) -> None:
         storage = subject.storage
-        backend = storage.store.backend
+        backend = storage.backend
         if not isinstance(backend, SupportsTurns):
             pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
         await storage.set("turn:k", 0)
@@ -544,7 +546,7 @@ class TransactionsContract(ContractBase):
         """A turn guards writes: a block that only read (its read set validated at the end), or
         that raised its own error, answers as if no turn were held, whatever keys it covers."""
         storage = subject.storage
-        backend = storage.store.backend
+        backend = storage.backend
         if not isinstance(backend, SupportsTurns):
             pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
         await storage.set_many({"ro:a": 1, "ro:b": 2})
@@ -578,7 +580,7 @@ class TransactionsContract(ContractBase):
 
     @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
     async def test_a_waiter_cancelled_in_the_turns_queue_leaves_it(self, subject: Subject) -> None:
-        backend = subject.storage.store.backend
+        backend = subject.storage.backend
         if not isinstance(backend, SupportsTurns):
             pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
         inside, leave = asyncio.Event(), asyncio.Event()
@@ -610,17 +612,17 @@ class TransactionsContract(ContractBase):
     @certifies("transactions", Capability.TRANSACTIONS)
     async def test_no_booking_starves_across_16_tasks(self, subject: Subject) -> None:
         storage = subject.storage
-        await storage.set_campaign("tasks", {"budget": "100.00", "spent": "0"})
+        await storage.set("campaign:tasks", {"budget": "100.00", "spent": "0"})
 
-        async def book(i: int) -> bool:
+        async def book_one(i: int) -> bool:
             try:
-                await storage.book_order(f"t{i}", {"n": i}, campaign_id="tasks", amount=Decimal("10.00"))
+                await book(storage, f"t{i}", {"n": i}, campaign_id="tasks", amount=Decimal("10.00"))
             except BudgetExceededError:
                 return False
             return True  # TransactionConflictError (starved) fails the test
 
-        booked = await asyncio.gather(*(book(i) for i in range(16)))
-        campaign = await storage.get_campaign("tasks") or {}
+        booked = await asyncio.gather(*(book_one(i) for i in range(16)))
+        campaign = await storage.get("campaign:tasks") or {}
         assert sum(booked) == 10, f"a 100.00 budget takes exactly 10 bookings of 10.00: {sum(booked)} booked"
         assert Decimal(campaign["spent"]) == Decimal("100.00"), f"the budget must be spent exactly: {campaign}"
 

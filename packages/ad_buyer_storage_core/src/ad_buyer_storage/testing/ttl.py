@@ -11,7 +11,6 @@ import pytest
 
 from ad_buyer_storage.client.validation import MAX_TTL_SECONDS
 from ad_buyer_storage.contract.protocol import Capability, SupportsRefresh
-from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import InvalidTTLError, KeyNotFoundError, UnsupportedOperationError
 
 from ._base import ContractBase, certifies, fails_with
@@ -99,8 +98,8 @@ class TTLContract(ContractBase):
         assert listed == ["session:live"], f"an expired key must be invisible to keys(): {listed!r}"
         counted = await storage.count("session:*")
         assert counted == 1, f"an expired key must be invisible to count(): {counted}, not 1"
-        sessions = await storage.list_sessions()
-        assert sessions == [{"n": 2}], f"an expired key must be invisible to the list helpers: {sessions!r}"
+        selected = (await storage.select("session:")).rows
+        assert selected == [("session:live", {"n": 2})], f"an expired key must be invisible to select(): {selected!r}"
         await fails_with(
             KeyNotFoundError, storage.ttl("session:old"), "ttl() of an expired key must raise KeyNotFoundError"
         )
@@ -287,20 +286,3 @@ class TTLContract(ContractBase):
         await storage.get("counter:g", refresh_ttl=True)
         remaining = await storage.ttl("counter:g") or 0.0
         elapsed.check_ttl(remaining, 50, "incr(ttl=) creating a key must give it that TTL to renew to")
-
-    @certifies("ttl", Capability.EXPIRY)
-    async def test_sliding_sessions_renew_on_read(self, subject: Subject) -> None:
-        sliding = Storage(subject.storage.store, sliding_sessions=True, default_ttls={"session": 40})
-        await sliding.set_session("default", {"step": 1})
-        await sliding.set_session("own", {"step": 2}, ttl=100)
-        await subject.elapse(1.0)
-        elapsed = Elapsed.of(subject)
-        assert await sliding.get_session("default") == {"step": 1}, "get_session must return the session"
-        remaining = await sliding.ttl("session:default") or 0.0
-        elapsed.check_ttl(remaining, 40, "a sliding session read must renew it to its TTL (40 s)")
-        elapsed = Elapsed.of(subject)
-        await sliding.get_session("own")
-        remaining = await sliding.ttl("session:own") or 0.0
-        expected = 100 if isinstance(sliding.backend, SupportsRefresh) else 40
-        elapsed.check_ttl(remaining, expected, "renewed to the TTL it was written with")
-        assert await sliding.get_session("missing") is None, "a missing session: None"
