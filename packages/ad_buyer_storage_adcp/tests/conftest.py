@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ad_buyer_storage import Store, get_storage_backend
+from ad_buyer_storage import Store, build_store
 from tests._support.shared import POSTGRES_URL, REDIS_URL, drop_pg_schema, drop_redis_prefix
 
 BACKENDS = ["memory", "sqlite", "redis", "postgres", "hybrid"]
@@ -40,7 +40,7 @@ def make_backend(name: str, tmp_path: Path) -> Backend:
     tag = uuid.uuid4().hex[:12]
     env = {"POSTGRES_SCHEMA": f"abs_test_{tag}", "POSTGRES_SWEEP_INTERVAL": "0", "REDIS_KEY_PREFIX": f"abs-test:{tag}:"}
     if name == "memory":
-        return Backend(name, "memory", shared=get_storage_backend("memory").store)
+        return Backend(name, "memory", shared=build_store("memory"))
     if name == "sqlite":
         return Backend(name, f"sqlite:///{tmp_path / f'adcp-{tag}.db'}")
     if name == "redis":

@@ -20,7 +20,7 @@ from adcp.signing import (
     verify_request_signature,
 )
 
-from ad_buyer_storage import LifecycleError, StorageClosedError, get_storage_backend
+from ad_buyer_storage import LifecycleError, StorageClosedError, build_store
 from ad_buyer_storage_adcp import StorageReplayStore
 
 KID = "buyer-key-1"
@@ -123,7 +123,7 @@ def test_remember_and_seen(backend) -> None:
 
 
 def test_lifecycle(backend, tmp_path) -> None:
-    opened = get_storage_backend("memory").store
+    opened = build_store("memory")
 
     async def connect() -> None:
         await opened.connect()

@@ -17,7 +17,8 @@ import re
 import urllib.parse
 from typing import Any
 
-from ad_buyer_storage import Capability, ConfigurationError, Store, get_storage_backend
+from ad_buyer_storage import Capability, ConfigurationError, Keyspace, Store, StoreProfile
+from ad_buyer_storage import build_store as core_build_store
 
 __all__ = ["MAX_PART", "StoreHolder", "Target", "build_store", "part"]
 
@@ -42,28 +43,23 @@ def part(text: str) -> str:
     return encoded
 
 
-def build_store(target: Target, **overrides: Any) -> tuple[Store, bool]:
+def build_store(target: Target, *, namespace: str = "adcp", **overrides: Any) -> tuple[Store, bool]:
     """The store for *target*, and whether the adapter owns it (then it closes it).
 
-    The one place that turns a URL or a name into a store (until the core has its own helper).
+    A URL or a name is built by the core's :func:`ad_buyer_storage.build_store`, with a profile
+    that declares the adapters' keyspace (``<namespace>:``: durable data that needs atomics,
+    expiry and transactions), so a hybrid store keeps it on its durable route and refuses a
+    route that cannot hold it.
     """
     if isinstance(target, Store):
         if overrides:
             raise ConfigurationError("settings overrides apply to a URL or a backend name, not to a Store")
         return target, False
     if target is not None and not isinstance(target, str):
-        raise ConfigurationError(
-            f"a store target is a URL, a backend name, a Store or None, not {type(target).__name__}"
-        )
-    name = target
-    if target is not None and "://" in target:
-        from ad_buyer_storage.plugins.registry import registry  # noqa: PLC0415 - until core exports open_store
-
-        spec = registry.for_url(target)
-        name = spec.name
-        if spec.url_setting:
-            overrides[spec.url_setting] = target
-    return get_storage_backend(name, **overrides).store, True
+        raise ConfigurationError(f"a store target is a URL, a name, a Store or None, not {type(target).__name__}")
+    needs = frozenset({Capability.ATOMIC, Capability.EXPIRY, Capability.TRANSACTIONS})
+    profile = StoreProfile((Keyspace(f"{namespace}:", "adcp", durable=True, needs=needs),))
+    return core_build_store(target, profile=profile, **overrides), True
 
 
 class StoreHolder:
@@ -72,7 +68,7 @@ class StoreHolder:
     def __init__(self, target: Target, *, namespace: str = "adcp", kind: str, **overrides: Any) -> None:
         if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
             raise ConfigurationError("namespace is 1 to 64 characters among A-Z a-z 0-9 _ . -")
-        self._store, self._owned = build_store(target, **overrides)
+        self._store, self._owned = build_store(target, namespace=namespace, **overrides)
         self._prefix = f"{namespace}:{kind}:"
         self._connect_lock: asyncio.Lock | None = None
 
