@@ -102,6 +102,23 @@ def adapter(our_store: Store, namespace: str) -> Callable[..., object]:
     return make
 
 
+@pytest.fixture
+def durable_class(adcp_backend: str, our_store: Store, namespace: str) -> Callable[..., type]:
+    """``durable_class(Adapter, **kwargs)``: a subclass of one of our adapters standing for the
+    SDK's PostgreSQL class: built like it (``pool=`` and the like ignored: our store is the
+    test's), with ``is_durable`` a class attribute, true exactly on the backends that declare
+    durability."""
+
+    def make(cls: type, **kwargs: object) -> type:
+        def __init__(self: object, *ignored: object, **ignored_too: object) -> None:
+            cls.__init__(self, our_store, namespace=namespace, **kwargs)
+
+        attributes = {"is_durable": adcp_backend in DURABLE, "__init__": __init__}
+        return type(f"{cls.__name__}On{adcp_backend.title()}", (cls,), attributes)
+
+    return make
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kept, dropped = [], []
     for item in items:
@@ -109,7 +126,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = item.originalname if isinstance(item, pytest.Function) else item.name
         qualified = f"{item.cls.__name__}::{name}" if getattr(item, "cls", None) is not None else name
         reasons = CANNOT_APPLY.get(module, {})
-        (dropped if name in reasons or qualified in reasons else kept).append(item)
+        backend = item.callspec.params.get("adcp_backend") if isinstance(item, pytest.Function) else None
+        names = {name, qualified, f"{name}@{backend}", f"{qualified}@{backend}"}
+        (dropped if names & reasons.keys() else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import test_audit_sink as sdk
 from adcp.audit_sink import AuditEvent
-from conftest import cannot_apply
 from test_audit_sink import *  # noqa: F403 - the SDK's tests, collected here
 
 from ad_buyer_storage_adcp import StorageAuditSink
+from conftest import cannot_apply
 
 _NOT_A_STORE = "tests the SDK's event model or its logging/Slack reference sinks, not a store"
 cannot_apply(

@@ -4,10 +4,10 @@ StorageMediaBuyContextStore (the echo tests drive it through the SDK's server)."
 from __future__ import annotations
 
 import pytest
-from conftest import cannot_apply
 from test_media_buy_context_echo import *  # noqa: F403 - the SDK's tests, collected here
 
 from ad_buyer_storage_adcp import StorageMediaBuyContextStore
+from conftest import cannot_apply
 
 _NO_STORE = "uses no context store (echo turned off, a model dump, or a transport detail)"
 cannot_apply(

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import test_proposal_store as sdk
 from adcp.decisioning import Recipe
-from conftest import cannot_apply
 from test_proposal_store import *  # noqa: F403 - the SDK's tests, collected here
 
 from ad_buyer_storage_adcp import StorageProposalStore
+from conftest import cannot_apply
 
 _IN_MEMORY_CLASS = "tests the SDK's InMemoryProposalStore class itself (its constructor, flag, factory warning)"
 _CLOCK = (
