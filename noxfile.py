@@ -30,6 +30,9 @@ CORE = "packages/ad_buyer_storage_core"
 SQLITE = "packages/ad_buyer_storage_sqlite"
 REDIS = "packages/ad_buyer_storage_redis"
 POSTGRES = "packages/ad_buyer_storage_postgres"
+# The AdCP SDK's stores: not in PACKAGES, because the SDK needs a newer pydantic than our floor
+# (deps-oldest runs without it); the tests, typecheck, deps-latest and build sessions add it.
+ADCP = "packages/ad_buyer_storage_adcp"
 EXAMPLE_PLUGIN = "tests/example_plugin"
 PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src", f"{POSTGRES}/src"]
 # Where each backend's conformance file is: its package's tests, or tests/ for core's and a stranger's.
@@ -97,7 +100,7 @@ find_interpreters(TESTED_PYTHONS, HERE / ".nox" / ".pythons")
 # Exact versions of everything the checks install, one lock per Python (`nox -s lock` writes
 # them from requirements/checks.in); our pyprojects keep ranges, users are not pinned.
 REQUIREMENTS = HERE / "requirements"
-OURS = tuple(f"ad-buyer-storage{part}" for part in ("", "-core", "-sqlite", "-redis", "-postgres", "-example"))
+OURS = tuple(f"ad-buyer-storage{part}" for part in ("", "-core", "-sqlite", "-redis", "-postgres", "-adcp", "-example"))
 UV = "uv==0.13.10"  # what writes the locks (itself pinned: its resolver decides what they hold)
 OLDEST_PYTHON = TESTED_PYTHONS[0]
 NEWEST_PYTHON = TESTED_PYTHONS[-1]
@@ -125,6 +128,7 @@ def install_project(session: nox.Session, lock: Path | None = None) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite but the reliability faults and topologies (conformance kit on every backend included)."""
     install_project(session)
+    install(session, f"./{ADCP}")
     session.run("pytest", "-m", SUITE, *session.posargs)
 
 
@@ -163,8 +167,9 @@ def lowest_pins() -> list[str]:
     return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 
-def compile_lock(session: nox.Session, python: str, output: Path, *options: str) -> None:
-    """uv pip compile requirements/checks.in for *python* into *output* (ours left out: they are
+def compile_lock(session: nox.Session, python: str, output: Path, *options: str, adcp: bool = True) -> None:
+    """uv pip compile requirements/checks.in (and adcp.in, the AdCP SDK's stores and what their
+    checks need, unless *adcp* is false) for *python* into *output* (ours left out: they are
     installed from this tree)."""
     skip = [arg for name in OURS for arg in ("--no-emit-package", name)]
     session.run(
@@ -180,6 +185,7 @@ def compile_lock(session: nox.Session, python: str, output: Path, *options: str)
         "--output-file",
         str(output),
         str((REQUIREMENTS / "checks.in").relative_to(HERE)),
+        *([str((REQUIREMENTS / "adcp.in").relative_to(HERE))] if adcp else []),
         env={"UV_NO_CONFIG": "1"},
     )
 
@@ -193,15 +199,17 @@ def lock(session: nox.Session) -> None:
     floors = Path(session.create_tmp()) / "lowest.txt"
     floors.write_text("\n".join(lowest_pins()) + "\n", encoding="utf-8")
     oldest = REQUIREMENTS / f"oldest-{OLDEST_PYTHON}.txt"
-    compile_lock(session, OLDEST_PYTHON, oldest, "--upgrade", "--constraint", str(floors), *session.posargs)
+    # Without the AdCP SDK: it needs pydantic>=2.13, above core's floor (2.7) that this lock tests.
+    compile_lock(session, OLDEST_PYTHON, oldest, "--upgrade", "--constraint", str(floors), *session.posargs, adcp=False)
 
 
-def check_with(session: nox.Session, lock: Path, *tests: str) -> None:
-    """Type-check our packages and run *tests* (the suite by default) with the versions of *lock*."""
+def check_with(session: nox.Session, lock: Path, *tests: str, adcp: bool = False) -> None:
+    """Type-check our packages and run *tests* (the suite by default) with the versions of *lock*
+    (and the AdCP SDK's stores, with *adcp*: their tests are not collected without the SDK)."""
     install_project(session, lock=lock)
-    install(session, "mypy", lock=lock)
+    install(session, "mypy", *([f"./{ADCP}"] if adcp else []), lock=lock)
     session.run("pip", "freeze", "--exclude-editable")  # the log says what ran
-    session.run("mypy", *PACKAGES)
+    session.run("mypy", *PACKAGES, *([f"{ADCP}/src"] if adcp else []))
     session.run("pytest", "-m", SUITE, *tests, *session.posargs)
 
 
@@ -217,7 +225,7 @@ def deps_latest(session: nox.Session) -> None:
     session.install(UV)
     latest = Path(session.create_tmp()) / "latest.txt"
     compile_lock(session, NEWEST_PYTHON, latest, "--upgrade", "--no-cache")
-    check_with(session, latest)
+    check_with(session, latest, adcp=True)
 
 
 # The redis-py majors our range admits between the oldest (deps-oldest) and the newest (the locks).
@@ -331,9 +339,9 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Type-check packages (strict), tests, this noxfile and the build backend with mypy."""
     install_project(session)
-    install(session, "mypy", "nox")
-    session.run("mypy", *PACKAGES, *session.posargs)
-    tests = ["tests", f"{SQLITE}/tests", f"{REDIS}/tests", f"{POSTGRES}/tests", "conftest.py"]
+    install(session, "mypy", "nox", f"./{ADCP}")
+    session.run("mypy", *PACKAGES, f"{ADCP}/src", *session.posargs)
+    tests = ["tests", f"{SQLITE}/tests", f"{REDIS}/tests", f"{POSTGRES}/tests", f"{ADCP}/tests", "conftest.py"]
     session.run("mypy", *tests, "noxfile.py", "bench", "build_support", "--exclude", "tests/example_plugin")
 
 
@@ -415,8 +423,9 @@ DISTRIBUTIONS = [
     Distribution(SQLITE, "ad_buyer_storage_sqlite", ("py.typed",), (BACKENDS_GROUP,), ("sqlite",), "aiosqlite"),
     Distribution(REDIS, "ad_buyer_storage_redis", ("py.typed",), (BACKENDS_GROUP,), ("redis",), "redis"),
     Distribution(POSTGRES, "ad_buyer_storage_postgres", ("py.typed",), (BACKENDS_GROUP,), ("postgres",), "asyncpg"),
+    Distribution(ADCP, "ad_buyer_storage_adcp", ("py.typed",), (), (), None),
 ]
-META_EXTRAS = {"redis", "postgres", "production", "fast", "otel", "dev"}
+META_EXTRAS = {"redis", "postgres", "production", "fast", "otel", "dev", "adcp"}
 
 
 def project_table(folder: str | Path) -> dict[str, Any]:
@@ -642,3 +651,27 @@ def bench(session: nox.Session) -> None:
     """Benchmark every backend against its raw driver and py-key-value-aio; write bench/results/."""
     install(session, ".[dev,production]", "matplotlib", "py-key-value-aio[redis,postgresql,memory]")
     session.run("python", "-m", "bench.run", *session.posargs)
+
+
+@nox.session(name="adcp-conformance", python=PYTHON, default=False)
+def adcp_conformance(session: nox.Session) -> None:
+    """The AdCP SDK's own store tests (from its sdist, unchanged) against our adapters, on memory,
+    SQLite, Redis, PostgreSQL and hybrid (packages/ad_buyer_storage_adcp/conformance)."""
+    install_project(session)
+    install(session, f"./{ADCP}", "psycopg[binary]", "psycopg-pool", "asgi-lifespan")
+    tmp = Path(session.create_tmp())
+    sdist_dir = tmp / "sdist"
+    shutil.rmtree(sdist_dir, ignore_errors=True)
+    # The sdist of the release installed (the lock's): its tests match the code they test.
+    version = session.run("python", "-c", "import importlib.metadata as m; print(m.version('adcp'))", silent=True)
+    sdk = f"adcp=={str(version).strip()}"
+    session.run("pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps", sdk, "-d", str(sdist_dir))
+    (sdist,) = sdist_dir.glob("adcp-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(sdist_dir, filter="data")
+    (tests,) = sdist_dir.glob("adcp-*/tests")
+    conformance = f"{ADCP}/conformance"
+    session.run(
+        "pytest", "-c", f"{conformance}/pytest.ini", "--rootdir", conformance, conformance, *session.posargs,
+        env={"ADCP_SDK_TESTS": str(tests)},
+    )  # fmt: skip

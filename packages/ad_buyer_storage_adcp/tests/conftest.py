@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,11 @@ from ad_buyer_storage import Store, build_store
 from tests._support.shared import POSTGRES_URL, REDIS_URL, drop_pg_schema, drop_redis_prefix
 
 BACKENDS = ["memory", "sqlite", "redis", "postgres", "hybrid"]
+
+# `nox -s deps-oldest` runs without the AdCP SDK (it needs a newer pydantic than core's floor):
+# there, these tests are not collected. Every other session installs the package and the SDK.
+if importlib.util.find_spec("adcp") is None or importlib.util.find_spec("ad_buyer_storage_adcp") is None:
+    collect_ignore_glob = ["test_*.py"]
 
 
 @dataclass
