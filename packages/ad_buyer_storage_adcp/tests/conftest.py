@@ -70,6 +70,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
             drop_redis_prefix(found.env["REDIS_KEY_PREFIX"])
 
 
+@pytest.fixture(scope="session")
+def backend_factory():
+    """make_backend, for module-scoped fixtures (the package's tests are not an importable package)."""
+    return make_backend
+
+
 @pytest.fixture
 def child_env(backend: Backend) -> dict[str, str]:
     """The environment of a child process reaching the same store."""
