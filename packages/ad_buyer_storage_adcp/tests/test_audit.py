@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from adcp.audit_sink import AuditEvent, AuditSink, make_audit_middleware
+from adcp.server import ToolContext
 
 from ad_buyer_storage_adcp import StorageAuditSink
 
@@ -32,13 +33,12 @@ async def test_through_the_sdk_middleware(backend) -> None:
     async with StorageAuditSink(backend.target()) as sink:
         middleware = make_audit_middleware([sink])
 
-        class Ctx:
-            caller_identity, tenant_id, request_id = "p", "t", "r"
-
-        async def call_next() -> dict:
+        async def call_next() -> dict[str, bool]:
             return {"ok": True}
 
-        await middleware("create_media_buy", {}, Ctx(), call_next)
+        await middleware(
+            "create_media_buy", {}, ToolContext(caller_identity="p", tenant_id="t", request_id="r"), call_next
+        )
         events = [e async for _, e in sink.events()]
         assert [(e.operation, e.success, e.caller_identity) for e in events] == [("create_media_buy", True, "p")]
 

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from adcp.signing import (
@@ -28,9 +29,9 @@ PEM, PUBLIC_JWK = generate_signing_keypair(kid=KID)
 PRIVATE_KEY = load_private_key_pem(PEM)
 
 
-def _target(backend):
+def _target(backend: Any) -> str:
     """A replay store connects its own store: memory by name (a fresh one), others by URL."""
-    return backend.url
+    return str(backend.url)
 
 
 def _signed_request() -> tuple[bytes, dict[str, str]]:
