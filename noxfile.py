@@ -650,6 +650,7 @@ def build(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmark every backend against its raw driver and py-key-value-aio; write bench/results/."""
     install(session, ".[dev,production]", "matplotlib", "py-key-value-aio[redis,postgresql,memory]")
+    install(session, f"./{ADCP}", "psycopg[binary]", "psycopg-pool")  # --sections adcp
     session.run("python", "-m", "bench.run", *session.posargs)
 
 

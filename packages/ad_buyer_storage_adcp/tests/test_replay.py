@@ -121,6 +121,9 @@ def test_remember_and_seen(backend) -> None:
         assert store.seen("k", "a")  # the later expiry holds
         assert store.remember("k", "b", 60)
         assert store.at_capacity("k")
+        assert store.clear() == 3  # two nonces and the key id's count
+        assert not store.seen("k", "a")
+        assert not store.at_capacity("k")
 
 
 def test_lifecycle(backend, tmp_path) -> None:

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
-from ad_buyer_storage import InvalidInputError, LifecycleError, StorageClosedError, Store, Transaction
+from ad_buyer_storage import InvalidInputError, LifecycleError, StorageClosedError, Store, Transaction, escape_glob
 from ad_buyer_storage_adcp._base import StoreHolder, Target
 
 __all__ = ["StorageReplayStore"]
@@ -122,7 +122,15 @@ class StorageReplayStore:
         """The key id's counted live nonces (never fewer than the live ones)."""
         return self._run(self._live_count(keyid))
 
+    def clear(self) -> int:
+        """Forget every nonce and count of this namespace (tests, benchmarks, a reset); the number of keys removed."""
+        return self._run(self._clear())
+
     # -- on the loop thread ------------------------------------------------------------------------------
+    async def _clear(self) -> int:
+        store = await self._holder.store()
+        return await store.delete_pattern(escape_glob(self._holder.prefix) + "*")
+
     async def _seen(self, keyid: str, nonce: str) -> bool:
         store = await self._holder.store()
         return await store.exists(self._nonce_key(keyid, nonce))
