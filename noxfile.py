@@ -167,6 +167,17 @@ def lowest_pins() -> list[str]:
     return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 
+def adcp_floor_pins() -> list[str]:
+    """`adcp==X` for the adcp package's `adcp>=X`: the locks hold the SDK release the package's
+    range starts at (whose own tests `adcp-conformance` then runs); deps-latest the newest."""
+    for line in project_table(ADCP)["dependencies"]:
+        req = Requirement(line)
+        floors = [spec.version for spec in req.specifier if spec.operator == ">="]
+        if canonicalize_name(req.name) == "adcp" and floors:
+            return [f"adcp=={floors[0]}"]
+    raise ValueError(f"{ADCP}/pyproject.toml does not require adcp>=X")
+
+
 def compile_lock(session: nox.Session, python: str, output: Path, *options: str, adcp: bool = True) -> None:
     """uv pip compile requirements/checks.in (and adcp.in, the AdCP SDK's stores and what their
     checks need, unless *adcp* is false) for *python* into *output* (ours left out: they are
@@ -194,8 +205,11 @@ def compile_lock(session: nox.Session, python: str, output: Path, *options: str,
 def lock(session: nox.Session) -> None:
     """Write requirements/lock-3.X.txt (newest versions that resolve) and oldest-3.11.txt (our lowest bounds)."""
     session.install(UV)
+    # The AdCP SDK at the floor of the adcp package's range (deps-latest takes the newest).
+    adcp_floor = Path(session.create_tmp()) / "adcp-floor.txt"
+    adcp_floor.write_text("\n".join(adcp_floor_pins()) + "\n", encoding="utf-8")
     for python in TESTED_PYTHONS:
-        compile_lock(session, python, lock_file(python), "--upgrade", *session.posargs)
+        compile_lock(session, python, lock_file(python), "--upgrade", "--constraint", str(adcp_floor), *session.posargs)
     floors = Path(session.create_tmp()) / "lowest.txt"
     floors.write_text("\n".join(lowest_pins()) + "\n", encoding="utf-8")
     oldest = REQUIREMENTS / f"oldest-{OLDEST_PYTHON}.txt"
