@@ -31,6 +31,9 @@ SQLITE = "packages/ad_buyer_storage_sqlite"
 REDIS = "packages/ad_buyer_storage_redis"
 POSTGRES = "packages/ad_buyer_storage_postgres"
 BUYER_AGENT = "packages/ad_buyer_storage_buyer_agent"
+# The AdCP SDK's stores: not in PACKAGES, because the SDK needs a newer pydantic than our floor
+# (deps-oldest runs without it); the tests, typecheck, deps-latest and build sessions add it.
+ADCP = "packages/ad_buyer_storage_adcp"
 EXAMPLE_PLUGIN = "tests/example_plugin"
 PACKAGES = [f"{CORE}/src", f"{SQLITE}/src", f"{REDIS}/src", f"{POSTGRES}/src", f"{BUYER_AGENT}/src"]
 # Where each backend's conformance file is: its package's tests, or tests/ for core's and a stranger's.
@@ -99,7 +102,8 @@ find_interpreters(TESTED_PYTHONS, HERE / ".nox" / ".pythons")
 # them from requirements/checks.in); our pyprojects keep ranges, users are not pinned.
 REQUIREMENTS = HERE / "requirements"
 OURS = tuple(
-    f"ad-buyer-storage{part}" for part in ("", "-core", "-sqlite", "-redis", "-postgres", "-buyer-agent", "-example")
+    f"ad-buyer-storage{part}"
+    for part in ("", "-core", "-sqlite", "-redis", "-postgres", "-buyer-agent", "-adcp", "-example")
 )
 UV = "uv==0.13.10"  # what writes the locks (itself pinned: its resolver decides what they hold)
 OLDEST_PYTHON = TESTED_PYTHONS[0]
@@ -128,6 +132,7 @@ def install_project(session: nox.Session, lock: Path | None = None) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite but the reliability faults and topologies (conformance kit on every backend included)."""
     install_project(session)
+    install(session, f"./{ADCP}")
     session.run("pytest", "-m", SUITE, *session.posargs)
 
 
@@ -166,8 +171,20 @@ def lowest_pins() -> list[str]:
     return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 
-def compile_lock(session: nox.Session, python: str, output: Path, *options: str) -> None:
-    """uv pip compile requirements/checks.in for *python* into *output* (ours left out: they are
+def adcp_floor_pins() -> list[str]:
+    """`adcp==X` for the adcp package's `adcp>=X`: the locks hold the SDK release the package's
+    range starts at (whose own tests `adcp-conformance` then runs); deps-latest the newest."""
+    for line in project_table(ADCP)["dependencies"]:
+        req = Requirement(line)
+        floors = [spec.version for spec in req.specifier if spec.operator == ">="]
+        if canonicalize_name(req.name) == "adcp" and floors:
+            return [f"adcp=={floors[0]}"]
+    raise ValueError(f"{ADCP}/pyproject.toml does not require adcp>=X")
+
+
+def compile_lock(session: nox.Session, python: str, output: Path, *options: str, adcp: bool = True) -> None:
+    """uv pip compile requirements/checks.in (and adcp.in, the AdCP SDK's stores and what their
+    checks need, unless *adcp* is false) for *python* into *output* (ours left out: they are
     installed from this tree)."""
     skip = [arg for name in OURS for arg in ("--no-emit-package", name)]
     session.run(
@@ -183,6 +200,7 @@ def compile_lock(session: nox.Session, python: str, output: Path, *options: str)
         "--output-file",
         str(output),
         str((REQUIREMENTS / "checks.in").relative_to(HERE)),
+        *([str((REQUIREMENTS / "adcp.in").relative_to(HERE))] if adcp else []),
         env={"UV_NO_CONFIG": "1"},
     )
 
@@ -191,20 +209,25 @@ def compile_lock(session: nox.Session, python: str, output: Path, *options: str)
 def lock(session: nox.Session) -> None:
     """Write requirements/lock-3.X.txt (newest versions that resolve) and oldest-3.11.txt (our lowest bounds)."""
     session.install(UV)
+    # The AdCP SDK at the floor of the adcp package's range (deps-latest takes the newest).
+    adcp_floor = Path(session.create_tmp()) / "adcp-floor.txt"
+    adcp_floor.write_text("\n".join(adcp_floor_pins()) + "\n", encoding="utf-8")
     for python in TESTED_PYTHONS:
-        compile_lock(session, python, lock_file(python), "--upgrade", *session.posargs)
+        compile_lock(session, python, lock_file(python), "--upgrade", "--constraint", str(adcp_floor), *session.posargs)
     floors = Path(session.create_tmp()) / "lowest.txt"
     floors.write_text("\n".join(lowest_pins()) + "\n", encoding="utf-8")
     oldest = REQUIREMENTS / f"oldest-{OLDEST_PYTHON}.txt"
-    compile_lock(session, OLDEST_PYTHON, oldest, "--upgrade", "--constraint", str(floors), *session.posargs)
+    # Without the AdCP SDK: it needs pydantic>=2.13, above core's floor (2.7) that this lock tests.
+    compile_lock(session, OLDEST_PYTHON, oldest, "--upgrade", "--constraint", str(floors), *session.posargs, adcp=False)
 
 
-def check_with(session: nox.Session, lock: Path, *tests: str) -> None:
-    """Type-check our packages and run *tests* (the suite by default) with the versions of *lock*."""
+def check_with(session: nox.Session, lock: Path, *tests: str, adcp: bool = False) -> None:
+    """Type-check our packages and run *tests* (the suite by default) with the versions of *lock*
+    (and the AdCP SDK's stores, with *adcp*: their tests are not collected without the SDK)."""
     install_project(session, lock=lock)
-    install(session, "mypy", lock=lock)
+    install(session, "mypy", *([f"./{ADCP}"] if adcp else []), lock=lock)
     session.run("pip", "freeze", "--exclude-editable")  # the log says what ran
-    session.run("mypy", *PACKAGES)
+    session.run("mypy", *PACKAGES, *([f"{ADCP}/src"] if adcp else []))
     session.run("pytest", "-m", SUITE, *tests, *session.posargs)
 
 
@@ -220,7 +243,7 @@ def deps_latest(session: nox.Session) -> None:
     session.install(UV)
     latest = Path(session.create_tmp()) / "latest.txt"
     compile_lock(session, NEWEST_PYTHON, latest, "--upgrade", "--no-cache")
-    check_with(session, latest)
+    check_with(session, latest, adcp=True)
 
 
 # The redis-py majors our range admits between the oldest (deps-oldest) and the newest (the locks).
@@ -356,9 +379,17 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Type-check packages (strict), tests, this noxfile and the build backend with mypy."""
     install_project(session)
-    install(session, "mypy", "nox")
-    session.run("mypy", *PACKAGES, *session.posargs)
-    tests = ["tests", f"{SQLITE}/tests", f"{REDIS}/tests", f"{POSTGRES}/tests", f"{BUYER_AGENT}/tests", "conftest.py"]
+    install(session, "mypy", "nox", f"./{ADCP}")
+    session.run("mypy", *PACKAGES, f"{ADCP}/src", *session.posargs)
+    tests = [
+        "tests",
+        f"{SQLITE}/tests",
+        f"{REDIS}/tests",
+        f"{POSTGRES}/tests",
+        f"{BUYER_AGENT}/tests",
+        f"{ADCP}/tests",
+        "conftest.py",
+    ]
     session.run("mypy", *tests, "noxfile.py", "bench", "build_support", "--exclude", "tests/example_plugin")
 
 
@@ -441,8 +472,9 @@ DISTRIBUTIONS = [
     Distribution(REDIS, "ad_buyer_storage_redis", ("py.typed",), (BACKENDS_GROUP,), ("redis",), "redis"),
     Distribution(POSTGRES, "ad_buyer_storage_postgres", ("py.typed",), (BACKENDS_GROUP,), ("postgres",), "asyncpg"),
     Distribution(BUYER_AGENT, "ad_buyer_storage_buyer_agent", ("py.typed",), (), (), None),
+    Distribution(ADCP, "ad_buyer_storage_adcp", ("py.typed",), (), (), None),
 ]
-META_EXTRAS = {"redis", "postgres", "production", "buyer-agent", "fast", "otel", "dev"}
+META_EXTRAS = {"redis", "postgres", "production", "buyer-agent", "fast", "otel", "dev", "adcp"}
 
 
 def project_table(folder: str | Path) -> dict[str, Any]:
@@ -687,4 +719,29 @@ DOCSTRING_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):(?:`|<c
 def bench(session: nox.Session) -> None:
     """Benchmark every backend against its raw driver and py-key-value-aio; write bench/results/."""
     install(session, ".[dev,production]", "matplotlib", "py-key-value-aio[redis,postgresql,memory]")
+    install(session, f"./{ADCP}", "psycopg[binary]", "psycopg-pool")  # --sections adcp
     session.run("python", "-m", "bench.run", *session.posargs)
+
+
+@nox.session(name="adcp-conformance", python=PYTHON, default=False)
+def adcp_conformance(session: nox.Session) -> None:
+    """The AdCP SDK's own store tests (from its sdist, unchanged) against our adapters, on memory,
+    SQLite, Redis, PostgreSQL and hybrid (packages/ad_buyer_storage_adcp/conformance)."""
+    install_project(session)
+    install(session, f"./{ADCP}", "psycopg[binary]", "psycopg-pool", "asgi-lifespan")
+    tmp = Path(session.create_tmp())
+    sdist_dir = tmp / "sdist"
+    shutil.rmtree(sdist_dir, ignore_errors=True)
+    # The sdist of the release installed (the lock's): its tests match the code they test.
+    version = session.run("python", "-c", "import importlib.metadata as m; print(m.version('adcp'))", silent=True)
+    sdk = f"adcp=={str(version).strip()}"
+    session.run("pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps", sdk, "-d", str(sdist_dir))
+    (sdist,) = sdist_dir.glob("adcp-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(sdist_dir, filter="data")
+    (tests,) = sdist_dir.glob("adcp-*/tests")
+    conformance = f"{ADCP}/conformance"
+    session.run(
+        "pytest", "-c", f"{conformance}/pytest.ini", "--rootdir", conformance, conformance, *session.posargs,
+        env={"ADCP_SDK_TESTS": str(tests)},
+    )  # fmt: skip

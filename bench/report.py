@@ -99,6 +99,13 @@ def markdown(results: dict[str, Any]) -> str:
         for row in results["otel"]:
             lines.append(f"| {row['backend']} | {row['op']} | {row['off']:,} | {row['no-op']:,} | "
                          f"{row['no-op_ratio']:.2f} | {row['sdk']:,} | {row['sdk_ratio']:.2f} |")  # fmt: skip
+    if results.get("adcp"):
+        lines += ["", "AdCP SDK stores (`--sections adcp`), one caller: an idempotent request replayed through the "
+                  "SDK's `IdempotencyStore`, and signature nonces claimed, on ours per backend and on the SDK's "
+                  "own PostgreSQL classes on the same server.", "",
+                  "| subject | replays/s | nonce claims/s |", "|---|---:|---:|"]  # fmt: skip
+        for row in results["adcp"]:
+            lines.append(f"| {row['subject']} | {row['replay_per_s']:,} | {row['claims_per_s']:,} |")
     if results.get("migration"):
         mig = results["migration"]
         lines += ["", f"Migration: {mig['keys']:,} keys (80% deals, 20% sessions with a TTL) SQLite -> "

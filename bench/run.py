@@ -254,7 +254,8 @@ def import_time(reps: int = 5) -> dict[str, Any]:
 
 
 SECTIONS = (
-    "backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters", "coalescing", "otel"
+    "backends", "scaling", "routing", "import", "mirror", "migration", "transactions", "filters", "coalescing", "otel",
+    "adcp",
 )  # fmt: skip
 
 
@@ -307,6 +308,11 @@ async def main(argv: list[str] | None = None) -> None:
         if "otel" in sections:
             print("== OpenTelemetry instrumentation: off, no-op providers, SDK", flush=True)
             results["otel"] = await otel.instrumentation_overhead(backends, 1000 if args.quick else 5000, reps)
+        if "adcp" in sections:
+            from bench import adcp  # the AdCP SDK and psycopg: installed by `nox -s bench`
+
+            print("== AdCP SDK stores: ours against the SDK's PostgreSQL classes", flush=True)
+            results["adcp"] = await adcp.adcp_costs(backends, 300 if args.quick else 1000, reps)
         if "migration" in sections:
             print("== migration", flush=True)
             results["migration"] = await mirror.migration(10_000 if args.quick else 100_000)
