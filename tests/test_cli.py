@@ -55,9 +55,15 @@ def test_demo_on_the_embedded_default(tmp_path) -> None:
     assert '{"booked": 100, "refused": 30, "spent": "1000.00"}' in result.stdout
     assert "ok: stopped exactly at the budget" in result.stdout
     assert (tmp_path / "ad_buyer.db").exists()
-    again = run("demo", cwd=tmp_path)  # idempotent: a second run gives the same result
+    assert "removed the demo's" in result.stdout
+    assert run("keys", cwd=tmp_path).stdout.strip() == "[]", "the demo leaves the store as it found it"
+    again = run("demo", "--keep", cwd=tmp_path)  # idempotent: a second run gives the same result
     assert again.returncode == 0
     assert "ok: 250.00 expected" in again.stdout
+    kept = run("keys", "deal:*", "--limit", "0", cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.strip() == "[]", "--limit 0 prints no key, as the API's limit=0 returns none"
+    assert "deal:demo-d1" in run("keys", "deal:*", cwd=tmp_path).stdout, "--keep leaves the keys"
     assert "ok: stopped exactly at the budget" in again.stdout
 
 

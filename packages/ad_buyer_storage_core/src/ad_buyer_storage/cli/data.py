@@ -14,7 +14,7 @@ __all__ = ["clear", "delete", "demo", "get", "keys", "put"]
 
 async def demo(args: argparse.Namespace) -> int:
     async with storage_from(args) as storage:
-        result = await run_demo(storage)
+        result = await run_demo(storage, keep=args.keep)
     bookings = result.get("bookings", {"booked": 100, "spent": "1000.00"})  # absent: no transactions
     exact = result["final_spend"] == "250.00" and bookings["booked"] == 100 and bookings["spent"] == "1000.00"
     return 0 if exact else 1

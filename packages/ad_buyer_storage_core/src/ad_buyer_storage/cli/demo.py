@@ -16,14 +16,28 @@ from ad_buyer_storage.errors import BudgetExceededError
 __all__ = ["run_demo"]
 
 
-async def run_demo(storage: Storage, say: Callable[[str], None] = print) -> dict[str, Any]:
+#: Every key the demo writes matches one of these: what it removes at the end.
+DEMO_KEYS = ("campaign:demo-*", "deal:demo-*", "order:demo-*", "session:demo-*", "quote:demo-*", "pacing:demo-*")
+
+
+async def run_demo(storage: Storage, say: Callable[[str], None] = print, *, keep: bool = False) -> dict[str, Any]:
     """Store a campaign, deals, orders, a session, a quote and pacing snapshots; read them back.
 
     Then 130 concurrent bookings of 10.00 against a 1,000.00 budget, each a transaction over
     the campaign and its order, which must stop exactly at the budget (on a store with
     transactions); and 20 concurrent optimistic-concurrency updates of one deal's spend, which
-    must add up exactly. Returns what was read back (the tests check it).
+    must add up exactly. Returns what was read back (the tests check it). At the end its keys
+    are removed (the store is left as it was found) unless *keep*.
     """
+    try:
+        return await _run(storage, say)
+    finally:
+        if not keep and storage.is_open:
+            removed = sum([await storage.delete_pattern(pattern) for pattern in DEMO_KEYS])
+            say(f"removed the demo's {removed} keys (--keep leaves them)")
+
+
+async def _run(storage: Storage, say: Callable[[str], None]) -> dict[str, Any]:
 
     router = storage.backend if isinstance(storage.backend, HybridBackend) else None  # says where keys live
 

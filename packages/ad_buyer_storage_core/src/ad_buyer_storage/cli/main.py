@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 
     command("backends", diagnose.backends, "list installed backends, their capabilities, and plugins that failed")
     command("doctor", diagnose.doctor, "show the configuration, the chosen backend and why; connect and ping")
-    command("demo", data.demo, "run a short buyer-agent scenario against the configured backend")
+    demo = command("demo", data.demo, "run a short buyer-agent scenario against the configured backend")
+    demo.add_argument("--keep", action="store_true", help="leave the demo's keys in the store to look at")
     command("get", data.get, "print the JSON value of KEY").add_argument("key")
     put = command("set", data.put, "store the JSON VALUE under KEY")
     put.add_argument("key")
@@ -85,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     command("delete", data.delete, "delete KEY").add_argument("key")
     keys = command("keys", data.keys, "list keys matching a glob PATTERN (Redis grammar)")
     keys.add_argument("pattern", nargs="?", default="*")
-    keys.add_argument("--limit", type=_count(1, sys.maxsize), help="print at most N keys (N >= 1)")
+    keys.add_argument("--limit", type=_count(0, sys.maxsize), help="print at most N keys (N >= 0)")
     for name, run, text in (
         ("migrate", moves.migrate, "copy keys (with their TTL) from one store to another, then verify"),
         ("verify", moves.verify, "compare two stores: counts and checksums per prefix"),
