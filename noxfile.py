@@ -613,7 +613,7 @@ def third_party_requirements(wheels: list[Path]) -> list[str]:
 PROBE = """
 import importlib.metadata, importlib.util, json, pathlib, sys
 import ad_buyer_storage
-from ad_buyer_storage import registry
+from ad_buyer_storage.plugins.registry import registry
 want = json.loads(sys.argv[1])
 specs, failures = registry.discover()
 assert not failures, failures

@@ -19,7 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ad_buyer_storage import Storage, SupportsQuery
+from ad_buyer_storage import Storage
+from ad_buyer_storage.contract import SupportsQuery
 from bench.subjects import ours
 
 

@@ -20,7 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ad_buyer_storage import HybridBackend, Route, Storage
+from ad_buyer_storage import Storage
+from ad_buyer_storage.composed import HybridBackend, Route
 from ad_buyer_storage.composed.mirror import MirrorBackend
 from ad_buyer_storage.domain.entities import default_routes
 from ad_buyer_storage.ops.migrate import migrate

@@ -215,8 +215,9 @@ async def scaling(backend: str, sizes: list[int]) -> list[dict[str, Any]]:
 
 # -- routing overhead and import time -----------------------------------------------------------
 async def routing_overhead(n: int = 20_000, reps: int = 7) -> dict[str, float]:
-    from ad_buyer_storage import HybridBackend, Route, Storage
+    from ad_buyer_storage import Storage
     from ad_buyer_storage.backends.memory import MemoryBackend
+    from ad_buyer_storage.composed import HybridBackend, Route
     from ad_buyer_storage.domain.entities import default_routes
 
     fast, durable = MemoryBackend(), MemoryBackend()
@@ -240,7 +241,7 @@ async def routing_overhead(n: int = 20_000, reps: int = 7) -> dict[str, float]:
 def import_time(reps: int = 5) -> dict[str, Any]:
     code = (
         "import time, sys, json; t = time.perf_counter()\n"
-        "from ad_buyer_storage import registry\n"
+        "from ad_buyer_storage.plugins.registry import registry\n"
         "registry.get('sqlite').load_factory()\n"
         "print(json.dumps([time.perf_counter() - t, [m for m in ('redis', 'asyncpg') if m in sys.modules]]))"
     )

@@ -18,8 +18,10 @@ from typing import Any
 
 import orjson
 
-from ad_buyer_storage import HybridBackend, Route, Storage, escape_glob
+from ad_buyer_storage import Storage
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed import HybridBackend, Route
+from ad_buyer_storage.contract import escape_glob
 from ad_buyer_storage.contract.glob import prefix_upper_bound
 from ad_buyer_storage.domain.entities import default_routes
 

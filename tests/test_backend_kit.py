@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from redis import exceptions as redis_errors
 
-from ad_buyer_storage import compile_glob
+from ad_buyer_storage.contract import compile_glob
 from ad_buyer_storage.errors import (
     AuthenticationError,
     BackendError,

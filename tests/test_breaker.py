@@ -16,27 +16,21 @@ import pytest
 from ad_buyer_storage_example.backend import DictStore  # type: ignore[import-untyped]
 
 from ad_buyer_storage import (
-    BreakerPolicy,
-    CircuitBreaker,
     CircuitOpenError,
     InvalidValueError,
     ManualClock,
     OutcomeUnknownError,
-    Record,
     Storage,
     StorageTimeoutError,
     Store,
-    SupportsPubSub,
-    SupportsRemovePrefix,
-    SupportsTransactions,
     UnavailableError,
     VersionConflictError,
     get_storage_backend,
-    guarded,
-    unwrap,
 )
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed import BreakerPolicy, CircuitBreaker, guarded, unwrap
 from ad_buyer_storage.composed.breaker import BreakerState
+from ad_buyer_storage.contract import Record, SupportsPubSub, SupportsRemovePrefix, SupportsTransactions
 from ad_buyer_storage.errors import BusyError
 from tests._support.connections import tcp_connections
 from tests._support.proxy import FaultProxy

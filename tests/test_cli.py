@@ -15,18 +15,13 @@ from typing import Literal
 import pytest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ad_buyer_storage import (
-    BackendSpec,
-    ConfigurationError,
-    InvalidInputError,
-    get_storage_backend,
-    open_storage,
-    registry,
-)
+from ad_buyer_storage import ConfigurationError, InvalidInputError, get_storage_backend, open_storage
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.cli import diagnose
 from ad_buyer_storage.cli.main import _parser, main
 from ad_buyer_storage.ops.migrate import MAX_BATCH_SIZE, migrate, verify
+from ad_buyer_storage.plugins import BackendSpec
+from ad_buyer_storage.plugins.registry import registry
 from ad_buyer_storage.plugins.settings import choose_backend, load_settings
 
 SECRET = "Sup3rS3cretPW"
@@ -149,7 +144,6 @@ BAD_NUMBERS = [
     ("set", "k", "1", "--ttl", "1e300"),
     ("set", "k", "1", "--ttl", "soon"),
     ("keys", "--limit", "-1"),
-    ("keys", "--limit", "0"),
     ("keys", "--limit", "1.5"),
     ("migrate", "--from", "sqlite:///./a.db", "--to", "sqlite:///./b.db", "--batch-size", "0"),
     ("migrate", "--from", "sqlite:///./a.db", "--to", "sqlite:///./b.db", "--batch-size", "-5"),

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from ad_buyer_storage import PartialBatchError, Record, Storage, UnavailableError, VersionConflictError, Write
+from ad_buyer_storage import PartialBatchError, Storage, UnavailableError, VersionConflictError
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.contract import Record, Write
 from ad_buyer_storage.testing import Elapsed
 
 

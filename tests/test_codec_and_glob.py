@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ad_buyer_storage import InvalidPatternError, InvalidValueError, JsonCodec, compile_glob, escape_glob
+from ad_buyer_storage import InvalidPatternError, InvalidValueError, JsonCodec
 from ad_buyer_storage.client.codec import MAX_NESTING
 from ad_buyer_storage.client.validation import check_key, check_keys
+from ad_buyer_storage.contract import compile_glob, escape_glob
 from ad_buyer_storage.contract.glob import prefix_upper_bound
 from ad_buyer_storage.contract.protocol import new_version, new_versions
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ad_buyer_storage import registry
+from ad_buyer_storage.plugins.registry import registry
 from ad_buyer_storage.testing import Harness, StorageContract
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ad_buyer_storage import NO_EXPIRY, NO_KEY, Capability, Condition, GlobPattern, ManualClock, Record, Store, Write
+from ad_buyer_storage import Capability, ManualClock, Store
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.contract import NO_EXPIRY, NO_KEY, Condition, GlobPattern, Record, Write
 from ad_buyer_storage.errors import InvalidValueError, UnsupportedOperationError
 from ad_buyer_storage.testing import Harness, StorageContract, Subject, TTLContract
 from ad_buyer_storage.testing import plugin as kit_plugin

@@ -35,8 +35,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ad_buyer_storage import HybridBackend, Route, StorageError, UnsupportedOperationError, escape_glob
+from ad_buyer_storage import StorageError, UnsupportedOperationError
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed import HybridBackend, Route
+from ad_buyer_storage.contract import escape_glob
 from ad_buyer_storage.domain.storage import Storage
 from tests._support.differential import (
     AMOUNT,

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from ad_buyer_storage import ENTITIES, AlreadyExistsError, Entity, InvalidInputError, Record, Storage, register_entity
+from ad_buyer_storage import ENTITIES, AlreadyExistsError, Entity, InvalidInputError, Storage, register_entity
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.contract import Record
 from ad_buyer_storage.domain.entities import ephemeral_prefixes, unregister_entity
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ad_buyer_storage import Storage, StorageBackend
+from ad_buyer_storage import Storage
+from ad_buyer_storage.contract import StorageBackend
 from ad_buyer_storage.errors import ReadOnlyError, StorageFullError
 from ad_buyer_storage.testing import Elapsed
 from ad_buyer_storage_postgres import PostgresBackend
@@ -96,7 +97,8 @@ SKEW = 3600.0
 _CHILD = textwrap.dedent(
     """
     import asyncio, json, sys, time
-    from ad_buyer_storage import Storage, StorageBackend
+    from ad_buyer_storage import Storage
+    from ad_buyer_storage.contract import StorageBackend
     from tests.test_faults_disk_and_clock import backend_for
 
     async def main(kind, where, action, key):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ad_buyer_storage import HybridBackend, Storage
+from ad_buyer_storage import Storage
+from ad_buyer_storage.composed import HybridBackend
 from ad_buyer_storage.composed.mirror import MirrorBackend
 from ad_buyer_storage.ops.repair import repair
 from ad_buyer_storage_postgres import PostgresBackend

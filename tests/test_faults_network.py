@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ad_buyer_storage import HybridBackend, Storage
+from ad_buyer_storage import Storage
+from ad_buyer_storage.composed import HybridBackend
 from ad_buyer_storage.errors import OutcomeUnknownError, StorageTimeoutError, UnavailableError
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from ad_buyer_storage import HybridBackend, Storage
+from ad_buyer_storage import Storage
+from ad_buyer_storage.composed import HybridBackend
 from ad_buyer_storage.errors import BackendError, OutcomeUnknownError, StorageTimeoutError, UnavailableError
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend

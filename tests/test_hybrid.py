@@ -15,19 +15,18 @@ from hypothesis import strategies as st
 
 from ad_buyer_storage import (
     ConfigurationError,
-    HybridBackend,
     LeaseLock,
     LockNotOwnedError,
     ManualClock,
     RateLimiter,
-    Route,
     Storage,
     UnavailableError,
     UnsupportedOperationError,
-    compile_glob,
     get_storage_backend,
 )
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed import HybridBackend, Route
+from ad_buyer_storage.contract import compile_glob
 from ad_buyer_storage.domain.entities import agent_profile
 from ad_buyer_storage.plugins.composition import parse_routes
 from ad_buyer_storage.testing import Elapsed

@@ -18,8 +18,10 @@ from typing import Any, NamedTuple, NoReturn
 
 import pytest
 
-from ad_buyer_storage import BreakerPolicy, Record, Storage, Store, get_storage_backend, guarded
+from ad_buyer_storage import Storage, Store, get_storage_backend
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed import BreakerPolicy, guarded
+from ad_buyer_storage.contract import Record
 from ad_buyer_storage.errors import CircuitOpenError, KeyNotFoundError, UnavailableError
 from ad_buyer_storage.kit import telemetry
 from ad_buyer_storage.sync import SyncStorage

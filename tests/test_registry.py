@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ad_buyer_storage import BackendNotFoundError, BackendSpec, Capability, PluginLoadError, Storage, registry
+from ad_buyer_storage import BackendNotFoundError, Capability, PluginLoadError, Storage
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.errors import PluginValidationError
-from ad_buyer_storage.plugins.registry import Registry, register_backend
+from ad_buyer_storage.plugins import BackendSpec
+from ad_buyer_storage.plugins.registry import Registry, register_backend, registry
 from ad_buyer_storage.plugins.settings import StorageSettings
 from ad_buyer_storage.plugins.spec import spec_problems
 
@@ -54,7 +55,7 @@ def test_unknown_name_lists_installed_backends_and_an_install_hint() -> None:
 def test_resolving_sqlite_imports_no_other_driver() -> None:
     code = (
         "import sys, json\n"
-        "from ad_buyer_storage import registry\n"
+        "from ad_buyer_storage.plugins.registry import registry\n"
         "registry.get('sqlite').load_factory()\n"
         "print(json.dumps(sorted(m for m in ('redis', 'asyncpg', 'fakeredis', 'aiosqlite') if m in sys.modules)))\n"
     )
@@ -65,7 +66,7 @@ def test_resolving_sqlite_imports_no_other_driver() -> None:
 def test_listing_plugins_imports_no_driver() -> None:
     code = (
         "import sys, json\n"
-        "from ad_buyer_storage import registry\n"
+        "from ad_buyer_storage.plugins.registry import registry\n"
         "registry.discover()\n"
         "print(json.dumps(sorted(m for m in ('redis', 'asyncpg', 'aiosqlite') if m in sys.modules)))\n"
     )
@@ -101,7 +102,7 @@ def test_default_registry_is_shared() -> None:
 )
 def test_the_default_registry_is_the_registry_whatever_was_imported_first(first: str) -> None:
     """`registry` is also a submodule's name: importing that submodule must not shadow it."""
-    code = f"{first}\nfrom ad_buyer_storage import registry\nprint(type(registry).__name__)"
+    code = f"{first}\nfrom ad_buyer_storage.plugins.registry import registry\nprint(type(registry).__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "Registry"
 
@@ -272,7 +273,7 @@ def _installed_plugin(root: Path, group: str, body: str) -> None:
 
 
 _BAD_PLUGIN = (
-    "from ad_buyer_storage import BackendSpec, hookimpl\n\n"
+    "from ad_buyer_storage.plugins import BackendSpec, hookimpl\n\n"
     "@hookimpl\n"
     "def ad_buyer_storage_backends():\n"
     "    return [\n"
@@ -324,3 +325,20 @@ def test_a_settings_model_that_cannot_load_makes_the_backend_unusable() -> None:
     assert "settings model 'ad_buyer_storage_no_such_module.settings:Model' could not be loaded" in problem
     with pytest.raises(PluginLoadError, match="could not be loaded"):
         spec.settings_model()
+
+
+def test_names_that_moved_still_import_from_the_top_level_with_a_warning() -> None:
+    """A plugin written against the 0.1 API (``from ad_buyer_storage import BackendSpec, hookimpl``)
+    keeps working for one minor release; the warning says where the name lives now."""
+    import ad_buyer_storage  # noqa: PLC0415 - the attribute access is the point
+    from ad_buyer_storage.composed import HybridBackend  # noqa: PLC0415
+    from ad_buyer_storage.contract import Record  # noqa: PLC0415
+
+    with pytest.warns(DeprecationWarning, match="import it from ad_buyer_storage.plugins"):
+        assert ad_buyer_storage.BackendSpec is BackendSpec
+    with pytest.warns(DeprecationWarning, match="ad_buyer_storage.contract"):
+        assert ad_buyer_storage.Record is Record
+    with pytest.warns(DeprecationWarning, match="ad_buyer_storage.composed"):
+        assert ad_buyer_storage.HybridBackend is HybridBackend
+    assert "Record" not in ad_buyer_storage.__all__
+    assert len(ad_buyer_storage.__all__) <= 80, "the top level is agent code's API and the errors"

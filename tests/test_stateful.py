@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ad_buyer_storage import InvalidValueError, ManualClock, Storage, compile_glob, escape_glob
+from ad_buyer_storage import InvalidValueError, ManualClock, Storage
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.contract import compile_glob, escape_glob
 from ad_buyer_storage.testing import Elapsed
 from ad_buyer_storage_postgres import PostgresBackend
 from ad_buyer_storage_redis import RedisBackend

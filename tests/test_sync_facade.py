@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from ad_buyer_storage import Check, GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
+from ad_buyer_storage import LifecycleError, Storage, StorageClosedError
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.contract import Check, GlobPattern, Record, Write
 from ad_buyer_storage.domain.collections import EntityCollection
 from ad_buyer_storage.sync import SyncCollection, SyncStorage
 from ad_buyer_storage.testing import Harness, StorageContract

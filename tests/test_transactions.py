@@ -13,13 +13,13 @@ import pytest
 from ad_buyer_storage import (
     BudgetExceededError,
     InvalidInputError,
-    MirrorBackend,
     Storage,
     Transaction,
     TransactionConflictError,
     UnsupportedOperationError,
 )
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed import MirrorBackend
 from ad_buyer_storage.sync import SyncStorage
 from ad_buyer_storage.testing import Elapsed
 from ad_buyer_storage_sqlite import SQLiteBackend

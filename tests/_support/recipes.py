@@ -3,8 +3,8 @@ must be importable by a fresh interpreter, so they live here, not in test module
 
 from __future__ import annotations
 
-from ad_buyer_storage import HybridBackend, Route
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.composed import HybridBackend, Route
 from ad_buyer_storage.contract.clock import Clock, system_clock
 from ad_buyer_storage.contract.protocol import StorageBackend
 from ad_buyer_storage.domain.entities import default_routes

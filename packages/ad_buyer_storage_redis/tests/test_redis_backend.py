@@ -27,10 +27,10 @@ from ad_buyer_storage import (
     OutcomeUnknownError,
     Storage,
     UnavailableError,
-    compile_glob,
     get_storage_backend,
 )
 from ad_buyer_storage.composed.breaker import unwrap
+from ad_buyer_storage.contract import compile_glob
 from ad_buyer_storage.testing import Elapsed, increment_in_processes
 from ad_buyer_storage_redis import RedisBackend
 from ad_buyer_storage_redis.namespaces import NAMESPACES_KEY

@@ -14,15 +14,8 @@ import textwrap
 
 import pytest
 
-from ad_buyer_storage import (
-    Capability,
-    ConfigurationError,
-    ManualClock,
-    ReadOnlyError,
-    Storage,
-    UnavailableError,
-    compile_glob,
-)
+from ad_buyer_storage import Capability, ConfigurationError, ManualClock, ReadOnlyError, Storage, UnavailableError
+from ad_buyer_storage.contract import compile_glob
 from ad_buyer_storage.testing import Elapsed
 from ad_buyer_storage_sqlite import SQLiteBackend, parse_sqlite_url
 

@@ -25,7 +25,8 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
-from ad_buyer_storage import InvalidInputError, LifecycleError, StorageClosedError, Store, Transaction, escape_glob
+from ad_buyer_storage import InvalidInputError, LifecycleError, StorageClosedError, Store, Transaction
+from ad_buyer_storage.contract import escape_glob
 from ad_buyer_storage_adcp._base import StoreHolder, Target
 
 __all__ = ["StorageReplayStore"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ad_buyer_storage import BackendSpec, Capability, hookimpl
+from ad_buyer_storage import Capability
+from ad_buyer_storage.plugins import BackendSpec, hookimpl
 
 
 @hookimpl

@@ -2,7 +2,8 @@
 
 import time
 
-from ad_buyer_storage import NO_EXPIRY, NO_KEY, Capability, Record
+from ad_buyer_storage import Capability
+from ad_buyer_storage.contract import NO_EXPIRY, NO_KEY, Record
 
 
 class DictStore:

@@ -1,4 +1,4 @@
-from ad_buyer_storage import BackendSpec, hookimpl
+from ad_buyer_storage.plugins import BackendSpec, hookimpl
 
 
 @hookimpl

@@ -8,7 +8,7 @@ entry point whose name is the backend name::
 
 and implementing the hook::
 
-    from ad_buyer_storage import BackendSpec, hookimpl
+    from ad_buyer_storage.plugins import BackendSpec, hookimpl
 
     @hookimpl
     def ad_buyer_storage_backends():
