@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ad_buyer_storage import Check, GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
+from ad_buyer_storage import Capability, Check, GlobPattern, LifecycleError, Record, Storage, StorageClosedError, Write
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.domain.collections import EntityCollection
 from ad_buyer_storage.sync import SyncCollection, SyncStorage
@@ -35,7 +35,8 @@ class ThroughTheFacade:
         self.facade = facade
         self.inner = facade.storage.backend
         self.name = self.inner.name
-        self.capabilities = self.inner.capabilities
+        # Flags are the truth: the shim forwards neither read_refresh nor turn, so it does not claim them.
+        self.capabilities = self.inner.capabilities - {Capability.REFRESH, Capability.TURNS}
 
     async def _hop(self, method: str, *args: Any) -> Any:
         return await asyncio.to_thread(self.facade.run, getattr(self.inner, method), *args)

@@ -199,6 +199,8 @@ class PostgresBackend:
             Capability.DURABLE,
             Capability.PUBSUB,
             Capability.TRANSACTIONS,
+            Capability.REFRESH,
+            Capability.TURNS,
         }
     )
 

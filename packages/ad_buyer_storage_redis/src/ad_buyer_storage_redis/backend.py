@@ -459,6 +459,7 @@ class _RedisKeyValue:
         self._registered = False
         self.capabilities = frozenset(
             {Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS, Capability.TRANSACTIONS}
+            | {Capability.REFRESH, Capability.TURNS}
         )
 
     def __repr__(self) -> str:

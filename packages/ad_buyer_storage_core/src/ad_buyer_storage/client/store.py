@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from decimal import Context, Decimal
 from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, TypeVar, cast, overload
+from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar, cast, overload
 
 from ad_buyer_storage.client.coalesce import Coalescer
 from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec, validate_as
@@ -47,6 +47,9 @@ from ad_buyer_storage.contract.protocol import (
     Condition,
     Record,
     StorageBackend,
+    SupportsAtomic,
+    SupportsExpiry,
+    SupportsParts,
     SupportsPubSub,
     SupportsQuery,
     SupportsRefresh,
@@ -58,8 +61,10 @@ from ad_buyer_storage.contract.protocol import (
     Write,
     new_version,
     new_versions,
+    unimplemented,
 )
 from ad_buyer_storage.errors import (
+    ConfigurationError,
     InvalidInputError,
     InvalidPatternError,
     InvalidValueError,
@@ -175,14 +180,17 @@ class Store:
         self._caps = frozenset(backend.capabilities)
         # A router (hybrid) answers per key: its routes may differ (pub/sub on Redis only...).
         self._caps_for = backend.capabilities_for if isinstance(backend, SupportsRouting) else None
-        # Optional protocols, checked once: a runtime protocol check costs tens of microseconds.
+        # Hook protocols, checked once: a runtime protocol check costs tens of microseconds.
         self._routing = backend if isinstance(backend, SupportsRouting) else None
-        self._committer = backend if isinstance(backend, SupportsTransactions) else None
-        self._turns = backend if isinstance(backend, SupportsTurns) else None
         self._prefix_remover = backend if isinstance(backend, SupportsRemovePrefix) else None
-        self._publisher = backend if isinstance(backend, SupportsPubSub) else None
-        self._refresher = backend if isinstance(backend, SupportsRefresh) else None
         self._querier = backend if isinstance(backend, SupportsQuery) else None
+        # The methods of the flags, typed: each called only where its flag is claimed (for the
+        # key, behind a router); connect() refuses a backend claiming a flag it lacks methods of.
+        self._expiry = cast(SupportsExpiry, backend)
+        self._atomic = cast(SupportsAtomic, backend)
+        self._flagged = cast(_Flagged, backend)
+        may = self._caps if self._routing is None else frozenset(Capability)  # a router: per key
+        self._committer = self._flagged if Capability.TRANSACTIONS in may else None
         # transact()'s per-key locks for retries; a lock nobody holds or waits for goes away.
         self._key_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._state = _State.NEW
@@ -270,7 +278,7 @@ class Store:
         return f"<Store {self._backend.name}{where} {self._state.value}>"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def connect(self) -> Store:
+    async def connect(self) -> Self:
         """Connect the backend (once; later calls return at once). Returns ``self``."""
         if self._state is _State.OPEN:
             return self
@@ -284,6 +292,7 @@ class Store:
                 return self
             if self._is_closed():
                 raise StorageClosedError(f"{self!r} was closed while connecting")
+            check_claims(self._backend)  # before any I/O
             try:
                 await self._backend.connect()
             except BaseException:
@@ -309,7 +318,7 @@ class Store:
     async def disconnect(self) -> None:
         await self.aclose()
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         return await self.connect()
 
     async def __aexit__(
@@ -376,7 +385,8 @@ class Store:
         else:
             ttl_ms = None if refresh_ttl is True else ttl_to_ms(refresh_ttl)
             self._require(Capability.EXPIRY, "expiry", key)
-            record = await read_refresh(backend, self._refresher, key, ttl_ms)
+            refresher = self._flagged if Capability.REFRESH in self.capabilities_for(key) else None
+            record = await read_refresh(backend, refresher, key, ttl_ms)
         if record is None:
             return default
         value = self._codec.decode(record.value)
@@ -563,14 +573,14 @@ class Store:
 
     async def _apply_increments(self, key: str, group: list[Increment]) -> None:
         """One server-side increment per run of same-signed amounts (see combine.py)."""
-        backend = self.require_open()
+        self.require_open()
         for run in sign_runs(group):
             run = [op for op in run if not op.future.done()]
             if not run:
                 continue
             total = sum(op.amount for op in run)
             try:
-                result = await backend.increment(key, total, new_version(), run[0].ttl_ms)
+                result = await self._atomic.increment(key, total, new_version(), run[0].ttl_ms)
             except InvalidValueError as exc:
                 if len(run) == 1:
                     _settle(run[0].future, error=exc)
@@ -581,7 +591,7 @@ class Store:
                     if op.future.done():  # cancelled while the calls before it ran: never sent
                         continue
                     try:
-                        _settle(op.future, await backend.increment(key, op.amount, new_version(), op.ttl_ms))
+                        _settle(op.future, await self._atomic.increment(key, op.amount, new_version(), op.ttl_ms))
                     except InvalidValueError as one:
                         _settle(op.future, error=one)
                 continue
@@ -603,7 +613,7 @@ class Store:
         """
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(self, "incr", key, Store.incr(self, key, amount, ttl=ttl))
-        backend = self.require_open()
+        self.require_open()
         key = check_key(key)
         self._require(Capability.ATOMIC, "atomic increments", key)
         amount = check_amount(amount)
@@ -616,7 +626,7 @@ class Store:
 
             return Decimal(await self._update(key, add, "0", ttl_ms, True, 1000))
         if self._increments is None:
-            return await backend.increment(key, amount, new_version(), ttl_ms)
+            return await self._atomic.increment(key, amount, new_version(), ttl_ms)
         return cast(int, await self._increments.submit(key, Increment(amount, ttl_ms)))
 
     # -- bulk --------------------------------------------------------------------------------
@@ -819,7 +829,7 @@ class Store:
             if await backend.count((key,)) == 0:
                 raise KeyNotFoundError(f"{key!r} does not exist")
             return None
-        remaining = await backend.get_ttl(key)
+        remaining = await self._expiry.get_ttl(key)
         if remaining == NO_KEY:
             raise KeyNotFoundError(f"{key!r} does not exist")
         return None if remaining == NO_EXPIRY else remaining / 1000
@@ -828,20 +838,21 @@ class Store:
         """Give a live *key* a new TTL; False if it does not exist."""
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(self, "expire", key, Store.expire(self, key, ttl))
-        backend = self.require_open()
+        self.require_open()
         key = check_key(key)
         if ttl is None:
             raise InvalidInputError("expire() needs a ttl; use persist() to remove an expiry")
-        return await backend.set_ttl(key, self._ttl_ms(ttl, key))
+        ttl_ms = self._ttl_ms(ttl, key)
+        return await self._expiry.set_ttl(key, ttl_ms)
 
     async def persist(self, key: str) -> bool:
         """Remove the expiry of a live *key*; False if it does not exist."""
         if telemetry.hook is not None and telemetry.hook.claim():
             return await telemetry.hook.run(self, "persist", key, Store.persist(self, key))
-        backend = self.require_open()
+        self.require_open()
         key = check_key(key)
         self._require(Capability.EXPIRY, "expiry", key)
-        return await backend.set_ttl(key, None)
+        return await self._expiry.set_ttl(key, None)
 
     # -- transactions ------------------------------------------------------------------------
     @asynccontextmanager
@@ -917,9 +928,9 @@ class Store:
     def _turn(self, keys: tuple[str, ...]) -> contextlib.AbstractAsyncContextManager[None]:
         """The backend's turn on *keys* across processes (see SupportsTurns); none for a
         transaction run from inside another's function (it must never wait: see _holding)."""
-        if not keys or self._turns is None or _holding.get():
+        if not keys or _holding.get() or Capability.TURNS not in self.capabilities_for(keys[0]):
             return contextlib.nullcontext()
-        return self._turns.turn(keys)
+        return self._flagged.turn(keys)
 
     @asynccontextmanager
     async def _local_locks(self, keys: tuple[str, ...]) -> AsyncIterator[None]:
@@ -941,11 +952,9 @@ class Store:
 
     # -- pub/sub -----------------------------------------------------------------------------
     def _pubsub(self, channel: str) -> SupportsPubSub:
-        backend = self.require_open()
+        self.require_open()
         self._require(Capability.PUBSUB, "publish/subscribe", channel)
-        if self._publisher is None:
-            raise UnsupportedOperationError(f"{backend.name!r} claims pub/sub but does not implement it")
-        return self._publisher
+        return self._flagged
 
     async def publish(self, channel: str, message: Any) -> int:
         """Publish a JSON-encodable *message*; return how many subscribers got it (-1: unknown)."""
@@ -986,6 +995,25 @@ class Store:
         facts.setdefault("backend", backend.name)
         facts["capabilities"] = sorted(c.value for c in self._caps)
         return facts
+
+
+class _Flagged(SupportsPubSub, SupportsTransactions, SupportsTurns, SupportsRefresh, Protocol):
+    """The methods of the flags with methods beyond expiry and atomics, as one typed view."""
+
+
+def check_claims(backend: StorageBackend) -> None:
+    """Refuse (:class:`ConfigurationError`) a backend, or any backend it is made of, that claims a
+    flag without the flag's methods; before any I/O. Methods of flags not claimed are not needed."""
+    missing = unimplemented(backend)
+    if missing:
+        what = "; ".join(f"{flag.value.upper()} needs {', '.join(methods)}" for flag, methods in missing.items())
+        raise ConfigurationError(
+            f"the {backend.name!r} backend ({type(backend).__name__}) claims capabilities it does not implement: "
+            f"{what} (implement them, or drop the flag from its capabilities)"
+        )
+    if isinstance(backend, SupportsParts):
+        for _, part in backend.parts():
+            check_claims(part)
 
 
 async def _block_reads_hold(tx: Transaction) -> bool:

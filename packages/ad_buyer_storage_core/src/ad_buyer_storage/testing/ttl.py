@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ad_buyer_storage.client.validation import MAX_TTL_SECONDS
-from ad_buyer_storage.contract.protocol import Capability, SupportsRefresh
+from ad_buyer_storage.contract.protocol import Capability
 from ad_buyer_storage.domain.storage import Storage
 from ad_buyer_storage.errors import InvalidTTLError, KeyNotFoundError, UnsupportedOperationError
 
@@ -250,7 +250,7 @@ class TTLContract(ContractBase):
     async def test_a_read_can_renew_the_expiry_to_the_ttl_it_was_given(self, subject: Subject) -> None:
         storage = subject.storage
         await storage.set("session:g", 1, ttl=40)
-        if not isinstance(storage.backend, SupportsRefresh):
+        if Capability.REFRESH not in storage.capabilities_for("session:g"):
             await fails_with(
                 UnsupportedOperationError,
                 storage.get("session:g", refresh_ttl=True),
@@ -301,6 +301,6 @@ class TTLContract(ContractBase):
         elapsed = Elapsed.of(subject)
         await sliding.get_session("own")
         remaining = await sliding.ttl("session:own") or 0.0
-        expected = 100 if isinstance(sliding.backend, SupportsRefresh) else 40
+        expected = 100 if Capability.REFRESH in sliding.capabilities_for("session:own") else 40
         elapsed.check_ttl(remaining, expected, "renewed to the TTL it was written with")
         assert await sliding.get_session("missing") is None, "a missing session: None"
