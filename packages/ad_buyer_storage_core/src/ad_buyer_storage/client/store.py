@@ -312,7 +312,12 @@ class Store:
         was_open = self._state is _State.OPEN
         self._state = _State.CLOSED
         if was_open:
-            await self._backend.aclose()
+            try:  # batches and groups in flight finish first: each caller gets its answer
+                for pending in (self._reads, self._writes, self._updates, self._increments):
+                    if pending is not None:
+                        await pending.drain()
+            finally:
+                await self._backend.aclose()
 
     # The seed's names.
     async def disconnect(self) -> None:
