@@ -7,6 +7,7 @@ must not depend on the version (3.12 stopped consulting ``__getattr__`` in proto
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -209,6 +210,11 @@ def test_no_wrapper_reads_attributes_through() -> None:
         assert not any("__getattr__" in vars(cls) for cls in type(wrapper).__mro__), type(wrapper).__mro__
     # One class per combination of hooks, made once.
     assert type(guarded(MemoryBackend(), BreakerPolicy())) is type(guarded(MemoryBackend(), BreakerPolicy()))
+    for inner in (MemoryBackend(), DictStore()):  # copies keep their class (copy calls __new__ bare)
+        wrapped = guarded(inner, BreakerPolicy())
+        copied = copy.copy(wrapped)
+        assert type(copied) is type(wrapped)
+        assert copied.inner is inner  # type: ignore[attr-defined]
 
 
 async def test_a_router_route_without_a_flag_refuses_its_methods() -> None:

@@ -55,7 +55,7 @@ class Forwarding:
     HOOKS: ClassVar[tuple[tuple[type, type], ...]] = ()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
-        if cls in _generated or not cls.HOOKS:
+        if cls in _generated or not cls.HOOKS or not (args or kwargs):  # no arguments: copy, unpickling
             return super().__new__(cls)
         made = with_hooks(cls, cls.HOOKS, cls._hooks_wanted(*args, **kwargs))
         instance: Self = super().__new__(made)
