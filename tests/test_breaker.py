@@ -16,6 +16,7 @@ import pytest
 from ad_buyer_storage_example.backend import DictStore  # type: ignore[import-untyped]
 
 from ad_buyer_storage import (
+    Capability,
     CircuitOpenError,
     InvalidValueError,
     ManualClock,
@@ -30,7 +31,14 @@ from ad_buyer_storage import (
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.composed import BreakerPolicy, CircuitBreaker, guarded, unwrap
 from ad_buyer_storage.composed.breaker import BreakerState
-from ad_buyer_storage.contract import Record, SupportsPubSub, SupportsRemovePrefix, SupportsTransactions
+from ad_buyer_storage.contract import (
+    Record,
+    SupportsPubSub,
+    SupportsQuery,
+    SupportsRemovePrefix,
+    SupportsTelemetry,
+    SupportsTransactions,
+)
 from ad_buyer_storage.errors import BusyError
 from tests._support.connections import tcp_connections
 from tests._support.proxy import FaultProxy
@@ -180,12 +188,14 @@ def test_the_guarded_backend_answers_isinstance_as_its_backend_does() -> None:
     assert isinstance(memory, SupportsPubSub)
     assert isinstance(memory, SupportsTransactions)
     assert not isinstance(memory, SupportsRemovePrefix)
+    assert isinstance(memory, SupportsTelemetry)  # a hook the memory backend has (on 3.11 to 3.13 alike)
     plain = guarded(DictStore(), policy)
-    assert not isinstance(plain, SupportsPubSub)
-    assert not isinstance(plain, SupportsTransactions)
+    assert plain.capabilities == {Capability.EXPIRY}  # flags: the inner's, the truth
+    assert not isinstance(plain, SupportsTelemetry)
+    assert not isinstance(plain, SupportsQuery)
     assert unwrap(memory).name == "memory"
     assert repr(memory) == repr(unwrap(memory))
-    assert plain._rows == {}  # type: ignore[attr-defined]  # the backend's own attributes read through
+    assert not hasattr(plain, "_rows"), "no read-through: the backend's own attributes are on unwrap(backend)"
 
 
 def test_a_policy_that_cannot_work_is_refused() -> None:

@@ -329,3 +329,54 @@ async def test_a_backend_answering_a_batch_with_the_wrong_count_fails_its_caller
         outcomes = await asyncio.wait_for(asyncio.gather(first, *rest, return_exceptions=True), 5)
         assert isinstance(outcomes[0], str)
         assert all(isinstance(o, UnavailableError) for o in outcomes[1:]), outcomes
+
+
+async def test_a_batch_sent_in_a_task_is_kept_and_finished_before_the_backend_closes() -> None:
+    """Issue 24: the coalescer kept no reference to the task sending a queued batch (the loop
+    keeps only a weak one), and closing the store did not wait for it: the backend closed under it."""
+    events: list[str] = []
+
+    class Slow(Recording):
+        async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+            await asyncio.sleep(0.02)
+            records = await super().read(keys)
+            events.append(f"read {len(keys)}")
+            return records
+
+        async def aclose(self) -> None:
+            events.append("closed")
+            await super().aclose()
+
+    storage = Storage(Slow())
+    await storage.connect()
+    await storage.set_many({f"k{i}": i for i in range(4)})
+    reads = [asyncio.ensure_future(storage.get(f"k{i}")) for i in range(4)]
+    await asyncio.sleep(0.03)  # the first read is back; the other three are in flight, in a task
+    tasks = storage.store._reads._tasks  # type: ignore[union-attr]
+    assert len(tasks) == 1, "the task sending the queued batch is referenced until it is done"
+    await storage.aclose()
+    assert events == ["read 1", "read 3", "closed"], "the batch in flight finished before the backend closed"
+    assert [await r for r in reads] == [0, 1, 2, 3]
+    assert not tasks
+
+
+async def test_closing_a_store_cancelled_cancels_the_batches_it_waits_for() -> None:
+    class Hung(Recording):
+        async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
+            if len(keys) > 1:
+                await asyncio.Event().wait()
+            return await super().read(keys)
+
+    storage = Storage(Hung())
+    await storage.connect()
+    reads = [asyncio.ensure_future(storage.get(f"k{i}")) for i in range(3)]
+    await asyncio.sleep(0.01)
+    closing = asyncio.ensure_future(storage.aclose())
+    await asyncio.sleep(0.01)
+    assert not closing.done(), "close waits for the batch in flight"
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    assert outcomes[0] is None
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[1:]), outcomes

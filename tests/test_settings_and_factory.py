@@ -24,7 +24,7 @@ from ad_buyer_storage import (
     redact_url,
 )
 from ad_buyer_storage.backends.memory import MemoryBackend
-from ad_buyer_storage.composed.breaker import BreakerPolicy, guarded
+from ad_buyer_storage.composed.breaker import BreakerPolicy, guarded, unwrap
 from ad_buyer_storage.composed.mirror import MirrorBackend, mirror_of
 from ad_buyer_storage.kit.urls import encode_credentials
 from ad_buyer_storage.plugins.settings import SettingsBase, StorageSettings, choose_backend, load_backend_settings
@@ -218,7 +218,7 @@ async def test_a_misspelt_override_is_refused_not_ignored(tmp_path) -> None:
     with pytest.raises(ConfigurationError, match="unknown setting"):
         get_storage_backend("memory", colck=None)
     storage = get_storage_backend("sqlite", database_url=f"sqlite:///{tmp_path}/x.db", sqlite_table="other")
-    assert storage.backend.table == "other"  # type: ignore[attr-defined]
+    assert unwrap(storage.backend).table == "other"  # type: ignore[attr-defined]
     with pytest.raises(ConfigurationError, match="SQLITE_BUSY_TIMEOUT"):
         get_storage_backend("sqlite", busy_timeout=-1)
 

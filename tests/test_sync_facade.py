@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ad_buyer_storage import LifecycleError, Storage, StorageClosedError
+from ad_buyer_storage import Capability, LifecycleError, Storage, StorageClosedError
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.contract import Check, GlobPattern, Record, Write
 from ad_buyer_storage.domain.collections import EntityCollection
@@ -37,7 +37,8 @@ class ThroughTheFacade:
         self.facade = facade
         self.inner = facade.storage.backend
         self.name = self.inner.name
-        self.capabilities = self.inner.capabilities
+        # Flags are the truth: the shim forwards neither read_refresh nor turn, so it does not claim them.
+        self.capabilities = self.inner.capabilities - {Capability.REFRESH, Capability.TURNS}
 
     async def _hop(self, method: str, *args: Any) -> Any:
         return await asyncio.to_thread(self.facade.run, getattr(self.inner, method), *args)

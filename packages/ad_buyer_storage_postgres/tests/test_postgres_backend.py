@@ -22,6 +22,7 @@ from ad_buyer_storage import (
     UnavailableError,
     get_storage_backend,
 )
+from ad_buyer_storage.composed.breaker import unwrap
 from ad_buyer_storage.testing import Elapsed, increment_in_processes
 from ad_buyer_storage_postgres import PostgresBackend, normalise_dsn
 from tests._support.connections import tcp_connections
@@ -263,8 +264,8 @@ async def test_settings_select_postgres(monkeypatch, schema: str) -> None:
     monkeypatch.setenv("POSTGRES_POOL_MAX", "3")
     storage = get_storage_backend()
     assert storage.name == "postgres"
-    assert storage.backend.schema == schema  # type: ignore[attr-defined]
-    assert storage.backend._pool_max == 3  # type: ignore[attr-defined]
+    assert unwrap(storage.backend).schema == schema  # type: ignore[attr-defined]
+    assert unwrap(storage.backend)._pool_max == 3  # type: ignore[attr-defined]
     async with storage:
         await storage.set_deal("d1", {"status": "active"})
         assert await storage.list_deals({"status": "active"}) == [{"status": "active"}]

@@ -276,7 +276,7 @@ async def test_settings_select_redis_and_the_cluster_class(monkeypatch) -> None:
     assert type(unwrap(storage.backend)).__name__ == "RedisBackend"
     assert storage.backend is not unwrap(storage.backend)  # behind its circuit breaker
     monkeypatch.setenv("REDIS_KEY_PREFIX", "custom:")
-    assert get_storage_backend().backend.key_prefix == "custom:"  # type: ignore[attr-defined]
+    assert unwrap(get_storage_backend().backend).key_prefix == "custom:"  # type: ignore[attr-defined]
     monkeypatch.setenv("REDIS_URL", "redis+cluster://127.0.0.1:7000")
     assert type(unwrap(get_storage_backend().backend)).__name__ == "RedisClusterBackend"
 

@@ -20,8 +20,9 @@ What is recorded:
   ``db.operation.name`` (``get``, ``set_many``, ``transaction``...), ``db.collection.name``
   (the keyspace: a key's text before its first ``:``, only when it has one), ``db.namespace``,
   ``server.address``/``server.port``, ``db.operation.batch.size`` (bulk calls of two keys or
-  more), ``error.type`` (the exception's class name) and, through the hybrid router,
-  ``ad_buyer_storage.route`` (the route's label). Retries happen inside the operation's span.
+  more), ``error.type`` (the exception's class name) and, through a router (the hybrid router, or
+  any ``SupportsRouting`` backend whose ``route_of`` names one of its ``SupportsParts`` parts),
+  ``ad_buyer_storage.route`` (the part's label). Retries happen inside the operation's span.
   Calls that coalescing sent together in one round trip keep one span each, linked to the
   span of the batch (``BATCH read``/``BATCH write``, a root span linked back to them);
 * ``db.client.operation.duration`` (seconds, the conventions' buckets), with the span's
@@ -30,7 +31,9 @@ What is recorded:
   ``ad_buyer_storage.read.hit`` true or false;
 * ``db.client.connection.count`` (per ``db.client.connection.state``, ``idle``/``used``),
   ``db.client.connection.max`` and ``db.client.connection.pending_requests`` of each
-  backend that reports its pool (:class:`~ad_buyer_storage.contract.protocol.SupportsTelemetry`);
+  backend that reports its pool (:class:`~ad_buyer_storage.contract.protocol.SupportsTelemetry`),
+  inside any composite (walked through :class:`~ad_buyer_storage.contract.protocol.SupportsParts`,
+  whatever its class), labelled with the part's route;
 * ``ad_buyer_storage.breaker.state``: each circuit breaker, 0 closed, 1 half-open, 2 open.
 
 Never recorded: keys, values, filters, patterns beyond their keyspace, exception messages
@@ -43,10 +46,10 @@ import importlib.metadata
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -54,11 +57,9 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from ad_buyer_storage.composed.breaker import BreakerState, CircuitBreaker, GuardedBackend
-from ad_buyer_storage.composed.hybrid import HybridBackend
-from ad_buyer_storage.composed.mirror import MirrorBackend
-from ad_buyer_storage.contract.glob import compile_glob, escape_glob
-from ad_buyer_storage.contract.protocol import Peer, StorageBackend, SupportsTelemetry
+from ad_buyer_storage.composed.breaker import BreakerState, CircuitBreaker
+from ad_buyer_storage.contract.glob import GlobPattern, compile_glob, escape_glob
+from ad_buyer_storage.contract.protocol import Peer, StorageBackend, SupportsParts, SupportsRouting, SupportsTelemetry
 from ad_buyer_storage.errors import StorageError
 from ad_buyer_storage.kit import telemetry
 
@@ -119,30 +120,54 @@ class _Part(NamedTuple):
     breaker: CircuitBreaker | None
 
 
+@runtime_checkable
+class _Reaching(Protocol):
+    """A router that tells which of its parts a pattern can reach (the hybrid router does)."""
+
+    def reachable(self, pattern: GlobPattern) -> list[StorageBackend]: ...
+
+
+def _breaker_of(backend: StorageBackend) -> CircuitBreaker | None:
+    """The circuit breaker a wrapper keeps in front of its part, if it has one."""
+    breaker = getattr(backend, "breaker", None)
+    return breaker if isinstance(breaker, CircuitBreaker) else None
+
+
+def _labelled(backend: StorageBackend) -> dict[str, StorageBackend]:
+    """The labelled parts of a composite (through wrappers that stand for their one part); empty
+    for a backend that is not made of others."""
+    while isinstance(backend, SupportsParts):
+        parts = list(backend.parts())
+        if len(parts) == 1 and not parts[0][0]:
+            backend = parts[0][1]
+            continue
+        return dict(parts)
+    return {}
+
+
 def _peer(backend: StorageBackend) -> Peer:
-    while isinstance(backend, GuardedBackend):
-        backend = backend.inner
-    if isinstance(backend, MirrorBackend):  # reads and first writes go to the primary
-        return _peer(backend.primary)
+    """Where *backend*'s data lives: its own facts; else, for a composite that is not a router
+    (a breaker, a mirror), its first part's (where reads go)."""
     if isinstance(backend, SupportsTelemetry):
         return backend.peer()
+    if isinstance(backend, SupportsParts) and not isinstance(backend, SupportsRouting):
+        for _, part in backend.parts():
+            return _peer(part)
     return Peer(backend.name)
 
 
 def _parts(backend: StorageBackend, route: str | None = None, breaker: CircuitBreaker | None = None) -> Iterator[_Part]:
-    if isinstance(backend, GuardedBackend):
-        yield from _parts(backend.inner, route, backend.breaker)
-    elif isinstance(backend, HybridBackend):
-        seen: set[int] = set()
-        for r in backend.routes:
-            if id(r.backend) not in seen:
-                seen.add(id(r.backend))
-                yield from _parts(r.backend, r.label)
-    elif isinstance(backend, MirrorBackend):
-        yield from _parts(backend.primary, "primary" if route is None else f"{route} primary")
-        yield from _parts(backend.secondary, "secondary" if route is None else f"{route} secondary")
-    else:
+    """The backends doing I/O inside *backend*, walked through any composite (SupportsParts),
+    each with its route (the labels on the way, joined) and the breaker in front of it."""
+    if not isinstance(backend, SupportsParts):
         yield _Part(backend, _peer(backend), route, breaker)
+        return
+    breaker = _breaker_of(backend) or breaker
+    for label, part in backend.parts():
+        if not label:  # a wrapper's one part stands for it
+            yield from _parts(part, route, breaker)
+        else:
+            yield from _parts(part, label if route is None else f"{route} {label}")
 
 
 def _peer_attributes(peer: Peer, route: str | None) -> Attributes:
@@ -163,7 +188,9 @@ class _Facts:
 
     def __init__(self, backend: StorageBackend) -> None:
         self.backend = backend
-        self.router = backend if isinstance(backend, HybridBackend) else None
+        # A router with labelled parts: its route_of(key) names the part (see SupportsParts).
+        self.routes = _labelled(backend) if isinstance(backend, SupportsRouting) else {}
+        self.router = backend if self.routes and isinstance(backend, SupportsRouting) else None
         self.base = _peer_attributes(Peer(backend.name) if self.router else _peer(backend), None)
         self._by_route: dict[str, Attributes] = {}
         #: Attributes of single-key operations, by (route's attributes, operation, keyspace).
@@ -175,6 +202,8 @@ class _Facts:
             return self.base
         if isinstance(keys, str) and operation in _LISTINGS:
             # A pattern (or select's prefix) may reach several routes: named only if it reaches one.
+            if not isinstance(router, _Reaching):
+                return self.base
             try:
                 pattern = compile_glob(escape_glob(keys) + "*" if operation == "select" else keys)
             except StorageError:
@@ -182,17 +211,20 @@ class _Facts:
             reached = router.reachable(pattern)
             if len(reached) != 1:
                 return self.base
-            route = next(r for r in router.routes if r.backend is reached[0])
+            label: Hashable = next((name for name, part in self.routes.items() if part is reached[0]), None)
         elif isinstance(keys, str):
-            route = router.route_for(keys)
+            label = router.route_of(keys)
         else:
-            routes = {id(router.route_for(k).backend): router.route_for(k) for k in keys if isinstance(k, str)}
-            if len(routes) != 1:
+            labels = {router.route_of(k) for k in keys if isinstance(k, str)}
+            if len(labels) != 1:
                 return self.base
-            (route,) = routes.values()
-        found = self._by_route.get(route.label)
+            (label,) = labels
+        part = self.routes.get(label) if isinstance(label, str) else None
+        if part is None or not isinstance(label, str):
+            return self.base  # a router whose routes are not its parts' labels: not named
+        found = self._by_route.get(label)
         if found is None:
-            found = self._by_route[route.label] = _peer_attributes(_peer(route.backend), route.label)
+            found = self._by_route[label] = _peer_attributes(_peer(part), label)
         return found
 
 

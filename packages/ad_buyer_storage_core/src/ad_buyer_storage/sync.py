@@ -579,8 +579,14 @@ class SyncTransaction:
     def delete(self, key: str) -> None:
         return self._wrapped.delete(key)
 
-    def incr(self, key: str, amount: int | Decimal = 1, *, ttl: TTL = None) -> Any:
-        return self._facade._call(self._wrapped.incr(key, amount, ttl=ttl))
+    @overload
+    def incr(self, key: str, amount: int = 1, *, ttl: TTL = None) -> int: ...
+
+    @overload
+    def incr(self, key: str, amount: Decimal, *, ttl: TTL = None) -> Decimal: ...
+
+    def incr(self, key: str, amount: int | Decimal = 1, *, ttl: TTL = None) -> int | Decimal:
+        return self._facade._call(cast(Awaitable[int | Decimal], self._wrapped.incr(key, amount, ttl=ttl)))
 
     def require_absent(self, key: str) -> None:
         return self._wrapped.require_absent(key)

@@ -75,6 +75,8 @@ class PostgresBackend:
             Capability.DURABLE,
             Capability.PUBSUB,
             Capability.TRANSACTIONS,
+            Capability.REFRESH,
+            Capability.TURNS,
         }
     )
 

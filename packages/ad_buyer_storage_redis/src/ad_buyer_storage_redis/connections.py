@@ -110,6 +110,7 @@ class RedisClient:
         self._registered = False
         self.capabilities = (
             frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.MULTI_PROCESS, Capability.TRANSACTIONS})
+            | {Capability.REFRESH, Capability.TURNS}
             | self.extra_capabilities
         )
 

@@ -113,8 +113,8 @@ class SQLiteBackend:
         self._turns_check: int | None = None  # see _turns_fd()
         self.read_only = read_only
         self.capabilities = frozenset(
-            {Capability.EXPIRY, Capability.ATOMIC, Capability.TRANSACTIONS}
-            | (set() if self.in_memory else {Capability.DURABLE, Capability.MULTI_PROCESS})
+            {Capability.EXPIRY, Capability.ATOMIC, Capability.TRANSACTIONS, Capability.REFRESH}
+            | (set() if self.in_memory else {Capability.DURABLE, Capability.MULTI_PROCESS, Capability.TURNS})
         )
         self._busy_timeout = settings.busy_timeout
         self._sweep_batch = settings.sweep_batch

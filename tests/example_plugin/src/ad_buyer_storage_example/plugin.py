@@ -2,7 +2,7 @@ from ad_buyer_storage.plugins import BackendSpec, hookimpl
 
 
 @hookimpl
-def ad_buyer_storage_backends():
+def ad_buyer_storage_backends() -> list[BackendSpec]:
     return [
         BackendSpec(
             "dictstore",

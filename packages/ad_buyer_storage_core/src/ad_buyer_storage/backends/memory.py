@@ -46,7 +46,9 @@ class MemoryBackend:
     """A dict with expiry, versions and atomic operations (atomic because nothing awaits)."""
 
     name = "memory"
-    capabilities = frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.PUBSUB, Capability.TRANSACTIONS})
+    capabilities = frozenset(
+        {Capability.EXPIRY, Capability.ATOMIC, Capability.PUBSUB, Capability.TRANSACTIONS, Capability.REFRESH}
+    )
 
     def __init__(self, *, clock: Clock = system_clock) -> None:
         self._clock = clock

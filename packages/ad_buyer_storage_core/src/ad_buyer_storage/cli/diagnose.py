@@ -1,10 +1,21 @@
-"""``backends`` and ``doctor``: what is installed, what the settings select, and is it healthy."""
+"""``backends`` and ``doctor``: what is installed, what the settings select, and is it healthy.
+
+``doctor`` walks any backend made of backends (the hybrid router, the mirror, a stranger's
+sharding router) through :class:`~ad_buyer_storage.contract.protocol.SupportsParts`, never by its
+class: each part is connected, pinged and described on its own, so one dead store still leaves
+a report for the others; behind a router (``SupportsRouting``) it also says which part serves
+each keyspace.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from ad_buyer_storage.composed.hybrid import HybridBackend, RouteHealth
+from ad_buyer_storage.client.store import check_claims
+from ad_buyer_storage.contract.protocol import StorageBackend, SupportsParts, SupportsRouting
 from ad_buyer_storage.domain.entities import ENTITIES
 from ad_buyer_storage.domain.factory import get_storage_backend
 from ad_buyer_storage.errors import StorageError
@@ -64,8 +75,14 @@ async def doctor(args: argparse.Namespace) -> int:
     for name, failure in failures.items():  # recorded once, shown here and by `backends`
         print(f"plugin {name!r} ({failure.distribution or '?'}) failed to load and is skipped: {failure.error}")
     storage = get_storage_backend(settings=settings)
-    if isinstance(storage.backend, HybridBackend):
-        return _route_report(storage.backend, await storage.backend.route_health(standalone=True))
+    parts = labelled_parts(storage.backend)
+    if parts:
+        try:
+            check_claims(storage.backend)
+        except StorageError as exc:
+            print(f"UNHEALTHY: {describe(exc)}")
+            return 1
+        return _parts_report(storage.backend, parts, list(await asyncio.gather(*(_check(p) for p in parts.values()))))
     try:
         async with storage:
             latency = await storage.ping()
@@ -86,22 +103,72 @@ def _print_settings(settings: SettingsBase | StorageSettings, fields: list[str],
         print(f"  {(prefix + name).upper():<26} {'(unset)' if value is None else value}")
 
 
-def _route_report(router: HybridBackend, report: list[RouteHealth]) -> int:
-    """Each route on its own, so one dead store still gives a report for the others."""
-    print("route table (longest prefix wins):")
-    for route in router.routes:
-        print(f"  {route.prefix or '* (default)':<18} -> {route.label}")
+def labelled_parts(backend: StorageBackend) -> dict[str, StorageBackend]:
+    """The labelled parts of a composite, through wrappers standing for their one part (a
+    breaker); empty for a backend that is not made of others."""
+    while isinstance(backend, SupportsParts):
+        parts = list(backend.parts())
+        if len(parts) == 1 and not parts[0][0]:
+            backend = parts[0][1]
+            continue
+        return dict(parts)
+    return {}
+
+
+@dataclass(frozen=True)
+class PartHealth:
+    """One part, checked on its own: how long it took, its server's version, its breaker's state."""
+
+    error: StorageError | None = None
+    latency_ms: float = 0.0
+    version: str = ""
+    breaker: str = ""
+
+
+async def _check(part: StorageBackend) -> PartHealth:
+    """Connect, ping, describe and close *part* on its own (the composite is not connected)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await part.connect()
+        try:
+            await part.ping()
+            facts = await part.info()
+        finally:
+            await part.aclose()
+    except StorageError as exc:
+        return PartHealth(exc)
+    version = next((str(v) for k, v in facts.items() if k.endswith("_version")), "")
+    described = facts.get("breaker")
+    breaker = str(described.get("state", "")) if isinstance(described, Mapping) else ""
+    return PartHealth(None, (loop.time() - started) * 1000, version, breaker)
+
+
+def _parts_report(backend: StorageBackend, parts: dict[str, StorageBackend], report: list[PartHealth]) -> int:
+    """Each part on its own, so one dead store still gives a report for the others; behind a
+    router, which part serves each keyspace."""
+    served: dict[str, list[str]] = {}
+    if isinstance(backend, SupportsRouting):
+        print("route table (keyspace -> part):")
+        for name, prefix in [*((e.name, e.prefix) for e in ENTITIES.values()), ("", "")]:
+            label = backend.route_of(prefix)
+            print(f"  {prefix or '* (default)':<18} -> {label}")
+            if name:
+                served.setdefault(str(label), []).append(name)
+    else:
+        print(f"parts of {backend.name}:")
     broken: list[str] = []
     healthy: list[str] = []
-    for health in report:
-        names = [e.name for e in ENTITIES.values() if router.route_for(e.prefix).label == health.label]
+    for (label, _), health in zip(parts.items(), report, strict=True):
+        names = served.get(label, [])
         if health.error is not None:
-            print(f"  {health.label}: UNAVAILABLE ({describe(health.error)})")
-            broken.append(f"{health.label} unavailable: {', '.join(names) or 'default route'} affected")
+            print(f"  {label}: UNAVAILABLE ({describe(health.error)})")
+            affected = ", ".join(names) or ("default route" if served else "its data")
+            broken.append(f"{label} unavailable: {affected} affected")
         else:
             breaker = f" (circuit breaker {health.breaker})" if health.breaker else ""
-            print(f"  {health.label}: ok in {health.latency_ms or 0:.1f} ms {health.version}{breaker}")
-            healthy.extend(names)
+            print(f"  {label}: ok in {health.latency_ms:.1f} ms {health.version}{breaker}")
+            healthy.extend(names or [label])
     if broken:
         print("UNHEALTHY: " + "; ".join(broken) + (f"; {', '.join(healthy)} OK" if healthy else ""))
         return 1

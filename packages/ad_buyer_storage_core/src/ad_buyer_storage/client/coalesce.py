@@ -14,6 +14,10 @@ concurrent ``set``s of one hot key cost two round trips, not 200 in a row.
 
 Calls are batched only with calls of the same *lane*: a router passes one lane per route, so a
 batch never spans two servers and one server's failure never fails a caller of another.
+
+A batch sent after another runs in a task of its own; the coalescer keeps a reference to each
+(the event loop keeps only a weak one) and :meth:`Coalescer.drain` waits for them at close, so
+every caller gets its answer before the backend closes (cancelling them if the close is cancelled).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Generic, TypeVar, cast
 from ad_buyer_storage.errors import PartialBatchError
 from ad_buyer_storage.kit import telemetry
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "drain"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -34,6 +38,20 @@ _MAX_BATCH = 1000
 
 
 Merge = Callable[[Item, Item], Item | None]
+
+
+async def drain(tasks: set[asyncio.Task[None]]) -> None:
+    """Wait until *tasks* (a live set: tasks remove themselves when done, and may add others)
+    are all done; if the wait is cancelled, cancel them too."""
+    while tasks:
+        pending = list(tasks)
+        try:
+            await asyncio.gather(*pending, return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in pending:
+                task.cancel()
+            raise
+        tasks.difference_update(t for t in pending if t.done())
 
 
 class _Lane(Generic[Item, Result]):
@@ -70,6 +88,7 @@ class Coalescer(Generic[Item, Result]):
         self._merge = merge
         self._lane_of = lane
         self._lanes: dict[Hashable, _Lane[Item, Result]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # batches in flight: referenced until done
 
     async def submit(self, item: Item) -> Result:
         name = self._lane_of(item) if self._lane_of is not None else None
@@ -124,7 +143,13 @@ class Coalescer(Generic[Item, Result]):
             send = self._send(lane, batch)
             if telemetry.hook is not None:
                 send = telemetry.hook.batch(self._kind, [future for _, futures in batch for future in futures], send)
-            asyncio.get_running_loop().create_task(send)
+            task = asyncio.get_running_loop().create_task(send)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for every batch in flight (each caller gets its answer); cancel them if cancelled."""
+        await drain(self._tasks)
 
     async def _send(self, lane: _Lane[Item, Result], batch: list[tuple[Item, list[asyncio.Future[Result]]]]) -> None:
         try:

@@ -29,6 +29,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+from ad_buyer_storage.client.coalesce import drain
+
 __all__ = ["Increment", "KeyedGroups", "Pending", "Update", "sign_runs"]
 
 
@@ -139,6 +141,10 @@ class KeyedGroups(Generic[Op]):
         task = asyncio.get_running_loop().create_task(self._send(key, group))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for every group in flight (each caller gets its answer); cancel them if cancelled."""
+        await drain(self._tasks)
 
     async def _send(self, key: str, group: list[Op]) -> None:
         try:

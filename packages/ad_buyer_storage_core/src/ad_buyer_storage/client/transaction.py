@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from decimal import Context, Decimal
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 from ad_buyer_storage.client.codec import JsonCodec, validate_as
 from ad_buyer_storage.client.validation import TTL, as_decimal, check_amount, check_key, check_version, ttl_to_ms
@@ -159,7 +159,11 @@ class Transaction:
         """Stage a delete."""
         self._stage(self._key(key), _Staged(None))
 
-    async def incr(self, key: str, amount: int | Decimal = 1, *, ttl: TTL = None) -> Any:
+    @overload
+    async def incr(self, key: str, amount: int = 1, *, ttl: TTL = None) -> int: ...
+    @overload
+    async def incr(self, key: str, amount: Decimal, *, ttl: TTL = None) -> Decimal: ...
+    async def incr(self, key: str, amount: int | Decimal = 1, *, ttl: TTL = None) -> int | Decimal:
         """Read *key* (absent counts as 0), stage it plus *amount*, return the new value.
 
         Like every read, it makes the commit depend on the key not changing meanwhile. ``int``
@@ -176,7 +180,7 @@ class Transaction:
         else:
             if found and type(current) is not int:
                 raise InvalidValueError(f"the value at {key!r} is not an integer")
-            result = (current if found else 0) + amount
+            result = (cast(int, current) if found else 0) + amount
             if not INT64_MIN <= result <= INT64_MAX:
                 raise InvalidValueError(f"incrementing {key!r} by {amount} would overflow 64 bits")
             stored = result

@@ -22,25 +22,31 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
+from ad_buyer_storage.composed.forwarding import Forwarding
 from ad_buyer_storage.contract.glob import GlobPattern
 from ad_buyer_storage.contract.protocol import (
     Capability,
     Check,
     Filter,
+    Peer,
+    PoolUsage,
     Record,
     StorageBackend,
+    SupportsAtomic,
+    SupportsExpiry,
     SupportsPubSub,
     SupportsQuery,
     SupportsRefresh,
     SupportsReleaseNamespace,
     SupportsRemovePrefix,
     SupportsRouting,
+    SupportsTelemetry,
     SupportsTransactions,
     SupportsTurns,
     Write,
@@ -178,8 +184,10 @@ class CircuitBreaker:
             self._succeeded()
 
 
-class GuardedBackend:
-    """*inner* behind a :class:`CircuitBreaker`; other attributes read through to *inner*."""
+class GuardedBackend(Forwarding):
+    """*inner* behind a :class:`CircuitBreaker`: it claims *inner*'s flags, forwards the methods
+    of every flag explicitly, and has each hook protocol *inner* has (see
+    :mod:`~ad_buyer_storage.composed.forwarding`); *inner* itself is its one part."""
 
     def __init__(self, inner: StorageBackend, breaker: CircuitBreaker) -> None:
         self.inner = inner
@@ -187,14 +195,16 @@ class GuardedBackend:
         self.name = inner.name
         self.capabilities = inner.capabilities
 
-    def __getattr__(self, attribute: str) -> Any:
-        # Backend-specific facts (a schema, a key prefix) stay where users look for them.
-        if attribute == "inner":  # not set yet (copy, unpickling): no recursion
-            raise AttributeError(attribute)
-        return getattr(self.inner, attribute)
+    @classmethod
+    def _hooks_wanted(cls, inner: StorageBackend, *args: Any, **kwargs: Any) -> Iterable[type]:
+        return [protocol for protocol, _ in cls.HOOKS if isinstance(inner, protocol)]
 
     def __repr__(self) -> str:
         return repr(self.inner)
+
+    def parts(self) -> Iterable[tuple[str, StorageBackend]]:
+        """The one backend it guards, standing for it (the empty label)."""
+        return (("", self.inner),)
 
     async def connect(self) -> None:
         with self.breaker.guard():
@@ -238,113 +248,90 @@ class GuardedBackend:
             async for key in self.inner.scan(pattern, batch_size):
                 yield key
 
+    # -- the methods of the flags (called only when *inner* claims the flag) ---------------
     async def get_ttl(self, key: str) -> int:
         with self.breaker.guard():
-            return await self.inner.get_ttl(key)
+            return await cast(SupportsExpiry, self.inner).get_ttl(key)
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
         with self.breaker.guard():
-            return await self.inner.set_ttl(key, ttl_ms)
+            return await cast(SupportsExpiry, self.inner).set_ttl(key, ttl_ms)
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         with self.breaker.guard():
-            return await self.inner.increment(key, amount, version, ttl_ms)
+            return await cast(SupportsAtomic, self.inner).increment(key, amount, version, ttl_ms)
 
-
-# The optional protocols, each added only when the inner backend has it: ``isinstance`` checks
-# on the guarded backend must answer as they would on the inner one.
-class _PubSub(GuardedBackend):
     async def publish(self, channel: str, message: str) -> int:
-        inner: Any = self.inner
         with self.breaker.guard():
-            return int(await inner.publish(channel, message))
+            return await cast(SupportsPubSub, self.inner).publish(channel, message)
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
-        inner: Any = self.inner
         self.breaker.refuse_if_open()  # the subscription itself reports its own errors
-        subscription: AbstractAsyncContextManager[AsyncIterator[str]] = inner.subscribe(channel)
-        return subscription
+        return cast(SupportsPubSub, self.inner).subscribe(channel)
 
-
-class _Transactions(GuardedBackend):
     async def commit(self, checks: Sequence[Check], writes: Sequence[Write], deletes: Sequence[str]) -> bool:
-        inner: Any = self.inner
         with self.breaker.guard():
-            return bool(await inner.commit(checks, writes, deletes))
+            return await cast(SupportsTransactions, self.inner).commit(checks, writes, deletes)
 
-
-class _Turns(GuardedBackend):
     def turn(self, keys: Sequence[str]) -> AbstractAsyncContextManager[None]:
-        inner: Any = self.inner
         self.breaker.refuse_if_open()
-        turn: AbstractAsyncContextManager[None] = inner.turn(keys)
-        return turn
+        return cast(SupportsTurns, self.inner).turn(keys)
 
-
-class _Refresh(GuardedBackend):
     async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
-        inner: Any = self.inner
         with self.breaker.guard():
-            record: Record | None = await inner.read_refresh(key, ttl_ms)
-            return record
+            return await cast(SupportsRefresh, self.inner).read_refresh(key, ttl_ms)
 
 
+# The hook protocols, each added only when the inner backend has it: ``isinstance`` checks on
+# the guarded backend answer as they would on the inner one.
 class _Query(GuardedBackend):
     async def query(
         self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
     ) -> Sequence[tuple[str, Record]]:
-        inner: Any = self.inner
         with self.breaker.guard():
-            rows: Sequence[tuple[str, Record]] = await inner.query(prefix, where, after, limit)
-            return rows
+            return await cast(SupportsQuery, self.inner).query(prefix, where, after, limit)
 
 
 class _RemovePrefix(GuardedBackend):
     async def remove_prefix(self, prefix: str) -> int:
-        inner: Any = self.inner
         with self.breaker.guard():
-            return int(await inner.remove_prefix(prefix))
+            return await cast(SupportsRemovePrefix, self.inner).remove_prefix(prefix)
 
 
 class _ReleaseNamespace(GuardedBackend):
     async def release_namespace(self) -> None:
-        inner: Any = self.inner
         with self.breaker.guard():
-            await inner.release_namespace()
+            await cast(SupportsReleaseNamespace, self.inner).release_namespace()
 
 
 class _Routing(GuardedBackend):
     def route_of(self, key: str) -> Hashable:
-        inner: Any = self.inner
-        route: Hashable = inner.route_of(key)
-        return route
+        return cast(SupportsRouting, self.inner).route_of(key)
 
     def capabilities_for(self, key: str) -> frozenset[Capability]:
-        inner: Any = self.inner
-        return frozenset(inner.capabilities_for(key))
+        return cast(SupportsRouting, self.inner).capabilities_for(key)
 
 
-_OPTIONAL: tuple[tuple[type, type[GuardedBackend]], ...] = (
-    (SupportsPubSub, _PubSub),
-    (SupportsTransactions, _Transactions),
-    (SupportsTurns, _Turns),
-    (SupportsRefresh, _Refresh),
+class _Telemetry(GuardedBackend):
+    def peer(self) -> Peer:
+        return cast(SupportsTelemetry, self.inner).peer()
+
+    def pool_usage(self) -> PoolUsage | None:
+        return cast(SupportsTelemetry, self.inner).pool_usage()
+
+
+GuardedBackend.HOOKS = (
     (SupportsQuery, _Query),
     (SupportsRemovePrefix, _RemovePrefix),
     (SupportsReleaseNamespace, _ReleaseNamespace),
     (SupportsRouting, _Routing),
+    (SupportsTelemetry, _Telemetry),
 )
-_classes: dict[tuple[type[GuardedBackend], ...], type[GuardedBackend]] = {}
 
 
 def guarded(backend: StorageBackend, policy: BreakerPolicy, label: str | None = None) -> StorageBackend:
     """*backend* behind a circuit breaker following *policy* (named *label* in its errors)."""
-    mixins = tuple(mixin for protocol, mixin in _OPTIONAL if isinstance(backend, protocol))
-    cls = _classes.get(mixins)
-    if cls is None:
-        cls = _classes[mixins] = type("GuardedBackend", (*mixins, GuardedBackend), {})
-    guarded_backend: StorageBackend = cls(backend, CircuitBreaker(label or backend.name, policy))
-    return guarded_backend
+    return GuardedBackend(backend, CircuitBreaker(label or backend.name, policy))
 
 
 def unwrap(backend: StorageBackend) -> StorageBackend:

@@ -9,7 +9,11 @@ mandatory. Every operation of the contract works through the router:
   can reach, and a backend's key is accepted only if it still routes to that backend, so
   results never repeat and keys left behind by an older route table stay invisible;
 * capabilities are per key (:meth:`HybridBackend.capabilities_for`): pub/sub and locks work on
-  the routes that offer them; the declared set is what every route offers;
+  the routes that offer them; the declared set is what every route offers; the methods of
+  every flag are there, each refusing on a route without the flag; the hook protocols
+  (``query``, releasing the namespace) are there when a route has them;
+* its parts (:class:`~ad_buyer_storage.contract.protocol.SupportsParts`) are its distinct
+  backends, each labelled by its (first) route's label, which ``route_of`` answers;
 * what keyspaces need (locks need atomics and expiry...) reaches the router as data
   (:class:`Requirement`): a table that cannot serve them is refused with a report;
 * connecting is exception-safe (a failing route closes those already open); closing continues
@@ -21,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
+from ad_buyer_storage.composed.forwarding import Forwarding, has_hook
 from ad_buyer_storage.composed.lifecycle import close_all, connect_all, release_all
 from ad_buyer_storage.contract.glob import GlobPattern, compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import (
@@ -34,9 +39,12 @@ from ad_buyer_storage.contract.protocol import (
     Filter,
     Record,
     StorageBackend,
+    SupportsAtomic,
+    SupportsExpiry,
     SupportsPubSub,
     SupportsQuery,
     SupportsRefresh,
+    SupportsReleaseNamespace,
     SupportsTransactions,
     SupportsTurns,
     Write,
@@ -146,8 +154,17 @@ class _Table:
         raise ConfigurationError("no default route")  # check_routes makes this unreachable
 
 
-class HybridBackend:
-    """A :class:`~ad_buyer_storage.protocol.StorageBackend` made of other backends."""
+def _distinct(routes: Sequence[Route]) -> list[StorageBackend]:
+    """The distinct backends of *routes* (one Redis may serve six prefixes), in route order."""
+    backends: list[StorageBackend] = []
+    for route in routes:
+        if not any(b is route.backend for b in backends):
+            backends.append(route.backend)
+    return backends
+
+
+class HybridBackend(Forwarding):
+    """A :class:`~ad_buyer_storage.contract.protocol.StorageBackend` made of other backends."""
 
     name = "hybrid"
 
@@ -155,26 +172,36 @@ class HybridBackend:
         check_routes(routes, requirements)
         self.routes = tuple(sorted(routes, key=lambda r: (-len(r.prefix), r.prefix)))
         self._table = _Table(self.routes)
-        # Distinct backends (one Redis may serve six prefixes), in route order.
-        self._backends: list[StorageBackend] = []
-        for route in self.routes:
-            if not any(b is route.backend for b in self._backends):
-                self._backends.append(route.backend)
+        self._backends = _distinct(self.routes)
+        # Each backend's label (its first route's; made unique, as route_of answers it).
+        self._labels: dict[int, str] = {}
+        for backend in self._backends:
+            label = next(r.label for r in self.routes if r.backend is backend)
+            taken = set(self._labels.values())
+            unique, n = label, 2
+            while unique in taken:
+                unique, n = f"{label}#{n}", n + 1
+            self._labels[id(backend)] = unique
         self.capabilities = frozenset.intersection(*(frozenset(b.capabilities) for b in self._backends))
-        # Which routes can commit and publish, found once (a protocol check per call is slow).
-        self._committers: dict[int, SupportsTransactions] = {
-            id(b): b
-            for b in self._backends
-            if isinstance(b, SupportsTransactions) and Capability.TRANSACTIONS in b.capabilities
-        }
+        # Which routes can commit, publish, refresh, take turns, found once: by their flags.
+        self._committers = cast(dict[int, SupportsTransactions], self._claiming(Capability.TRANSACTIONS))
+        self._refreshers = cast(dict[int, SupportsRefresh], self._claiming(Capability.REFRESH))
+        self._publishers = cast(dict[int, SupportsPubSub], self._claiming(Capability.PUBSUB))
+        self._turns = cast(dict[int, SupportsTurns], self._claiming(Capability.TURNS))
         self._queriers: dict[int, SupportsQuery] = {id(b): b for b in self._backends if isinstance(b, SupportsQuery)}
-        self._refreshers: dict[int, SupportsRefresh] = {
-            id(b): b for b in self._backends if isinstance(b, SupportsRefresh)
-        }
-        self._publishers: dict[int, SupportsPubSub] = {
-            id(b): b for b in self._backends if isinstance(b, SupportsPubSub) and Capability.PUBSUB in b.capabilities
-        }
         self._connected: list[StorageBackend] = []
+
+    @classmethod
+    def _hooks_wanted(cls, routes: Sequence[Route], *args: Any, **kwargs: Any) -> Iterable[type]:
+        backends = _distinct(routes)
+        return [protocol for protocol, _ in cls.HOOKS if has_hook(protocol, backends)]
+
+    def _claiming(self, flag: Capability) -> dict[int, StorageBackend]:
+        return {id(b): b for b in self._backends if flag in b.capabilities}
+
+    def parts(self) -> Iterable[tuple[str, StorageBackend]]:
+        """Its distinct backends, each with its label."""
+        return [(self._labels[id(b)], b) for b in self._backends]
 
     def __repr__(self) -> str:
         table = ", ".join(f"{r.prefix or '*'}->{r.label}" for r in self.routes)
@@ -190,7 +217,7 @@ class HybridBackend:
         return self._table.route(key).backend.capabilities
 
     def _label(self, backend: StorageBackend) -> str:
-        return next(r.label for r in self.routes if r.backend is backend)
+        return self._labels[id(backend)]
 
     def prefixes_of(self, backend: StorageBackend) -> tuple[str, ...]:
         return tuple(r.prefix or "*" for r in self.routes if r.backend is backend)
@@ -202,9 +229,6 @@ class HybridBackend:
     async def aclose(self) -> None:
         connected, self._connected = self._connected, []
         await close_all(connected)
-
-    async def release_namespace(self) -> None:
-        await release_all(self._backends)
 
     async def route_health(self, *, standalone: bool = False) -> list[RouteHealth]:
         """Ping every backend; say which prefixes each failure affects.
@@ -259,9 +283,9 @@ class HybridBackend:
         return facts
 
     # -- primitives ------------------------------------------------------------------------
-    def route_of(self, key: str) -> int:
-        """Which backend serves *key* (an identity): callers that batch keep routes apart by it."""
-        return id(self._table.route(key).backend)
+    def route_of(self, key: str) -> str:
+        """The label of the part serving *key*: callers that batch keep routes apart by it."""
+        return self._labels[id(self._table.route(key).backend)]
 
     def _split(self, keys: Sequence[str]) -> dict[int, tuple[StorageBackend, list[int]]]:
         groups: dict[int, tuple[StorageBackend, list[int]]] = {}
@@ -336,8 +360,9 @@ class HybridBackend:
         groups = self._split(keys)
         if len(groups) == 1:
             ((backend, _),) = groups.values()
-            if isinstance(backend, SupportsTurns):
-                return backend.turn(keys)
+            turns = self._turns.get(id(backend))
+            if turns is not None:
+                return turns.turn(keys)
         return nullcontext()
 
     async def remove(self, keys: Sequence[str]) -> int:
@@ -369,6 +394,36 @@ class HybridBackend:
                 if route(key).backend is backend:
                     yield key
 
+    async def get_ttl(self, key: str) -> int:
+        return await cast(SupportsExpiry, self._table.route(key).backend).get_ttl(key)
+
+    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
+        backend = self._table.route(key).backend
+        return await read_refresh(backend, self._refreshers.get(id(backend)), key, ttl_ms)
+
+    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
+        return await cast(SupportsExpiry, self._table.route(key).backend).set_ttl(key, ttl_ms)
+
+    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
+        return await cast(SupportsAtomic, self._table.route(key).backend).increment(key, amount, version, ttl_ms)
+
+    # -- pub/sub: on the channel's route -----------------------------------------------------
+    def _pubsub_for(self, channel: str) -> SupportsPubSub:
+        backend = self._table.route(channel).backend
+        publisher = self._publishers.get(id(backend))
+        if publisher is None:
+            raise UnsupportedOperationError(f"the route of {channel!r} ({self._label(backend)}) has no pub/sub")
+        return publisher
+
+    async def publish(self, channel: str, message: str) -> int:
+        return await self._pubsub_for(channel).publish(channel, message)
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        return self._pubsub_for(channel).subscribe(channel)
+
+
+# The hook protocols, each there when a route has it (see composed/forwarding.py).
+class _Query(HybridBackend):
     async def query(
         self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
     ) -> list[tuple[str, Record]]:
@@ -396,29 +451,10 @@ class HybridBackend:
             return pages[0]
         return list(itertools.islice(heapq.merge(*pages, key=lambda row: row[0]), limit))
 
-    async def get_ttl(self, key: str) -> int:
-        return await self._table.route(key).backend.get_ttl(key)
 
-    async def read_refresh(self, key: str, ttl_ms: int | None) -> Record | None:
-        backend = self._table.route(key).backend
-        return await read_refresh(backend, self._refreshers.get(id(backend)), key, ttl_ms)
+class _ReleaseNamespace(HybridBackend):
+    async def release_namespace(self) -> None:
+        await release_all(self._backends)
 
-    async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
-        return await self._table.route(key).backend.set_ttl(key, ttl_ms)
 
-    async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
-        return await self._table.route(key).backend.increment(key, amount, version, ttl_ms)
-
-    # -- pub/sub: on the channel's route -----------------------------------------------------
-    def _pubsub_for(self, channel: str) -> SupportsPubSub:
-        backend = self._table.route(channel).backend
-        publisher = self._publishers.get(id(backend))
-        if publisher is None:
-            raise UnsupportedOperationError(f"the route of {channel!r} ({self._label(backend)}) has no pub/sub")
-        return publisher
-
-    async def publish(self, channel: str, message: str) -> int:
-        return await self._pubsub_for(channel).publish(channel, message)
-
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
-        return self._pubsub_for(channel).subscribe(channel)
+HybridBackend.HOOKS = ((SupportsQuery, _Query), (SupportsReleaseNamespace, _ReleaseNamespace))

@@ -25,13 +25,15 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from ad_buyer_storage.client.codec import canonical
 from ad_buyer_storage.composed.breaker import unwrap
+from ad_buyer_storage.composed.forwarding import Forwarding
 from ad_buyer_storage.composed.lifecycle import close_all, connect_all, release_all
 from ad_buyer_storage.composed.replication import ABSENT, KeyState, Replicator
 from ad_buyer_storage.contract.glob import GlobPattern
@@ -40,10 +42,16 @@ from ad_buyer_storage.contract.protocol import (
     Check,
     Condition,
     Filter,
+    Peer,
+    PoolUsage,
     Record,
     StorageBackend,
+    SupportsAtomic,
+    SupportsExpiry,
     SupportsPubSub,
     SupportsQuery,
+    SupportsReleaseNamespace,
+    SupportsTelemetry,
     SupportsTransactions,
     SupportsTurns,
     Write,
@@ -57,9 +65,8 @@ from ad_buyer_storage.errors import (
     UnsupportedOperationError,
     VersionConflictError,
 )
-from ad_buyer_storage.kit.query import query
 
-__all__ = ["DEFAULT_REPAIR_LOG", "MirrorBackend", "MirrorStats", "PubSubMirrorBackend", "mirror_of"]
+__all__ = ["DEFAULT_REPAIR_LOG", "MirrorBackend", "MirrorStats", "mirror_of"]
 
 log = logging.getLogger("ad_buyer_storage.mirror")
 
@@ -86,9 +93,14 @@ def _same(a: Record | None, b: Record | None) -> bool:
     return canonical(a.value) == canonical(b.value)
 
 
-class MirrorBackend:
-    """Reads from *primary*; writes to *primary* then *secondary*. Without pub/sub: use
-    :func:`mirror_of`, which gives a :class:`PubSubMirrorBackend` when the primary has it."""
+class MirrorBackend(Forwarding):
+    """Reads from *primary*; writes to *primary* then *secondary*.
+
+    It claims what both sides offer, plus what runs on the primary alone: transactions (their
+    outcome is copied like any write), turns, and pub/sub (messages are not data: nothing is
+    copied); never REFRESH (a renewed expiry must be copied too: core renews as a read then an
+    ``expire``). Hooks: ``query`` and telemetry where the primary has them, releasing the
+    namespace where either side has it. Its parts: ``primary`` and ``secondary``."""
 
     name = "mirror"
 
@@ -113,18 +125,29 @@ class MirrorBackend:
         self.on_secondary_failure = on_secondary_failure
         self.repair_log = Path(repair_log)
         self.stats = MirrorStats()
-        # Every write must land on both: only what both offer (pub/sub: see PubSubMirrorBackend).
+        # Every write must land on both: only what both offer, and what runs on the primary alone.
         # A transaction commits on the primary alone; its outcome is copied like any write.
-        shared = frozenset(primary.capabilities) & frozenset(secondary.capabilities) - {Capability.PUBSUB}
-        transactional = isinstance(primary, SupportsTransactions) and Capability.TRANSACTIONS in primary.capabilities
-        self.capabilities = shared | ({Capability.TRANSACTIONS} if transactional else set())
-        self._querier = primary if isinstance(primary, SupportsQuery) else None
-        self._committer = primary if isinstance(primary, SupportsTransactions) and transactional else None
+        on_primary = frozenset(primary.capabilities)
+        shared = on_primary & frozenset(secondary.capabilities) - _PRIMARY_ONLY - {Capability.REFRESH}
+        self.capabilities = shared | (on_primary & _PRIMARY_ONLY)
+        if Capability.TRANSACTIONS not in on_primary:
+            self.capabilities -= {Capability.TURNS}
+        self._committer = cast(SupportsTransactions, primary) if Capability.TRANSACTIONS in self.capabilities else None
         self._connected: list[StorageBackend] = []
         self._replicator = Replicator(primary, secondary)
 
+    @classmethod
+    def _hooks_wanted(cls, primary: StorageBackend, secondary: StorageBackend, **options: Any) -> Iterable[type]:
+        wanted: list[type] = [p for p in (SupportsQuery, SupportsTelemetry) if isinstance(primary, p)]
+        if isinstance(primary, SupportsReleaseNamespace) or isinstance(secondary, SupportsReleaseNamespace):
+            wanted.append(SupportsReleaseNamespace)
+        return wanted
+
     def __repr__(self) -> str:
         return f"MirrorBackend(primary={self.primary!r}, secondary={self.secondary!r})"
+
+    def parts(self) -> Iterable[tuple[str, StorageBackend]]:
+        return (("primary", self.primary), ("secondary", self.secondary))
 
     # -- lifecycle -------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -133,9 +156,6 @@ class MirrorBackend:
     async def aclose(self) -> None:
         connected, self._connected = self._connected, []
         await close_all(connected)
-
-    async def release_namespace(self) -> None:
-        await release_all([self.primary, self.secondary])
 
     async def ping(self) -> None:
         await asyncio.gather(self.primary.ping(), self.secondary.ping())
@@ -249,8 +269,9 @@ class MirrorBackend:
 
     def turn(self, keys: Sequence[str]) -> AbstractAsyncContextManager[None]:
         """The primary's turn, where it has turns (transactions commit on the primary)."""
-        primary = self.primary
-        return primary.turn(keys) if isinstance(primary, SupportsTurns) else nullcontext()
+        if Capability.TURNS in self.capabilities:
+            return cast(SupportsTurns, self.primary).turn(keys)
+        return nullcontext()
 
     async def count(self, keys: Sequence[str]) -> int:
         return await self.primary.count(keys)
@@ -259,17 +280,11 @@ class MirrorBackend:
         return self.primary.scan(pattern, batch_size)
 
     async def get_ttl(self, key: str) -> int:
-        return await self.primary.get_ttl(key)
-
-    async def query(
-        self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
-    ) -> list[tuple[str, Record]]:
-        """Read from the primary, as every read."""
-        return await query(self.primary, self._querier, prefix, where, after, limit)
+        return await cast(SupportsExpiry, self.primary).get_ttl(key)
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
         if Capability.ATOMIC not in self.primary.capabilities:
-            changed = await self.primary.set_ttl(key, ttl_ms)
+            changed = await cast(SupportsExpiry, self.primary).set_ttl(key, ttl_ms)
             if changed:
                 await self._mirror({key: None})
             return changed
@@ -287,7 +302,7 @@ class MirrorBackend:
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         try:
-            result = await self.primary.increment(key, amount, version, ttl_ms)
+            result = await cast(SupportsAtomic, self.primary).increment(key, amount, version, ttl_ms)
         except InvalidValueError:
             raise  # refused: nothing changed
         except StorageError as exc:
@@ -297,34 +312,47 @@ class MirrorBackend:
         await self._mirror({key: KeyState(Record(str(result), version), ttl_known=False)})
         return result
 
-
-class PubSubMirrorBackend(MirrorBackend):
-    """A mirror whose primary offers pub/sub: messages go through the primary only (messages
-    are not data: nothing is copied)."""
-
-    def __init__(
-        self,
-        primary: SupportsPubSub,
-        secondary: StorageBackend,
-        *,
-        shadow_reads: float = 0.0,
-        on_secondary_failure: str = "fail",
-        repair_log: str | os.PathLike[str] = DEFAULT_REPAIR_LOG,
-    ) -> None:
-        if not isinstance(primary, StorageBackend) or Capability.PUBSUB not in primary.capabilities:
-            raise ConfigurationError("a pub/sub mirror needs a primary that offers pub/sub")
-        super().__init__(
-            primary, secondary, shadow_reads=shadow_reads, on_secondary_failure=on_secondary_failure,
-            repair_log=repair_log,
-        )  # fmt: skip
-        self._messages = primary
-        self.capabilities = self.capabilities | {Capability.PUBSUB}
-
+    # -- pub/sub: through the primary only (messages are not data: nothing is copied) --------
     async def publish(self, channel: str, message: str) -> int:
-        return await self._messages.publish(channel, message)
+        return await cast(SupportsPubSub, self.primary).publish(channel, message)
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
-        return self._messages.subscribe(channel)
+        return cast(SupportsPubSub, self.primary).subscribe(channel)
+
+
+# What runs on the primary alone, so the mirror offers it when the primary does.
+_PRIMARY_ONLY = frozenset({Capability.PUBSUB, Capability.TRANSACTIONS, Capability.TURNS})
+
+
+# The hook protocols, each only where the sides have it (see composed/forwarding.py).
+class _Query(MirrorBackend):
+    async def query(
+        self, prefix: str, where: Sequence[Filter], after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        """Read from the primary, as every read."""
+        return list(await cast(SupportsQuery, self.primary).query(prefix, where, after, limit))
+
+
+class _ReleaseNamespace(MirrorBackend):
+    async def release_namespace(self) -> None:
+        await release_all([self.primary, self.secondary])
+
+
+class _Telemetry(MirrorBackend):
+    """Where reads and first writes go: the primary's facts."""
+
+    def peer(self) -> Peer:
+        return cast(SupportsTelemetry, self.primary).peer()
+
+    def pool_usage(self) -> PoolUsage | None:
+        return cast(SupportsTelemetry, self.primary).pool_usage()
+
+
+MirrorBackend.HOOKS = (
+    (SupportsQuery, _Query),
+    (SupportsReleaseNamespace, _ReleaseNamespace),
+    (SupportsTelemetry, _Telemetry),
+)
 
 
 def mirror_of(
@@ -335,12 +363,7 @@ def mirror_of(
     on_secondary_failure: str = "fail",
     repair_log: str | os.PathLike[str] = DEFAULT_REPAIR_LOG,
 ) -> MirrorBackend:
-    """The mirror of *primary* to *secondary*, with pub/sub (through the primary) if it has it."""
-    if isinstance(primary, SupportsPubSub) and Capability.PUBSUB in primary.capabilities:
-        return PubSubMirrorBackend(
-            primary, secondary, shadow_reads=shadow_reads, on_secondary_failure=on_secondary_failure,
-            repair_log=repair_log,
-        )  # fmt: skip
+    """The mirror of *primary* to *secondary* (pub/sub through the primary, if it has it)."""
     return MirrorBackend(
         primary, secondary, shadow_reads=shadow_reads, on_secondary_failure=on_secondary_failure, repair_log=repair_log
     )

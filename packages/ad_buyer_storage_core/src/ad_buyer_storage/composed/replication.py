@@ -32,8 +32,18 @@ import asyncio
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from ad_buyer_storage.contract.protocol import NO_EXPIRY, NO_KEY, Record, StorageBackend, Write
+from ad_buyer_storage.contract.protocol import (
+    NO_EXPIRY,
+    NO_KEY,
+    Capability,
+    Record,
+    StorageBackend,
+    SupportsExpiry,
+    SupportsRouting,
+    Write,
+)
 from ad_buyer_storage.errors import BusyError
 
 __all__ = ["ABSENT", "KeyState", "Replicator", "read_states"]
@@ -75,12 +85,15 @@ async def read_states(source: StorageBackend, keys: Sequence[str]) -> dict[str, 
 async def _with_ttls(source: StorageBackend, records: Mapping[str, Record | None]) -> dict[str, KeyState]:
     """The states of known *records*, completed with their remaining TTL read on *source*."""
     gate = asyncio.Semaphore(_TTL_READS_IN_FLIGHT)
+    routing = source if isinstance(source, SupportsRouting) else None
 
     async def state(key: str, record: Record | None) -> KeyState:
         if record is None:
             return ABSENT
+        if Capability.EXPIRY not in (source.capabilities if routing is None else routing.capabilities_for(key)):
+            return KeyState(record, None)  # no expiry there: nothing to read
         async with gate:
-            remaining = await source.get_ttl(key)
+            remaining = await cast(SupportsExpiry, source).get_ttl(key)
         if remaining == NO_KEY:
             return ABSENT  # gone since: the check after the put decides
         return KeyState(record, None if remaining == NO_EXPIRY else max(int(remaining), 1))

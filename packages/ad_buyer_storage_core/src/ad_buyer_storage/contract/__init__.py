@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ad_buyer_storage.contract.glob import GlobPattern as GlobPattern
     from ad_buyer_storage.contract.glob import compile_glob as compile_glob
     from ad_buyer_storage.contract.glob import escape_glob as escape_glob
+    from ad_buyer_storage.contract.protocol import FLAG_METHODS as FLAG_METHODS
     from ad_buyer_storage.contract.protocol import INT64_MAX as INT64_MAX
     from ad_buyer_storage.contract.protocol import INT64_MIN as INT64_MIN
     from ad_buyer_storage.contract.protocol import NO_EXPIRY as NO_EXPIRY
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from ad_buyer_storage.contract.protocol import PoolUsage as PoolUsage
     from ad_buyer_storage.contract.protocol import Record as Record
     from ad_buyer_storage.contract.protocol import StorageBackend as StorageBackend
+    from ad_buyer_storage.contract.protocol import SupportsAtomic as SupportsAtomic
+    from ad_buyer_storage.contract.protocol import SupportsExpiry as SupportsExpiry
+    from ad_buyer_storage.contract.protocol import SupportsParts as SupportsParts
     from ad_buyer_storage.contract.protocol import SupportsPubSub as SupportsPubSub
     from ad_buyer_storage.contract.protocol import SupportsQuery as SupportsQuery
     from ad_buyer_storage.contract.protocol import SupportsRefresh as SupportsRefresh
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
     from ad_buyer_storage.contract.protocol import Write as Write
     from ad_buyer_storage.contract.protocol import new_version as new_version
     from ad_buyer_storage.contract.protocol import new_versions as new_versions
+    from ad_buyer_storage.contract.protocol import unimplemented as unimplemented
 
 _WHERE = {
     "INT64_MAX": "ad_buyer_storage.contract.protocol",
@@ -54,6 +59,11 @@ _WHERE = {
     "Peer": "ad_buyer_storage.contract.protocol",
     "PoolUsage": "ad_buyer_storage.contract.protocol",
     "Record": "ad_buyer_storage.contract.protocol",
+    "unimplemented": "ad_buyer_storage.contract.protocol",
+    "SupportsParts": "ad_buyer_storage.contract.protocol",
+    "SupportsExpiry": "ad_buyer_storage.contract.protocol",
+    "SupportsAtomic": "ad_buyer_storage.contract.protocol",
+    "FLAG_METHODS": "ad_buyer_storage.contract.protocol",
     "StorageBackend": "ad_buyer_storage.contract.protocol",
     "SupportsPubSub": "ad_buyer_storage.contract.protocol",
     "SupportsQuery": "ad_buyer_storage.contract.protocol",

@@ -1,4 +1,4 @@
-"""The backend contract: the few primitives a backend implements.
+"""The backend contract: the few primitives a backend implements, and how it says what else it can do.
 
 Everything a user calls (``get``/``set``/``keys``/``incr``/versioned writes, and on top of
 them the domain helpers, locks and rate limits) is built in core by
@@ -13,22 +13,35 @@ A backend:
   an optional expiry; an expired key is invisible to every primitive from the instant of expiry;
 * makes each primitive atomic per key (a batch is a batch of atomic single-key operations);
 * translates its driver's errors into :mod:`ad_buyer_storage.errors` in one place;
-* declares its optional :class:`Capability` set, and implements :class:`SupportsPubSub` only
-  if it claims ``PUBSUB``.
+* declares what it can do beyond the primitives in ``capabilities``.
 
-Optional abilities beyond the primitives are optional protocols, each checked with
-``isinstance``: :class:`SupportsPubSub`, :class:`SupportsTransactions`,
-:class:`SupportsRefresh` (sliding TTLs), :class:`SupportsQuery` (filtered, paged listing),
-:class:`SupportsRemovePrefix`,
-:class:`SupportsReleaseNamespace`, :class:`SupportsTelemetry` (facts for OpenTelemetry), and
-:class:`SupportsRouting` for backends made of others.
+One way to say what a backend can do (the rule):
+
+* **Results differ -> a flag.** An ability a user can observe in results is a
+  :class:`Capability` flag, and the flag is the truth: core (``Store``, the hybrid router, the
+  kit) decides by flags only (per key through a router's ``capabilities_for``). Each flag's
+  methods have their shape in one protocol: EXPIRY :class:`SupportsExpiry`, ATOMIC
+  :class:`SupportsAtomic`, PUBSUB :class:`SupportsPubSub`, TRANSACTIONS
+  :class:`SupportsTransactions`, REFRESH :class:`SupportsRefresh`, TURNS :class:`SupportsTurns`
+  (:data:`FLAG_METHODS`); DURABLE and MULTI_PROCESS have no methods. A backend implements the
+  methods of the flags it claims, and only those; ``Store`` refuses (``ConfigurationError``
+  naming the backend, the flag and the missing methods) a backend claiming a flag whose
+  methods it lacks. Methods of a flag not claimed are never called (old stubs keep working).
+* **Only speed or reports -> a hook protocol**, detected with ``isinstance``, no flag:
+  :class:`SupportsQuery` (filtered, paged listing in the store), :class:`SupportsRemovePrefix`,
+  :class:`SupportsReleaseNamespace`, :class:`SupportsTelemetry` (facts for OpenTelemetry),
+  :class:`SupportsRouting` (which part serves a key) and :class:`SupportsParts` (what a
+  backend made of backends is made of).
+* **Wrappers** (breaker, mirror, hybrid router) claim what their parts give, forward the
+  methods of every flag they may claim explicitly, and have a hook protocol only where their
+  parts have it (:mod:`ad_buyer_storage.composed.forwarding`): no ``__getattr__`` pass-through.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -41,12 +54,16 @@ __all__ = [
     "NO_EXPIRY",
     "NO_KEY",
     "Capability",
+    "FLAG_METHODS",
     "Peer",
     "PoolUsage",
     "Condition",
     "Record",
     "StorageBackend",
     "Filter",
+    "SupportsAtomic",
+    "SupportsExpiry",
+    "SupportsParts",
     "SupportsPubSub",
     "SupportsQuery",
     "SupportsRefresh",
@@ -59,6 +76,7 @@ __all__ = [
     "Write",
     "new_version",
     "new_versions",
+    "unimplemented",
 ]
 
 #: ``get_ttl`` answers for a missing key and for a key without expiry (Redis's PTTL codes).
@@ -69,11 +87,13 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class Capability(enum.StrEnum):
-    """Optional abilities a backend declares; the conformance kit tests each claim."""
+    """Optional abilities a backend declares, each observable in results; the flags are the
+    truth (core decides by them alone) and the conformance kit tests each claim. A flag with
+    methods has them in one protocol (:data:`FLAG_METHODS`)."""
 
-    #: Keys can be given a TTL and expire (``ttl=``, ``expire``, ``ttl()``).
+    #: Keys can be given a TTL and expire (``ttl=``, ``expire``, ``ttl()``): :class:`SupportsExpiry`.
     EXPIRY = "expiry"
-    #: Server-side set-if-absent, increment and version-checked writes.
+    #: Server-side set-if-absent, increment and version-checked writes: :class:`SupportsAtomic`.
     ATOMIC = "atomic"
     #: ``publish``/``subscribe`` (see :class:`SupportsPubSub`).
     PUBSUB = "pubsub"
@@ -84,6 +104,12 @@ class Capability(enum.StrEnum):
     TRANSACTIONS = "transactions"
     #: Data written survives closing the backend and opening a new one on the same store.
     DURABLE = "durable"
+    #: A read can renew a key's expiry in the same step, to the TTL the key was written with
+    #: (``get(refresh_ttl=True)``): :class:`SupportsRefresh`.
+    REFRESH = "refresh"
+    #: A transaction that lost a conflict waits for its turn, served first come first served
+    #: across processes, instead of losing again: :class:`SupportsTurns`.
+    TURNS = "turns"
 
     def __str__(self) -> str:
         return self.value
@@ -135,11 +161,13 @@ def new_versions(count: int) -> list[str]:
 
 @runtime_checkable
 class StorageBackend(Protocol):
-    """What a backend implements. Keys, patterns, TTLs and values arrive validated."""
+    """What every backend implements: the mandatory primitives. Keys, patterns, TTLs and values
+    arrive validated. The methods of each flag it claims are in that flag's protocol
+    (:data:`FLAG_METHODS`)."""
 
     #: The registry name (``"sqlite"``, ``"redis"``, a stranger's ``"dynamodb"``).
     name: str
-    #: What this backend offers beyond the mandatory primitives.
+    #: What this backend offers beyond the mandatory primitives (the truth core decides by).
     capabilities: frozenset[Capability]
 
     async def connect(self) -> None:
@@ -169,11 +197,22 @@ class StorageBackend(Protocol):
     def scan(self, pattern: GlobPattern, batch_size: int) -> AsyncIterator[str]:
         """Stream live keys matching *pattern* (each once), a batch per round trip, any order."""
 
+
+@runtime_checkable
+class SupportsExpiry(Protocol):
+    """The methods of :attr:`Capability.EXPIRY` (writes carry ``ttl_ms`` too)."""
+
     async def get_ttl(self, key: str) -> int:
         """Remaining milliseconds (> 0), :data:`NO_EXPIRY` or :data:`NO_KEY`."""
 
     async def set_ttl(self, key: str, ttl_ms: int | None) -> bool:
         """Set (or with None remove) the expiry of a live key; False if it is not live."""
+
+
+@runtime_checkable
+class SupportsAtomic(Protocol):
+    """The methods of :attr:`Capability.ATOMIC`; claiming it also promises that ``write``
+    honours :attr:`Condition.IF_ABSENT` and :attr:`Condition.IF_VERSION` atomically per key."""
 
     async def increment(self, key: str, amount: int, version: str, ttl_ms: int | None) -> int:
         """Atomically add *amount* to a live integer (absent counts as 0) and return the result.
@@ -193,6 +232,22 @@ class SupportsRemovePrefix(Protocol):
     """
 
     async def remove_prefix(self, prefix: str) -> int: ...
+
+
+@runtime_checkable
+class SupportsParts(Protocol):
+    """Optional, for backends made of backends (a breaker, the mirror, the hybrid router, a
+    stranger's sharding router): what it is made of, so reports (``doctor``, OpenTelemetry's
+    per-part metrics) walk any composite, whatever its class.
+
+    A label names a part within its composite (a route's name, ``primary``...); a wrapper of
+    one backend that stands for it (a circuit breaker) gives it the empty label. A router that
+    has parts answers :meth:`SupportsRouting.route_of` with the label of the part serving the key.
+    """
+
+    def parts(self) -> Iterable[tuple[str, StorageBackend]]:
+        """Each backend this one is made of, once, with its label; no I/O."""
+        ...
 
 
 @runtime_checkable
@@ -235,12 +290,13 @@ class SupportsPubSub(Protocol):
 
 @runtime_checkable
 class SupportsRefresh(Protocol):
-    """Optional: read a key and renew its expiry in the same atomic step (sliding TTLs).
+    """The method of :attr:`Capability.REFRESH`: read a key and renew its expiry in the same
+    atomic step (sliding TTLs).
 
     A backend offering it also remembers, per key, the TTL the key was last given: a write's
     ``ttl_ms``, ``set_ttl``'s, ``increment``'s when it creates the key; a ``keep_ttl`` write
     and an increment of a live key keep it; a write without TTL (or ``set_ttl(None)``) forgets
-    it. Without this protocol core still refreshes to an explicit TTL, as a read then a
+    it. Without the flag core still refreshes to an explicit TTL, as a read then a
     ``set_ttl`` (two steps), and refuses "the TTL it was written with".
     """
 
@@ -286,8 +342,9 @@ class SupportsTransactions(Protocol):
 
 @runtime_checkable
 class SupportsTurns(Protocol):
-    """Implemented by transactional backends shared by several processes: how a transaction
-    that lost a conflict gets its turn instead of losing again (``Store.transact`` retries)."""
+    """The method of :attr:`Capability.TURNS`, for transactional backends shared by several
+    processes: how a transaction that lost a conflict gets its turn instead of losing again
+    (``Store.transact`` retries)."""
 
     def turn(self, keys: Sequence[str]) -> AbstractAsyncContextManager[None]:
         """Wait for, then hold until the block exits, the turn on *keys*: takers of a turn on
@@ -333,3 +390,24 @@ class SupportsTelemetry(Protocol):
     def pool_usage(self) -> PoolUsage | None:
         """Its connection pool now, or None (not connected, or no pool)."""
         ...
+
+
+#: The methods each flag promises (:class:`SupportsExpiry`...); DURABLE and MULTI_PROCESS have none.
+FLAG_METHODS: Mapping[Capability, tuple[str, ...]] = {
+    Capability.EXPIRY: ("get_ttl", "set_ttl"),
+    Capability.ATOMIC: ("increment",),
+    Capability.PUBSUB: ("publish", "subscribe"),
+    Capability.TRANSACTIONS: ("commit",),
+    Capability.REFRESH: ("read_refresh",),
+    Capability.TURNS: ("turn",),
+}
+
+
+def unimplemented(backend: StorageBackend) -> dict[Capability, list[str]]:
+    """Per flag *backend* claims, the methods of it that *backend* lacks (empty: honest)."""
+    missing: dict[Capability, list[str]] = {}
+    for flag in sorted(backend.capabilities, key=str):
+        lacking = [m for m in FLAG_METHODS.get(flag, ()) if not callable(getattr(backend, m, None))]
+        if lacking:
+            missing[flag] = lacking
+    return missing

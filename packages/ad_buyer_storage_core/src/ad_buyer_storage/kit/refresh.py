@@ -1,8 +1,10 @@
-"""Sliding TTLs for a backend without :class:`~ad_buyer_storage.contract.protocol.SupportsRefresh`."""
+"""Sliding TTLs for a backend without the REFRESH flag (``SupportsRefresh``)."""
 
 from __future__ import annotations
 
-from ad_buyer_storage.contract.protocol import Record, StorageBackend, SupportsRefresh
+from typing import cast
+
+from ad_buyer_storage.contract.protocol import Record, StorageBackend, SupportsExpiry, SupportsRefresh
 from ad_buyer_storage.errors import UnsupportedOperationError
 
 __all__ = ["read_refresh"]
@@ -12,7 +14,7 @@ async def read_refresh(
     backend: StorageBackend, refresher: SupportsRefresh | None, key: str, ttl_ms: int | None
 ) -> Record | None:
     """*key*'s live record, its expiry renewed: in one step by *refresher* (the backend, when it
-    offers it); else, for an explicit *ttl_ms*, a read then a ``set_ttl`` (two steps: a write
+    claims REFRESH for *key*); else, for an explicit *ttl_ms*, a read then a ``set_ttl`` (two steps: a write
     landing between them keeps the renewed expiry, not its own); "the TTL it was last given"
     (None) needs the backend's own record of it."""
     if refresher is not None:
@@ -23,5 +25,5 @@ async def read_refresh(
         )
     (record,) = await backend.read((key,))
     if record is not None:
-        await backend.set_ttl(key, ttl_ms)
+        await cast(SupportsExpiry, backend).set_ttl(key, ttl_ms)  # the caller checked EXPIRY
     return record

@@ -109,7 +109,11 @@ claim is *skipped*, with a reason naming the capability; a test checking the *re
 capability (``certifies(..., absent=Capability.ATOMIC)``) runs instead: a backend without
 ATOMIC must have ``incr`` refused, not half-done. Behind a router that answers per key
 (:class:`~ad_buyer_storage.SupportsRouting`), PUBSUB counts on the route of the channel used.
-A claim is a promise the kit checks; claim nothing you are not sure of.
+A claim is a promise the kit checks; claim nothing you are not sure of. The flags are the
+truth: a backend implements the methods of each flag it claims (EXPIRY ``get_ttl`` and
+``set_ttl``, ATOMIC ``increment``, PUBSUB ``publish`` and ``subscribe``, TRANSACTIONS
+``commit``, REFRESH ``read_refresh``, TURNS ``turn``) and no others; a flag claimed without
+its methods fails ``connect()`` and the kit's lifecycle test.
 
 Coalescing off
 --------------
@@ -129,7 +133,7 @@ The rules
 
 What core does for every backend, and what a backend must do. A backend implements the
 primitives of :class:`~ad_buyer_storage.StorageBackend` (``read``, ``write``, ``remove``,
-``count``, ``scan``, ``get_ttl``, ``set_ttl``, ``increment``, and the lifecycle); everything a
+``count``, ``scan``, and the lifecycle) and the methods of the flags it claims; everything a
 user calls is built on them in core, which validates input before calling the backend.
 
 Keys

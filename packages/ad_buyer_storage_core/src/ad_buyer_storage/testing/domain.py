@@ -13,7 +13,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any, cast
 
-from ad_buyer_storage.contract.protocol import Capability, SupportsRefresh
+from ad_buyer_storage.contract.protocol import Capability
 from ad_buyer_storage.domain.collections import ENTITY_DEFAULT
 from ad_buyer_storage.domain.entities import ENTITIES
 from ad_buyer_storage.domain.storage import Storage
@@ -198,7 +198,7 @@ class DomainContract(ContractBase):
         elapsed = Elapsed.of(subject)
         await sliding.get_session("own")
         remaining = await sliding.ttl("session:own") or 0.0
-        expected = 100 if isinstance(sliding.backend, SupportsRefresh) else 40
+        expected = 100 if Capability.REFRESH in sliding.capabilities_for("session:own") else 40
         elapsed.check_ttl(remaining, expected, "renewed to the TTL it was written with")
         assert await sliding.get_session("missing") is None, "a missing session: None"
 

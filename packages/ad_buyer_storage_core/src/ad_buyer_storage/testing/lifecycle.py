@@ -3,7 +3,7 @@ info; and, if it claims DURABLE, what it stored survives closing it and opening 
 
 from __future__ import annotations
 
-from ad_buyer_storage.contract.protocol import Capability, StorageBackend
+from ad_buyer_storage.contract.protocol import Capability, StorageBackend, SupportsParts, unimplemented
 from ad_buyer_storage.errors import NotConnectedError, StorageClosedError
 
 from ._base import ContractBase, certifies, fails_with
@@ -20,12 +20,21 @@ class LifecycleContract(ContractBase):
         backend = subject.storage.backend
         assert isinstance(backend, StorageBackend), (
             f"{type(backend).__name__} must implement every member of StorageBackend (name, capabilities, connect, "
-            "aclose, ping, info, read, write, remove, count, scan, get_ttl, set_ttl, increment)"
+            "aclose, ping, info, read, write, remove, count, scan)"
         )
         assert isinstance(backend.name, str), f"a backend's name must be a str, not {backend.name!r}"
         assert backend.name, "a backend's name must not be empty"
         unknown = [c for c in backend.capabilities if not isinstance(c, Capability)]
         assert not unknown, f"capabilities must be Capability members only, not {unknown!r}"
+        pending = [backend]
+        while pending:  # the backend, and every backend it is made of
+            checked = pending.pop()
+            missing = unimplemented(checked)
+            assert not missing, f"{type(checked).__name__} claims flags without their methods: " + "; ".join(
+                f"{flag.value.upper()} needs {', '.join(methods)}" for flag, methods in missing.items()
+            )
+            if isinstance(checked, SupportsParts):
+                pending.extend(part for _, part in checked.parts())
 
     @certifies("lifecycle")
     async def test_lifecycle(self, subject: Subject) -> None:

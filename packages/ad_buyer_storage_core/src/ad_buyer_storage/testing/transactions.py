@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import pytest
 
@@ -491,10 +491,10 @@ class TransactionsContract(ContractBase):
     async def _no_booking_starves(self, subject: Subject, *, processes: int, each: int) -> None:
         """*processes* x *each* bookings of 10.00 on a 1,000.00 budget, each with transact's
         default attempts: every one completes or is refused for the budget, none is starved.
-        Promised by turns: without them (a backend that is not SupportsTurns) transactions stay
+        Promised by turns: without them (a backend that does not claim TURNS) transactions stay
         optimistic, and a loaded machine can starve one (seen through the sync facade's adapter)."""
-        if not isinstance(subject.storage.backend, SupportsTurns):
-            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        if Capability.TURNS not in subject.storage.capabilities_for("campaign:fair"):
+            pytest.skip("the backend has no turns (TURNS): its transactions stay optimistic")
         recipe = subject.harness.child_backend
         assert recipe is not None, "a backend claiming MULTI_PROCESS needs a harness with child_backend"
         await subject.storage.set("campaign:fair", {"budget": "1000.00", "spent": "0"})
@@ -508,8 +508,8 @@ class TransactionsContract(ContractBase):
     async def test_a_turn_holds_other_transactions_back_until_it_ends(self, subject: Subject) -> None:
         storage = subject.storage
         backend = storage.backend
-        if not isinstance(backend, SupportsTurns):
-            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        if not _has_turns(backend):
+            pytest.skip("the backend has no turns (TURNS): its transactions stay optimistic")
         await storage.set("turn:k", 0)
         inside, leave = asyncio.Event(), asyncio.Event()
 
@@ -547,8 +547,8 @@ class TransactionsContract(ContractBase):
         that raised its own error, answers as if no turn were held, whatever keys it covers."""
         storage = subject.storage
         backend = storage.backend
-        if not isinstance(backend, SupportsTurns):
-            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        if not _has_turns(backend):
+            pytest.skip("the backend has no turns (TURNS): its transactions stay optimistic")
         await storage.set_many({"ro:a": 1, "ro:b": 2})
         inside, leave = asyncio.Event(), asyncio.Event()
 
@@ -581,8 +581,8 @@ class TransactionsContract(ContractBase):
     @certifies("transactions", Capability.TRANSACTIONS, Capability.MULTI_PROCESS)
     async def test_a_waiter_cancelled_in_the_turns_queue_leaves_it(self, subject: Subject) -> None:
         backend = subject.storage.backend
-        if not isinstance(backend, SupportsTurns):
-            pytest.skip("the backend has no turns (SupportsTurns): its transactions stay optimistic")
+        if not _has_turns(backend):
+            pytest.skip("the backend has no turns (TURNS): its transactions stay optimistic")
         inside, leave = asyncio.Event(), asyncio.Event()
 
         async def hold() -> None:
@@ -677,3 +677,8 @@ class TransactionsContract(ContractBase):
         assert got == 101, f"update(A) whose function changed A through a transaction must retry over it: {got!r}"
         both = await storage.get_many(["mix:a", "mix:t"])
         assert both == {"mix:a": 101, "mix:t": 1}, f"each call must apply once per successful run: {both!r}"
+
+
+def _has_turns(backend: object) -> TypeGuard[SupportsTurns]:
+    """Whether *backend* claims TURNS (the flag decides; its methods come with it)."""
+    return Capability.TURNS in getattr(backend, "capabilities", ())
