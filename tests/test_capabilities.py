@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from ad_buyer_storage_example.backend import DictStore  # type: ignore[import-untyped]
 
-from ad_buyer_storage import Capability, ConfigurationError, ManualClock, Storage, Store, UnsupportedOperationError
+from ad_buyer_storage import Capability, ConfigurationError, ManualClock, Store, UnsupportedOperationError
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.composed import BreakerPolicy, guarded
 from ad_buyer_storage.composed.hybrid import HybridBackend, Route
@@ -223,11 +223,11 @@ async def test_a_router_route_without_a_flag_refuses_its_methods() -> None:
 
 async def test_the_kit_names_a_flag_claimed_without_its_methods() -> None:
     clock = ManualClock()
-    storage = Storage(Boasting())  # not connected: connect() would refuse it first
+    storage = Store(Boasting())  # not connected: connect() would refuse it first
     subject = Subject(storage, clock, Harness(lambda c: Boasting()))
     with pytest.raises(AssertionError, match="ATOMIC needs increment; TRANSACTIONS needs commit"):
         await LifecycleContract().test_backend_implements_the_protocol(subject)
-    honest = Storage(guarded(MemoryBackend(clock=clock), BreakerPolicy()))
+    honest = Store(guarded(MemoryBackend(clock=clock), BreakerPolicy()))
     await LifecycleContract().test_backend_implements_the_protocol(
         Subject(honest, clock, Harness(lambda c: MemoryBackend(clock=c)))
     )

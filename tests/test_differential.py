@@ -37,11 +37,11 @@ from hypothesis import strategies as st
 
 from ad_buyer_storage import StorageError, UnsupportedOperationError
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.client.query import query
 from ad_buyer_storage.composed import HybridBackend, Route
 from ad_buyer_storage.contract import escape_glob
 from ad_buyer_storage.contract.protocol import SupportsQuery
 from ad_buyer_storage.domain.storage import Storage
-from ad_buyer_storage.kit.query import query
 from tests._support.differential import (
     AMOUNT,
     FILTERS,

@@ -20,10 +20,10 @@ import pytest
 
 from ad_buyer_storage import Storage, Store, get_storage_backend
 from ad_buyer_storage.backends.memory import MemoryBackend
+from ad_buyer_storage.client import telemetry
 from ad_buyer_storage.composed import BreakerPolicy, guarded
 from ad_buyer_storage.contract import Record
 from ad_buyer_storage.errors import CircuitOpenError, KeyNotFoundError, UnavailableError
-from ad_buyer_storage.kit import telemetry
 from ad_buyer_storage.sync import SyncStorage
 from tests._support.shared import POSTGRES_URL, REDIS_URL, drop_pg_schema, drop_redis_prefix, new_prefix, new_schema
 
@@ -514,7 +514,7 @@ def test_opentelemetry_instrument_turns_it_on_with_no_code_change(tmp_path: Path
             """
             import asyncio
             from ad_buyer_storage import open_storage
-            from ad_buyer_storage.kit import telemetry
+            from ad_buyer_storage.client import telemetry
 
             async def main():
                 async with open_storage("memory") as storage:

@@ -335,10 +335,10 @@ def test_names_that_moved_still_import_from_the_top_level_with_a_warning() -> No
     from ad_buyer_storage.contract import Record  # noqa: PLC0415
 
     with pytest.warns(DeprecationWarning, match="import it from ad_buyer_storage.plugins"):
-        assert ad_buyer_storage.BackendSpec is BackendSpec
+        assert ad_buyer_storage.BackendSpec is BackendSpec  # type: ignore[attr-defined]
     with pytest.warns(DeprecationWarning, match="ad_buyer_storage.contract"):
-        assert ad_buyer_storage.Record is Record
+        assert ad_buyer_storage.Record is Record  # type: ignore[attr-defined]
     with pytest.warns(DeprecationWarning, match="ad_buyer_storage.composed"):
-        assert ad_buyer_storage.HybridBackend is HybridBackend
+        assert ad_buyer_storage.HybridBackend is HybridBackend  # type: ignore[attr-defined]
     assert "Record" not in ad_buyer_storage.__all__
     assert len(ad_buyer_storage.__all__) <= 80, "the top level is agent code's API and the errors"

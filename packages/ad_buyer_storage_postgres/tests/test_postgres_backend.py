@@ -39,7 +39,7 @@ def schema(pg_schema: str) -> str:
 
 
 def backend(schema: str, **options: object) -> PostgresBackend:
-    return PostgresBackend(POSTGRES_URL, schema=schema, sweep_interval=None, **options)  # type: ignore[arg-type]
+    return PostgresBackend(POSTGRES_URL, schema=schema, sweep_interval=None, **options)
 
 
 async def test_eight_cold_starts_at_once_all_succeed(schema: str) -> None:

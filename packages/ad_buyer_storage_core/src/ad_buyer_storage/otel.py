@@ -10,7 +10,7 @@ ecosystem's way::
 
 or with no code at all, ``opentelemetry-instrument python app.py`` (this class is registered
 under the ``opentelemetry_instrumentor`` entry-point group). Until then the hook in
-:mod:`ad_buyer_storage.kit.telemetry` is None and the store pays one ``if`` per operation.
+:mod:`ad_buyer_storage.client.telemetry` is None and the store pays one ``if`` per operation.
 
 What is recorded:
 
@@ -57,11 +57,11 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from ad_buyer_storage.client import telemetry
 from ad_buyer_storage.composed.breaker import BreakerState, CircuitBreaker
 from ad_buyer_storage.contract.glob import GlobPattern, compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import Peer, StorageBackend, SupportsParts, SupportsRouting, SupportsTelemetry
 from ad_buyer_storage.errors import StorageError
-from ad_buyer_storage.kit import telemetry
 
 __all__ = ["DURATION_BUCKETS", "StorageInstrumentor"]
 
@@ -229,7 +229,7 @@ class _Facts:
 
 
 class _Hook:
-    """The :class:`~ad_buyer_storage.kit.telemetry.Hook` that records to OpenTelemetry."""
+    """The :class:`~ad_buyer_storage.client.telemetry.Hook` that records to OpenTelemetry."""
 
     def __init__(self, tracer: trace.Tracer, meter: metrics.Meter) -> None:
         self.active = True

@@ -26,8 +26,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar, cast
 
+from ad_buyer_storage.client import telemetry
 from ad_buyer_storage.errors import PartialBatchError
-from ad_buyer_storage.kit import telemetry
 
 __all__ = ["Coalescer", "drain"]
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, cast, overload
 
+from ad_buyer_storage.client import telemetry
 from ad_buyer_storage.client.base import (
     _DECIMAL_CONTEXT,
     _MISSING,
@@ -25,6 +26,7 @@ from ad_buyer_storage.client.base import (
 )
 from ad_buyer_storage.client.codec import JsonCodec, validate_as
 from ad_buyer_storage.client.combine import Increment, Update, sign_runs
+from ad_buyer_storage.client.refresh import read_refresh
 from ad_buyer_storage.client.validation import (
     TTL,
     as_decimal,
@@ -43,8 +45,6 @@ from ad_buyer_storage.errors import (
     PartialBatchError,
     VersionConflictError,
 )
-from ad_buyer_storage.kit import telemetry
-from ad_buyer_storage.kit.refresh import read_refresh
 
 __all__ = ["KeyValue"]
 

@@ -7,6 +7,7 @@ import bisect
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ad_buyer_storage.client import telemetry
 from ad_buyer_storage.client.base import (
     _DELETE_BATCH,
     _LIST_BATCH,
@@ -21,7 +22,6 @@ from ad_buyer_storage.client.validation import check_key
 from ad_buyer_storage.contract.glob import compile_glob, escape_glob
 from ad_buyer_storage.contract.protocol import StorageBackend, SupportsReleaseNamespace
 from ad_buyer_storage.errors import InvalidInputError, InvalidPatternError, StorageError
-from ad_buyer_storage.kit import telemetry
 
 __all__ = ["Listing"]
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+from ad_buyer_storage.client import telemetry
 from ad_buyer_storage.client.base import Selection, Updater, Versioned, _Flagged, _merge_writes, _State, check_claims
 from ad_buyer_storage.client.coalesce import Coalescer
 from ad_buyer_storage.client.codec import DEFAULT_MAX_VALUE_BYTES, JsonCodec
@@ -35,7 +36,6 @@ from ad_buyer_storage.contract.protocol import (
     SupportsRouting,
 )
 from ad_buyer_storage.errors import InvalidInputError, KeyNotFoundError
-from ad_buyer_storage.kit import telemetry
 
 __all__ = ["TTL", "Selection", "Store", "Updater", "Versioned", "check_claims"]
 

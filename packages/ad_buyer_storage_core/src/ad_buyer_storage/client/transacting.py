@@ -10,12 +10,12 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from ad_buyer_storage.client import telemetry
 from ad_buyer_storage.client.base import StoreBase, T, _holding
 from ad_buyer_storage.client.transaction import Transaction
 from ad_buyer_storage.client.validation import check_attempts
 from ad_buyer_storage.contract.protocol import Capability
 from ad_buyer_storage.errors import StorageError, TransactionConflictError
-from ad_buyer_storage.kit import telemetry
 
 __all__ = ["Transacting"]
 

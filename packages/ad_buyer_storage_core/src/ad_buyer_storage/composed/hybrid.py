@@ -30,6 +30,8 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from ad_buyer_storage.client.query import query
+from ad_buyer_storage.client.refresh import read_refresh
 from ad_buyer_storage.composed.forwarding import Forwarding, has_hook
 from ad_buyer_storage.composed.lifecycle import close_all, connect_all, release_all
 from ad_buyer_storage.contract.glob import GlobPattern, compile_glob, escape_glob
@@ -56,8 +58,6 @@ from ad_buyer_storage.errors import (
     UnavailableError,
     UnsupportedOperationError,
 )
-from ad_buyer_storage.kit.query import query
-from ad_buyer_storage.kit.refresh import read_refresh
 
 __all__ = ["HybridBackend", "Requirement", "Route", "RouteHealth", "check_routes"]
 

@@ -33,6 +33,13 @@ PostgreSQL backends are built on it; a fourth copies their shape and imports the
     Give each item of a failed multi-row statement its own outcome (``PartialBatchError``).
 ``redaction``, ``urls``
     Keep passwords out of reprs, logs and errors; percent-encode credentials pasted raw.
+``seen``, ``turns``
+    Bounded de-duplication of listings (:class:`SeenKeys`); a transaction's turn held by the
+    current task (:func:`held`, :func:`holding`).
+
+This is exactly the backend author's toolbox: every name here is listed in ``__all__`` and
+importable from ``ad_buyer_storage.kit`` (``from ad_buyer_storage.kit import ErrorTable, Row``);
+what only core uses lives in core.
 
 The wiring of a network backend (PostgreSQL's, in short)::
 
@@ -50,3 +57,111 @@ The wiring of a network backend (PostgreSQL's, in short)::
         def scan(self, pattern, batch_size):
             return scan_pages(pattern, batch_size, self._scan_page)
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ad_buyer_storage.kit.batches import each_or_error as each_or_error
+    from ad_buyer_storage.kit.batches import in_bulk_or_each as in_bulk_or_each
+    from ad_buyer_storage.kit.batches import results_or_raise as results_or_raise
+    from ad_buyer_storage.kit.errormap import ErrorMap as ErrorMap
+    from ad_buyer_storage.kit.errormap import NoConnection as NoConnection
+    from ad_buyer_storage.kit.errormap import Translator as Translator
+    from ad_buyer_storage.kit.errormap import driver_message as driver_message
+    from ad_buyer_storage.kit.errormap import in_flight_error as in_flight_error
+    from ad_buyer_storage.kit.errormap import unchained as unchained
+    from ad_buyer_storage.kit.errortable import ErrorTable as ErrorTable
+    from ad_buyer_storage.kit.errortable import Make as Make
+    from ad_buyer_storage.kit.errortable import Row as Row
+    from ad_buyer_storage.kit.errortable import TextRule as TextRule
+    from ad_buyer_storage.kit.errortable import lost as lost
+    from ad_buyer_storage.kit.errortable import timed_out as timed_out
+    from ad_buyer_storage.kit.identifiers import DEFAULT_INDEXED_FIELDS as DEFAULT_INDEXED_FIELDS
+    from ad_buyer_storage.kit.identifiers import check_identifier as check_identifier
+    from ad_buyer_storage.kit.identifiers import indexed_fields as indexed_fields
+    from ad_buyer_storage.kit.identifiers import is_identifier as is_identifier
+    from ad_buyer_storage.kit.redaction import raise_redacted as raise_redacted
+    from ad_buyer_storage.kit.redaction import redact_or_withhold as redact_or_withhold
+    from ad_buyer_storage.kit.redaction import redact_routes as redact_routes
+    from ad_buyer_storage.kit.redaction import redact_text as redact_text
+    from ad_buyer_storage.kit.redaction import redact_url as redact_url
+    from ad_buyer_storage.kit.redaction import reveals_secret as reveals_secret
+    from ad_buyer_storage.kit.retry import Classifier as Classifier
+    from ad_buyer_storage.kit.retry import RetryPolicy as RetryPolicy
+    from ad_buyer_storage.kit.scan import scan_pages as scan_pages
+    from ad_buyer_storage.kit.seen import SPILL_AFTER as SPILL_AFTER
+    from ad_buyer_storage.kit.seen import SeenKeys as SeenKeys
+    from ad_buyer_storage.kit.subscription import Deliver as Deliver
+    from ad_buyer_storage.kit.subscription import queue_subscription as queue_subscription
+    from ad_buyer_storage.kit.sweeper import Sweeper as Sweeper
+    from ad_buyer_storage.kit.sweeper import purge_in_batches as purge_in_batches
+    from ad_buyer_storage.kit.sweeper import sweep_forever as sweep_forever
+    from ad_buyer_storage.kit.turns import held as held
+    from ad_buyer_storage.kit.turns import holding as holding
+    from ad_buyer_storage.kit.urls import SCHEME as SCHEME
+    from ad_buyer_storage.kit.urls import encode_credentials as encode_credentials
+    from ad_buyer_storage.kit.urls import query_secret_spans as query_secret_spans
+    from ad_buyer_storage.kit.urls import server_of as server_of
+    from ad_buyer_storage.kit.urls import split_routes as split_routes
+
+_WHERE = {
+    "each_or_error": "ad_buyer_storage.kit.batches",
+    "in_bulk_or_each": "ad_buyer_storage.kit.batches",
+    "results_or_raise": "ad_buyer_storage.kit.batches",
+    "ErrorMap": "ad_buyer_storage.kit.errormap",
+    "NoConnection": "ad_buyer_storage.kit.errormap",
+    "Translator": "ad_buyer_storage.kit.errormap",
+    "driver_message": "ad_buyer_storage.kit.errormap",
+    "in_flight_error": "ad_buyer_storage.kit.errormap",
+    "unchained": "ad_buyer_storage.kit.errormap",
+    "ErrorTable": "ad_buyer_storage.kit.errortable",
+    "Make": "ad_buyer_storage.kit.errortable",
+    "Row": "ad_buyer_storage.kit.errortable",
+    "TextRule": "ad_buyer_storage.kit.errortable",
+    "lost": "ad_buyer_storage.kit.errortable",
+    "timed_out": "ad_buyer_storage.kit.errortable",
+    "DEFAULT_INDEXED_FIELDS": "ad_buyer_storage.kit.identifiers",
+    "check_identifier": "ad_buyer_storage.kit.identifiers",
+    "indexed_fields": "ad_buyer_storage.kit.identifiers",
+    "is_identifier": "ad_buyer_storage.kit.identifiers",
+    "raise_redacted": "ad_buyer_storage.kit.redaction",
+    "redact_or_withhold": "ad_buyer_storage.kit.redaction",
+    "redact_routes": "ad_buyer_storage.kit.redaction",
+    "redact_text": "ad_buyer_storage.kit.redaction",
+    "redact_url": "ad_buyer_storage.kit.redaction",
+    "reveals_secret": "ad_buyer_storage.kit.redaction",
+    "Classifier": "ad_buyer_storage.kit.retry",
+    "RetryPolicy": "ad_buyer_storage.kit.retry",
+    "scan_pages": "ad_buyer_storage.kit.scan",
+    "SPILL_AFTER": "ad_buyer_storage.kit.seen",
+    "SeenKeys": "ad_buyer_storage.kit.seen",
+    "Deliver": "ad_buyer_storage.kit.subscription",
+    "queue_subscription": "ad_buyer_storage.kit.subscription",
+    "Sweeper": "ad_buyer_storage.kit.sweeper",
+    "purge_in_batches": "ad_buyer_storage.kit.sweeper",
+    "sweep_forever": "ad_buyer_storage.kit.sweeper",
+    "held": "ad_buyer_storage.kit.turns",
+    "holding": "ad_buyer_storage.kit.turns",
+    "SCHEME": "ad_buyer_storage.kit.urls",
+    "encode_credentials": "ad_buyer_storage.kit.urls",
+    "query_secret_spans": "ad_buyer_storage.kit.urls",
+    "server_of": "ad_buyer_storage.kit.urls",
+    "split_routes": "ad_buyer_storage.kit.urls",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
