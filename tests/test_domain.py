@@ -6,7 +6,16 @@ from collections.abc import Sequence
 
 import pytest
 
-from ad_buyer_storage import ENTITIES, AlreadyExistsError, Entity, InvalidInputError, Storage, register_entity
+from ad_buyer_storage import (
+    ENTITIES,
+    AlreadyExistsError,
+    Entity,
+    InvalidInputError,
+    Storage,
+    Transaction,
+    TransactionConflictError,
+    register_entity,
+)
 from ad_buyer_storage.backends.memory import MemoryBackend
 from ad_buyer_storage.contract import Record
 from ad_buyer_storage.domain.entities import ephemeral_prefixes, unregister_entity
@@ -112,3 +121,20 @@ async def test_an_operator_shaped_filter_is_refused_not_answered_empty() -> None
         assert await storage.list_deals({"cpm": 12}) == [{"cpm": 12}]
         await storage.set_deal("d2", {"target": {"geo": "US"}})  # an object value is still equality
         assert await storage.list_deals({"target": {"geo": "US"}}) == [{"target": {"geo": "US"}}]
+
+
+async def test_await_tx_set_works_and_giving_up_says_how_many_attempts_and_what_to_do() -> None:
+    async with Storage(MemoryBackend()) as storage:
+        async with storage.transaction() as tx:
+            await tx.set("k:a", 1)  # awaited, as tx.get is: no bare TypeError
+            tx.set("k:b", 2)  # or not
+            await tx.delete("k:c")
+        assert await storage.get_many(["k:a", "k:b"]) == {"k:a": 1, "k:b": 2}
+
+        async def always_overtaken(tx: Transaction) -> None:
+            value = await tx.get("k:a")
+            await storage.set("k:a", value + 1)  # another writer, every time
+            tx.set("k:a", 0)
+
+        with pytest.raises(TransactionConflictError, match=r"gave up after 3 conflicting attempts.*attempts= above 3"):
+            await storage.transact(always_overtaken, attempts=3)

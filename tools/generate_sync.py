@@ -461,6 +461,8 @@ def _methods(cls: ast.ClassDef, target: str) -> list[str]:
             out.append(f"    def {node.name}({params}) -> {returns}:\n        return self._iterate({call})\n")
         elif returns in TWINS.values():
             out.append(f"    def {node.name}({params}) -> {returns}:\n        return {returns}(self, {call})\n")
+        elif returns == "Staged":  # a transaction's staging call: awaitable there, plain here
+            out.append(f"    def {node.name}({params}) -> None:\n        {call}\n")
         else:
             out.append(f"    def {node.name}({params}) -> {returns}:\n        return {call}\n")
     return out

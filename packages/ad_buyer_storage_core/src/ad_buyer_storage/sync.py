@@ -574,10 +574,10 @@ class SyncTransaction:
         return self._facade._call(self._wrapped.exists(key))
 
     def set(self, key: str, value: Any, ttl: TTL = None, *, keep_ttl: bool = False) -> None:
-        return self._wrapped.set(key, value, ttl, keep_ttl=keep_ttl)
+        self._wrapped.set(key, value, ttl, keep_ttl=keep_ttl)
 
     def delete(self, key: str) -> None:
-        return self._wrapped.delete(key)
+        self._wrapped.delete(key)
 
     @overload
     def incr(self, key: str, amount: int = 1, *, ttl: TTL = None) -> int: ...

@@ -84,9 +84,15 @@ class Transacting(StoreBase):
                     finally:
                         touched = tx.touched_keys()
                 return result
-            except TransactionConflictError:
+            except TransactionConflictError as exc:
                 if attempt == attempts - 1:
-                    raise
+                    if attempts == 1:
+                        raise
+                    raise TransactionConflictError(
+                        f"gave up after {attempts} conflicting attempts (other writers kept changing "
+                        f"{', '.join(map(repr, touched[:5])) or 'its keys'}); nothing was applied: try "
+                        f"again, or pass attempts= above {attempts}"
+                    ) from exc
                 if held and set(touched) <= set(held):  # lost even under this process's locks: to another process
                     if turned:  # even under its turn (a plain write overtook it): back off
                         await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))

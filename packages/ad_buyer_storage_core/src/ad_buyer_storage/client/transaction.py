@@ -21,7 +21,7 @@ raised after such reads is checked too, and its error becomes a conflict if they
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from decimal import Context, Decimal
 from typing import Any, NamedTuple, TypeVar, cast, overload
 
@@ -69,6 +69,24 @@ class _Staged(NamedTuple):
     text: str | None
     ttl_ms: int | None = None
     keep_ttl: bool = False
+
+
+class Staged:
+    """What staging calls return: nothing to wait for, and awaitable, so that
+    ``tx.set(k, v)`` and ``await tx.set(k, v)`` both work (``tx.get`` is a coroutine, and code
+    mixing the two shapes should not fail with a bare TypeError)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator: awaiting it returns at once
+
+    def __repr__(self) -> str:
+        return "<staged>"
+
+
+STAGED = Staged()
 
 
 class Transaction:
@@ -145,8 +163,9 @@ class Transaction:
         return self._value(key, (await self._records([key]))[key])[0]
 
     # -- staged writes and conditions --------------------------------------------------------
-    def set(self, key: str, value: Any, ttl: TTL = None, *, keep_ttl: bool = False) -> None:
-        """Stage a write (validated and encoded now: bad input is refused at the call)."""
+    def set(self, key: str, value: Any, ttl: TTL = None, *, keep_ttl: bool = False) -> Staged:
+        """Stage a write (validated and encoded now: bad input is refused at the call). Nothing
+        to wait for, but ``await tx.set(...)`` works too (as ``await tx.get(...)`` does)."""
         key = self._key(key)
         ttl_ms = ttl_to_ms(ttl)
         if ttl_ms is not None and Capability.EXPIRY not in self._capabilities(key):
@@ -154,10 +173,12 @@ class Transaction:
         if keep_ttl and ttl_ms is not None:
             raise InvalidInputError("pass either ttl= or keep_ttl=True, not both")
         self._stage(key, _Staged(self._codec.encode(value), ttl_ms, keep_ttl))
+        return STAGED
 
-    def delete(self, key: str) -> None:
-        """Stage a delete."""
+    def delete(self, key: str) -> Staged:
+        """Stage a delete (``await tx.delete(...)`` works too)."""
         self._stage(self._key(key), _Staged(None))
+        return STAGED
 
     @overload
     async def incr(self, key: str, amount: int = 1, *, ttl: TTL = None) -> int: ...
