@@ -475,3 +475,17 @@ def test_variables_of_other_programs_and_every_real_setting_pass(monkeypatch: py
     }.items():
         monkeypatch.setenv(name, value)
     load_settings()
+
+
+def test_a_domains_indexed_fields_reach_the_backend_as_data_unless_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from ad_buyer_storage import StoreProfile, build_store  # noqa: PLC0415
+    from ad_buyer_storage.composed import unwrap  # noqa: PLC0415
+
+    profile = StoreProfile(indexed_fields=("region", "tier"))
+    store = build_store(f"sqlite:///{tmp_path}/a.db", profile=profile)
+    assert unwrap(store.backend).indexed_fields == ("region", "tier")  # type: ignore[attr-defined]
+    monkeypatch.setenv("SQLITE_INDEXED_FIELDS", "status")
+    store = build_store(f"sqlite:///{tmp_path}/b.db", profile=profile)
+    assert unwrap(store.backend).indexed_fields == ("status",)  # type: ignore[attr-defined]

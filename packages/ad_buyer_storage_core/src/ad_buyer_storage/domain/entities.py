@@ -118,7 +118,15 @@ def entity_by_name(name: str) -> Entity:
 def agent_profile() -> StoreProfile:
     """The entity table as the generic factory takes it: each entity's keyspace, whether it is
     durable, what it needs (the hybrid router's default routes and route checks read it)."""
-    return StoreProfile(tuple(Keyspace(e.prefix, e.name, e.durable, e.needs) for e in ENTITIES.values()))
+    return StoreProfile(
+        tuple(Keyspace(e.prefix, e.name, e.durable, e.needs) for e in ENTITIES.values()),
+        indexed_fields=AGENT_INDEXED_FIELDS,
+    )
+
+
+#: What the agent's listings filter on (``list_deals({"status": ...})``...): indexed where a
+#: backend indexes fields, unless ``SQLITE_INDEXED_FIELDS``/``POSTGRES_INDEXED_FIELDS`` say otherwise.
+AGENT_INDEXED_FIELDS = ("status", "campaign_id", "deal_id", "buyer_id", "seller_id")
 
 
 def default_routes(fast: str, durable: str) -> dict[str, str]:

@@ -113,6 +113,8 @@ def build_backend(
     factory = spec.load_factory()
     if spec.composite:
         overrides["profile"] = profile
+    elif profile.indexed_fields is not None and "indexed_fields" not in overrides:
+        _index_for(spec, profile.indexed_fields, overrides)
     try:
         backend = factory(settings, **overrides)
     except StorageError:
@@ -132,6 +134,20 @@ def build_backend(
     else:
         return _breaker(spec, settings, backend, label)
     raise error  # outside the handler: not chained to pydantic's error, which quotes the inputs
+
+
+def _index_for(spec: BackendSpec, fields: tuple[str, ...], overrides: dict[str, Any]) -> None:
+    """The profile's indexed fields for a backend whose settings have ``indexed_fields``,
+    unless the environment sets them (``SQLITE_INDEXED_FIELDS``...): the operator's word wins."""
+    try:
+        model = spec.settings_model()
+    except (ImportError, AttributeError):  # a broken plugin: its factory reports it
+        return
+    if model is None or "indexed_fields" not in model.model_fields:
+        return
+    variable = str(model.model_config.get("env_prefix", "")).upper() + "INDEXED_FIELDS"
+    if variable not in {name.upper() for name in os.environ}:
+        overrides["indexed_fields"] = ",".join(fields)
 
 
 def _env_prefix(spec: BackendSpec) -> str:

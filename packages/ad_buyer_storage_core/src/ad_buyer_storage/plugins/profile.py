@@ -39,6 +39,10 @@ class StoreProfile:
     built with it and no ``STORAGE_ROUTES`` keeps every key on the durable store."""
 
     keyspaces: tuple[Keyspace, ...] = ()
+    #: Top-level fields the domain filters its listings on: a backend that indexes fields
+    #: (``SQLITE_INDEXED_FIELDS``, ``POSTGRES_INDEXED_FIELDS``) indexes these, unless its setting
+    #: is given. None: the backend's own default.
+    indexed_fields: tuple[str, ...] | None = None
 
     def ephemeral_prefixes(self) -> list[str]:
         """The prefixes of data that may be lost: the fast store's, by default."""
