@@ -138,3 +138,17 @@ async def test_await_tx_set_works_and_giving_up_says_how_many_attempts_and_what_
 
         with pytest.raises(TransactionConflictError, match=r"gave up after 3 conflicting attempts.*attempts= above 3"):
             await storage.transact(always_overtaken, attempts=3)
+
+
+async def test_a_listing_that_ends_on_a_full_page_says_so() -> None:
+    """No extra empty page: the last page's next_cursor is None even when it is full."""
+    async with Storage(MemoryBackend()) as storage:
+        for i in range(10):
+            await storage.set_deal(f"d{i}", {"status": "active" if i < 6 else "paused"})
+        first = await storage.list_deals({"status": "active"}, limit=3)
+        second = await storage.list_deals({"status": "active"}, limit=3, cursor=first.next_cursor)
+        assert len(first) == len(second) == 3
+        assert first.next_cursor is not None
+        assert second.next_cursor is None, "6 matches in pages of 3: two pages, not a third empty one"
+        selection = await storage.select("deal:", {"status": "paused"}, limit=4)
+        assert (len(selection.rows), selection.last_key) == (4, None)

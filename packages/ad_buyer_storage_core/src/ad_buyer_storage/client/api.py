@@ -199,7 +199,8 @@ class StoreAPI(Protocol):
         top-level fields equal *filters* (JSON equality, see :mod:`ad_buyer_storage.client.filters`),
         at most *limit*. Evaluated in the store where it can (``SupportsQuery``: an index range
         scan on SQLite and PostgreSQL); every record is checked again here, so the answer is
-        the same on every backend. Pass ``after=selection.last_key`` for the next page."""
+        the same on every backend. Pass ``after=selection.last_key`` for the next page; it is None
+        when nothing matches past this page (a full page included: no empty page follows)."""
         ...
 
     async def keys(self, pattern: str = "*") -> list[str]:

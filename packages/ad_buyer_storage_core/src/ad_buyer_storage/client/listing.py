@@ -60,13 +60,18 @@ class Listing(StoreBase):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise InvalidInputError(f"limit must be a non-negative int or None, not {limit!r}")
         expected = wanted(filters)
+        if limit == 0:  # nothing, and the same place to go on from
+            return Selection([], after)
         if self._querier is None:
             return await self._select_by_scan(backend, prefix, expected, after, limit)
         where = pushable(expected)
         rows: list[tuple[str, Any]] = []
         cursor = after
-        while limit is None or len(rows) < limit:
-            page = _SELECT_PAGE if limit is None else max(1, min(_SELECT_PAGE, limit - len(rows)))
+        # One match past the page is looked for: a page that ends the listing says so
+        # (last_key None), instead of sending its caller for an empty page.
+        wanted_rows = None if limit is None else limit + 1
+        while wanted_rows is None or len(rows) < wanted_rows:
+            page = _SELECT_PAGE if wanted_rows is None else max(1, min(_SELECT_PAGE, wanted_rows - len(rows)))
             if len(where) < len(expected):
                 page = _SELECT_PAGE  # the store cannot filter it all: fewer, larger round trips
             found = await self._querier.query(prefix, where, cursor, page)
@@ -75,19 +80,17 @@ class Listing(StoreBase):
                 cursor = key
                 if not expected or matches(value, expected):
                     rows.append((key, value))
-                    if limit is not None and len(rows) >= limit:
-                        return Selection(rows, key)
+                    if wanted_rows is not None and len(rows) >= wanted_rows:
+                        return _page(rows, limit)
             if len(found) < page:
-                return Selection(rows, None)
-        return Selection(rows, cursor)
+                return _page(rows, limit)
+        return _page(rows, limit)
 
     async def _select_by_scan(
         self, backend: StorageBackend, prefix: str, expected: dict[str, Any], after: str | None, limit: int | None
     ) -> Selection:
         """``select`` on a backend without ``SupportsQuery``: every key under *prefix* listed
         and sorted (memory and time grow with the keyspace, per page), then read in bulk."""
-        if limit == 0:  # as the query path answers: nothing, and the same place to go on from
-            return Selection([], after)
         keys = sorted([key async for key in backend.scan(compile_glob(escape_glob(prefix) + "*"), _SCAN_BATCH)])
         start = 0 if after is None else bisect.bisect_right(keys, after)
         rows: list[tuple[str, Any]] = []
@@ -100,9 +103,9 @@ class Listing(StoreBase):
                 value = self._codec.decode(record.value)
                 if not expected or matches(value, expected):
                     rows.append((key, value))
-                    if limit is not None and len(rows) >= limit:
-                        return Selection(rows, key)
-        return Selection(rows, None)
+                    if limit is not None and len(rows) > limit:
+                        return _page(rows, limit)
+        return _page(rows, limit)
 
     async def keys(self, pattern: str = "*") -> list[str]:
         """Every live key matching *pattern*, sorted."""
@@ -152,3 +155,11 @@ class Listing(StoreBase):
             except StorageError as exc:  # the keys are gone: the claim left behind only reserves the name
                 log.warning("cleared, but the namespace was not released: %s", exc)
         return deleted
+
+
+def _page(rows: list[tuple[str, Any]], limit: int | None) -> Selection:
+    """*rows* found looking one past *limit*: the page, and where the next one starts (None
+    when nothing matched past it)."""
+    if limit is None or len(rows) <= limit:
+        return Selection(rows, None)
+    return Selection(rows[:limit], rows[limit - 1][0])

@@ -178,7 +178,8 @@ class StorageAPI:
         top-level fields equal *filters* (JSON equality, see :mod:`ad_buyer_storage.client.filters`),
         at most *limit*. Evaluated in the store where it can (``SupportsQuery``: an index range
         scan on SQLite and PostgreSQL); every record is checked again here, so the answer is
-        the same on every backend. Pass ``after=selection.last_key`` for the next page."""
+        the same on every backend. Pass ``after=selection.last_key`` for the next page; it is None
+        when nothing matches past this page (a full page included: no empty page follows)."""
         return await self.store.select(prefix, filters, after=after, limit=limit)
 
     async def keys(self, pattern: str = "*") -> list[str]:
