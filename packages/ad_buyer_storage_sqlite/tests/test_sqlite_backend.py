@@ -112,7 +112,7 @@ async def test_prefix_listing_uses_the_primary_key_index(tmp_path) -> None:
 async def test_sqlite_memory_url_works_and_is_not_durable() -> None:
     assert parse_sqlite_url("sqlite:///:memory:") == ":memory:"
     backend = SQLiteBackend(":memory:")
-    assert {c.value for c in backend.capabilities} == {"expiry", "atomic", "transactions"}
+    assert {c.value for c in backend.capabilities} == {"expiry", "atomic", "transactions", "refresh"}
     async with Storage(backend) as storage:
         await storage.set("k", 1)
         assert await storage.get("k") == 1

@@ -34,6 +34,8 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
                     Capability.MULTI_PROCESS,
                     Capability.PUBSUB,
                     Capability.TRANSACTIONS,
+                    Capability.REFRESH,
+                    Capability.TURNS,
                 }
             ),
         )

@@ -26,6 +26,8 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
                     Capability.TRANSACTIONS,
                     Capability.DURABLE,
                     Capability.MULTI_PROCESS,
+                    Capability.REFRESH,
+                    Capability.TURNS,
                 }
             ),
         )

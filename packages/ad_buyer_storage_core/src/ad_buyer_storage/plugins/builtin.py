@@ -17,7 +17,9 @@ def ad_buyer_storage_backends() -> list[BackendSpec]:
             description="in-process dict: the contract's reference implementation, for tests",
             url_schemes=("memory",),
             rank=-10,
-            capabilities=frozenset({Capability.EXPIRY, Capability.ATOMIC, Capability.PUBSUB}),
+            capabilities=frozenset(
+                {Capability.EXPIRY, Capability.ATOMIC, Capability.PUBSUB, Capability.TRANSACTIONS, Capability.REFRESH}
+            ),
         ),
         BackendSpec(
             "hybrid",
