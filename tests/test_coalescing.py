@@ -335,10 +335,15 @@ async def test_a_batch_sent_in_a_task_is_kept_and_finished_before_the_backend_cl
     """Issue 24: the coalescer kept no reference to the task sending a queued batch (the loop
     keeps only a weak one), and closing the store did not wait for it: the backend closed under it."""
     events: list[str] = []
+    started, gate = asyncio.Event(), asyncio.Event()
 
     class Slow(Recording):
         async def read(self, keys: Sequence[str]) -> Sequence[Record | None]:
-            await asyncio.sleep(0.02)
+            if len(keys) == 1:
+                await asyncio.sleep(0.02)  # in flight while the other reads queue behind it
+            else:
+                started.set()
+                await gate.wait()  # the queued batch, held until the test lets it go
             records = await super().read(keys)
             events.append(f"read {len(keys)}")
             return records
@@ -351,10 +356,14 @@ async def test_a_batch_sent_in_a_task_is_kept_and_finished_before_the_backend_cl
     await storage.connect()
     await storage.set_many({f"k{i}": i for i in range(4)})
     reads = [asyncio.ensure_future(storage.get(f"k{i}")) for i in range(4)]
-    await asyncio.sleep(0.03)  # the first read is back; the other three are in flight, in a task
+    await asyncio.wait_for(started.wait(), 10)  # the three queued reads are in flight, in a task
     tasks = storage.store._reads._tasks  # type: ignore[union-attr]
     assert len(tasks) == 1, "the task sending the queued batch is referenced until it is done"
-    await storage.aclose()
+    closing = asyncio.ensure_future(storage.aclose())
+    await asyncio.sleep(0.05)
+    assert "closed" not in events, "closing waits for the batch in flight"
+    gate.set()
+    await asyncio.wait_for(closing, 10)
     assert events == ["read 1", "read 3", "closed"], "the batch in flight finished before the backend closed"
     assert [await r for r in reads] == [0, 1, 2, 3]
     assert not tasks

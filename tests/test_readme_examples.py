@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -15,9 +16,16 @@ READMES = [ROOT / "README.md", *sorted(ROOT.glob("packages/*/README.md"))]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
+def _installed(readme: Path) -> bool:
+    """A package README's examples need the package (``deps-oldest`` runs without the AdCP one)."""
+    if readme.parent.parent.name != "packages":
+        return True
+    return importlib.util.find_spec(readme.parent.name) is not None
+
+
 def _examples() -> list[tuple[str, str]]:
     found = []
-    for readme in READMES:
+    for readme in filter(_installed, READMES):
         for i, code in enumerate(BLOCK.findall(readme.read_text())):
             if "asyncio.run(" in code or "SyncStorage()" in code:  # a complete program, not a fragment
                 found.append((f"{readme.relative_to(ROOT)}#{i}", code))
@@ -46,7 +54,7 @@ def test_readme_example_runs(where: str, code: str, tmp_path, drop_example_schem
 
 def test_there_are_examples_in_every_package_readme() -> None:
     where = {w.split("#")[0] for w, _ in _examples()}
-    assert {str(p.relative_to(ROOT)) for p in READMES if "packages" in str(p)} <= where
+    assert {str(p.relative_to(ROOT)) for p in READMES if "packages" in str(p) and _installed(p)} <= where
 
 
 def test_every_test_reliability_md_names_exists() -> None:

@@ -207,7 +207,10 @@ def load_backend_settings(
         if field not in model.model_fields:
             valid = sorted(model.model_fields) + list(extra)
             raise ConfigurationError(f"unknown setting {name!r}; valid here: {', '.join(valid)}")
-        fields[field] = value
+        # By its alias where it has one (``DATABASE_URL``): older pydantic-settings let the
+        # environment's value under the alias win over a keyword given by field name.
+        alias = model.model_fields[field].alias
+        fields[alias if isinstance(alias, str) and alias else field] = value
     try:
         return model(**fields)
     except ValidationError as exc:
